@@ -1,0 +1,127 @@
+/**
+ * One simulation's memory in the CPU engine: host constants, dynamic state and scratch, all in typed arrays
+ * (SharedArrayBuffer-backed where available, so worker threads step them in place).
+ */
+import { basisConstants, type BasisConstants, kernelMatrix } from '../../model/basis.js';
+import type { SimSpec } from '../../model/spec.js';
+import type { Precision, SimStatus } from '../types.js';
+
+export type Vec = Float64Array | Float32Array;
+
+/** Slots of CpuSimState.scalars. */
+export const S = {
+  N: 0,
+  RESTART: 1,
+  STEP: 2,
+  GAMMA: 3,
+  TEMP: 4,
+  LNNU: 5,
+  EBEST: 6,
+  PLATEAU_COUNT: 7,
+  CONV_COUNT: 8,
+  STATUS: 9,
+} as const;
+const SCALARS = 10;
+
+export const STATUS_CODES: SimStatus[] = ['running', 'plateau', 'converged', 'failed', 'completed'];
+
+const shared = typeof SharedArrayBuffer !== 'undefined';
+
+export function allocVec(length: number, precision: Precision): Vec {
+  const bytes = length * (precision === 'f32' ? 4 : 8);
+  const buffer = shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+  return precision === 'f32' ? new Float32Array(buffer) : new Float64Array(buffer);
+}
+
+/** Everything a tick needs; plain data so it can be posted to a worker and rebuilt there. */
+export interface CpuSimState {
+  id: number;
+  spec: SimSpec;
+  precision: Precision;
+  k: number;
+  /** Simulations with equal keys share `kernel` and are stepped together. */
+  kernelKey: string;
+  logP: Vec;
+  omega: Vec;
+  theta0: Vec;
+  prior: Vec;
+  weights: Vec;
+  vmax: number;
+  /** Kn, row-major k x k; shared between simulations with the same kernel. */
+  kernel: Vec;
+  /** Learned matrix A (k x k) for mixer `learned`, else empty. */
+  learned: Vec;
+  theta: Vec;
+  mass: Vec;
+  scalars: Float64Array;
+  // scratch of the dense pass
+  ampCos: Vec;
+  ampSin: Vec;
+  amp: Vec;
+  zRe: Vec;
+  zIm: Vec;
+  q: Vec;
+}
+
+function toVec(values: Float64Array, precision: Precision): Vec {
+  const v = allocVec(values.length, precision);
+  v.set(values);
+  return v;
+}
+
+/** Identity of the normalised kernel, so that simulations on the same basis share one matrix. */
+export function kernelKey(spec: SimSpec, precision: Precision): string {
+  return [precision, spec.mixer, spec.localityBias, spec.semantic, spec.primes.join(',')].join('|');
+}
+
+export function buildKernel(spec: SimSpec, basis: BasisConstants, precision: Precision): Vec {
+  return toVec(kernelMatrix(spec, basis), precision);
+}
+
+export function createSimState(id: number, spec: SimSpec, precision: Precision, kernel: Vec | null): CpuSimState {
+  const basis = basisConstants(spec);
+  const k = basis.k;
+  const round = precision === 'f32' ? Math.fround : (x: number) => x;
+  const state: CpuSimState = {
+    id,
+    spec,
+    precision,
+    k,
+    kernelKey: kernelKey(spec, precision),
+    logP: toVec(basis.logP, precision),
+    omega: toVec(basis.omega, precision),
+    theta0: toVec(basis.theta0, precision),
+    prior: toVec(basis.mass0, precision),
+    weights: toVec(basis.weights, precision),
+    vmax: round(basis.vmax),
+    kernel: kernel ?? buildKernel(spec, basis, precision),
+    learned: allocVec(spec.mixer === 'learned' ? k * k : 0, precision),
+    theta: toVec(basis.theta0, precision),
+    mass: toVec(basis.mass0, precision),
+    scalars: new Float64Array(shared ? new SharedArrayBuffer(SCALARS * 8) : new ArrayBuffer(SCALARS * 8)),
+    ampCos: allocVec(k, precision),
+    ampSin: allocVec(k, precision),
+    amp: allocVec(k, precision),
+    zRe: allocVec(k, precision),
+    zIm: allocVec(k, precision),
+    q: allocVec(k, precision),
+  };
+  resetRestart(state, 0);
+  state.scalars[S.STEP] = 0;
+  state.scalars[S.LNNU] = 0;
+  state.scalars[S.STATUS] = 0;
+  return state;
+}
+
+/** Counters and schedules of a new restart (docs/engine.md); phases are re-seeded by the caller. */
+export function resetRestart(state: CpuSimState, restart: number): void {
+  const round = state.precision === 'f32' ? Math.fround : (x: number) => x;
+  const sc = state.scalars;
+  sc[S.N] = 0;
+  sc[S.RESTART] = restart;
+  sc[S.GAMMA] = round(Math.min(state.spec.gamma0, state.spec.gammaMax));
+  sc[S.TEMP] = round(state.spec.temperature0);
+  sc[S.EBEST] = Infinity;
+  sc[S.PLATEAU_COUNT] = 0;
+  sc[S.CONV_COUNT] = 0;
+}

@@ -1,0 +1,330 @@
+/**
+ * One tick of the CPU engine (docs/engine.md): the dense pass of MODEL.md section 4 step 1 over a group of
+ * simulations that share a kernel, then per simulation the metrics, the decision and the update.
+ * Precision f32 rounds every stored value with Math.fround (the points where the GPU stores f32); dot
+ * products accumulate in float64 within a row, summed in index order j = 0..k-1.
+ */
+import type { Metrics } from '../../model/config.js';
+import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
+import { Flag, type TickRecord } from '../types.js';
+import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
+
+const TWO_PI = 2 * Math.PI;
+const MIN_LOG_MASS = -80;
+const TINY = 1e-30;
+const identity = (x: number): number => x;
+
+function rounder(state: CpuSimState): (x: number) => number {
+  return state.precision === 'f32' ? Math.fround : identity;
+}
+
+function wrap(x: number, R: (x: number) => number): number {
+  const w = R(x - R(TWO_PI * Math.floor(R(x / R(TWO_PI)))));
+  return w >= R(TWO_PI) ? 0 : w;
+}
+
+/** Amplitudes a_j and a_j e^{i theta_j} of every simulation in the group. */
+function loadAmplitudes(state: CpuSimState): void {
+  const R = rounder(state);
+  const l2 = state.spec.norm === 'L2';
+  for (let j = 0; j < state.k; j++) {
+    const a = l2 ? R(Math.sqrt(state.mass[j]!)) : state.mass[j]!;
+    const t = state.theta[j]!;
+    state.amp[j] = a;
+    state.ampCos[j] = R(a * R(Math.cos(t)));
+    state.ampSin[j] = R(a * R(Math.sin(t)));
+  }
+}
+
+/**
+ * z_i = sum_j Kn_ij a_j e^{i theta_j}, q_i = sum_j Kn_ij a_j. Row i of the shared kernel is read once for
+ * the whole group (it stays in cache across simulations).
+ */
+export function densePass(group: CpuSimState[]): void {
+  const first = group[0];
+  if (!first) return;
+  const k = first.k;
+  for (const s of group) loadAmplitudes(s);
+  if (first.spec.mixer === 'learned') {
+    for (const s of group) denseLearned(s);
+    return;
+  }
+  const K = first.kernel;
+  for (let i = 0; i < k; i++) {
+    const row = i * k;
+    for (const s of group) {
+      const ac = s.ampCos;
+      const as = s.ampSin;
+      const a = s.amp;
+      let zr = 0;
+      let zi = 0;
+      let q = 0;
+      for (let j = 0; j < k; j++) {
+        const kij = K[row + j]!;
+        zr += kij * ac[j]!;
+        zi += kij * as[j]!;
+        q += kij * a[j]!;
+      }
+      s.zRe[i] = zr;
+      s.zIm[i] = zi;
+      s.q[i] = q;
+    }
+  }
+}
+
+/** Learned mixer: Kn_ij (1 + A_ij), per simulation. */
+function denseLearned(s: CpuSimState): void {
+  const { k, kernel: K, learned: A, ampCos: ac, ampSin: as, amp: a } = s;
+  const R = rounder(s);
+  for (let i = 0; i < k; i++) {
+    const row = i * k;
+    let zr = 0;
+    let zi = 0;
+    let q = 0;
+    for (let j = 0; j < k; j++) {
+      const kij = R(K[row + j]! * (1 + A[row + j]!));
+      zr += kij * ac[j]!;
+      zi += kij * as[j]!;
+      q += kij * a[j]!;
+    }
+    s.zRe[i] = zr;
+    s.zIm[i] = zi;
+    s.q[i] = q;
+  }
+}
+
+const clip01 = (x: number): number => Math.min(1, Math.max(0, x));
+
+interface Measured {
+  metrics: Metrics;
+  controlled: number;
+  finite: boolean;
+  mean: number;
+}
+
+/** Metrics of the current state (MODEL.md section 5) and the controlled resonance R_n. */
+function measure(s: CpuSimState): Measured {
+  const R = rounder(s);
+  const { k, mass: P, theta, amp, zRe, zIm, q, logP, prior, weights, spec } = s;
+  let pc = 0;
+  let ps = 0;
+  let num = 0;
+  let den = 0;
+  let ent = 0;
+  let mean = 0;
+  let dom = 0;
+  let wc = 0;
+  let ws = 0;
+  let wsum = 0;
+  const kl = spec.entropyBase === 'kl_to_prior';
+  for (let i = 0; i < k; i++) {
+    const p = P[i]!;
+    const c = R(Math.cos(theta[i]!));
+    const sn = R(Math.sin(theta[i]!));
+    pc += p * c;
+    ps += p * sn;
+    num += amp[i]! * (c * zRe[i]! + sn * zIm[i]!);
+    den += amp[i]! * q[i]!;
+    if (p > 0) ent += p * Math.log(kl ? p / prior[i]! : p);
+    mean += p * logP[i]!;
+    dom = Math.max(dom, p);
+    const w = weights[i]!;
+    wc += w * p * c;
+    ws += w * p * sn;
+    wsum += w * p;
+  }
+  mean = R(mean);
+  let variance = 0;
+  for (let i = 0; i < k; i++) {
+    const d = logP[i]! - mean;
+    variance += P[i]! * d * d;
+  }
+  const lnK = Math.log(k);
+  const r = R(Math.hypot(pc, ps));
+  const coherence = R(den < TINY ? 0 : num / den);
+  const entropy = R(k === 1 ? 0 : kl ? Math.max(0, 1 - ent / lnK) : -ent / lnK);
+  const locality = R(1 - Math.sqrt(variance / s.vmax));
+  const dominance = dom;
+  const finite = [r, coherence, entropy, locality, dominance].every(Number.isFinite);
+  const metrics: Metrics = {
+    resonanceStrength: clip01(r),
+    coherence: clip01(coherence),
+    entropy: clip01(entropy),
+    locality: clip01(locality),
+    dominance: clip01(dominance),
+    plateauDetected: false,
+  };
+  let controlled = metrics.resonanceStrength;
+  if (spec.target?.operator === 'R_q') controlled = metrics.coherence;
+  else if (spec.target?.operator === 'custom') controlled = R(wsum < TINY ? 0 : Math.hypot(wc, ws) / wsum);
+  return { metrics, controlled, finite, mean };
+}
+
+/** Re-seed the phases for restart `restart` (MODEL.md section 3) and reset its counters. */
+function restart(s: CpuSimState, next: number): void {
+  const R = rounder(s);
+  const jitter = R(Math.PI * Math.min(1, s.spec.temperature0));
+  for (let i = 0; i < s.k; i++) {
+    const u = R(2 * uniform(s.spec.seed, next, JITTER_STREAM, i) - 1);
+    s.theta[i] = wrap(R(s.theta0[i]! + R(jitter * u)), R);
+  }
+  resetRestart(s, next);
+}
+
+/** Section 4 steps 3–8 on a state whose dense pass and metrics are known. */
+function update(s: CpuSimState, m: Measured): void {
+  const R = rounder(s);
+  const { k, spec, theta, mass: P, zRe, zIm, q, omega, logP, scalars: sc } = s;
+  const h = spec.dt;
+  const n = sc[S.N]!;
+  const rho = sc[S.RESTART]!;
+  const gamma = sc[S.GAMMA]!;
+  const target = spec.target;
+  const hLambda = R(h * spec.lambda);
+  const hPenalty = R((h * spec.lambdaPrime) / s.vmax);
+  const noiseAmp = R(Math.sqrt(2 * sc[S.TEMP]! * h));
+
+  let ymax = -Infinity;
+  const y = s.amp; // the amplitudes are spent: reuse the buffer for y
+  for (let i = 0; i < k; i++) {
+    const t = theta[i]!;
+    const c = R(Math.cos(t));
+    const sn = R(Math.sin(t));
+    const qi = q[i]!;
+    const small = qi < TINY;
+    const torque = small ? 0 : R((c * zIm[i]! - sn * zRe[i]!) / qi);
+    const align = small ? 0 : R((c * zRe[i]! + sn * zIm[i]!) / qi);
+    let dTheta = R(h * R(R(gamma * torque) - omega[i]!));
+    if (noiseAmp > 0) dTheta = R(dTheta + R(noiseAmp * R(noise(spec.seed, rho, n, i))));
+    theta[i] = wrap(R(t + dTheta), R);
+    const d = R(logP[i]! - m.mean);
+    const yi = R(Math.log(Math.max(P[i]!, Math.exp(MIN_LOG_MASS))) + R(hLambda * align) - R(hPenalty * R(d * d)));
+    y[i] = yi;
+    if (yi > ymax) ymax = yi;
+  }
+  let total = 0;
+  for (let i = 0; i < k; i++) {
+    const e = R(Math.exp(y[i]! - ymax));
+    P[i] = e;
+    total += e;
+  }
+  total = R(total);
+  for (let i = 0; i < k; i++) P[i] = R(P[i]! / total);
+  for (let sweep = 0; sweep < spec.projectorSweeps; sweep++) {
+    let sum = 0;
+    for (let i = 0; i < k; i++) sum += P[i]!;
+    sum = R(sum);
+    for (let i = 0; i < k; i++) P[i] = R(P[i]! / sum);
+  }
+
+  if (target && !spec.enforceUnitNorm) sc[S.LNNU] = R(sc[S.LNNU]! - R(hLambda * R(m.controlled - target.value)));
+  if (spec.mixer === 'learned') learn(s);
+
+  sc[S.GAMMA] = !target || m.controlled < target.value ? R(Math.min(gamma + spec.gammaGrowth, spec.gammaMax)) : gamma;
+  sc[S.TEMP] = R(sc[S.TEMP]! * spec.beta);
+  sc[S.N] = n + 1;
+  sc[S.STEP] = sc[S.STEP]! + 1;
+}
+
+/** Section 4 step 7, on the phases after this step's phase update. */
+function learn(s: CpuSimState): void {
+  const R = rounder(s);
+  const { k, learned: A, theta } = s;
+  const rate = R(s.spec.dt * s.spec.learningRate);
+  const keep = R(1 - rate);
+  for (let i = 0; i < k; i++) {
+    const row = i * k;
+    for (let j = 0; j < k; j++) {
+      if (i === j) continue;
+      const pull = Math.max(0, R(Math.cos(R(theta[i]! - theta[j]!))));
+      A[row + j] = R(R(keep * A[row + j]!) + R(rate * pull));
+    }
+  }
+}
+
+function copyOut(v: Vec, scale = 1): Float64Array {
+  const out = new Float64Array(v.length);
+  for (let i = 0; i < v.length; i++) out[i] = scale * v[i]!;
+  return out;
+}
+
+/**
+ * Visit the current state after its dense pass: measure, decide (docs/engine.md), then update, restart or
+ * end. Returns the record of the visited state when it carries metrics, a snapshot or an event.
+ */
+export function visit(s: CpuSimState): TickRecord | null {
+  const R = rounder(s);
+  const { spec, scalars: sc } = s;
+  const m = measure(s);
+  const entropy = m.metrics.entropy;
+  if (entropy < R(sc[S.EBEST]! - spec.plateauEps)) {
+    sc[S.EBEST] = entropy;
+    sc[S.PLATEAU_COUNT] = 0;
+  } else sc[S.PLATEAU_COUNT] = sc[S.PLATEAU_COUNT]! + 1;
+  const plateau = sc[S.PLATEAU_COUNT]! >= spec.plateauT;
+  m.metrics.plateauDetected = plateau;
+  const target = spec.target;
+  if (target) sc[S.CONV_COUNT] = m.controlled >= R(target.value - 0.02) ? sc[S.CONV_COUNT]! + 1 : 0;
+  const converged = target !== null && sc[S.CONV_COUNT]! >= Math.max(8, Math.ceil(spec.plateauT / 10));
+
+  const step = sc[S.STEP]!;
+  const n = sc[S.N]!;
+  const rho = sc[S.RESTART]!;
+  const canRestart = rho < spec.restarts;
+  let flags = 0;
+  if (!m.finite) flags = Flag.FAILED | Flag.TERMINAL;
+  else if (converged) flags = Flag.CONVERGED | Flag.TERMINAL;
+  else if (plateau) flags = Flag.PLATEAU | (canRestart ? Flag.RESTART : Flag.TERMINAL);
+  else if (n === spec.steps) flags = canRestart ? Flag.RESTART : Flag.TERMINAL;
+  if (step % spec.metricsInterval === 0) flags |= Flag.METRICS;
+  if (step % spec.snapshotsInterval === 0 || flags & Flag.TERMINAL) flags |= Flag.SNAPSHOT;
+
+  let record: TickRecord | null = null;
+  if (flags !== 0) {
+    record = { step, restart: rho, n, flags, metrics: m.metrics, gamma: sc[S.GAMMA]!, lnNu: sc[S.LNNU]!, controlled: m.controlled };
+    if (flags & Flag.SNAPSHOT) {
+      record.phases = copyOut(s.theta);
+      const nu = Math.exp(sc[S.LNNU]!);
+      const amps = copyOut(s.mass, nu);
+      if (spec.norm === 'L2') for (let i = 0; i < amps.length; i++) amps[i] = nu * Math.sqrt(s.mass[i]!);
+      record.amplitudes = amps;
+    }
+  }
+  if (flags & Flag.TERMINAL) {
+    sc[S.STATUS] = flags & Flag.FAILED ? 3 : flags & Flag.CONVERGED ? 2 : flags & Flag.PLATEAU ? 1 : 4;
+  } else if (flags & Flag.RESTART) {
+    restart(s, rho + 1);
+  } else {
+    update(s, m);
+  }
+  return record;
+}
+
+export function isRunning(s: CpuSimState): boolean {
+  return s.scalars[S.STATUS] === 0;
+}
+
+/** Run `ticks` ticks over a set of simulations, grouping those that share a kernel. */
+export function runTicks(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>): void {
+  for (let t = 0; t < ticks; t++) {
+    const groups = new Map<string, CpuSimState[]>();
+    for (const s of sims) {
+      if (!isRunning(s)) continue;
+      const key = s.spec.mixer === 'learned' ? `learned#${s.id}` : s.kernelKey;
+      const g = groups.get(key);
+      if (g) g.push(s);
+      else groups.set(key, [s]);
+    }
+    if (groups.size === 0) return;
+    for (const group of groups.values()) {
+      densePass(group);
+      for (const s of group) {
+        const record = visit(s);
+        if (!record) continue;
+        const list = out.get(s.id);
+        if (list) list.push(record);
+        else out.set(s.id, [record]);
+      }
+    }
+  }
+}

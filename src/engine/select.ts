@@ -1,0 +1,30 @@
+/**
+ * Engine selection (RESONANCE_BACKEND=auto|webgpu|cpu). auto takes WebGPU only on a hardware adapter:
+ * software WebGPU (llvmpipe) is a correctness path, no faster than the CPU engine.
+ */
+import { CpuEngine } from './cpu/engine.js';
+import type { BackendChoice, Engine, Precision } from './types.js';
+
+export interface EngineOptions {
+  backend?: BackendChoice;
+  /** CPU engine precision (the WebGPU engine is always f32). */
+  precision?: Precision;
+  /** CPU worker threads (default: one per core). */
+  threads?: number;
+}
+
+export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
+  const v = (env.RESONANCE_BACKEND ?? 'auto').toLowerCase();
+  if (v === 'auto' || v === 'cpu' || v === 'webgpu') return v;
+  throw new Error(`RESONANCE_BACKEND must be auto, webgpu or cpu (got "${env.RESONANCE_BACKEND}")`);
+}
+
+export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
+  const backend = options.backend ?? backendFromEnv();
+  const cpu = (): Engine => new CpuEngine({ precision: options.precision ?? 'f64', threads: options.threads });
+  if (backend === 'cpu') return cpu();
+  const { WebGpuEngine } = await import('./webgpu/engine.js');
+  if (backend === 'webgpu') return WebGpuEngine.create({ allowSoftware: true });
+  const gpu = await WebGpuEngine.create({ allowSoftware: false }).catch(() => null);
+  return gpu ?? cpu();
+}

@@ -1,0 +1,113 @@
+/**
+ * The HQE configuration of hqe-api.md, with the additions of MODEL.md (frequencyScale, mixer.localityBias,
+ * mixer.learningRate, mixer.gammaMax, resonanceTarget.weights). Objects are closed: an unknown field is an
+ * error, so a typo never silently falls back to a default.
+ */
+import { z } from 'zod';
+
+export const U32_MAX = 0xffffffff;
+
+const finite = () => z.number();
+const nonNegative = () => z.number().min(0);
+const count = (min = 0) => z.number().int().min(min).max(1_000_000_000);
+
+export const ResonanceOperator = z.enum(['R', 'R_q', 'custom']);
+export const MixerType = z.enum(['local', 'flow', 'learned']);
+export const EntropyBase = z.enum(['shannon', 'kl_to_prior']);
+export const NormKind = z.enum(['L1', 'L2']);
+
+export const PhaseSeeding = z.strictObject({
+  golden: z.boolean().default(false),
+  silver: z.boolean().default(false),
+  customPhases: z.array(finite()).optional(),
+});
+
+export const ResonanceTarget = z.strictObject({
+  value: z.number().min(0).max(1),
+  operator: ResonanceOperator.default('R'),
+  notes: z.string().max(1000).optional(),
+  /** Per-prime weights of the `custom` operator, aligned with `primes`; required for `custom`. */
+  weights: z.array(nonNegative()).optional(),
+});
+
+export const MixerConfig = z.strictObject({
+  type: MixerType.default('local'),
+  gamma0: nonNegative().default(0.2),
+  gammaGrowth: nonNegative().default(0.001),
+  /** Upper bound of the coupling; default max(1, gamma0). */
+  gammaMax: nonNegative().optional(),
+  temperature0: nonNegative().default(1.0),
+  beta: z.number().gt(0).max(1).default(0.98),
+  localityBias: z.number().min(0).max(1).default(0.3),
+  learningRate: nonNegative().default(0.05),
+});
+
+export const PrimePenalty = z.strictObject({
+  enabled: z.boolean().default(true),
+  lambdaPrime: nonNegative().default(0.1),
+});
+
+export const EntropyModel = z.strictObject({
+  base: EntropyBase.default('shannon'),
+  lambda: nonNegative().default(0.02),
+  primePenalty: PrimePenalty.default({ enabled: true, lambdaPrime: 0.1 }),
+});
+
+export const BoundaryConditions = z.strictObject({
+  norm: NormKind.default('L2'),
+  enforceUnitNorm: z.boolean().default(true),
+  projectorSweeps: z.number().int().min(0).max(64).default(1),
+});
+
+export const Observables = z.strictObject({
+  recordAmplitudes: z.boolean().default(true),
+  recordPhases: z.boolean().default(false),
+  metricsInterval: count(1).default(10),
+  snapshotsInterval: count(1).default(32),
+});
+
+export const EvolutionSchedule = z.strictObject({
+  dt: z.number().gt(0).max(10).default(0.1),
+  steps: count(0).default(256),
+  restarts: z.number().int().min(0).max(1000).default(0),
+  plateauEps: nonNegative().default(1e-6),
+  plateauT: count(1).default(150),
+});
+
+export const HQEConfig = z.strictObject({
+  primes: z.array(z.number().int().min(2).max(2 ** 31 - 1)).min(1),
+  initialAmplitudes: z.array(finite()).optional(),
+  phaseSeeding: PhaseSeeding.default({ golden: false, silver: false }),
+  resonanceTarget: ResonanceTarget.optional(),
+  mixer: MixerConfig.default({
+    type: 'local', gamma0: 0.2, gammaGrowth: 0.001, temperature0: 1.0, beta: 0.98, localityBias: 0.3, learningRate: 0.05,
+  }),
+  entropy: EntropyModel.default({ base: 'shannon', lambda: 0.02, primePenalty: { enabled: true, lambdaPrime: 0.1 } }),
+  boundary: BoundaryConditions.default({ norm: 'L2', enforceUnitNorm: true, projectorSweeps: 1 }),
+  observables: Observables.default({ recordAmplitudes: true, recordPhases: false, metricsInterval: 10, snapshotsInterval: 32 }),
+  schedule: EvolutionSchedule.default({ dt: 0.1, steps: 256, restarts: 0, plateauEps: 1e-6, plateauT: 150 }),
+  /** Natural frequency scale s: w_i = 1 + s ln p_i. */
+  frequencyScale: z.number().min(0).max(100).default(0.1),
+  seed: z.number().int().min(0).max(U32_MAX).optional(),
+});
+
+/** What a client sends. */
+export type HQEConfigInput = z.input<typeof HQEConfig>;
+/** After parsing: every default filled in. */
+export type HQEConfigParsed = z.output<typeof HQEConfig>;
+
+/** A normalized config: sorted basis, per-prime arrays aligned with it, seed and gammaMax resolved. */
+export type NormalizedConfig = Omit<HQEConfigParsed, 'seed' | 'mixer'> & {
+  seed: number;
+  mixer: HQEConfigParsed['mixer'] & { gammaMax: number };
+};
+
+export const Metrics = z.object({
+  resonanceStrength: z.number(),
+  coherence: z.number(),
+  entropy: z.number(),
+  locality: z.number(),
+  dominance: z.number(),
+  plateauDetected: z.boolean(),
+});
+export type Metrics = z.infer<typeof Metrics>;
