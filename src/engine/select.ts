@@ -23,8 +23,11 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
   const backend = options.backend ?? backendFromEnv();
   const cpu = (): Engine => new CpuEngine({ precision: options.precision ?? 'f64', threads: options.threads });
   if (backend === 'cpu') return cpu();
-  const { WebGpuEngine } = await import('./webgpu/engine.js');
-  if (backend === 'webgpu') return WebGpuEngine.create({ allowSoftware: true });
-  const gpu = await WebGpuEngine.create({ allowSoftware: false }).catch(() => null);
-  return gpu ?? cpu();
+  const webgpu = async (allowSoftware: boolean): Promise<Engine> => {
+    const { WebGpuEngine } = await import('./webgpu/engine.js');
+    return WebGpuEngine.create({ allowSoftware });
+  };
+  if (backend === 'webgpu') return webgpu(true);
+  // auto: a missing native binding or a software-only adapter both mean the CPU engine.
+  return webgpu(false).catch(() => cpu());
 }

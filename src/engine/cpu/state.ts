@@ -54,13 +54,14 @@ export interface CpuSimState {
   theta: Vec;
   mass: Vec;
   scalars: Float64Array;
-  // scratch of the dense pass
-  ampCos: Vec;
-  ampSin: Vec;
-  amp: Vec;
-  zRe: Vec;
-  zIm: Vec;
-  q: Vec;
+  // scratch of the dense pass: float64 always (f32 mode stores f32-rounded values), so the hot loop
+  // converts only the kernel entries
+  ampCos: Float64Array;
+  ampSin: Float64Array;
+  amp: Float64Array;
+  zRe: Float64Array;
+  zIm: Float64Array;
+  q: Float64Array;
 }
 
 function toVec(values: Float64Array, precision: Precision): Vec {
@@ -99,12 +100,12 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
     theta: toVec(basis.theta0, precision),
     mass: toVec(basis.mass0, precision),
     scalars: new Float64Array(shared ? new SharedArrayBuffer(SCALARS * 8) : new ArrayBuffer(SCALARS * 8)),
-    ampCos: allocVec(k, precision),
-    ampSin: allocVec(k, precision),
-    amp: allocVec(k, precision),
-    zRe: allocVec(k, precision),
-    zIm: allocVec(k, precision),
-    q: allocVec(k, precision),
+    ampCos: allocVec(k, 'f64') as Float64Array,
+    ampSin: allocVec(k, 'f64') as Float64Array,
+    amp: allocVec(k, 'f64') as Float64Array,
+    zRe: allocVec(k, 'f64') as Float64Array,
+    zIm: allocVec(k, 'f64') as Float64Array,
+    q: allocVec(k, 'f64') as Float64Array,
   };
   resetRestart(state, 0);
   state.scalars[S.STEP] = 0;

@@ -36,9 +36,15 @@ function loadAmplitudes(state: CpuSimState): void {
   }
 }
 
+/** Columns per tile of the dense pass: a tile of a_j e^{i theta_j} for a whole group stays in L2. */
+const TILE = 512;
+
 /**
- * z_i = sum_j Kn_ij a_j e^{i theta_j}, q_i = sum_j Kn_ij a_j. Row i of the shared kernel is read once for
- * the whole group (it stays in cache across simulations).
+ * z_i = sum_j Kn_ij a_j e^{i theta_j}, q_i = sum_j Kn_ij a_j, summed in index order j = 0..k-1.
+ * Loop order for V8 and caches: columns in tiles (a tile of every simulation's amplitudes stays in cache
+ * while all rows pass over it), rows two at a time (each amplitude load serves two rows), and each kernel
+ * row segment is read once for the whole group of simulations sharing the kernel. The running sums carry
+ * across tiles, so the arithmetic is exactly the plain row loop's.
  */
 export function densePass(group: CpuSimState[]): void {
   const first = group[0];
@@ -50,25 +56,76 @@ export function densePass(group: CpuSimState[]): void {
     return;
   }
   const K = first.kernel;
-  for (let i = 0; i < k; i++) {
-    const row = i * k;
-    for (const s of group) {
-      const ac = s.ampCos;
-      const as = s.ampSin;
-      const a = s.amp;
-      let zr = 0;
-      let zi = 0;
-      let q = 0;
-      for (let j = 0; j < k; j++) {
-        const kij = K[row + j]!;
-        zr += kij * ac[j]!;
-        zi += kij * as[j]!;
-        q += kij * a[j]!;
+  for (const s of group) {
+    s.zRe.fill(0);
+    s.zIm.fill(0);
+    s.q.fill(0);
+  }
+  for (let j0 = 0; j0 < k; j0 += TILE) {
+    const j1 = Math.min(k, j0 + TILE);
+    let i = 0;
+    for (; i + 1 < k; i += 2) {
+      const r0 = i * k;
+      const r1 = r0 + k;
+      for (const s of group) {
+        const ac = s.ampCos;
+        const as = s.ampSin;
+        const a = s.amp;
+        let zr0 = s.zRe[i]!;
+        let zi0 = s.zIm[i]!;
+        let q0 = s.q[i]!;
+        let zr1 = s.zRe[i + 1]!;
+        let zi1 = s.zIm[i + 1]!;
+        let q1 = s.q[i + 1]!;
+        for (let j = j0; j < j1; j++) {
+          const k0 = K[r0 + j]!;
+          const k1 = K[r1 + j]!;
+          const c = ac[j]!;
+          const sn = as[j]!;
+          const aj = a[j]!;
+          zr0 += k0 * c;
+          zi0 += k0 * sn;
+          q0 += k0 * aj;
+          zr1 += k1 * c;
+          zi1 += k1 * sn;
+          q1 += k1 * aj;
+        }
+        s.zRe[i] = zr0;
+        s.zIm[i] = zi0;
+        s.q[i] = q0;
+        s.zRe[i + 1] = zr1;
+        s.zIm[i + 1] = zi1;
+        s.q[i + 1] = q1;
       }
-      s.zRe[i] = zr;
-      s.zIm[i] = zi;
-      s.q[i] = q;
     }
+    if (i < k) for (const s of group) denseRow(s, K, i, j0, j1);
+  }
+  if (first.precision === 'f32') for (const s of group) roundDense(s);
+}
+
+function denseRow(s: CpuSimState, K: Vec, i: number, j0: number, j1: number): void {
+  const { k, ampCos: ac, ampSin: as, amp: a } = s;
+  const row = i * k;
+  let zr = s.zRe[i]!;
+  let zi = s.zIm[i]!;
+  let q = s.q[i]!;
+  for (let j = j0; j < j1; j++) {
+    const kij = K[row + j]!;
+    zr += kij * ac[j]!;
+    zi += kij * as[j]!;
+    q += kij * a[j]!;
+  }
+  s.zRe[i] = zr;
+  s.zIm[i] = zi;
+  s.q[i] = q;
+}
+
+/** f32 mode: z and q are stored as f32, as on the GPU. */
+function roundDense(s: CpuSimState): void {
+  for (let i = 0; i < s.k; i++) {
+    s.zRe[i] = Math.fround(s.zRe[i]!);
+    s.zIm[i] = Math.fround(s.zIm[i]!);
+    s.q[i] = Math.fround(s.q[i]!);
   }
 }
 
@@ -91,6 +148,7 @@ function denseLearned(s: CpuSimState): void {
     s.zIm[i] = zi;
     s.q[i] = q;
   }
+  if (s.precision === 'f32') roundDense(s);
 }
 
 const clip01 = (x: number): number => Math.min(1, Math.max(0, x));

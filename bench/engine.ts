@@ -1,0 +1,141 @@
+/**
+ * Engine benchmark: simulation-steps per second and dense-pass GFLOP/s for k in {64, 512, 2048} and batch
+ * sizes {1, 16, 128}, on the CPU engine (f64 and f32) and the WebGPU engine, in one run.
+ * Writes bench/results/engine-<backend>-<date>.json per backend and the table in bench/README.md.
+ *
+ *   npm run bench:engine [-- --backends cpu-f64,cpu-f32,webgpu --k 64,512,2048 --batch 1,16,128 --seconds 1.5]
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { CpuEngine } from '../src/engine/cpu/engine.js';
+import type { Engine } from '../src/engine/types.js';
+import { firstPrimes } from '../src/model/primes.js';
+import { normalize } from '../src/model/normalize.js';
+import { specFromConfig, type SimSpec } from '../src/model/spec.js';
+import { updateReadme } from './report.js';
+
+/** Dense-pass work counted as 3 multiply-adds per kernel entry (z real, z imaginary, q): 3 k^2 per simulation-step. */
+export const denseFlops = (k: number): number => 3 * k * k;
+
+export interface EngineBenchRow {
+  k: number;
+  batch: number;
+  ticks: number;
+  seconds: number;
+  simStepsPerSecond: number;
+  denseGflops: number;
+}
+
+export interface EngineBenchFile {
+  kind: 'engine';
+  backend: string;
+  adapter: string;
+  precision: string;
+  date: string;
+  host: { cpus: string; cores: number; node: string };
+  rows: EngineBenchRow[];
+}
+
+function benchSpec(k: number, seed: number): SimSpec {
+  const r = normalize({
+    primes: firstPrimes(k),
+    // Noise, coupling growth and mass flow all on; the run never ends and records nothing while timed.
+    mixer: { type: 'local', temperature0: 0.5, beta: 0.999 },
+    schedule: { steps: 1_000_000_000, plateauT: 1_000_000_000 },
+    observables: { metricsInterval: 1_000_000_000, snapshotsInterval: 1_000_000_000 },
+    seed,
+  });
+  if (!r.ok) throw new Error('bench config invalid');
+  return specFromConfig(r.normalized);
+}
+
+async function measure(engine: Engine, k: number, batch: number, seconds: number): Promise<EngineBenchRow> {
+  const ids = Array.from({ length: batch }, (_, i) => engine.add(benchSpec(k, i + 1)));
+  try {
+    await engine.advance(1); // warm-up: pipelines, kernels, worker start-up
+    let ticks = 1;
+    let elapsed = 0;
+    // Grow the tick count until one timed advance lasts long enough to trust.
+    for (;;) {
+      const t0 = performance.now();
+      await engine.advance(ticks);
+      elapsed = (performance.now() - t0) / 1000;
+      if (elapsed >= seconds || ticks >= 1 << 16) break;
+      ticks = Math.min(1 << 16, Math.max(ticks * 2, Math.ceil((ticks * seconds * 1.2) / Math.max(elapsed, 1e-4))));
+    }
+    const simSteps = ticks * batch;
+    return { k, batch, ticks, seconds: elapsed, simStepsPerSecond: simSteps / elapsed, denseGflops: (simSteps * denseFlops(k)) / elapsed / 1e9 };
+  } finally {
+    for (const id of ids) engine.remove(id);
+  }
+}
+
+async function makeEngine(name: string): Promise<Engine> {
+  if (name === 'cpu-f64') return new CpuEngine({ precision: 'f64' });
+  if (name === 'cpu-f32') return new CpuEngine({ precision: 'f32' });
+  if (name === 'webgpu') {
+    const { WebGpuEngine } = await import('../src/engine/webgpu/engine.js');
+    return WebGpuEngine.create({ allowSoftware: true });
+  }
+  throw new Error(`unknown backend ${name}`);
+}
+
+function slug(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      backends: { type: 'string', default: 'cpu-f64,cpu-f32,webgpu' },
+      k: { type: 'string', default: '64,512,2048' },
+      batch: { type: 'string', default: '1,16,128' },
+      seconds: { type: 'string', default: '1.5' },
+      out: { type: 'string', default: 'bench/results' },
+    },
+  });
+  const ks = values.k.split(',').map(Number);
+  const batches = values.batch.split(',').map(Number);
+  const seconds = Number(values.seconds);
+  const date = new Date().toISOString().slice(0, 10);
+  await mkdir(values.out, { recursive: true });
+  const files: EngineBenchFile[] = [];
+  for (const backend of values.backends.split(',')) {
+    const engine = await makeEngine(backend);
+    const file: EngineBenchFile = {
+      kind: 'engine',
+      backend,
+      adapter: engine.info.adapter,
+      precision: engine.info.precision,
+      date,
+      host: { cpus: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), node: process.version },
+      rows: [],
+    };
+    try {
+      for (const k of ks) {
+        for (const batch of batches) {
+          const row = await measure(engine, k, batch, seconds);
+          file.rows.push(row);
+          process.stderr.write(
+            `${backend.padEnd(8)} k=${String(k).padEnd(5)} batch=${String(batch).padEnd(4)} ` +
+              `${row.simStepsPerSecond.toFixed(1).padStart(10)} sim-steps/s ${row.denseGflops.toFixed(2).padStart(8)} GFLOP/s\n`,
+          );
+        }
+      }
+    } finally {
+      await engine.destroy();
+    }
+    const label = backend === 'webgpu' ? `webgpu-${slug(engine.info.adapter)}` : backend;
+    const path = `${values.out}/engine-${label}-${date}.json`;
+    await writeFile(path, JSON.stringify(file, null, 2) + '\n');
+    process.stderr.write(`wrote ${path}\n`);
+    files.push(file);
+  }
+  await updateReadme(values.out);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});
