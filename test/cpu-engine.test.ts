@@ -1,0 +1,95 @@
+/** CPU engine: determinism, batching and worker threads, and the run outputs of MODEL.md section 6. */
+import { describe, expect, it } from 'vitest';
+import { CpuEngine } from '../src/engine/cpu/engine.js';
+import { Flag, type TickRecord } from '../src/engine/types.js';
+import { runHqe } from '../src/sim/run.js';
+import type { HQEConfigInput } from '../src/model/config.js';
+import { runToEnd, specOf } from './helpers/engines.js';
+
+const noisy: HQEConfigInput = {
+  primes: [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31], mixer: { temperature0: 1, gamma0: 0.3 },
+  entropy: { lambda: 0.1 }, schedule: { steps: 300, restarts: 1, plateauT: 40, plateauEps: 1e-4 },
+  observables: { snapshotsInterval: 16, metricsInterval: 4 }, seed: 1234,
+};
+
+const strip = (records: TickRecord[]): unknown => records.map((r) => ({ ...r, phases: r.phases && [...r.phases], amplitudes: r.amplitudes && [...r.amplitudes] }));
+
+describe('CPU engine', () => {
+  for (const precision of ['f64', 'f32'] as const) {
+    it(`is bit-identical run to run with the same seed (${precision})`, async () => {
+      const a = await runToEnd(new CpuEngine({ precision, threads: 0 }), specOf(noisy));
+      const b = await runToEnd(new CpuEngine({ precision, threads: 0 }), specOf(noisy));
+      expect(a.records.length).toBeGreaterThan(10);
+      expect(strip(a.records)).toEqual(strip(b.records));
+      const other = await runToEnd(new CpuEngine({ precision, threads: 0 }), specOf({ ...noisy, seed: 1235 }));
+      expect(strip(other.records)).not.toEqual(strip(a.records));
+    });
+  }
+
+  it('gives each simulation of a mixed batch, spread over worker threads, exactly its solo result', async () => {
+    const inputs: HQEConfigInput[] = [
+      noisy,
+      { ...noisy, seed: 99 },
+      { ...noisy, primes: [2, 3, 5], mixer: { type: 'flow' } },
+      { ...noisy, mixer: { type: 'learned', temperature0: 0.3 } },
+      { ...noisy, primes: Array.from({ length: 60 }, (_, i) => [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193, 197, 199, 211, 223, 227, 229, 233, 239, 241, 251, 257, 263, 269, 271, 277, 281][i]!) },
+    ];
+    const solo = await Promise.all(inputs.map(async (input) => (await runToEnd(new CpuEngine({ threads: 0 }), specOf(input))).records));
+    const engine = new CpuEngine({ threads: 2, inlineWork: 0 });
+    try {
+      const ids = inputs.map((input) => engine.add(specOf(input)));
+      const got = new Map<number, TickRecord[]>(ids.map((id) => [id, []]));
+      for (let t = 0; t < 2000; t += 37) {
+        const reports = await engine.advance(37);
+        for (const [id, rep] of reports) got.get(id)!.push(...rep.records);
+        if ([...reports.values()].every((r) => r.status !== 'running')) break;
+      }
+      ids.forEach((id, i) => expect(strip(got.get(id)!)).toEqual(strip(solo[i]!)));
+    } finally {
+      await engine.destroy();
+    }
+  });
+});
+
+describe('runHqe outputs', () => {
+  it('snapshots every snapshotsInterval steps and the final state, metrics every metricsInterval', async () => {
+    const r = await runHqe(
+      { primes: [2, 3, 5, 7], mixer: { gamma0: 0, gammaGrowth: 0 }, schedule: { steps: 100 }, observables: { snapshotsInterval: 32, metricsInterval: 10, recordPhases: true }, seed: 5 },
+      { backend: 'cpu', threads: 0 },
+    );
+    expect(r.status).toBe('completed');
+    expect(r.steps).toBe(100);
+    expect(r.snapshots.map((s) => s.step)).toEqual([0, 32, 64, 96, 100]);
+    expect(r.metrics.map((m) => m.step)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    expect(r.snapshots.every((s) => s.phases?.length === 4 && s.amplitudes?.length === 4)).toBe(true);
+    expect(r.finalMetrics).toEqual(r.snapshots.at(-1)!.metrics);
+  });
+
+  it('omits what the observables do not record and reports restarts and the plateau that ends the run', async () => {
+    const r = await runHqe(
+      { primes: [2, 3, 5], entropy: { lambda: 0, primePenalty: { enabled: false } }, schedule: { steps: 500, plateauT: 20, restarts: 2 }, observables: { recordAmplitudes: false }, seed: 6 },
+      { backend: 'cpu', threads: 0 },
+    );
+    expect(r.status).toBe('plateau');
+    expect(r.restarts).toBe(2);
+    expect(r.events.map((e) => `${e.type}@${e.step}/${e.restart}`)).toEqual([
+      'plateau@20/0', 'restart@20/0', 'plateau@40/1', 'restart@40/1', 'plateau@60/2',
+    ]);
+    expect(r.snapshots.every((s) => s.amplitudes === undefined && s.phases === undefined)).toBe(true);
+    expect(r.finalMetrics.plateauDetected).toBe(true);
+  });
+
+  it('reports progress up to the final step', async () => {
+    const seen: number[] = [];
+    await runHqe({ primes: [2, 3, 5, 7, 11], schedule: { steps: 3000, plateauT: 1e6 }, seed: 1 }, { backend: 'cpu', threads: 0, onProgress: (p) => seen.push(p.step) });
+    expect(seen.length).toBeGreaterThan(1);
+    expect(seen.at(-1)).toBe(3000);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+  });
+
+  it('flags the terminal snapshot', async () => {
+    const spec = specOf({ primes: [2, 3], schedule: { steps: 5 }, seed: 1 });
+    const { records } = await runToEnd(new CpuEngine({ threads: 0 }), spec);
+    expect(records.at(-1)!.flags & (Flag.TERMINAL | Flag.SNAPSHOT)).toBe(Flag.TERMINAL | Flag.SNAPSHOT);
+  });
+});
