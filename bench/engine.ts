@@ -126,7 +126,7 @@ async function main(): Promise<void> {
     } finally {
       await engine.destroy();
     }
-    const label = backend === 'webgpu' ? `webgpu-${slug(engine.info.adapter)}` : backend;
+    const label = backend === 'webgpu' ? `webgpu-${slug(engine.info.adapter).split('-')[0]}` : backend;
     const path = `${values.out}/engine-${label}-${date}.json`;
     await writeFile(path, JSON.stringify(file, null, 2) + '\n');
     process.stderr.write(`wrote ${path}\n`);

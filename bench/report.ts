@@ -67,9 +67,10 @@ function svg(results: Array<{ name: string; file: EngineBenchFile }>): string {
     parts.push(`<text x="${x0 + (results.length * 14) / 2}" y="${plotBottom + 27}" text-anchor="middle">B=${batch}</text>`);
   });
   results.forEach((r, ri) => {
-    const x = 70 + ri * 230;
+    const x = 70 + ri * 160;
+    const label = r.file.backend === 'webgpu' ? `webgpu (${r.file.adapter.split(/[\s/(-]/)[0]})` : r.file.backend;
     parts.push(`<rect x="${x}" y="${H - 24}" width="12" height="12" fill="${COLORS[ri % COLORS.length]}"/>`);
-    parts.push(`<text x="${x + 16}" y="${H - 14}">${`${r.file.backend}: ${r.file.adapter}`.slice(0, 34).replace(/&/g, '&amp;').replace(/</g, '&lt;')}</text>`);
+    parts.push(`<text x="${x + 16}" y="${H - 14}">${label.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');

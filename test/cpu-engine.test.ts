@@ -87,6 +87,15 @@ describe('runHqe outputs', () => {
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
   });
 
+  it('ends failed when a metric goes non-finite, with null (never NaN) on the wire', async () => {
+    const r = await runHqe({ primes: [2, 3, 5], entropy: { lambda: 1e308 }, schedule: { dt: 10 }, seed: 2 }, { backend: 'cpu', threads: 0 });
+    expect(r.status).toBe('failed');
+    expect(r.events.at(-1)).toMatchObject({ type: 'failed', step: 1 });
+    const wire = JSON.parse(JSON.stringify(r)) as { finalMetrics: Record<string, unknown> };
+    expect(Object.values(wire.finalMetrics)).toContain(null);
+    expect(JSON.stringify(r)).not.toContain('NaN');
+  });
+
   it('flags the terminal snapshot', async () => {
     const spec = specOf({ primes: [2, 3], schedule: { steps: 5 }, seed: 1 });
     const { records } = await runToEnd(new CpuEngine({ threads: 0 }), spec);

@@ -1,0 +1,190 @@
+// common.wgsl — shared declarations of every pass (MODEL.md, docs/engine.md).
+//
+// Not a pass on its own: the engine concatenates this file in front of dense.wgsl, visit.wgsl and
+// learn.wgsl at load time, so every module sees the same structs and helpers.
+//   Inputs:  none (no bindings are declared here).
+//   Outputs: none.
+//   Workgroup layout: none.
+//
+// Layout of one batch (one size class, padded basis PAD_K in {64, 128, ..., 2048}): simulation `sim`
+// occupies slot `sim`; its per-element data live at [sim * PAD_K, sim * PAD_K + k). The host writes the
+// structs below through typegpu schemas (src/engine/webgpu/engine.ts) that mirror them field for field.
+
+// Padded basis of the size class (elements per simulation slot).
+override PAD_K: u32 = 64u;
+// Records per simulation ring (one record at most per tick).
+override REC_CAP: u32 = 64u;
+// Snapshots per simulation ring (theta and P of one state each).
+override SNAP_CAP: u32 = 16u;
+
+const NONE: u32 = 0xffffffffu;
+const TWO_PI_F: f32 = 6.28318548202514648438;   // f32(2 pi), the value the CPU reference rounds to
+const PI_F: f32 = 3.14159274101257324219;       // f32(pi)
+const TINY: f32 = 1e-30;
+const BIG: f32 = 3.40282346638528859812e+38;    // f32 max: stands for +infinity (Ebest before the first state)
+const EXP_M80: f32 = 1.80485138784542e-35;      // f32(e^-80): floor of the mass in ln P
+const XI_SCALE: f32 = 1.7320508;                // sqrt(3) as MODEL.md writes it
+const JITTER_STREAM: u32 = 0xffffffffu;         // step index of the restart jitter draw
+
+// Mixer kinds (SimParams.mixer).
+const MIXER_LOCAL: u32 = 0u;
+const MIXER_FLOW: u32 = 1u;
+const MIXER_LEARNED: u32 = 2u;
+// SimParams.opts bits.
+const OPT_SEMANTIC: u32 = 1u;
+const OPT_L2: u32 = 2u;
+const OPT_KL: u32 = 4u;
+const OPT_TARGET: u32 = 8u;
+const OPT_NORM_CHANNEL: u32 = 16u;   // a target exists and enforceUnitNorm is false: lnNu moves
+// Target operators (SimParams.targetOp).
+const OP_R: u32 = 0u;
+const OP_RQ: u32 = 1u;
+const OP_CUSTOM: u32 = 2u;
+// Record flags (docs/engine.md, "Records").
+const F_METRICS: u32 = 1u;
+const F_SNAPSHOT: u32 = 2u;
+const F_TERMINAL: u32 = 4u;
+const F_PLATEAU: u32 = 8u;
+const F_CONVERGED: u32 = 16u;
+const F_FAILED: u32 = 32u;
+const F_RESTART: u32 = 64u;
+// SimHeader.status (same codes as the CPU engine's STATUS_CODES).
+const ST_RUNNING: u32 = 0u;
+const ST_PLATEAU: u32 = 1u;
+const ST_CONVERGED: u32 = 2u;
+const ST_FAILED: u32 = 3u;
+const ST_COMPLETED: u32 = 4u;
+
+// Per-simulation constants, written by the host (f64 on the host, rounded to f32 once).
+struct SimParams {
+  k: u32,                 // 0: empty slot
+  seed: u32,
+  mixer: u32,
+  opts: u32,
+  targetOp: u32,
+  steps: u32,
+  restarts: u32,
+  plateauT: u32,
+  convNeed: u32,          // max(8, ceil(plateauT / 10))
+  metricsInterval: u32,
+  snapshotsInterval: u32,
+  sweeps: u32,            // projectorSweeps
+  learnedIndex: u32,      // index into the learned-matrix pool, NONE unless mixer learned
+  dt: f32,
+  hLambda: f32,           // f32(dt * lambda)
+  hPenalty: f32,          // f32(dt * lambdaPrime / vmax)
+  gammaInit: f32,         // f32(min(gamma0, gammaMax))
+  gammaGrowth: f32,
+  gammaMax: f32,
+  temp0: f32,
+  beta: f32,
+  targetValue: f32,
+  convThreshold: f32,     // f32(target - 0.02)
+  plateauEps: f32,
+  vmax: f32,
+  kernelScale: f32,       // Kn = kernelScale * K (host f64, MODEL.md section 2)
+  bias: f32,              // localityBias b
+  lnK: f32,
+  jitter: f32,            // f32(pi * min(1, temperature0))
+  learnRate: f32,         // f32(dt * learningRate)
+  learnKeep: f32,         // f32(1 - learnRate)
+}
+
+// Per-simulation dynamic scalars; owned by the GPU except budget/recCount/snapCount, which the host
+// sets between submits (docs: src/engine/webgpu/engine.ts).
+struct SimHeader {
+  status: u32,
+  n: u32,                 // step within the restart
+  restart: u32,
+  step: u32,              // global step
+  budget: u32,            // ticks left in the current advance()
+  recCount: u32,          // records written since the host last consumed the ring
+  snapCount: u32,         // snapshots written since the host last consumed the ring
+  didUpdate: u32,         // 1 when this tick applied the update (the learn pass runs only then)
+  gamma: f32,
+  temp: f32,              // running product temperature0 * beta^n
+  lnNu: f32,
+  ebest: f32,
+  plateauCount: u32,
+  convCount: u32,
+  pad0: u32,
+  pad1: u32,
+}
+
+// One record of a visited state (docs/engine.md, "Records").
+struct GpuRecord {
+  step: u32,
+  restart: u32,
+  n: u32,
+  flags: u32,
+  resonance: f32,
+  coherence: f32,
+  entropy: f32,
+  locality: f32,
+  dominance: f32,
+  plateau: u32,
+  gamma: f32,
+  lnNu: f32,
+  controlled: f32,
+  snap: u32,              // snapshot ring index, NONE without a snapshot
+  pad0: u32,
+  pad1: u32,
+}
+
+// A slot takes part in this tick: resident, running, ticks left, room for one record and one snapshot.
+// A simulation with a full ring stalls (its tick does nothing) until the host has consumed the ring, so
+// results never depend on how ticks are chunked into submits.
+fn simActive(p: SimParams, h: SimHeader) -> bool {
+  return p.k > 0u && h.status == ST_RUNNING && h.budget > 0u && h.recCount < REC_CAP && h.snapCount < SNAP_CAP;
+}
+
+// pcg4d of MODEL.md section 4 (all arithmetic wraps mod 2^32; the four updates of a line are sequential).
+fn pcg4d(seedIn: vec4<u32>) -> vec4<u32> {
+  var v = seedIn * 1664525u + 1013904223u;
+  v.x += v.y * v.w;
+  v.y += v.z * v.x;
+  v.z += v.x * v.y;
+  v.w += v.y * v.z;
+  v = v ^ (v >> vec4<u32>(16u));
+  v.x += v.y * v.w;
+  v.y += v.z * v.x;
+  v.z += v.x * v.y;
+  v.w += v.y * v.z;
+  return v;
+}
+
+// 2U - 1 for U(seed, rho, n, i) = ((x >> 8) + 0.5) 2^-24: (2m + 1 - 2^24) 2^-24 is exact in f32
+// (U itself needs 25 significant bits when U >= 0.5, so it is never formed).
+fn symUniform(seed: u32, rho: u32, n: u32, i: u32) -> f32 {
+  let m = pcg4d(vec4<u32>(seed, rho, n, i)).x >> 8u;
+  return f32(i32(2u * m + 1u) - 16777216) * 5.9604644775390625e-8;
+}
+
+// Unit-variance noise xi_{n,i}.
+fn noiseXi(seed: u32, rho: u32, n: u32, i: u32) -> f32 {
+  return XI_SCALE * symUniform(seed, rho, n, i);
+}
+
+// wrap_2pi exactly as the CPU reference writes it: x - 2pi floor(x / 2pi), and 0 when that lands on 2pi.
+fn wrap2pi(x: f32) -> f32 {
+  let w = x - TWO_PI_F * floor(x / TWO_PI_F);
+  return select(w, 0.0, w >= TWO_PI_F);
+}
+
+// (cos t, sin t) for a phase t in [0, 2pi): evaluated on [-pi, pi), where GPU sin/cos are accurate.
+// t - f32(2pi) is exact for t >= pi (Sterbenz); the shift costs |2pi - f32(2pi)| < 1.8e-7 rad.
+fn cosSin(t: f32) -> vec2<f32> {
+  let u = select(t, t - TWO_PI_F, t >= PI_F);
+  return vec2<f32>(cos(u), sin(u));
+}
+
+// Amplitude from mass: sqrt(P) for L2, P for L1.
+fn ampOf(p: f32, opts: u32) -> f32 {
+  return select(p, sqrt(p), (opts & OPT_L2) != 0u);
+}
+
+// Not finite (inf or NaN), from the bit pattern: the exponent is all ones. (x != x may be folded away by
+// compilers that assume finite math.)
+fn nonFinite(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
+}

@@ -1,0 +1,320 @@
+// visit.wgsl — one tick's visit of the current state of every simulation of a size class (docs/engine.md,
+// "Ticks" 2–5): metrics of MODEL.md section 5, the plateau and convergence counters, the decision, the
+// record and snapshot ring writes, then the update of section 4 steps 3–6 and 8 or the restart re-seed.
+// (Step 7, the learned matrix, is learn.wgsl, dispatched after this pass.)
+//
+// Inputs (group 0):
+//   @binding(0) params  : array<SimParams>         read        per-simulation constants
+//   @binding(1) headers : array<SimHeader>         read_write  counters, schedules, status, ring counts
+//   @binding(2) elemF   : array<vec4<f32>>         read        per element (sqrt l_i, l_i, w_i, theta0_i)
+//   @binding(3) elemG   : array<vec2<f32>>         read        per element (prior_i, custom weight_i)
+//   @binding(4) state   : array<vec2<f32>>         read_write  per element (theta_i, P_i)
+//   @binding(5) zq      : array<vec4<f32>>         read        the dense pass of this tick (Re z, Im z, q, -)
+// Outputs:
+//   @binding(4) state   (updated or re-seeded), @binding(1) headers,
+//   @binding(6) records : array<GpuRecord>         write       ring of REC_CAP records per simulation
+//   @binding(7) snaps   : array<f32>               write       ring of SNAP_CAP snapshots per simulation;
+//                                                              entry e at (sim*SNAP_CAP + e) * 2*PAD_K:
+//                                                              theta_0..k-1, then P_0..k-1
+// Workgroup layout: @workgroup_size(WG_V) (a power of two); dispatch (slots). One workgroup per simulation;
+//   invocation x owns the elements i = x, x + WG_V, x + 2 WG_V, ... < k for the whole tick (it alone reads
+//   and writes them, so element updates need no barriers).
+// Reductions (deterministic): each invocation accumulates its own elements in ascending i (f32), then a
+//   fixed binary tree over the workgroup: at stride s = WG_V/2, WG_V/4, ..., 1, slot x += slot x + s.
+//   Scalars and decisions that steer control flow come from workgroupUniformLoad, so every barrier sits
+//   in uniform control flow.
+
+override WG_V: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> params: array<SimParams>;
+@group(0) @binding(1) var<storage, read_write> headers: array<SimHeader>;
+@group(0) @binding(2) var<storage, read> elemF: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> elemG: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read_write> state: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> zq: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> records: array<GpuRecord>;
+@group(0) @binding(7) var<storage, read_write> snaps: array<f32>;
+
+// (sum P cos, sum P sin, sum a (cos Re z + sin Im z), sum a q)
+var<workgroup> redA: array<vec4<f32>, WG_V>;
+// (sum P ln(P or P/prior), sum P l, sum w P cos, sum w P sin)
+var<workgroup> redB: array<vec4<f32>, WG_V>;
+// (sum w P, max P, any P > 0 with prior 0 (kl_to_prior), -)
+var<workgroup> redC: array<vec4<f32>, WG_V>;
+var<workgroup> red1: array<f32, WG_V>;
+var<workgroup> wgHdr: SimHeader;
+
+fn wgSum1(v: f32, lid: u32) -> f32 {
+  red1[lid] = v;
+  workgroupBarrier();
+  for (var s = WG_V / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      red1[lid] = red1[lid] + red1[lid + s];
+    }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&red1[0]);
+  workgroupBarrier();
+  return r;
+}
+
+fn wgMax1(v: f32, lid: u32) -> f32 {
+  red1[lid] = v;
+  workgroupBarrier();
+  for (var s = WG_V / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      red1[lid] = max(red1[lid], red1[lid + s]);
+    }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&red1[0]);
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG_V)
+fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+  let sim = wid.x;
+  let lid = lid3.x;
+  let prm = params[sim];
+  if (lid == 0u) {
+    wgHdr = headers[sim];
+  }
+  let hdr = workgroupUniformLoad(&wgHdr);
+  if (!simActive(prm, hdr)) {
+    if (lid == 0u && hdr.didUpdate != 0u) {
+      headers[sim].didUpdate = 0u;
+    }
+    return;
+  }
+  let k = prm.k;
+  let base = sim * PAD_K;
+  let opts = prm.opts;
+  let kl = (opts & OPT_KL) != 0u;
+
+  // ---- metrics of state n (MODEL.md section 5) ----
+  var sA = vec4<f32>(0.0);
+  var sB = vec4<f32>(0.0);
+  var sC = vec4<f32>(0.0);
+  for (var i = lid; i < k; i += WG_V) {
+    let st = state[base + i];
+    let p = st.y;
+    let cs = cosSin(st.x);
+    let a = ampOf(p, opts);
+    let z = zq[base + i];
+    let eg = elemG[base + i];
+    sA += vec4<f32>(p * cs.x, p * cs.y, a * (cs.x * z.x + cs.y * z.y), a * z.z);
+    var e = 0.0;
+    if (p > 0.0) {
+      if (kl) {
+        if (eg.x > 0.0) {
+          e = p * log(p / eg.x);
+        } else {
+          sC.z = 1.0;   // P ln(P/0) = +inf: entropy max(0, 1 - inf) = 0
+        }
+      } else {
+        e = p * log(p);
+      }
+    }
+    let w = eg.y;
+    sB += vec4<f32>(e, p * elemF[base + i].y, w * p * cs.x, w * p * cs.y);
+    sC.x += w * p;
+    sC.y = max(sC.y, p);
+  }
+  redA[lid] = sA;
+  redB[lid] = sB;
+  redC[lid] = sC;
+  workgroupBarrier();
+  for (var s = WG_V / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      redA[lid] = redA[lid] + redA[lid + s];
+      redB[lid] = redB[lid] + redB[lid + s];
+      let c0 = redC[lid];
+      let c1 = redC[lid + s];
+      redC[lid] = vec4<f32>(c0.x + c1.x, max(c0.y, c1.y), max(c0.z, c1.z), 0.0);
+    }
+    workgroupBarrier();
+  }
+  let rA = workgroupUniformLoad(&redA[0]);
+  let rB = workgroupUniformLoad(&redB[0]);
+  let rC = workgroupUniformLoad(&redC[0]);
+  let mean = rB.y;
+
+  var sV = 0.0;
+  for (var i = lid; i < k; i += WG_V) {
+    let d = elemF[base + i].y - mean;
+    sV += state[base + i].y * d * d;
+  }
+  let variance = wgSum1(sV, lid);
+
+  let r = sqrt(rA.x * rA.x + rA.y * rA.y);
+  let coherence = select(rA.z / rA.w, 0.0, rA.w < TINY);
+  var entropy = 0.0;
+  if (k > 1u) {
+    if (kl) {
+      entropy = select(max(0.0, 1.0 - rB.x / prm.lnK), 0.0, rC.z > 0.0);
+    } else {
+      entropy = -rB.x / prm.lnK;
+    }
+  }
+  let locality = 1.0 - sqrt(variance / prm.vmax);
+  let dominance = rC.y;
+  let finite = !(nonFinite(r) || nonFinite(coherence) || nonFinite(entropy) || nonFinite(locality) || nonFinite(dominance));
+  let rc = clamp(r, 0.0, 1.0);
+  let cohc = clamp(coherence, 0.0, 1.0);
+  let entc = clamp(entropy, 0.0, 1.0);
+  let locc = clamp(locality, 0.0, 1.0);
+  let domc = clamp(dominance, 0.0, 1.0);
+  let hasTarget = (opts & OPT_TARGET) != 0u;
+  var controlled = rc;
+  if (hasTarget) {
+    if (prm.targetOp == OP_RQ) {
+      controlled = cohc;
+    } else if (prm.targetOp == OP_CUSTOM) {
+      controlled = select(0.0, sqrt(rB.z * rB.z + rB.w * rB.w) / rC.x, rC.x > 0.0);
+    }
+  }
+
+  // ---- counters and decision (docs/engine.md, "Ticks" 2–3; first match wins) ----
+  var h = hdr;
+  if (entc < h.ebest - prm.plateauEps) {
+    h.ebest = entc;
+    h.plateauCount = 0u;
+  } else {
+    h.plateauCount = h.plateauCount + 1u;
+  }
+  let plateau = h.plateauCount >= prm.plateauT;
+  if (hasTarget) {
+    h.convCount = select(0u, h.convCount + 1u, controlled >= prm.convThreshold);
+  }
+  let converged = hasTarget && h.convCount >= prm.convNeed;
+  let canRestart = h.restart < prm.restarts;
+  var flags = 0u;
+  if (!finite) {
+    flags = F_FAILED | F_TERMINAL;
+  } else if (converged) {
+    flags = F_CONVERGED | F_TERMINAL;
+  } else if (plateau) {
+    flags = F_PLATEAU | select(F_TERMINAL, F_RESTART, canRestart);
+  } else if (h.n == prm.steps) {
+    flags = select(F_TERMINAL, F_RESTART, canRestart);
+  }
+  if (prm.metricsInterval != 0u && h.step % prm.metricsInterval == 0u) {
+    flags |= F_METRICS;
+  }
+  if ((prm.snapshotsInterval != 0u && h.step % prm.snapshotsInterval == 0u) || (flags & F_TERMINAL) != 0u) {
+    flags |= F_SNAPSHOT;
+  }
+
+  // ---- record and snapshot of the visited state ----
+  let doSnap = (flags & F_SNAPSHOT) != 0u;
+  let snapIdx = h.snapCount;
+  if (doSnap) {
+    let sb = (sim * SNAP_CAP + snapIdx) * 2u * PAD_K;
+    for (var i = lid; i < k; i += WG_V) {
+      let st = state[base + i];
+      snaps[sb + i] = st.x;
+      snaps[sb + k + i] = st.y;
+    }
+  }
+  if (lid == 0u && flags != 0u) {
+    records[sim * REC_CAP + h.recCount] = GpuRecord(
+      h.step, h.restart, h.n, flags,
+      rc, cohc, entc, locc, domc, select(0u, 1u, plateau),
+      h.gamma, h.lnNu, controlled, select(NONE, snapIdx, doSnap), 0u, 0u);
+  }
+  if (flags != 0u) {
+    h.recCount = h.recCount + 1u;
+  }
+  if (doSnap) {
+    h.snapCount = h.snapCount + 1u;
+  }
+  h.budget = h.budget - 1u;
+  h.didUpdate = 0u;
+
+  if ((flags & F_TERMINAL) != 0u) {
+    // ---- end: the state is frozen ----
+    var st = ST_COMPLETED;
+    if ((flags & F_FAILED) != 0u) {
+      st = ST_FAILED;
+    } else if ((flags & F_CONVERGED) != 0u) {
+      st = ST_CONVERGED;
+    } else if ((flags & F_PLATEAU) != 0u) {
+      st = ST_PLATEAU;
+    }
+    h.status = st;
+  } else if ((flags & F_RESTART) != 0u) {
+    // ---- restart rho + 1: re-seed the phases with jitter; masses, lnNu and A are kept ----
+    let next = h.restart + 1u;
+    for (var i = lid; i < k; i += WG_V) {
+      let u = symUniform(prm.seed, next, JITTER_STREAM, i);
+      state[base + i].x = wrap2pi(elemF[base + i].w + prm.jitter * u);
+    }
+    h.n = 0u;
+    h.restart = next;
+    h.gamma = prm.gammaInit;
+    h.temp = prm.temp0;
+    h.ebest = BIG;
+    h.plateauCount = 0u;
+    h.convCount = 0u;
+  } else {
+    // ---- update: section 4 steps 3–6 and 8 ----
+    let gamma = h.gamma;
+    let n = h.n;
+    let rho = h.restart;
+    let noiseAmp = sqrt(2.0 * h.temp * prm.dt);
+    var ymaxL = -BIG;
+    for (var i = lid; i < k; i += WG_V) {
+      let st = state[base + i];
+      let cs = cosSin(st.x);
+      let z = zq[base + i];
+      let ef = elemF[base + i];
+      let small = z.z < TINY;
+      let torque = select((cs.x * z.y - cs.y * z.x) / z.z, 0.0, small);
+      let align = select((cs.x * z.x + cs.y * z.y) / z.z, 0.0, small);
+      var dth = prm.dt * (gamma * torque - ef.z);
+      if (noiseAmp > 0.0) {
+        dth = dth + noiseAmp * noiseXi(prm.seed, rho, n, i);
+      }
+      let th = wrap2pi(st.x + dth);
+      let d = ef.y - mean;
+      let y = log(max(st.y, EXP_M80)) + prm.hLambda * align - prm.hPenalty * (d * d);
+      state[base + i] = vec2<f32>(th, y);   // y parked in the mass slot (this invocation owns i)
+      ymaxL = max(ymaxL, y);
+    }
+    let ymax = wgMax1(ymaxL, lid);
+    var totL = 0.0;
+    for (var i = lid; i < k; i += WG_V) {
+      let e = exp(state[base + i].y - ymax);
+      state[base + i].y = e;
+      totL += e;
+    }
+    let total = wgSum1(totL, lid);
+    for (var i = lid; i < k; i += WG_V) {
+      state[base + i].y = state[base + i].y / total;
+    }
+    for (var sweep = 0u; sweep < prm.sweeps; sweep++) {
+      var sL = 0.0;
+      for (var i = lid; i < k; i += WG_V) {
+        sL += state[base + i].y;
+      }
+      let sum = wgSum1(sL, lid);
+      for (var i = lid; i < k; i += WG_V) {
+        state[base + i].y = state[base + i].y / sum;
+      }
+    }
+    if ((opts & OPT_NORM_CHANNEL) != 0u) {
+      h.lnNu = h.lnNu - prm.hLambda * (controlled - prm.targetValue);
+    }
+    if (!hasTarget || controlled < prm.targetValue) {
+      h.gamma = min(gamma + prm.gammaGrowth, prm.gammaMax);
+    }
+    h.temp = h.temp * prm.beta;
+    h.n = n + 1u;
+    h.step = h.step + 1u;
+    h.didUpdate = 1u;
+  }
+  if (lid == 0u) {
+    headers[sim] = h;
+  }
+}
