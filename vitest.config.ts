@@ -5,7 +5,7 @@ export default defineConfig({
     // Dawn holds native handles; separate processes keep each file's device isolated and let it exit.
     pool: 'forks',
     include: ['test/**/*.test.ts'],
-    testTimeout: 120_000,
+    testTimeout: 300_000,
     hookTimeout: 60_000,
   },
 });

@@ -62,7 +62,7 @@ struct SimParams {
   mixer: u32,
   opts: u32,
   targetOp: u32,
-  steps: u32,
+  steps: u32,             // per-restart steps limit: spec steps + patched extra steps
   restarts: u32,
   plateauT: u32,
   convNeed: u32,          // max(8, ceil(plateauT / 10))
@@ -91,7 +91,8 @@ struct SimParams {
 }
 
 // Per-simulation dynamic scalars; owned by the GPU except budget/recCount/snapCount, which the host
-// sets between submits (docs: src/engine/webgpu/engine.ts).
+// sets between submits, and the whole header, which the host writes between advances (add with a
+// checkpoint, patch) (docs: src/engine/webgpu/engine.ts).
 struct SimHeader {
   status: u32,
   n: u32,                 // step within the restart
@@ -107,8 +108,9 @@ struct SimHeader {
   ebest: f32,
   plateauCount: u32,
   convCount: u32,
-  pad0: u32,
-  pad1: u32,
+  revisit: u32,           // 1: the current state was visited when a completed run ended and the host has since
+                          // given it extra steps; the next tick applies its update without a record (host-set)
+  snapAt: u32,            // pending one-shot snapshot step (host-set), NONE when none
 }
 
 // One record of a visited state (docs/engine.md, "Records").

@@ -1,6 +1,7 @@
 // visit.wgsl — one tick's visit of the current state of every simulation of a size class (docs/engine.md,
 // "Ticks" 2–5): metrics of MODEL.md section 5, the plateau and convergence counters, the decision, the
 // record and snapshot ring writes, then the update of section 4 steps 3–6 and 8 or the restart re-seed.
+// A revisit tick (SimHeader.revisit, docs/engine.md "Checkpoints and patches") measures and updates only.
 // (Step 7, the learned matrix, is learn.wgsl, dispatched after this pass.)
 //
 // Inputs (group 0):
@@ -176,35 +177,45 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
   }
 
   // ---- counters and decision (docs/engine.md, "Ticks" 2–3; first match wins) ----
+  // A revisit (a completed run given extra steps: this state's counters, decision and record were done
+  // when the run ended) skips all of it and goes straight to the update, without a record.
   var h = hdr;
-  if (entc < h.ebest - prm.plateauEps) {
-    h.ebest = entc;
-    h.plateauCount = 0u;
-  } else {
-    h.plateauCount = h.plateauCount + 1u;
-  }
-  let plateau = h.plateauCount >= prm.plateauT;
-  if (hasTarget) {
-    h.convCount = select(0u, h.convCount + 1u, controlled >= prm.convThreshold);
-  }
-  let converged = hasTarget && h.convCount >= prm.convNeed;
-  let canRestart = h.restart < prm.restarts;
   var flags = 0u;
-  if (!finite) {
-    flags = F_FAILED | F_TERMINAL;
-  } else if (converged) {
-    flags = F_CONVERGED | F_TERMINAL;
-  } else if (plateau) {
-    flags = F_PLATEAU | select(F_TERMINAL, F_RESTART, canRestart);
-  } else if (h.n == prm.steps) {
-    flags = select(F_TERMINAL, F_RESTART, canRestart);
+  var plateau = false;
+  if (h.revisit == 0u) {
+    if (entc < h.ebest - prm.plateauEps) {
+      h.ebest = entc;
+      h.plateauCount = 0u;
+    } else {
+      h.plateauCount = h.plateauCount + 1u;
+    }
+    plateau = h.plateauCount >= prm.plateauT;
+    if (hasTarget) {
+      h.convCount = select(0u, h.convCount + 1u, controlled >= prm.convThreshold);
+    }
+    let converged = hasTarget && h.convCount >= prm.convNeed;
+    let canRestart = h.restart < prm.restarts;
+    if (!finite) {
+      flags = F_FAILED | F_TERMINAL;
+    } else if (converged) {
+      flags = F_CONVERGED | F_TERMINAL;
+    } else if (plateau) {
+      flags = F_PLATEAU | select(F_TERMINAL, F_RESTART, canRestart);
+    } else if (h.n >= prm.steps) {
+      flags = select(F_TERMINAL, F_RESTART, canRestart);
+    }
+    if (prm.metricsInterval != 0u && h.step % prm.metricsInterval == 0u) {
+      flags |= F_METRICS;
+    }
+    if ((prm.snapshotsInterval != 0u && h.step % prm.snapshotsInterval == 0u) || (flags & F_TERMINAL) != 0u) {
+      flags |= F_SNAPSHOT;
+    }
+    if (h.step == h.snapAt) {
+      flags |= F_SNAPSHOT;   // the host's one-shot snapshot step
+      h.snapAt = NONE;
+    }
   }
-  if (prm.metricsInterval != 0u && h.step % prm.metricsInterval == 0u) {
-    flags |= F_METRICS;
-  }
-  if ((prm.snapshotsInterval != 0u && h.step % prm.snapshotsInterval == 0u) || (flags & F_TERMINAL) != 0u) {
-    flags |= F_SNAPSHOT;
-  }
+  h.revisit = 0u;
 
   // ---- record and snapshot of the visited state ----
   let doSnap = (flags & F_SNAPSHOT) != 0u;

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
-import { Flag, type Engine, type SimStatus, statusOfFlags, type TickRecord } from '../src/engine/types.js';
+import { Flag, type Engine, type SimCheckpoint, type SimStatus, statusOfFlags, type TickRecord } from '../src/engine/types.js';
 import { acquireDevice, type AcquiredDevice, nodeShaderSource } from '../src/engine/webgpu/device.js';
 import { WebGpuEngine, type WebGpuEngineOptions } from '../src/engine/webgpu/engine.js';
 import type { HQEConfigInput } from '../src/model/config.js';
@@ -382,6 +382,90 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     await chunked.destroy();
     expectIdentical(want, got);
+  });
+
+  it('patches (snapshotAt, extraSteps on completed runs) give the same flags and records as the CPU engine (f32)', async () => {
+    const cases: Case[] = [
+      { k: 7, mixer: 'local', norm: 'L2', base: 'shannon', target: 'none', seed: 31, steps: 12, restarts: 1 },
+      { k: 33, mixer: 'learned', norm: 'L1', base: 'kl_to_prior', target: 'R_q', seed: 32, steps: 12, restarts: 1 },
+      { k: 64, mixer: 'flow', norm: 'L2', base: 'shannon', target: 'custom', seed: 33, steps: 12, restarts: 0 },
+      { k: 5, mixer: 'local', norm: 'L1', base: 'shannon', target: 'none', seed: 34, lambda: 0, lambdaPrime: 0, plateauT: 5, restarts: 1 },
+    ];
+    const specs = cases.map((c) => ({ ...makeSpec(c), metricsInterval: 5, snapshotsInterval: 1000 }));
+    const script = async (engine: Engine): Promise<{ records: TickRecord[][]; statuses: SimStatus[][] }> => {
+      const ids = specs.map((s) => engine.add(s));
+      const records: TickRecord[][] = ids.map(() => []);
+      const statuses: SimStatus[][] = ids.map(() => []);
+      const run = async (ticks: number): Promise<void> => {
+        const reports = await engine.advance(ticks);
+        ids.forEach((id, s) => {
+          records[s]!.push(...reports.get(id)!.records);
+          statuses[s]!.push(reports.get(id)!.status);
+        });
+      };
+      await run(9);
+      ids.forEach((id, s) => engine.patch(id, { snapshotAt: 9 + (s % 3) }));
+      await run(20);
+      for (const id of ids) {
+        const cp = await engine.exportState(id);
+        if (cp.status === 'completed') engine.patch(id, { extraSteps: 7, snapshotAt: cp.step + 3 });
+      }
+      await run(20);
+      return { records, statuses };
+    };
+    const cpu = new CpuEngine({ precision: 'f32', threads: 0 });
+    const engine = await gpuEngine();
+    try {
+      const want = await script(cpu);
+      const got = await script(engine);
+      expect(got.statuses).toEqual(want.statuses);
+      // The script reaches what it claims: completed runs continued, plateau ends, patched snapshots.
+      expect(want.statuses.map((st) => st[1])).toEqual(['completed', 'completed', 'completed', 'plateau']);
+      expect(want.records.every((recs, s) => recs.some((r) => r.step === 9 + (s % 3) && r.flags & Flag.SNAPSHOT))).toBe(true);
+      expect(want.statuses.map((st) => st[2])).toEqual(['completed', 'completed', 'completed', 'plateau']);
+      expect(want.records.map((recs) => recs.at(-1)!.step)).toEqual([31, 31, 19, want.records[3]!.at(-1)!.step]);
+      expect(want.records[0]!.some((r) => r.step === 27 && r.flags === Flag.SNAPSHOT)).toBe(true);
+      const problems = cases.flatMap((c, s) => compareRecords(label(c), specs[s]!, want.records[s]!, got.records[s]!));
+      expect(problems.slice(0, 30)).toEqual([]);
+    } finally {
+      await engine.destroy();
+      await cpu.destroy();
+    }
+  });
+
+  it('a checkpoint crosses backends (CPU f32 -> WebGPU, WebGPU -> CPU f32) and continues within the parity bars', async () => {
+    const cases: Case[] = [
+      { k: 7, mixer: 'local', norm: 'L2', base: 'shannon', target: 'R', seed: 41, steps: 15, restarts: 1 },
+      { k: 40, mixer: 'learned', norm: 'L2', base: 'kl_to_prior', target: 'none', seed: 42, steps: 15, restarts: 1 },
+      { k: 64, mixer: 'flow', norm: 'L1', base: 'shannon', target: 'custom', seed: 43 },
+    ];
+    const specs = cases.map(makeSpec);
+    const cpu = (): CpuEngine => new CpuEngine({ precision: 'f32', threads: 0 });
+    const N = 10;
+    const TOTAL = 32;
+    for (const direction of ['cpu->webgpu', 'webgpu->cpu'] as const) {
+      const [from, to]: [Engine, Engine] = direction === 'cpu->webgpu' ? [cpu(), await gpuEngine()] : [await gpuEngine(), cpu()];
+      const straightEngine: Engine = direction === 'cpu->webgpu' ? await gpuEngine() : cpu();
+      try {
+        const want = await runAll(straightEngine, specs, TOTAL);
+        const ids = specs.map((s) => from.add(s));
+        await from.advance(N);
+        const cps = await Promise.all(ids.map(async (id) => JSON.parse(JSON.stringify(await from.exportState(id))) as SimCheckpoint));
+        expect(cps.map((cp) => cp.backend)).toEqual(specs.map(() => from.info.backend));
+        const resumed = specs.map((s, i) => to.add(s, cps[i]));
+        const reports = await to.advance(TOTAL - N);
+        const problems = cases.flatMap((c, s) => {
+          const got = reports.get(resumed[s]!)!.records;
+          return compareRecords(`${direction} ${label(c)}`, specs[s]!, want[s]!.slice(-got.length), got);
+        });
+        expect(problems.slice(0, 30)).toEqual([]);
+        for (const s of resumed) expect(reports.get(s)!.records.length).toBeGreaterThan(15);
+      } finally {
+        await from.destroy();
+        await to.destroy();
+        await straightEngine.destroy();
+      }
+    }
   });
 
   it('a batch (several k and mixers resident at once, growing, with removal) equals each simulation alone', async () => {

@@ -6,7 +6,21 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { SimSpec } from '../../model/spec.js';
-import { type Engine, type EngineInfo, type Precision, type SimReport, type TickRecord } from '../types.js';
+import {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_VERSION,
+  checkPatch,
+  decodeCheckpoint,
+  encodeFloat,
+  encodeFloats,
+  type Engine,
+  type EngineInfo,
+  type Precision,
+  type SimCheckpoint,
+  type SimPatch,
+  type SimReport,
+  type TickRecord,
+} from '../types.js';
 import { createSimState, type CpuSimState, kernelKey, S, STATUS_CODES, type Vec } from './state.js';
 import { runTicks } from './step.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
@@ -58,11 +72,34 @@ export class CpuEngine implements Engine {
     };
   }
 
-  add(spec: SimSpec): number {
+  add(spec: SimSpec, checkpoint?: SimCheckpoint): number {
+    const restored = checkpoint === undefined ? null : decodeCheckpoint(checkpoint, spec);
     const id = this.nextId++;
     const key = kernelKey(spec, this.precision);
     const shared = spec.mixer === 'learned' ? undefined : this.kernels.get(key);
     const state = createSimState(id, spec, this.precision, shared?.vec ?? null);
+    if (restored) {
+      // Typed-array stores round to f32 in f32 mode; the scalars are rounded the same way.
+      const round = this.precision === 'f32' ? Math.fround : (x: number): number => x;
+      state.theta.set(restored.phases);
+      state.mass.set(restored.masses);
+      if (restored.learned) state.learned.set(restored.learned);
+      const sc = state.scalars;
+      sc[S.N] = restored.n;
+      sc[S.RESTART] = restored.restart;
+      sc[S.STEP] = restored.step;
+      sc[S.GAMMA] = round(restored.gamma);
+      sc[S.TEMP] = round(restored.temperature);
+      sc[S.LNNU] = round(restored.lnNu);
+      sc[S.EBEST] = round(restored.ebest);
+      sc[S.PLATEAU_COUNT] = restored.plateauCount;
+      sc[S.CONV_COUNT] = restored.convCount;
+      sc[S.STATUS] = STATUS_CODES.indexOf(restored.status);
+      sc[S.EXTRA_STEPS] = restored.extraSteps;
+      sc[S.STEPS] = spec.steps + restored.extraSteps;
+      sc[S.SNAP_AT] = restored.snapshotAt ?? -1;
+      sc[S.REVISIT] = restored.revisit ? 1 : 0;
+    }
     if (shared) shared.refs++;
     else if (spec.mixer !== 'learned') this.kernels.set(key, { vec: state.kernel, refs: 1 });
     this.sims.set(id, state);
@@ -113,10 +150,62 @@ export class CpuEngine implements Engine {
     return reports;
   }
 
+  async exportState(id: number): Promise<SimCheckpoint> {
+    const s = this.sim(id);
+    const sc = s.scalars;
+    const copy = (v: Vec): Vec => v.slice();
+    return {
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      backend: 'cpu',
+      precision: this.precision,
+      k: s.k,
+      status: STATUS_CODES[sc[S.STATUS]!] ?? 'failed',
+      n: sc[S.N]!,
+      restart: sc[S.RESTART]!,
+      step: sc[S.STEP]!,
+      gamma: encodeFloat(sc[S.GAMMA]!),
+      temperature: encodeFloat(sc[S.TEMP]!),
+      lnNu: encodeFloat(sc[S.LNNU]!),
+      ebest: encodeFloat(sc[S.EBEST]!),
+      plateauCount: sc[S.PLATEAU_COUNT]!,
+      convCount: sc[S.CONV_COUNT]!,
+      extraSteps: sc[S.EXTRA_STEPS]!,
+      snapshotAt: sc[S.SNAP_AT]! < 0 ? null : sc[S.SNAP_AT]!,
+      revisit: sc[S.REVISIT] === 1,
+      phases: encodeFloats(copy(s.theta)),
+      masses: encodeFloats(copy(s.mass)),
+      learned: s.spec.mixer === 'learned' ? encodeFloats(copy(s.learned)) : null,
+    };
+  }
+
+  patch(id: number, change: SimPatch): void {
+    const s = this.sim(id);
+    const sc = s.scalars;
+    const status = STATUS_CODES[sc[S.STATUS]!] ?? 'failed';
+    const revisitNext = status === 'completed' || sc[S.REVISIT] === 1;
+    const { extraSteps, snapshotAt } = checkPatch(change, status, sc[S.STEP]! + (revisitNext ? 1 : 0));
+    if (extraSteps > 0) {
+      sc[S.EXTRA_STEPS] = sc[S.EXTRA_STEPS]! + extraSteps;
+      sc[S.STEPS] = s.spec.steps + sc[S.EXTRA_STEPS]!;
+      if (status === 'completed') {
+        sc[S.STATUS] = 0;
+        sc[S.REVISIT] = 1;
+      }
+    }
+    if (snapshotAt !== null) sc[S.SNAP_AT] = snapshotAt;
+  }
+
   async destroy(): Promise<void> {
     await Promise.all(this.lanes.map((l) => l.worker.terminate()));
     this.lanes.length = 0;
     this.sims.clear();
+  }
+
+  private sim(id: number): CpuSimState {
+    const s = this.sims.get(id);
+    if (!s) throw new Error(`CPU engine: no simulation ${id}`);
+    return s;
   }
 
   private post(lane: Lane, msg: WorkerRequest): void {

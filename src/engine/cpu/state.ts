@@ -20,8 +20,16 @@ export const S = {
   PLATEAU_COUNT: 7,
   CONV_COUNT: 8,
   STATUS: 9,
+  /** The per-restart steps limit: spec.steps + EXTRA_STEPS. */
+  STEPS: 10,
+  /** Sum of the patched extraSteps. */
+  EXTRA_STEPS: 11,
+  /** Pending one-shot snapshot step (patch snapshotAt), -1 when none. */
+  SNAP_AT: 12,
+  /** 1: the current state was already visited (a completed run given extra steps); the next tick updates it. */
+  REVISIT: 13,
 } as const;
-const SCALARS = 10;
+const SCALARS = 14;
 
 export const STATUS_CODES: SimStatus[] = ['running', 'plateau', 'converged', 'failed', 'completed'];
 
@@ -111,6 +119,10 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
   state.scalars[S.STEP] = 0;
   state.scalars[S.LNNU] = 0;
   state.scalars[S.STATUS] = 0;
+  state.scalars[S.STEPS] = spec.steps;
+  state.scalars[S.EXTRA_STEPS] = 0;
+  state.scalars[S.SNAP_AT] = -1;
+  state.scalars[S.REVISIT] = 0;
   return state;
 }
 

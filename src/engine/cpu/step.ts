@@ -314,6 +314,13 @@ export function visit(s: CpuSimState): TickRecord | null {
   const R = rounder(s);
   const { spec, scalars: sc } = s;
   const m = measure(s);
+  if (sc[S.REVISIT]) {
+    // A completed run given extra steps: this state was visited (counters, decision, record) when the run
+    // ended; now only its update is applied (docs/engine.md, "Checkpoints and patches").
+    sc[S.REVISIT] = 0;
+    update(s, m);
+    return null;
+  }
   const entropy = m.metrics.entropy;
   if (entropy < R(sc[S.EBEST]! - spec.plateauEps)) {
     sc[S.EBEST] = entropy;
@@ -333,9 +340,13 @@ export function visit(s: CpuSimState): TickRecord | null {
   if (!m.finite) flags = Flag.FAILED | Flag.TERMINAL;
   else if (converged) flags = Flag.CONVERGED | Flag.TERMINAL;
   else if (plateau) flags = Flag.PLATEAU | (canRestart ? Flag.RESTART : Flag.TERMINAL);
-  else if (n === spec.steps) flags = canRestart ? Flag.RESTART : Flag.TERMINAL;
+  else if (n >= sc[S.STEPS]!) flags = canRestart ? Flag.RESTART : Flag.TERMINAL;
   if (step % spec.metricsInterval === 0) flags |= Flag.METRICS;
   if (step % spec.snapshotsInterval === 0 || flags & Flag.TERMINAL) flags |= Flag.SNAPSHOT;
+  if (step === sc[S.SNAP_AT]) {
+    flags |= Flag.SNAPSHOT;
+    sc[S.SNAP_AT] = -1;
+  }
 
   let record: TickRecord | null = null;
   if (flags !== 0) {

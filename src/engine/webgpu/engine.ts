@@ -27,12 +27,32 @@
  * until every budget is spent or its simulation has ended, so results never depend on how ticks are
  * chunked into submits: a simulation visits exactly the states the CPU engine visits, in the same order.
  *
+ * Checkpoints and patches (docs/engine.md). Between advances only: add(spec, checkpoint) uploads the
+ * checkpoint's header, state and learned matrix; patch() writes params.steps and header fields
+ * (status, revisit, snapAt) with queue.writeBuffer; exportState() reads one slot back through a staging
+ * buffer of its own. Nothing of this runs per tick.
+ *
  * No Node imports here: a browser bundle passes `device` (from navigator.gpu) and `shaderSource`.
  */
 import { d, readFromArrayBuffer, writeToArrayBuffer } from 'typegpu';
 import { basisConstants } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
-import { type Engine, type EngineInfo, type SimReport, type SimStatus, type TickRecord } from '../types.js';
+import {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_VERSION,
+  checkPatch,
+  type DecodedCheckpoint,
+  decodeCheckpoint,
+  encodeFloat,
+  encodeFloats,
+  type Engine,
+  type EngineInfo,
+  type SimCheckpoint,
+  type SimPatch,
+  type SimReport,
+  type SimStatus,
+  type TickRecord,
+} from '../types.js';
 
 // ---- typed layouts (mirror the structs of shaders/common.wgsl field for field) ----
 
@@ -85,8 +105,8 @@ const SimHeader = d.struct({
   ebest: d.f32,
   plateauCount: d.u32,
   convCount: d.u32,
-  pad0: d.u32,
-  pad1: d.u32,
+  revisit: d.u32,
+  snapAt: d.u32,
 });
 
 const GpuRecord = d.struct({
@@ -117,7 +137,10 @@ const H_RESTART = d.memoryLayoutOf(SimHeader, (h) => h.restart).offset;
 const H_BUDGET = d.memoryLayoutOf(SimHeader, (h) => h.budget).offset;
 const H_REC = d.memoryLayoutOf(SimHeader, (h) => h.recCount).offset;
 const H_SNAP = d.memoryLayoutOf(SimHeader, (h) => h.snapCount).offset;
+const H_REVISIT = d.memoryLayoutOf(SimHeader, (h) => h.revisit).offset;
+const H_SNAPAT = d.memoryLayoutOf(SimHeader, (h) => h.snapAt).offset;
 const P_K = d.memoryLayoutOf(SimParams, (p) => p.k).offset;
+const P_STEPS = d.memoryLayoutOf(SimParams, (p) => p.steps).offset;
 if (H_REC !== H_BUDGET + 4 || H_SNAP !== H_REC + 4) throw new Error('SimHeader: budget, recCount, snapCount must be adjacent');
 
 // ---- WebGPU constants (numeric, so that nothing depends on Dawn's globals being installed) ----
@@ -169,6 +192,10 @@ interface Sim {
   step: number;
   restart: number;
   remaining: number;
+  /** Sum of the patched extraSteps (the steps limit in params is spec.steps + extraSteps). */
+  extraSteps: number;
+  /** Mirrors SimHeader.revisit as of the last readback or host write. */
+  revisit: boolean;
 }
 
 interface ClassBuffers {
@@ -297,15 +324,14 @@ export class WebGpuEngine implements Engine {
     }
   }
 
-  add(spec: SimSpec): number {
+  add(spec: SimSpec, checkpoint?: SimCheckpoint): number {
     this.assertAlive();
     const k = spec.primes.length;
     if (k < 1) throw new Error('WebGPU engine: a simulation needs at least one prime');
     if (k > MAX_K) throw new Error(`WebGPU engine: k = ${k} exceeds the maximum basis ${MAX_K}`);
-    // The GPU counts global steps in u32: the longest run (every restart to its last step) must fit.
-    if (spec.steps * (spec.restarts + 1) >= 0xffffffff) {
-      throw new Error(`WebGPU engine: steps x (restarts + 1) = ${spec.steps * (spec.restarts + 1)} global steps do not fit the GPU's u32 step counter`);
-    }
+    const restored = checkpoint === undefined ? null : decodeCheckpoint(checkpoint, spec);
+    const extraSteps = restored?.extraSteps ?? 0;
+    checkStepRange(spec.steps + extraSteps, spec.restarts, restored?.step ?? 0, restored?.snapshotAt ?? null);
     const cls = this.classFor(classOf(k));
     let slot = cls.slots.indexOf(null);
     if (slot < 0) {
@@ -332,10 +358,18 @@ export class WebGpuEngine implements Engine {
       step: 0,
       restart: 0,
       remaining: 0,
+      extraSteps,
+      revisit: false,
     };
+    if (restored) {
+      sim.status = restored.status;
+      sim.step = restored.step;
+      sim.restart = restored.restart;
+      sim.revisit = restored.revisit;
+    }
     cls.slots[slot] = sim;
     if (learnedIndex !== NONE) cls.learnedUsers[learnedIndex] = sim;
-    this.upload(sim);
+    this.upload(sim, restored);
     this.sims.set(sim.id, sim);
     return sim.id;
   }
@@ -377,6 +411,99 @@ export class WebGpuEngine implements Engine {
       reports.set(id, { status: s.status, step: s.step, restart: s.restart, records: records.get(id) ?? [] });
     }
     return reports;
+  }
+
+  /**
+   * One slot's header, state and learned matrix, read back through a staging buffer of its own. Between
+   * advances only: the GPU state is what the last advance left.
+   */
+  async exportState(id: number): Promise<SimCheckpoint> {
+    this.assertAlive();
+    const sim = this.simOf(id);
+    const { cls, slot, k } = sim;
+    const K = cls.K;
+    const b = cls.buffers;
+    const stateBytes = 2 * k * 4;
+    const learnedBytes = sim.learnedIndex !== NONE ? K * K * 4 : 0;
+    const total = HEADER_SIZE + stateBytes + learnedBytes;
+    const stage = this.device.createBuffer({ label: 'export staging', size: align(total, 16), usage: USAGE_MAP_READ | USAGE_COPY_DST });
+    try {
+      const encoder = this.device.createCommandEncoder({ label: 'export' });
+      encoder.copyBufferToBuffer(b.headers, slot * HEADER_SIZE, stage, 0, HEADER_SIZE);
+      encoder.copyBufferToBuffer(b.state, slot * K * 8, stage, HEADER_SIZE, stateBytes);
+      if (learnedBytes > 0) encoder.copyBufferToBuffer(b.learned, sim.learnedIndex * K * K * 4, stage, HEADER_SIZE + stateBytes, learnedBytes);
+      this.device.queue.submit([encoder.finish()]);
+      await stage.mapAsync(MAP_READ, 0, align(total, 16));
+      const bytes = stage.getMappedRange(0, align(total, 16)).slice(0);
+      stage.unmap();
+      const h = readFromArrayBuffer(bytes.slice(0, HEADER_SIZE), SimHeader);
+      const interleaved = new Float32Array(bytes, HEADER_SIZE, 2 * k);
+      const phases = new Float32Array(k);
+      const masses = new Float32Array(k);
+      for (let i = 0; i < k; i++) {
+        phases[i] = interleaved[2 * i]!;
+        masses[i] = interleaved[2 * i + 1]!;
+      }
+      let learned: string | null = null;
+      if (learnedBytes > 0) {
+        const pool = new Float32Array(bytes, HEADER_SIZE + stateBytes, K * K);
+        const A = new Float32Array(k * k);
+        for (let i = 0; i < k; i++) A.set(pool.subarray(i * K, i * K + k), i * k);
+        learned = encodeFloats(A);
+      }
+      return {
+        format: CHECKPOINT_FORMAT,
+        version: CHECKPOINT_VERSION,
+        backend: 'webgpu',
+        precision: 'f32',
+        k,
+        status: STATUS_CODES[h.status] ?? 'failed',
+        n: h.n,
+        restart: h.restart,
+        step: h.step,
+        gamma: encodeFloat(h.gamma),
+        temperature: encodeFloat(h.temp),
+        lnNu: encodeFloat(h.lnNu),
+        // BIG stands for +infinity on the GPU (no entropy comes near it)
+        ebest: encodeFloat(h.ebest >= F32_MAX ? Infinity : h.ebest),
+        plateauCount: h.plateauCount,
+        convCount: h.convCount,
+        extraSteps: sim.extraSteps,
+        snapshotAt: h.snapAt === NONE ? null : h.snapAt,
+        revisit: h.revisit !== 0,
+        phases: encodeFloats(phases),
+        masses: encodeFloats(masses),
+        learned,
+      };
+    } finally {
+      stage.destroy();
+    }
+  }
+
+  /** Host writes of params.steps and header fields (queue.writeBuffer), between advances. */
+  patch(id: number, change: SimPatch): void {
+    this.assertAlive();
+    const sim = this.simOf(id);
+    const revisitNext = sim.status === 'completed' || sim.revisit;
+    const { extraSteps, snapshotAt } = checkPatch(change, sim.status, sim.step + (revisitNext ? 1 : 0));
+    const q = this.device.queue;
+    const { headers, params } = sim.cls.buffers;
+    const at = sim.slot * HEADER_SIZE;
+    const total = sim.extraSteps + extraSteps;
+    checkStepRange(sim.spec.steps + total, sim.spec.restarts, sim.step, snapshotAt);
+    if (extraSteps > 0) {
+      sim.extraSteps = total;
+      q.writeBuffer(params, sim.slot * PARAMS_SIZE + P_STEPS, new Uint32Array([sim.spec.steps + total]));
+      if (sim.status === 'completed') {
+        sim.status = 'running';
+        sim.revisit = true;
+        q.writeBuffer(headers, at + H_STATUS, new Uint32Array([0]));
+        q.writeBuffer(headers, at + H_REVISIT, new Uint32Array([1]));
+      }
+    }
+    if (snapshotAt !== null) {
+      q.writeBuffer(headers, at + H_SNAPAT, new Uint32Array([snapshotAt]));
+    }
   }
 
   async destroy(): Promise<void> {
@@ -451,6 +578,7 @@ export class WebGpuEngine implements Engine {
       sim.step = hv.getUint32(at + H_STEP, true);
       sim.restart = hv.getUint32(at + H_RESTART, true);
       sim.remaining = sim.status === 'running' ? hv.getUint32(at + H_BUDGET, true) : 0;
+      sim.revisit = hv.getUint32(at + H_REVISIT, true) !== 0;
       const recCount = hv.getUint32(at + H_REC, true);
       const snapCount = hv.getUint32(at + H_SNAP, true);
       if (recCount === 0 && snapCount === 0) continue;
@@ -661,8 +789,11 @@ export class WebGpuEngine implements Engine {
     cls.bindGroups = null;
   }
 
-  /** Host constants (f64, rounded to f32 once by the upload) and the initial state of one simulation. */
-  private upload(sim: Sim): void {
+  /**
+   * Host constants (f64, rounded to f32 once by the upload) and the initial state of one simulation, or
+   * the state of a checkpoint (rounded to f32 when it comes from the f64 CPU engine).
+   */
+  private upload(sim: Sim, restored: DecodedCheckpoint | null): void {
     const { spec, k, cls, slot } = sim;
     const { K } = cls;
     const q = this.device.queue;
@@ -685,7 +816,7 @@ export class WebGpuEngine implements Engine {
       mixer: MIXER_CODE[spec.mixer],
       opts,
       targetOp: target ? TARGET_CODE[target.operator] : 0,
-      steps: spec.steps,
+      steps: spec.steps + sim.extraSteps,
       restarts: spec.restarts,
       plateauT: spec.plateauT,
       convNeed: Math.max(8, Math.ceil(spec.plateauT / 10)),
@@ -715,23 +846,24 @@ export class WebGpuEngine implements Engine {
     q.writeBuffer(b.params, slot * PARAMS_SIZE, params);
 
     const header = new ArrayBuffer(HEADER_SIZE);
+    const r = restored;
     writeToArrayBuffer(header, SimHeader, {
-      status: 0,
-      n: 0,
-      restart: 0,
-      step: 0,
+      status: r ? STATUS_CODES.indexOf(r.status) : 0,
+      n: r?.n ?? 0,
+      restart: r?.restart ?? 0,
+      step: r?.step ?? 0,
       budget: 0,
       recCount: 0,
       snapCount: 0,
       didUpdate: 0,
-      gamma: Math.min(spec.gamma0, spec.gammaMax),
-      temp: spec.temperature0,
-      lnNu: 0,
-      ebest: 3.4028234663852886e38,
-      plateauCount: 0,
-      convCount: 0,
-      pad0: 0,
-      pad1: 0,
+      gamma: r ? r.gamma : Math.min(spec.gamma0, spec.gammaMax),
+      temp: r ? r.temperature : spec.temperature0,
+      lnNu: r?.lnNu ?? 0,
+      ebest: r && !(r.ebest >= F32_MAX) ? r.ebest : F32_MAX,
+      plateauCount: r?.plateauCount ?? 0,
+      convCount: r?.convCount ?? 0,
+      revisit: r?.revisit ? 1 : 0,
+      snapAt: r?.snapshotAt ?? NONE,
     });
     q.writeBuffer(b.headers, slot * HEADER_SIZE, header);
 
@@ -745,8 +877,8 @@ export class WebGpuEngine implements Engine {
       elemF[4 * i + 3] = basis.theta0[i]!;
       elemG[2 * i] = basis.mass0[i]!;
       elemG[2 * i + 1] = basis.weights[i]!;
-      state[2 * i] = basis.theta0[i]!;
-      state[2 * i + 1] = basis.mass0[i]!;
+      state[2 * i] = r ? r.phases[i]! : basis.theta0[i]!;
+      state[2 * i + 1] = r ? r.masses[i]! : basis.mass0[i]!;
     }
     const e0 = slot * K;
     q.writeBuffer(b.elemF, e0 * 16, elemF);
@@ -757,6 +889,12 @@ export class WebGpuEngine implements Engine {
       const encoder = this.device.createCommandEncoder({ label: 'clear learned' });
       encoder.clearBuffer(b.learned, sim.learnedIndex * K * K * 4, K * K * 4);
       this.device.queue.submit([encoder.finish()]);
+      if (r?.learned) {
+        // rows of k at the pool's PAD_K stride; the padding stays 0
+        const A = new Float32Array(k * K);
+        for (let i = 0; i < k; i++) A.set(r.learned.subarray(i * k, i * k + k), i * K);
+        q.writeBuffer(b.learned, sim.learnedIndex * K * K * 4, A);
+      }
       q.writeBuffer(b.learnedSlots, sim.learnedIndex * 4, new Uint32Array([slot]));
     }
   }
@@ -802,8 +940,30 @@ export class WebGpuEngine implements Engine {
     });
   }
 
+  private simOf(id: number): Sim {
+    const sim = this.sims.get(id);
+    if (!sim) throw new Error(`WebGPU engine: no simulation ${id}`);
+    return sim;
+  }
+
   private assertAlive(): void {
     if (this.destroyed) throw new Error('WebGPU engine: used after destroy()');
+  }
+}
+
+/** f32 max: the GPU's stand-in for +infinity (Ebest before the first state; BIG in common.wgsl). */
+const F32_MAX = 3.4028234663852886e38;
+
+/**
+ * The GPU counts global steps in u32: the longest run (every restart to its last step) must fit, and so
+ * must a restored step and a snapshot step (NONE = 2^32 - 1 marks "no snapshot step").
+ */
+function checkStepRange(steps: number, restarts: number, step: number, snapshotAt: number | null): void {
+  if (steps * (restarts + 1) >= 0xffffffff) {
+    throw new Error(`WebGPU engine: steps x (restarts + 1) = ${steps * (restarts + 1)} global steps do not fit the GPU's u32 step counter`);
+  }
+  if (step >= 0xffffffff || (snapshotAt !== null && snapshotAt >= 0xffffffff)) {
+    throw new Error(`WebGPU engine: step ${Math.max(step, snapshotAt ?? 0)} does not fit the GPU's u32 step counter`);
   }
 }
 
