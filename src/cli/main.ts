@@ -1,7 +1,10 @@
 #!/usr/bin/env node
-/** `resonance` command line: run | validate (serve, keys and bench join as the service grows). */
+/** `resonance` command line: serve | run | validate | keys | clients. */
 import { runCommand } from './run.js';
 import { validateCommand } from './validate.js';
+import { serveCommand } from './serve.js';
+import { openapiCommand } from './openapi.js';
+import { clientsCommand, keysCommand } from './keys.js';
 
 const USAGE = `usage: resonance <command> [options]
 
@@ -12,12 +15,21 @@ commands:
       --json                      print the full result as JSON on stdout
       --snapshots FILE.jsonl      write every snapshot as one JSON line
   validate CONFIG.json  check a config and print its normalized form
+  serve                 start the HTTP service (see README for RESONANCE_* settings)
+      --port N  --host ADDR  --data DIR  --backend auto|cpu|webgpu
+  keys create|list|revoke   API keys (resonance keys --help)
+  clients create|list       OAuth2 clients (resonance clients --help)
+  openapi               print the OpenAPI document (openapi.yaml)
 
 exit codes: 0 ok, 1 failure, 2 invalid input (each bad field is listed)`;
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   run: runCommand,
   validate: validateCommand,
+  serve: serveCommand,
+  keys: keysCommand,
+  clients: clientsCommand,
+  openapi: openapiCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -20,7 +20,7 @@ export const PhaseSeeding = z.strictObject({
   golden: z.boolean().default(false),
   silver: z.boolean().default(false),
   customPhases: z.array(finite()).optional(),
-});
+}).meta({ id: 'PhaseSeeding' });
 
 export const ResonanceTarget = z.strictObject({
   value: z.number().min(0).max(1),
@@ -28,7 +28,7 @@ export const ResonanceTarget = z.strictObject({
   notes: z.string().max(1000).optional(),
   /** Per-prime weights of the `custom` operator, aligned with `primes`; required for `custom`. */
   weights: z.array(nonNegative()).optional(),
-});
+}).meta({ id: 'ResonanceTarget' });
 
 export const MixerConfig = z.strictObject({
   type: MixerType.default('local'),
@@ -40,31 +40,31 @@ export const MixerConfig = z.strictObject({
   beta: z.number().gt(0).max(1).default(0.98),
   localityBias: z.number().min(0).max(1).default(0.3),
   learningRate: nonNegative().default(0.05),
-});
+}).meta({ id: 'MixerConfig' });
 
 export const PrimePenalty = z.strictObject({
   enabled: z.boolean().default(true),
   lambdaPrime: nonNegative().default(0.1),
-});
+}).meta({ id: 'PrimePenalty' });
 
 export const EntropyModel = z.strictObject({
   base: EntropyBase.default('shannon'),
   lambda: nonNegative().default(0.02),
   primePenalty: PrimePenalty.default({ enabled: true, lambdaPrime: 0.1 }),
-});
+}).meta({ id: 'EntropyModel' });
 
 export const BoundaryConditions = z.strictObject({
   norm: NormKind.default('L2'),
   enforceUnitNorm: z.boolean().default(true),
   projectorSweeps: z.number().int().min(0).max(64).default(1),
-});
+}).meta({ id: 'BoundaryConditions' });
 
 export const Observables = z.strictObject({
   recordAmplitudes: z.boolean().default(true),
   recordPhases: z.boolean().default(false),
   metricsInterval: count(1).default(10),
   snapshotsInterval: count(1).default(32),
-});
+}).meta({ id: 'Observables' });
 
 export const EvolutionSchedule = z.strictObject({
   dt: z.number().gt(0).max(10).default(0.1),
@@ -72,7 +72,7 @@ export const EvolutionSchedule = z.strictObject({
   restarts: z.number().int().min(0).max(1000).default(0),
   plateauEps: nonNegative().default(1e-6),
   plateauT: count(1).default(150),
-});
+}).meta({ id: 'EvolutionSchedule' });
 
 export const HQEConfig = z.strictObject({
   primes: z.array(z.number().int().min(2).max(2 ** 31 - 1)).min(1),
@@ -89,7 +89,7 @@ export const HQEConfig = z.strictObject({
   /** Natural frequency scale s: w_i = 1 + s ln p_i. */
   frequencyScale: z.number().min(0).max(100).default(0.1),
   seed: z.number().int().min(0).max(U32_MAX).optional(),
-});
+}).meta({ id: 'HQEConfig', description: 'An HQE configuration (hqe-api.md with the additions of docs/model.md). Unknown fields are rejected.' });
 
 /** What a client sends. */
 export type HQEConfigInput = z.input<typeof HQEConfig>;

@@ -2,11 +2,11 @@
  * Run an HQE config to completion (MODEL.md sections 4–6): the response of POST /v1/hqe/run and of
  * `resonance run`.
  */
-import type { Metrics } from '../model/config.js';
+import type { Metrics, NormalizedConfig } from '../model/config.js';
 import { type FieldError, normalize, type NormalizeOptions } from '../model/normalize.js';
 import { specFromConfig } from '../model/spec.js';
 import { createEngine, type EngineOptions } from '../engine/select.js';
-import { type Engine, Flag, type SimStatus, type TickRecord } from '../engine/types.js';
+import { type Engine, type EngineInfo, Flag, type SimStatus, statusOfFlags, type TickRecord } from '../engine/types.js';
 
 export class ConfigError extends Error {
   constructor(readonly errors: FieldError[]) {
@@ -103,21 +103,33 @@ export async function runHqe(config: unknown, options: RunOptions = {}): Promise
     if (!options.engine) await engine.destroy();
   }
 
+  return resultFromRecords(records, cfg, result.warnings, engine.info, started);
+}
+
+/** A snapshot record as the API shows it: amplitudes and phases only where the observables record them. */
+export function snapshotOf(r: TickRecord, rec: NormalizedConfig['observables']): Snapshot {
+  const snap: Snapshot = { step: r.step, restart: r.restart, metrics: r.metrics };
+  if (rec.recordAmplitudes && r.amplitudes) snap.amplitudes = Array.from(r.amplitudes);
+  if (rec.recordPhases && r.phases) snap.phases = Array.from(r.phases);
+  return snap;
+}
+
+export function eventsOf(r: TickRecord): RunEvent[] {
+  return EVENT_FLAGS.filter(([bit]) => r.flags & bit).map(([, type]) => ({ type, step: r.step, restart: r.restart }));
+}
+
+/** The run response from a run's records (docs/engine.md): snapshots, metrics samples, events, final state. */
+export function resultFromRecords(records: TickRecord[], cfg: NormalizedConfig, warnings: string[], info: EngineInfo, started: number): HqeRunResult {
   const last = records[records.length - 1];
   if (!last || !(last.flags & Flag.TERMINAL)) throw new Error('run ended without a terminal record');
-  const rec = cfg.observables;
+  const status = statusOfFlags(last.flags, 'running');
   const snapshots: Snapshot[] = [];
   const metrics: MetricsSample[] = [];
   const events: RunEvent[] = [];
   for (const r of records) {
     if (r.flags & Flag.METRICS) metrics.push({ step: r.step, restart: r.restart, ...r.metrics });
-    if (r.flags & Flag.SNAPSHOT) {
-      const snap: Snapshot = { step: r.step, restart: r.restart, metrics: r.metrics };
-      if (rec.recordAmplitudes && r.amplitudes) snap.amplitudes = Array.from(r.amplitudes);
-      if (rec.recordPhases && r.phases) snap.phases = Array.from(r.phases);
-      snapshots.push(snap);
-    }
-    for (const [bit, type] of EVENT_FLAGS) if (r.flags & bit) events.push({ type, step: r.step, restart: r.restart });
+    if (r.flags & Flag.SNAPSHOT) snapshots.push(snapshotOf(r, cfg.observables));
+    events.push(...eventsOf(r));
   }
   return {
     runId: crypto.randomUUID(),
@@ -125,13 +137,13 @@ export async function runHqe(config: unknown, options: RunOptions = {}): Promise
     seed: cfg.seed,
     steps: last.step,
     restarts: last.restart,
-    backend: engine.info.backend,
-    adapter: engine.info.adapter,
+    backend: info.backend,
+    adapter: info.adapter,
     finalMetrics: last.metrics,
     snapshots,
     metrics,
     events,
-    warnings: result.warnings,
+    warnings,
     elapsedMs: performance.now() - started,
   };
 }

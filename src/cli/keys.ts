@@ -1,0 +1,184 @@
+/**
+ * `resonance keys` and `resonance clients`: manage API keys and OAuth2 clients in the data directory's
+ * SQLite file (the server may be running: SQLite's WAL lets both use the file). Secrets are printed once,
+ * at creation, and stored only as hashes.
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Db, openDb } from '../store/db.js';
+import { type ApiKeyRecord, type OAuthClientRecord, SqliteAuthStore } from '../store/auth.js';
+import { ALL_SCOPES, type Scope } from '../http/types.js';
+import { exitCodeFor, UsageError } from './input.js';
+
+export const KEYS_USAGE = `usage:
+  resonance keys create --org NAME [--scopes hqe.read,hqe.write] [--data DIR] [--json]
+  resonance keys list --org NAME [--data DIR] [--json]
+  resonance keys revoke ID [--data DIR]`;
+
+export const CLIENTS_USAGE = `usage:
+  resonance clients create --org NAME [--scopes hqe.read,hqe.write] [--data DIR] [--json]
+  resonance clients list --org NAME [--data DIR] [--json]`;
+
+const OPTIONS = {
+  org: { type: 'string' },
+  scopes: { type: 'string' },
+  data: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+interface Parsed {
+  action: string | undefined;
+  positionals: string[];
+  org: string | undefined;
+  scopes: string | undefined;
+  data: string | undefined;
+  json: boolean;
+  help: boolean;
+}
+
+function parse(args: string[]): Parsed {
+  try {
+    const { values, positionals } = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+    const [action, ...rest] = positionals;
+    return { action, positionals: rest, org: values.org, scopes: values.scopes, data: values.data, json: values.json ?? false, help: values.help ?? false };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** "hqe.read,hqe.write" (commas or spaces); both scopes when the flag is absent, as the issue asks. */
+export function parseScopeList(value: string | undefined): Scope[] {
+  if (value === undefined) return [...ALL_SCOPES];
+  const names = value.split(/[\s,]+/).filter(Boolean);
+  if (names.length === 0) throw new UsageError(`--scopes needs at least one of ${ALL_SCOPES.join(', ')}`);
+  for (const name of names) {
+    if (!(ALL_SCOPES as string[]).includes(name)) throw new UsageError(`unknown scope "${name}" (known: ${ALL_SCOPES.join(', ')})`);
+  }
+  return [...new Set(names as Scope[])];
+}
+
+const requireOrg = (p: Parsed): string => {
+  if (!p.org?.trim()) throw new UsageError('--org NAME is required');
+  return p.org.trim();
+};
+
+/** --data, else RESONANCE_DATA, else ./data: the same directory `resonance serve` uses. */
+const dataDir = (p: Parsed): string => p.data ?? (process.env.RESONANCE_DATA || './data');
+
+async function withStore<T>(p: Parsed, fn: (store: SqliteAuthStore) => Promise<T>): Promise<T> {
+  const db: Db = openDb(join(dataDir(p), 'resonance.db'));
+  try {
+    return await fn(new SqliteAuthStore(db));
+  } finally {
+    db.close();
+  }
+}
+
+const out = (text: string): void => void process.stdout.write(text + '\n');
+const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+}
+
+const keyView = (k: ApiKeyRecord) => ({
+  id: k.id,
+  org: k.orgName,
+  prefix: k.prefix,
+  scopes: k.scopes,
+  createdAt: iso(k.createdAt),
+  revokedAt: k.revokedAt === null ? null : iso(k.revokedAt),
+});
+
+const clientView = (c: OAuthClientRecord) => ({ client_id: c.id, org: c.orgName, scopes: c.scopes, createdAt: iso(c.createdAt) });
+
+async function runKeys(p: Parsed): Promise<number> {
+  switch (p.action) {
+    case 'create': {
+      const org = requireOrg(p);
+      const scopes = parseScopeList(p.scopes);
+      const { record, key } = await withStore(p, (s) => s.createApiKey(org, scopes));
+      if (p.json) out(JSON.stringify({ ...keyView(record), key }));
+      else out(table([['key', key], ['id', record.id], ['org', record.orgName], ['scopes', record.scopes.join(' ')]]));
+      process.stderr.write('store the key now: it is not shown again (only its hash is kept)\n');
+      return 0;
+    }
+    case 'list': {
+      const org = requireOrg(p);
+      const keys = await withStore(p, (s) => s.listApiKeys(org));
+      if (p.json) out(JSON.stringify(keys.map(keyView)));
+      else if (keys.length === 0) out(`no keys for org "${org}"`);
+      else {
+        const rows = keys.map((k) => [k.id, `${k.prefix}...`, k.scopes.join(' '), iso(k.createdAt), k.revokedAt === null ? 'active' : `revoked ${iso(k.revokedAt)}`]);
+        out(table([['ID', 'KEY', 'SCOPES', 'CREATED', 'STATUS'], ...rows]));
+      }
+      return 0;
+    }
+    case 'revoke': {
+      const id = p.positionals[0];
+      if (!id) throw new UsageError('keys revoke needs the key ID (see `resonance keys list`)');
+      const found = await withStore(p, (s) => s.revokeApiKey(id));
+      if (!found) {
+        process.stderr.write(`resonance: no key with id ${id}\n`);
+        return 1;
+      }
+      out(`revoked ${id}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(p.action ? `unknown keys action "${p.action}"\n\n${KEYS_USAGE}` : KEYS_USAGE);
+  }
+}
+
+async function runClients(p: Parsed): Promise<number> {
+  switch (p.action) {
+    case 'create': {
+      const org = requireOrg(p);
+      const scopes = parseScopeList(p.scopes);
+      const { record, secret } = await withStore(p, (s) => s.createClient(org, scopes));
+      if (p.json) out(JSON.stringify({ ...clientView(record), client_secret: secret }));
+      else out(table([['client_id', record.id], ['client_secret', secret], ['org', record.orgName], ['scopes', record.scopes.join(' ')]]));
+      process.stderr.write('store the client secret now: it is not shown again (only its hash is kept)\n');
+      return 0;
+    }
+    case 'list': {
+      const org = requireOrg(p);
+      const clients = await withStore(p, (s) => s.listClients(org));
+      if (p.json) out(JSON.stringify(clients.map(clientView)));
+      else if (clients.length === 0) out(`no clients for org "${org}"`);
+      else out(table([['CLIENT_ID', 'SCOPES', 'CREATED'], ...clients.map((c) => [c.id, c.scopes.join(' '), iso(c.createdAt)])]));
+      return 0;
+    }
+    default:
+      throw new UsageError(p.action ? `unknown clients action "${p.action}"\n\n${CLIENTS_USAGE}` : CLIENTS_USAGE);
+  }
+}
+
+/** Exit codes as the rest of the CLI: 0 ok, 1 failure (unknown id), 2 usage error. */
+export async function keysCommand(args: string[]): Promise<number> {
+  try {
+    const p = parse(args);
+    if (p.help) {
+      out(KEYS_USAGE);
+      return 0;
+    }
+    return await runKeys(p);
+  } catch (err) {
+    return exitCodeFor(err);
+  }
+}
+
+export async function clientsCommand(args: string[]): Promise<number> {
+  try {
+    const p = parse(args);
+    if (p.help) {
+      out(CLIENTS_USAGE);
+      return 0;
+    }
+    return await runClients(p);
+  } catch (err) {
+    return exitCodeFor(err);
+  }
+}

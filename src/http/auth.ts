@@ -1,0 +1,90 @@
+/**
+ * Who is calling: `X-Api-Key: rsk_...` or `Authorization: Bearer <access token from /oauth/token>`.
+ * Every failure is a 401 with WWW-Authenticate (RFC 9110 section 11.6.1) and one of two codes:
+ *   unauthorized         no supported credential was sent
+ *   invalid_credentials  a credential was sent and is unknown, revoked, forged or expired; the answer is
+ *                        the same for all of these so it tells a prober nothing
+ * A missing scope is a 403 insufficient_scope (RFC 6750 section 3.1).
+ */
+import type { Context, Next } from 'koa';
+import type { ApiKeyRecord, AuthStore } from '../store/auth.js';
+import type { ServerConfig } from './config.js';
+import { Problem } from './problem.js';
+import { verifyToken } from './tokens.js';
+import { ALL_SCOPES, type AppState, type Principal, type Scope } from './types.js';
+
+export interface AuthDeps {
+  authStore: AuthStore;
+  config: Pick<ServerConfig, 'jwtSecret'>;
+}
+
+const REALM = 'realm="resonance"';
+/** Offered when nothing usable was sent: both ways in. ("ApiKey" is not a registered scheme, but is the usual name.) */
+const CHALLENGE_ANY = `ApiKey ${REALM}, Bearer ${REALM}`;
+/** Keys are ~47 characters; anything far longer is not one of ours and is refused without a lookup. */
+const MAX_CREDENTIAL_LENGTH = 512;
+
+const unauthorized = (): Problem =>
+  new Problem(401, 'unauthorized', 'Unauthorized', 'send an API key in X-Api-Key or an access token in Authorization: Bearer', {
+    headers: { 'WWW-Authenticate': CHALLENGE_ANY },
+  });
+
+const invalidCredentials = (challenge: string): Problem =>
+  new Problem(401, 'invalid_credentials', 'Invalid credentials', 'the credentials are invalid or expired', {
+    headers: { 'WWW-Authenticate': challenge },
+  });
+
+const keyPrincipal = (key: ApiKeyRecord): Principal => ({ orgId: key.orgId, scopes: new Set(key.scopes), via: 'api_key', subject: key.id });
+
+async function fromApiKey(store: AuthStore, key: string): Promise<Principal> {
+  const record = key.length <= MAX_CREDENTIAL_LENGTH ? await store.verifyApiKey(key) : null;
+  if (!record) throw invalidCredentials(`ApiKey ${REALM}`);
+  return keyPrincipal(record);
+}
+
+async function fromBearer(secret: Uint8Array, token: string): Promise<Principal> {
+  const claims = token && token.length <= 8 * MAX_CREDENTIAL_LENGTH ? await verifyToken(secret, token) : null;
+  // RFC 6750 section 3: the error attribute tells a client to fetch a new token; it does not say why.
+  if (!claims) throw invalidCredentials(`Bearer ${REALM}, error="invalid_token", error_description="the access token is invalid or expired"`);
+  return { orgId: claims.org, scopes: new Set(claims.scopes), via: 'oauth', subject: claims.sub };
+}
+
+/** Requires a credential and sets ctx.state.principal; put it in front of every /v1 router. */
+export function authenticate(deps: AuthDeps) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const apiKey = ctx.get('X-Api-Key').trim();
+    const bearer = /^Bearer(?:\s+(.*))?$/i.exec(ctx.get('Authorization').trim());
+    // Two credentials could name two orgs; guessing which one wins is how privilege bugs start.
+    if (apiKey && bearer) throw invalidCredentials(CHALLENGE_ANY);
+    let principal: Principal;
+    if (apiKey) principal = await fromApiKey(deps.authStore, apiKey);
+    else if (bearer) principal = await fromBearer(deps.config.jwtSecret, (bearer[1] ?? '').trim());
+    else throw unauthorized();
+    (ctx.state as AppState).principal = principal;
+    await next();
+  };
+}
+
+/** 403 unless the principal holds `scope`. */
+export function requireScope(scope: Scope) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const principal = (ctx.state as AppState).principal;
+    if (!principal) throw unauthorized();
+    if (!principal.scopes.has(scope)) {
+      throw new Problem(403, 'insufficient_scope', 'Insufficient scope', `this operation needs the ${scope} scope`, {
+        meta: { required: scope },
+        headers: principal.via === 'oauth' ? { 'WWW-Authenticate': `Bearer ${REALM}, error="insufficient_scope", scope="${scope}"` } : {},
+      });
+    }
+    await next();
+  };
+}
+
+/** The org of the RESONANCE_BOOTSTRAP_KEY dev key. */
+export const BOOTSTRAP_ORG = 'dev';
+
+/** Registers the dev key for org "dev" with every scope; safe on every start (the key's hash is unique). */
+export async function seedBootstrapKey(store: AuthStore, key: string | undefined): Promise<ApiKeyRecord | null> {
+  if (!key) return null;
+  return store.ensureApiKey(BOOTSTRAP_ORG, key, ALL_SCOPES);
+}

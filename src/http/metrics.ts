@@ -1,0 +1,46 @@
+/** Prometheus metrics of one server: HTTP traffic, engine throughput, residency and queue depths. */
+import type { Context, Next } from 'koa';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface MetricSources {
+  simSteps: () => number;
+  residentSessions: () => number;
+  residentRuns: () => number;
+  webhookQueueDepth: () => Promise<number>;
+}
+
+export function createMetrics(sources: MetricSources): { registry: Registry; middleware: (ctx: Context, next: Next) => Promise<void> } {
+  const registry = new Registry();
+  const requests = new Counter({ name: 'resonance_http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] });
+  const latency = new Histogram({
+    name: 'resonance_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['method', 'route'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry],
+  });
+  new Counter({
+    name: 'resonance_engine_sim_steps_total', help: 'Simulation steps advanced by the engine', registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sources.simSteps());
+    },
+  });
+  new Gauge({ name: 'resonance_resident_sessions', help: 'Running HQE sessions in the engine', registers: [registry], collect() { this.set(sources.residentSessions()); } });
+  new Gauge({ name: 'resonance_resident_runs', help: 'HQE runs in the engine', registers: [registry], collect() { this.set(sources.residentRuns()); } });
+  new Gauge({
+    name: 'resonance_webhook_queue_depth', help: 'Webhook deliveries pending', registers: [registry],
+    async collect() {
+      this.set(await sources.webhookQueueDepth());
+    },
+  });
+  const middleware = async (ctx: Context, next: Next): Promise<void> => {
+    const end = latency.startTimer();
+    try {
+      await next();
+    } finally {
+      // The matched route pattern, not the raw path: bounded label cardinality.
+      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+      end({ method: ctx.method, route: String(route) });
+      requests.inc({ method: ctx.method, route: String(route), status: String(ctx.status) });
+    }
+  };
+  return { registry, middleware };
+}

@@ -1,0 +1,144 @@
+/**
+ * Per-key rate limits measured in work units: a request costs 1 unit, routes that simulate charge more
+ * through chargeWork() before they start. Headers follow the HQE seed:
+ *   X-RateLimit-Limit      units per window
+ *   X-RateLimit-Remaining  units left in the current window
+ *   X-RateLimit-Reset      SECONDS UNTIL the current window ends (a delta, as in the IETF RateLimit-headers
+ *                          draft, not an epoch timestamp: clients need no synchronised clock)
+ * and a 429 carries Retry-After (the same delta) as well.
+ */
+import type { Context, Next } from 'koa';
+import { Problem } from './problem.js';
+import type { AppState } from './types.js';
+
+export interface RateState {
+  limit: number;
+  remaining: number;
+  /** Seconds until the window resets (at least 1). */
+  resetSeconds: number;
+}
+
+export interface RateDecision extends RateState {
+  /** False when the charge would exceed the budget; nothing was charged then. */
+  allowed: boolean;
+}
+
+/** The limiter behind the middleware: in memory here, Redis (shared by every node) for scale-out. */
+export interface RateLimiter {
+  /** Charges `units` to `key` if they fit in the key's remaining budget, all or nothing. */
+  consume(key: string, units: number): Promise<RateDecision>;
+}
+
+interface Window {
+  start: number;
+  used: number;
+}
+
+/**
+ * Fixed windows that start at a key's first charge (not at wall-clock boundaries, so keys do not all reset
+ * in the same millisecond). The known cost of fixed windows: a client can spend up to twice the budget
+ * across a window boundary; the budget is a fairness device here, not a hard capacity guarantee, and in
+ * exchange the state is two numbers per key and Reset is exact.
+ */
+export class MemoryRateLimiter implements RateLimiter {
+  private readonly windows = new Map<string, Window>();
+  private readonly windowMs: number;
+  private nextSweep = 0;
+
+  constructor(
+    private readonly limit: number,
+    windowSeconds: number,
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.windowMs = windowSeconds * 1000;
+  }
+
+  async consume(key: string, units: number): Promise<RateDecision> {
+    const t = this.clock();
+    this.sweep(t);
+    let w = this.windows.get(key);
+    if (!w || t >= w.start + this.windowMs) {
+      w = { start: t, used: 0 };
+      this.windows.set(key, w);
+    }
+    const allowed = w.used + units <= this.limit;
+    if (allowed) w.used += units;
+    return {
+      allowed,
+      limit: this.limit,
+      remaining: Math.max(0, this.limit - w.used),
+      resetSeconds: Math.max(1, Math.ceil((w.start + this.windowMs - t) / 1000)),
+    };
+  }
+
+  /** Drops ended windows at most once per window length, so memory follows active keys without a timer. */
+  private sweep(t: number): void {
+    if (t < this.nextSweep) return;
+    this.nextSweep = t + this.windowMs;
+    for (const [key, w] of this.windows) if (t >= w.start + this.windowMs) this.windows.delete(key);
+  }
+}
+
+/** Work units of `steps` steps of a basis of size k: steps x k^2 / workUnit, rounded up. */
+export const workCost = (steps: number, k: number, workUnit: number): number => Math.ceil((steps * k * k) / workUnit);
+
+/** Which limiter and key a request charges; set by rateLimit() so chargeWork() needs only the context. */
+const bindings = new WeakMap<object, { limiter: RateLimiter; key: string }>();
+
+export const rateLimitHeaders = (s: RateState): Record<string, string> => ({
+  'X-RateLimit-Limit': String(s.limit),
+  'X-RateLimit-Remaining': String(s.remaining),
+  'X-RateLimit-Reset': String(s.resetSeconds),
+});
+
+/** All the limiter needs of a Koa context (any router's context type fits). */
+type HeaderTarget = Pick<Context, 'set'>;
+
+async function charge(ctx: HeaderTarget, limiter: RateLimiter, key: string, units: number): Promise<void> {
+  const decision = await limiter.consume(key, units);
+  const headers = rateLimitHeaders(decision);
+  // Set now, so every later response (a success or any problem a route throws) reports the current budget.
+  ctx.set(headers);
+  if (decision.allowed) return;
+  const over = units > decision.limit;
+  throw new Problem(
+    429,
+    'rate_limited',
+    'Too many requests',
+    over
+      ? `this request costs ${units} units, more than the budget of ${decision.limit} per window; ask for less work`
+      : `this request costs ${units} units and ${decision.remaining} remain; the window resets in ${decision.resetSeconds} s`,
+    {
+      headers: { ...headers, 'Retry-After': String(decision.resetSeconds) },
+      meta: { cost: units, limit: decision.limit, remaining: decision.remaining, resetSeconds: decision.resetSeconds },
+    },
+  );
+}
+
+/**
+ * Charges 1 unit per request to the authenticated principal (place it after authenticate()); requests
+ * without a principal (public routes) pass uncharged.
+ */
+export function rateLimit(limiter: RateLimiter) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const principal = (ctx.state as AppState).principal;
+    if (!principal) return next();
+    bindings.set(ctx, { limiter, key: principal.subject });
+    await charge(ctx, limiter, principal.subject, 1);
+    await next();
+  };
+}
+
+/**
+ * Charges `units` more for work a route is about to do, throwing the 429 before the work starts when the
+ * budget cannot cover it (then nothing is charged). Use workCost() for runs and steps. Await it: the
+ * limiter may be remote (Redis), so the 429 arrives as a rejection.
+ */
+export async function chargeWork(ctx: HeaderTarget, units: number): Promise<void> {
+  const binding = bindings.get(ctx);
+  // A programming error, not a client's: a work route mounted without rateLimit() would run unmetered.
+  if (!binding) throw new Error('chargeWork() needs the rateLimit() middleware in front of the route');
+  const cost = Math.ceil(units);
+  if (cost <= 0) return;
+  await charge(ctx, binding.limiter, binding.key, cost);
+}

@@ -1,0 +1,212 @@
+/** Webhook registrations (hqe-api.md `/v1/hqe/webhooks`, plus list/get/delete) and the event payload contract. */
+import type {} from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import { z } from 'zod';
+import type { ZodOpenApiPathsObject } from 'zod-openapi';
+import { type FieldError, toPointer } from '../../model/normalize.js';
+import { WEBHOOK_EVENT_TYPES, type WebhookService } from '../../webhooks/service.js';
+import { parseTargetUrl } from '../../webhooks/targets.js';
+import { Problem, validationProblem } from '../problem.js';
+import { authProblems, Cursor, decodeCursor, encodeCursor, PageSize, problemResponse } from '../schemas.js';
+import type { AppState, Principal, Scope } from '../types.js';
+
+// ---- schemas ----
+
+export const WebhookEventTypeSchema = z.enum(WEBHOOK_EVENT_TYPES).meta({ id: 'WebhookEventType' });
+
+export const WebhookCreateRequest = z
+  .strictObject({
+    url: z
+      .string()
+      .max(2048)
+      .superRefine((value, ctx) => {
+        const parsed = parseTargetUrl(value);
+        if (!parsed.ok) ctx.addIssue({ code: 'custom', message: `url ${parsed.message}`, params: { code: 'invalid_url' } });
+      })
+      .meta({ format: 'uri', description: 'http(s) URL of the receiver; private, loopback and link-local targets are refused (webhook_target_forbidden).' }),
+    secret: z
+      .string()
+      .min(16)
+      .max(256)
+      .optional()
+      .meta({ description: 'HMAC key for X-RS-Signature. Omit it and the server generates one, returned once in the 201 body.' }),
+    events: z
+      .array(WebhookEventTypeSchema)
+      .min(1)
+      .max(WEBHOOK_EVENT_TYPES.length)
+      .superRefine((events, ctx) => {
+        const seen = new Map<string, number>();
+        events.forEach((e, i) => {
+          const first = seen.get(e);
+          if (first !== undefined) ctx.addIssue({ code: 'custom', path: [i], message: `${e} repeats /events/${first}`, params: { code: 'duplicate_event' } });
+          else seen.set(e, i);
+        });
+      })
+      .meta({ description: 'Event types to receive; non-empty, no repeats.' }),
+  })
+  .meta({ id: 'WebhookCreateRequest' });
+
+export const WebhookSchema = z
+  .object({
+    id: z.string(),
+    url: z.string().meta({ format: 'uri' }),
+    events: z.array(WebhookEventTypeSchema),
+    createdAt: z.string().meta({ format: 'date-time' }),
+  })
+  .meta({ id: 'Webhook', description: 'A registration; its secret is never returned.' });
+
+export const WebhookCreated = WebhookSchema.extend({
+  secret: z.string().optional().meta({ description: 'Only when the server generated the secret: shown this once, store it.' }),
+}).meta({ id: 'WebhookCreated' });
+
+export const WebhookPage = z
+  .object({ items: z.array(WebhookSchema), next_cursor: z.string().nullable() })
+  .meta({ id: 'WebhookPage' });
+
+export const WebhookEventSchema = z
+  .object({
+    id: z.string().meta({ description: 'Event id: the same for every webhook the event went to, and across retries.' }),
+    type: WebhookEventTypeSchema,
+    createdAt: z.string().meta({ format: 'date-time' }),
+    data: z
+      .record(z.string(), z.unknown())
+      .meta({ description: 'For hqe.* events: sessionId, type (plateau|converged|failed), step, restart and metrics at that step.' }),
+  })
+  .meta({ id: 'WebhookEvent', description: 'Body POSTed to receivers.' });
+
+const WebhookId = z.object({ id: z.string().meta({ description: 'Webhook id' }) });
+const CursorShape = z.object({ t: z.number().int(), id: z.string() });
+
+// ---- helpers ----
+
+function principalOf(ctx: Context): Principal {
+  const p = (ctx.state as AppState).principal;
+  if (!p) throw new Problem(401, 'unauthorized', 'Unauthorized', 'credentials required');
+  return p;
+}
+
+/** Tiny scope guard (principal set upstream). */
+const needScope = (scope: Scope) => async (ctx: Context, next: Next): Promise<void> => {
+  if (!principalOf(ctx).scopes.has(scope)) throw new Problem(403, 'insufficient_scope', 'Insufficient scope', `this operation needs the ${scope} scope`);
+  await next();
+};
+
+/**
+ * Every zod issue as a FieldError; unknown fields get one entry each, at their own pointer. A field of the
+ * wrong type reports only that (zod 4 still runs length checks on, e.g., a string where an array belongs).
+ */
+export function fieldErrors(error: z.ZodError): FieldError[] {
+  const wrongType = new Set(error.issues.filter((i) => i.code === 'invalid_type').map((i) => toPointer(i.path)));
+  const issues = error.issues.filter((i) => i.code === 'invalid_type' || !wrongType.has(toPointer(i.path)));
+  return issues.flatMap((issue): FieldError[] => {
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ pointer: toPointer([...issue.path, key]), code: 'unknown_field', message: `unknown field ${key}` }));
+    }
+    const custom = issue.code === 'custom' ? (issue.params as { code?: unknown } | undefined)?.code : undefined;
+    return [{ pointer: toPointer(issue.path), code: typeof custom === 'string' ? custom : issue.code, message: issue.message }];
+  });
+}
+
+// ---- routes ----
+
+export function webhookRoutes(deps: { webhooks: WebhookService }): Router {
+  const { webhooks } = deps;
+  const router = new Router({ prefix: '/v1/hqe/webhooks' });
+
+  router.post('/', needScope('hqe.write'), async (ctx) => {
+    const { orgId } = principalOf(ctx);
+    const parsed = WebhookCreateRequest.safeParse(ctx.request.body);
+    if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
+    const created = await webhooks.register(orgId, parsed.data);
+    ctx.status = 201;
+    ctx.set('Location', `/v1/hqe/webhooks/${encodeURIComponent(created.id)}`);
+    ctx.body = created;
+  });
+
+  router.get('/', needScope('hqe.read'), async (ctx) => {
+    const { orgId } = principalOf(ctx);
+    const size = PageSize.safeParse(ctx.query.page_size ?? undefined);
+    if (!size.success) throw validationProblem([{ pointer: '/page_size', code: 'out_of_range', message: 'page_size must be an integer in 1..500' }]);
+    const rawCursor = typeof ctx.query.cursor === 'string' ? ctx.query.cursor : undefined;
+    const cursor = decodeCursor(rawCursor, CursorShape);
+    if (rawCursor !== undefined && !cursor) throw validationProblem([{ pointer: '/cursor', code: 'invalid_cursor', message: 'cursor is not one this API issued' }]);
+    const page = await webhooks.list(orgId, { after: cursor ? { createdAt: cursor.t, id: cursor.id } : undefined, limit: size.data });
+    ctx.body = { items: page.items, next_cursor: page.nextAfter ? encodeCursor({ t: page.nextAfter.createdAt, id: page.nextAfter.id }) : null };
+  });
+
+  router.get('/:id', needScope('hqe.read'), async (ctx) => {
+    ctx.body = await webhooks.get(principalOf(ctx).orgId, ctx.params.id ?? '');
+  });
+
+  router.delete('/:id', needScope('hqe.write'), async (ctx) => {
+    await webhooks.delete(principalOf(ctx).orgId, ctx.params.id ?? '');
+    ctx.status = 204;
+  });
+
+  return router;
+}
+
+// ---- OpenAPI ----
+
+const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } });
+
+export const webhookPaths: ZodOpenApiPathsObject = {
+  '/v1/hqe/webhooks': {
+    post: {
+      tags: ['Webhooks'],
+      summary: 'Register a webhook for HQE events',
+      description: 'Deliveries are signed (X-RS-Signature, see docs/webhooks.md), at least once, retried with exponential backoff for 24 h.',
+      requestBody: { required: true, ...json(WebhookCreateRequest) },
+      responses: {
+        '201': { description: 'Webhook registered (secret present only when generated)', headers: z.object({ Location: z.string() }), ...json(WebhookCreated) },
+        '400': problemResponse('Invalid body (every failing field by JSON pointer), or a target that is not public (code webhook_target_forbidden) or does not resolve (webhook_target_unresolvable)'),
+        ...authProblems,
+      },
+    },
+    get: {
+      tags: ['Webhooks'],
+      summary: "The org's webhooks, oldest first",
+      requestParams: { query: z.object({ cursor: Cursor, page_size: PageSize.optional() }) },
+      responses: { '200': { description: 'A page', ...json(WebhookPage) }, '400': problemResponse('Bad cursor or page_size'), ...authProblems },
+    },
+  },
+  '/v1/hqe/webhooks/{id}': {
+    get: {
+      tags: ['Webhooks'],
+      summary: 'One webhook',
+      requestParams: { path: WebhookId },
+      responses: { '200': { description: 'Webhook', ...json(WebhookSchema) }, '404': problemResponse('No such webhook (or not yours)'), ...authProblems },
+    },
+    delete: {
+      tags: ['Webhooks'],
+      summary: 'Delete a webhook; its pending deliveries are cancelled',
+      requestParams: { path: WebhookId },
+      responses: { '204': { description: 'Deleted' }, '404': problemResponse('No such webhook (or not yours)'), ...authProblems },
+    },
+  },
+};
+
+/** The outgoing requests, for the OpenAPI 3.1 `webhooks` section of the document. */
+export const webhookEventPaths: ZodOpenApiPathsObject = Object.fromEntries(
+  WEBHOOK_EVENT_TYPES.map((type) => [
+    type,
+    {
+      post: {
+        tags: ['Webhooks'],
+        summary: `${type} event delivered to a registered URL`,
+        requestParams: {
+          header: z.object({
+            'X-RS-Event': z.literal(type),
+            'X-RS-Delivery': z.string().meta({ description: 'Delivery id: the same across retries of this delivery; dedupe on it.' }),
+            'X-RS-Timestamp': z.string().meta({ description: 'Unix seconds when this attempt was signed.' }),
+            'X-RS-Signature': z.string().meta({ description: 'sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>' }),
+            'X-RS-Attempt': z.string().meta({ description: 'Attempt number, from 1.' }),
+          }),
+        },
+        requestBody: { required: true, ...json(WebhookEventSchema) },
+        responses: { '2XX': { description: 'Accepted; any other status (3xx included) or a timeout is retried' } },
+      },
+    },
+  ]),
+);

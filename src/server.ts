@@ -1,0 +1,86 @@
+/**
+ * One Resonance server process: store, engine, scheduler, webhooks and the HTTP app, started in order and
+ * shut down gracefully (stop accepting, drain requests and streams, checkpoint sessions, close the device).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { createEngine } from './engine/select.js';
+import { createApp } from './http/app.js';
+import { seedBootstrapKey } from './http/auth.js';
+import type { ServerConfig } from './http/config.js';
+import { Scheduler } from './sim/scheduler.js';
+import { SqliteAuthStore } from './store/auth.js';
+import { openDb } from './store/db.js';
+import { SqliteIdempotencyStore } from './store/idempotency.js';
+import { SqliteSessionStore } from './store/sessions.js';
+import { SqliteWebhookStore } from './store/webhooks.js';
+import { WebhookService } from './webhooks/service.js';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export async function startServer(config: ServerConfig, logger: Logger = pino({ level: config.logLevel })): Promise<RunningServer> {
+  const db = openDb(join(config.dataDir, 'resonance.db'));
+  const authStore = new SqliteAuthStore(db);
+  await seedBootstrapKey(authStore, config.bootstrapKey);
+  const sessions = new SqliteSessionStore(db);
+  const engine = await createEngine({ backend: config.backend });
+  logger.info({ backend: engine.info.backend, adapter: engine.info.adapter }, 'engine ready');
+  const webhooks = new WebhookService({ store: new SqliteWebhookStore(db), allowPrivate: config.allowPrivateWebhooks, logger });
+  const scheduler = new Scheduler({
+    engine,
+    sessions,
+    onEvent: async (orgId, type, data) => {
+      await webhooks.emit(orgId, type, data);
+    },
+    onError: (err) => logger.error({ err }, 'scheduler error'),
+  });
+  await scheduler.start();
+  webhooks.start();
+
+  let ready = true;
+  const app = createApp({
+    config, logger, scheduler, sessions, authStore, webhooks,
+    idempotencyStore: new SqliteIdempotencyStore(db),
+    isReady: () => ready,
+  });
+  const server: Server = createServer(app.callback());
+  const sockets = new Set<Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  logger.info({ url }, 'listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      ready = false;
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Streams (SSE) never finish by themselves: end them after a grace period for in-flight requests.
+      const grace = setTimeout(() => {
+        for (const s of sockets) s.destroy();
+      }, 2000);
+      await drained;
+      clearTimeout(grace);
+      await scheduler.stop();
+      await webhooks.stop();
+      await engine.destroy();
+      db.close();
+      logger.info('stopped');
+    })());
+  return { url, port, logger, close };
+}

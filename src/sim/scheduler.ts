@@ -1,0 +1,321 @@
+/**
+ * The scheduler owns the engine and every simulation resident in it: HQE sessions (long-lived, persisted,
+ * streamed) and HQE runs (ephemeral, awaited). One loop advances the whole batch; every other engine call
+ * (add, patch, export, remove) is serialised with it, between advances.
+ */
+import type { NormalizedConfig } from '../model/config.js';
+import { specFromConfig } from '../model/spec.js';
+import { type Engine, Flag, type SimCheckpoint, type SimReport, type SimStatus, type TickRecord } from '../engine/types.js';
+import type { NewSessionEvent, SessionEvent, SessionRow, SessionStatus, SessionStore } from '../store/sessions.js';
+import { eventsOf, type HqeRunResult, resultFromRecords, type Snapshot, snapshotOf } from './run.js';
+
+export type HqeEventType = 'hqe.plateau' | 'hqe.converged' | 'hqe.failed';
+
+export interface SchedulerDeps {
+  engine: Engine;
+  sessions: SessionStore;
+  /**
+   * Called for each event a session emits, and awaited before the event is stored: a crash in between
+   * means the event is emitted again after recovery (at least once), never lost. Events already stored
+   * (replayed after recovery) are not emitted again.
+   */
+  onEvent?: (orgId: string, type: HqeEventType, data: Record<string, unknown>) => Promise<void>;
+  onError?: (err: unknown) => void;
+  /** How often a running session's engine state is checkpointed to the store. */
+  checkpointEveryMs?: number;
+}
+
+interface Waiter {
+  target: number;
+  resolve: (s: Snapshot) => void;
+  reject: (err: Error) => void;
+}
+
+interface Resident {
+  engineId: number;
+  config: NormalizedConfig;
+  status: SimStatus;
+  step: number;
+  restart: number;
+  /** Sessions only. */
+  session?: { id: string; orgId: string; waiters: Waiter[]; lastSnapshot: Snapshot | null; lastCheckpoint: number };
+  /** Runs only. */
+  run?: { records: TickRecord[]; warnings: string[]; started: number; resolve: (r: HqeRunResult) => void; reject: (e: Error) => void };
+}
+
+export class SessionEndedError extends Error {
+  constructor(readonly status: SessionStatus) {
+    super(`the session has ended (${status})`);
+  }
+}
+
+const EVENT_TYPES: Partial<Record<string, HqeEventType>> = { plateau: 'hqe.plateau', converged: 'hqe.converged', failed: 'hqe.failed' };
+
+/** Ticks per advance: about 2^21 kernel entries of work, so commands and readers wait milliseconds, not seconds. */
+function ticksFor(work: number): number {
+  return Math.max(1, Math.min(256, Math.floor(2 ** 21 / Math.max(1, work))));
+}
+
+export class Scheduler {
+  private readonly residents = new Map<number, Resident>();
+  private readonly bySession = new Map<string, Resident>();
+  private readonly listeners = new Map<string, Set<(e: SessionEvent) => void>>();
+  private engineLock: Promise<unknown> = Promise.resolve();
+  private wake: (() => void) | null = null;
+  private stopping = false;
+  private loopDone: Promise<void> | null = null;
+  private simSteps = 0;
+
+  constructor(private readonly deps: SchedulerDeps) {}
+
+  get engineInfo(): Engine['info'] {
+    return this.deps.engine.info;
+  }
+
+  /** Resume every session that was running when the process stopped, then start the loop. */
+  async start(): Promise<void> {
+    for (const row of await this.deps.sessions.listActive()) {
+      await this.withEngine(async () => this.admit(row));
+    }
+    this.loopDone = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.loopDone;
+    await this.withEngine(async () => {
+      for (const r of this.residents.values()) if (r.session && r.status === 'running') await this.checkpoint(r);
+    });
+    for (const r of this.residents.values()) r.run?.reject(new Error('server shutting down'));
+  }
+
+  stats(): { sessions: number; runs: number; simSteps: number } {
+    let sessions = 0;
+    let runs = 0;
+    for (const r of this.residents.values()) {
+      if (r.status !== 'running') continue;
+      if (r.session) sessions++;
+      else runs++;
+    }
+    return { sessions, runs, simSteps: this.simSteps };
+  }
+
+  async createSession(id: string, orgId: string, config: NormalizedConfig): Promise<SessionRow> {
+    const row = await this.deps.sessions.create({ id, orgId, config, status: 'running' });
+    // The first event of every stream, before the loop can append any of the simulation's.
+    await this.deps.sessions.appendEvents(id, [statusEvent('running', 0, 0)]);
+    await this.withEngine(async () => this.admit(row));
+    this.kick();
+    return row;
+  }
+
+  /** Run a config to its end inside the shared batch. */
+  run(config: NormalizedConfig, warnings: string[]): Promise<HqeRunResult> {
+    return new Promise<HqeRunResult>((resolve, reject) => {
+      this.withEngine(async () => {
+        const engineId = this.deps.engine.add(specFromConfig(config));
+        this.residents.set(engineId, {
+          engineId, config, status: 'running', step: 0, restart: 0,
+          run: { records: [], warnings, started: performance.now(), resolve, reject },
+        });
+        this.kick();
+      }).catch(reject);
+    });
+  }
+
+  /**
+   * Advance a session `steps` further than where it is now (extending its schedule) and resolve with the
+   * snapshot of that state, or of the state it ended on first.
+   */
+  async step(sessionId: string, steps: number): Promise<Snapshot> {
+    return new Promise<Snapshot>((resolve, reject) => {
+      this.withEngine(async () => {
+        let r = this.bySession.get(sessionId);
+        if (!r) {
+          // A session that completed before a restart is not resident: bring it back from its checkpoint.
+          const row = await this.deps.sessions.get(sessionId);
+          if (row?.status === 'completed') r = this.admit(row);
+          else throw new SessionEndedError(row?.status ?? 'closed');
+        }
+        if (!r.session || (r.status !== 'running' && r.status !== 'completed')) throw new SessionEndedError(r.status as SessionStatus);
+        const target = r.step + steps;
+        this.deps.engine.patch(r.engineId, { extraSteps: steps, snapshotAt: target });
+        const row = await this.deps.sessions.get(sessionId);
+        await this.deps.sessions.update(sessionId, { extraSteps: (row?.extraSteps ?? 0) + steps, status: 'running' });
+        if (r.status === 'completed') await this.appendAndNotify(r, [statusEvent('running', r.step, r.restart)]);
+        r.status = 'running';
+        r.session.waiters.push({ target, resolve, reject });
+        this.kick();
+      }).catch(reject);
+    });
+  }
+
+  async close(sessionId: string): Promise<void> {
+    await this.withEngine(async () => {
+      const r = this.bySession.get(sessionId);
+      if (r?.session) {
+        this.evict(r);
+        for (const w of r.session.waiters) w.reject(new SessionEndedError('closed'));
+        await this.appendAndNotify(r, [statusEvent('closed', r.step, r.restart)]);
+      }
+      await this.deps.sessions.update(sessionId, { status: 'closed' });
+    });
+  }
+
+  /** Live events of a session, after those already stored. Returns the unsubscribe function. */
+  subscribe(sessionId: string, listener: (e: SessionEvent) => void): () => void {
+    let set = this.listeners.get(sessionId);
+    if (!set) this.listeners.set(sessionId, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(sessionId);
+    };
+  }
+
+  // ---- internals ----
+
+  private withEngine<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.engineLock.then(fn);
+    this.engineLock = next.catch(() => undefined);
+    return next;
+  }
+
+  private kick(): void {
+    this.wake?.();
+  }
+
+  private admit(row: SessionRow): Resident {
+    const checkpoint = row.checkpoint ? (JSON.parse(row.checkpoint) as SimCheckpoint) : undefined;
+    const engineId = this.deps.engine.add(specFromConfig(row.config), checkpoint);
+    // Steps granted by POST .../step after the checkpoint (or with none) are granted again.
+    const missing = row.extraSteps - (checkpoint?.extraSteps ?? 0);
+    if (missing > 0) this.deps.engine.patch(engineId, { extraSteps: missing });
+    const resident: Resident = {
+      engineId, config: row.config, status: row.status === 'completed' ? 'completed' : 'running',
+      step: checkpoint?.step ?? 0, restart: checkpoint?.restart ?? 0,
+      session: { id: row.id, orgId: row.orgId, waiters: [], lastSnapshot: null, lastCheckpoint: Date.now() },
+    };
+    this.residents.set(engineId, resident);
+    this.bySession.set(row.id, resident);
+    return resident;
+  }
+
+  private evict(r: Resident): void {
+    this.deps.engine.remove(r.engineId);
+    this.residents.delete(r.engineId);
+    if (r.session) this.bySession.delete(r.session.id);
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      let work = 0;
+      for (const r of this.residents.values()) if (r.status === 'running') work += r.config.primes.length ** 2;
+      if (work === 0) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = null;
+        continue;
+      }
+      try {
+        await this.withEngine(async () => this.process(await this.deps.engine.advance(ticksFor(work))));
+      } catch (err) {
+        this.deps.onError?.(err);
+      }
+      // Let requests in between advances even when the engine ran on this thread.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  private async process(reports: Map<number, SimReport>): Promise<void> {
+    for (const [engineId, report] of reports) {
+      const r = this.residents.get(engineId);
+      if (!r || r.status !== 'running') continue;
+      this.simSteps += Math.max(0, report.step - r.step);
+      r.step = report.step;
+      r.restart = report.restart;
+      r.status = report.status;
+      if (r.run) {
+        r.run.records.push(...report.records);
+        if (report.status !== 'running') {
+          this.evict(r);
+          try {
+            r.run.resolve(resultFromRecords(r.run.records, r.config, r.run.warnings, this.deps.engine.info, r.run.started));
+          } catch (err) {
+            r.run.reject(err as Error);
+          }
+        }
+      } else if (r.session) {
+        await this.processSession(r, report);
+      }
+    }
+  }
+
+  private async processSession(r: Resident, report: SimReport): Promise<void> {
+    const s = r.session!;
+    const events: NewSessionEvent[] = [];
+    let latest: TickRecord | null = null;
+    for (const rec of report.records) {
+      latest = rec;
+      const base = { step: rec.step, restart: rec.restart };
+      if (rec.flags & Flag.METRICS) events.push({ kind: 'metrics', ...base, body: JSON.stringify({ ...base, metrics: rec.metrics }) });
+      if (rec.flags & Flag.SNAPSHOT) {
+        s.lastSnapshot = snapshotOf(rec, r.config.observables);
+        events.push({ kind: 'snapshot', ...base, body: JSON.stringify(s.lastSnapshot) });
+      }
+      for (const e of eventsOf(rec)) events.push({ kind: 'event', ...base, body: JSON.stringify({ ...e, metrics: rec.metrics }) });
+    }
+    if (report.status !== 'running') events.push(statusEvent(report.status, report.step, report.restart));
+    for (const e of events) {
+      if (e.kind !== 'event' || !this.deps.onEvent) continue;
+      const body = JSON.parse(e.body) as { type: string };
+      const type = EVENT_TYPES[body.type];
+      if (type && !(await this.deps.sessions.hasEvent(s.id, e))) await this.deps.onEvent(s.orgId, type, { sessionId: s.id, ...body });
+    }
+    await this.appendAndNotify(r, events);
+    await this.deps.sessions.update(s.id, {
+      status: report.status as SessionStatus,
+      step: report.step,
+      restart: report.restart,
+      ...(latest ? { metrics: latest.metrics } : {}),
+    });
+    s.waiters = s.waiters.filter((w) => {
+      const snap = s.lastSnapshot;
+      const reached = snap !== null && snap.step >= w.target;
+      if (reached || report.status !== 'running') {
+        if (snap) w.resolve(snap);
+        else w.reject(new SessionEndedError(report.status as SessionStatus));
+        return false;
+      }
+      return true;
+    });
+    if (report.status === 'completed') {
+      // Kept resident, and checkpointed, because POST .../step may extend it.
+      await this.checkpoint(r);
+    } else if (report.status !== 'running') {
+      this.evict(r);
+    } else if (Date.now() - s.lastCheckpoint > (this.deps.checkpointEveryMs ?? 5000)) {
+      await this.checkpoint(r);
+    }
+  }
+
+  private async appendAndNotify(r: Resident, events: NewSessionEvent[]): Promise<SessionEvent[]> {
+    if (!r.session || events.length === 0) return [];
+    const inserted = (await this.deps.sessions.appendEvents(r.session.id, events)).filter((e): e is SessionEvent => e !== null);
+    const listeners = this.listeners.get(r.session.id);
+    if (listeners) for (const e of inserted) for (const l of listeners) l(e);
+    return inserted;
+  }
+
+  private async checkpoint(r: Resident): Promise<void> {
+    const checkpoint = await this.deps.engine.exportState(r.engineId);
+    await this.deps.sessions.update(r.session!.id, { checkpoint: JSON.stringify(checkpoint), step: r.step, restart: r.restart });
+    r.session!.lastCheckpoint = Date.now();
+  }
+}
+
+function statusEvent(status: SimStatus | SessionStatus, step: number, restart: number): NewSessionEvent {
+  return { kind: 'status', step, restart, body: JSON.stringify({ status, step, restart }) };
+}
