@@ -4,36 +4,18 @@
  * patches". Same backend and precision: bit-identical continuation. Across backends or precisions: accepted
  * and converted, then within the parity bars.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { basisConstants } from '../src/model/basis.js';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { Flag, type Engine, type SimCheckpoint, type SimReport, type TickRecord } from '../src/engine/types.js';
-import { acquireDevice, type AcquiredDevice } from '../src/engine/webgpu/device.js';
-import { WebGpuEngine } from '../src/engine/webgpu/engine.js';
 import type { HQEConfigInput } from '../src/model/config.js';
 import { firstPrimes } from '../src/model/primes.js';
 import type { SimSpec } from '../src/model/spec.js';
 import { specOf } from './helpers/engines.js';
+import { useGpuDevice } from './helpers/gpu.js';
 
-let acquired: AcquiredDevice | undefined;
-let acquireFailure = '';
-
-beforeAll(async () => {
-  try {
-    acquired = await acquireDevice({ allowSoftware: true });
-  } catch (err) {
-    acquireFailure = (err as Error).message;
-  }
-});
-
-afterAll(() => {
-  acquired?.device.destroy();
-});
-
-async function webgpu(): Promise<Engine> {
-  if (!acquired) throw new Error(`No WebGPU adapter, so the WebGPU engine cannot be tested (${acquireFailure})`);
-  return WebGpuEngine.create({ allowSoftware: true, device: acquired.device, adapterLabel: acquired.label });
-}
+const gpu = useGpuDevice();
+const webgpu = (): Promise<Engine> => gpu.engine();
 
 interface Kind {
   name: string;

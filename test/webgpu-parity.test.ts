@@ -7,46 +7,21 @@
  * metrics within 1e-4 over 64 steps; events (record flags) identical. Same seed twice on WebGPU, any
  * chunking of ticks into advance() calls and submits, and any batch composition: bit-identical records.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { Flag, type Engine, type SimCheckpoint, type SimStatus, statusOfFlags, type TickRecord } from '../src/engine/types.js';
-import { acquireDevice, type AcquiredDevice, nodeShaderSource } from '../src/engine/webgpu/device.js';
-import { WebGpuEngine, type WebGpuEngineOptions } from '../src/engine/webgpu/engine.js';
+import { acquireDevice, nodeShaderSource } from '../src/engine/webgpu/device.js';
+import { WebGpuEngine } from '../src/engine/webgpu/engine.js';
+import { useGpuDevice } from './helpers/gpu.js';
 import type { HQEConfigInput } from '../src/model/config.js';
 import { normalize } from '../src/model/normalize.js';
 import { firstPrimes } from '../src/model/primes.js';
 import { pcg4d, uniform } from '../src/model/rng.js';
 import { type MixerKind, type SimSpec, specFromConfig } from '../src/model/spec.js';
 
-let acquired: AcquiredDevice | undefined;
-let acquireFailure = '';
-
-beforeAll(async () => {
-  try {
-    acquired = await acquireDevice({ allowSoftware: true });
-  } catch (err) {
-    acquireFailure = (err as Error).message;
-  }
-});
-
-afterAll(() => {
-  acquired?.device.destroy();
-});
-
-function gpu(): AcquiredDevice {
-  if (!acquired) {
-    throw new Error(
-      `No WebGPU adapter, so the WebGPU engine cannot be tested (${acquireFailure}). On a machine without a GPU the ` +
-        'software path needs the Mesa EGL/GL libraries with llvmpipe (Dawn backend=opengl, EGL_PLATFORM=surfaceless).',
-    );
-  }
-  return acquired;
-}
-
-async function gpuEngine(extra: Partial<WebGpuEngineOptions> = {}): Promise<WebGpuEngine> {
-  const a = gpu();
-  return WebGpuEngine.create({ allowSoftware: true, device: a.device, adapterLabel: a.label, ...extra });
-}
+const gpuDevice = useGpuDevice();
+const gpu = gpuDevice.device;
+const gpuEngine = gpuDevice.engine;
 
 // ---- specs ----
 

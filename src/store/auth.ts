@@ -10,7 +10,7 @@
  * constant time after the client is found by id.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { now, type Db } from './db.js';
+import { now, type Db, stmt } from './db.js';
 
 /** OAuth2 scopes of the HQE API (hqe-api.md). */
 export type Scope = 'hqe.read' | 'hqe.write';
@@ -130,12 +130,12 @@ export class SqliteAuthStore implements AuthStore {
     const trimmed = name.trim();
     if (!trimmed) throw new Error('org name must not be empty');
     // INSERT OR IGNORE + SELECT is race-free across processes (the CLI and the server share the file).
-    this.db.prepare('INSERT OR IGNORE INTO orgs (id, name, created_at) VALUES (?, ?, ?)').run(randomId('org_'), trimmed, now());
-    return toOrg(this.db.prepare('SELECT id, name, created_at FROM orgs WHERE name = ?').get(trimmed) as OrgRow);
+    stmt(this.db, 'INSERT OR IGNORE INTO orgs (id, name, created_at) VALUES (?, ?, ?)').run(randomId('org_'), trimmed, now());
+    return toOrg(stmt(this.db, 'SELECT id, name, created_at FROM orgs WHERE name = ?').get(trimmed) as OrgRow);
   }
 
   private keyByHash(hash: string): ApiKeyRecord | null {
-    const row = this.db.prepare(`SELECT ${KEY_COLUMNS} FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.hash = ?`).get(hash) as
+    const row = stmt(this.db, `SELECT ${KEY_COLUMNS} FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.hash = ?`).get(hash) as
       | KeyRow
       | undefined;
     return row ? toKey(row) : null;
@@ -145,8 +145,7 @@ export class SqliteAuthStore implements AuthStore {
     const org = this.ensureOrgSync(orgName);
     const id = randomId('key_');
     const hash = sha256(key);
-    this.db
-      .prepare('INSERT OR IGNORE INTO api_keys (id, org_id, hash, prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+    stmt(this.db, 'INSERT OR IGNORE INTO api_keys (id, org_id, hash, prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)')
       .run(id, org.id, hash, key.slice(0, DISPLAY_PREFIX_LENGTH), encodeScopes(scopes), now());
     return this.keyByHash(hash)!;
   }
@@ -156,7 +155,7 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   async findOrg(name: string): Promise<Org | null> {
-    const row = this.db.prepare('SELECT id, name, created_at FROM orgs WHERE name = ?').get(name.trim()) as OrgRow | undefined;
+    const row = stmt(this.db, 'SELECT id, name, created_at FROM orgs WHERE name = ?').get(name.trim()) as OrgRow | undefined;
     return row ? toOrg(row) : null;
   }
 
@@ -171,15 +170,14 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   async listApiKeys(orgName: string): Promise<ApiKeyRecord[]> {
-    const rows = this.db
-      .prepare(`SELECT ${KEY_COLUMNS} FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE o.name = ? ORDER BY k.created_at, k.id`)
+    const rows = stmt(this.db, `SELECT ${KEY_COLUMNS} FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE o.name = ? ORDER BY k.created_at, k.id`)
       .all(orgName.trim()) as KeyRow[];
     return rows.map(toKey);
   }
 
   async revokeApiKey(id: string): Promise<boolean> {
-    const found = this.db.prepare('SELECT 1 FROM api_keys WHERE id = ?').get(id) !== undefined;
-    if (found) this.db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now(), id);
+    const found = stmt(this.db, 'SELECT 1 FROM api_keys WHERE id = ?').get(id) !== undefined;
+    if (found) stmt(this.db, 'UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now(), id);
     return found;
   }
 
@@ -195,8 +193,7 @@ export class SqliteAuthStore implements AuthStore {
     const record = this.db.transaction(() => {
       const org = this.ensureOrgSync(orgName);
       const id = randomId('rc_');
-      this.db
-        .prepare('INSERT INTO oauth_clients (id, org_id, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?)')
+      stmt(this.db, 'INSERT INTO oauth_clients (id, org_id, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?)')
         .run(id, org.id, sha256(clientSecret), encodeScopes(scopes), now());
       return this.clientById(id)!;
     })();
@@ -204,15 +201,14 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   private clientById(id: string): ClientRow | null {
-    const row = this.db.prepare(`SELECT ${CLIENT_COLUMNS} FROM oauth_clients c JOIN orgs o ON o.id = c.org_id WHERE c.id = ?`).get(id) as
+    const row = stmt(this.db, `SELECT ${CLIENT_COLUMNS} FROM oauth_clients c JOIN orgs o ON o.id = c.org_id WHERE c.id = ?`).get(id) as
       | ClientRow
       | undefined;
     return row ?? null;
   }
 
   async listClients(orgName: string): Promise<OAuthClientRecord[]> {
-    const rows = this.db
-      .prepare(`SELECT ${CLIENT_COLUMNS} FROM oauth_clients c JOIN orgs o ON o.id = c.org_id WHERE o.name = ? ORDER BY c.created_at, c.id`)
+    const rows = stmt(this.db, `SELECT ${CLIENT_COLUMNS} FROM oauth_clients c JOIN orgs o ON o.id = c.org_id WHERE o.name = ? ORDER BY c.created_at, c.id`)
       .all(orgName.trim()) as ClientRow[];
     return rows.map(toClient);
   }

@@ -34,3 +34,14 @@ function migrate(db: Db): void {
 
 /** Milliseconds since the epoch: every timestamp in the store. */
 export const now = (): number => Date.now();
+
+const statements = new WeakMap<Db, Map<string, Database.Statement>>();
+
+/** A prepared statement, compiled once per handle: preparing costs more than running a point query. */
+export function stmt(db: Db, sql: string): Database.Statement {
+  let cache = statements.get(db);
+  if (!cache) statements.set(db, (cache = new Map()));
+  let s = cache.get(sql);
+  if (!s) cache.set(sql, (s = db.prepare(sql)));
+  return s;
+}

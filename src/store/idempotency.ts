@@ -1,5 +1,5 @@
 /** Stored responses of POSTs sent with an Idempotency-Key (24 h). */
-import { type Db, now } from './db.js';
+import { type Db, now, stmt } from './db.js';
 
 export interface IdempotencyRecord {
   orgId: string;
@@ -40,8 +40,8 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
 
   async claim(rec: Pick<IdempotencyRecord, 'orgId' | 'key' | 'method' | 'path' | 'bodyHash'>, ttlMs: number): Promise<IdempotencyRecord | null> {
     return this.db.transaction(() => {
-      this.db.prepare('DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at < ?').run(rec.orgId, rec.key, now() - ttlMs);
-      const existing = this.db.prepare('SELECT * FROM idempotency_keys WHERE org_id = ? AND key = ?').get(rec.orgId, rec.key) as Row | undefined;
+      stmt(this.db, 'DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at < ?').run(rec.orgId, rec.key, now() - ttlMs);
+      const existing = stmt(this.db, 'SELECT * FROM idempotency_keys WHERE org_id = ? AND key = ?').get(rec.orgId, rec.key) as Row | undefined;
       if (existing) {
         return {
           orgId: existing.org_id,
@@ -56,20 +56,18 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
           createdAt: existing.created_at,
         };
       }
-      this.db
-        .prepare("INSERT INTO idempotency_keys (org_id, key, method, path, body_hash, state, created_at) VALUES (?, ?, ?, ?, ?, 'in_flight', ?)")
+      stmt(this.db, "INSERT INTO idempotency_keys (org_id, key, method, path, body_hash, state, created_at) VALUES (?, ?, ?, ?, ?, 'in_flight', ?)")
         .run(rec.orgId, rec.key, rec.method, rec.path, rec.bodyHash, now());
       return null;
     })();
   }
 
   async complete(orgId: string, key: string, status: number, headers: Record<string, string>, body: string): Promise<void> {
-    this.db
-      .prepare("UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ? WHERE org_id = ? AND key = ?")
+    stmt(this.db, "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ? WHERE org_id = ? AND key = ?")
       .run(status, JSON.stringify(headers), body, orgId, key);
   }
 
   async release(orgId: string, key: string): Promise<void> {
-    this.db.prepare("DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND state = 'in_flight'").run(orgId, key);
+    stmt(this.db, "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND state = 'in_flight'").run(orgId, key);
   }
 }

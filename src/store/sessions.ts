@@ -1,6 +1,6 @@
 /** HQE sessions and everything they emitted (snapshots, metrics, events, status changes). */
 import type { NormalizedConfig } from '../model/config.js';
-import { type Db, now } from './db.js';
+import { type Db, now, stmt } from './db.js';
 
 export type SessionStatus = 'initializing' | 'running' | 'plateau' | 'converged' | 'failed' | 'completed' | 'closed';
 export type SessionEventKind = 'snapshot' | 'metrics' | 'event' | 'status';
@@ -103,8 +103,7 @@ export class SqliteSessionStore implements SessionStore {
 
   async create(row: Pick<SessionRow, 'id' | 'orgId' | 'config' | 'status'>): Promise<SessionRow> {
     const t = now();
-    this.db
-      .prepare('INSERT INTO hqe_sessions (id, org_id, config, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
+    stmt(this.db, 'INSERT INTO hqe_sessions (id, org_id, config, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
       .run(row.id, row.orgId, JSON.stringify(row.config), row.status, t, t);
     return (await this.get(row.id))!;
   }
@@ -115,7 +114,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async listActive(): Promise<SessionRow[]> {
-    const rows = this.db.prepare("SELECT * FROM hqe_sessions WHERE status IN ('initializing', 'running') ORDER BY created_at").all() as Row[];
+    const rows = stmt(this.db, "SELECT * FROM hqe_sessions WHERE status IN ('initializing', 'running') ORDER BY created_at").all() as Row[];
     return rows.map(fromRow);
   }
 
@@ -129,7 +128,7 @@ export class SqliteSessionStore implements SessionStore {
       values.push(key === 'metrics' && value !== null ? JSON.stringify(value) : value);
     }
     if (sets.length === 0) return;
-    this.db.prepare(`UPDATE hqe_sessions SET ${sets.join(', ')}, updated_at = ? WHERE id = ?`).run(...values, now(), id);
+    stmt(this.db, `UPDATE hqe_sessions SET ${sets.join(', ')}, updated_at = ? WHERE id = ?`).run(...values, now(), id);
   }
 
   async appendEvents(sessionId: string, events: NewSessionEvent[]): Promise<Array<SessionEvent | null>> {
@@ -142,16 +141,14 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async hasEvent(sessionId: string, e: NewSessionEvent): Promise<boolean> {
-    const row = this.db
-      .prepare('SELECT 1 FROM hqe_session_events WHERE session_id = ? AND kind = ? AND step = ? AND restart = ? AND body = ?')
+    const row = stmt(this.db, 'SELECT 1 FROM hqe_session_events WHERE session_id = ? AND kind = ? AND step = ? AND restart = ? AND body = ?')
       .get(sessionId, e.kind, e.step, e.restart, e.body);
     return row !== undefined;
   }
 
   async events(sessionId: string, afterSeq: number, limit: number, kinds?: SessionEventKind[]): Promise<SessionEvent[]> {
     const kindFilter = kinds && kinds.length > 0 ? `AND kind IN (${kinds.map(() => '?').join(', ')})` : '';
-    return this.db
-      .prepare(`SELECT seq, kind, step, restart, body FROM hqe_session_events WHERE session_id = ? AND seq > ? ${kindFilter} ORDER BY seq LIMIT ?`)
+    return stmt(this.db, `SELECT seq, kind, step, restart, body FROM hqe_session_events WHERE session_id = ? AND seq > ? ${kindFilter} ORDER BY seq LIMIT ?`)
       .all(sessionId, afterSeq, ...(kinds ?? []), limit) as SessionEvent[];
   }
 }
