@@ -38,7 +38,9 @@ export interface AppDeps {
 
 /** The /v1 API reads JSON only: a body of any other type is a 415, not a silently empty request. */
 async function requireJson(ctx: Context, next: Next): Promise<void> {
-  if ((ctx.method === 'POST' || ctx.method === 'PATCH') && ctx.request.length && !ctx.is('application/json')) {
+  // A body is chunked or has a non-zero Content-Length; an empty one is no body (routing decides, e.g. 405).
+  const hasBody = ctx.get('Transfer-Encoding') !== '' || (ctx.request.length ?? 0) > 0;
+  if ((ctx.method === 'POST' || ctx.method === 'PATCH') && hasBody && !ctx.is('application/json')) {
     throw new Problem(415, 'unsupported_media_type', 'Unsupported media type', 'send the body as application/json');
   }
   await next();

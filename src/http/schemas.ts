@@ -26,6 +26,18 @@ export const problemResponse = (description: string) => ({
   content: { 'application/problem+json': { schema: ProblemSchema } },
 });
 
+/** Error responses of every operation that takes a JSON body. */
+export const bodyProblems = {
+  '413': problemResponse('The body exceeds the size limit (code payload_too_large)'),
+  '415': problemResponse('The body is not application/json (code unsupported_media_type)'),
+};
+
+/** Error responses of an operation that honours Idempotency-Key. */
+export const idempotencyProblems = {
+  '409': problemResponse('A request with this Idempotency-Key is still in flight (code idempotency_in_flight)'),
+  '422': problemResponse('This Idempotency-Key was used with a different request (code idempotency_key_reused)'),
+};
+
 /** The common error responses of an authenticated route. */
 export const authProblems = {
   '401': problemResponse('Missing, invalid or expired credentials'),

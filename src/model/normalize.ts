@@ -32,13 +32,13 @@ export function toPointer(path: ReadonlyArray<PropertyKey>): string {
   return path.map((p) => '/' + String(p).replace(/~/g, '~0').replace(/\//g, '~1')).join('');
 }
 
-function zodErrors(error: z.ZodError): FieldError[] {
-  return error.issues.map((issue) => {
-    const base = { pointer: toPointer(issue.path), code: issue.code, message: issue.message };
+export function zodErrors(error: z.ZodError): FieldError[] {
+  return error.issues.flatMap((issue) => {
+    // Each unknown field at its own pointer, so a client can highlight exactly what to remove.
     if (issue.code === 'unrecognized_keys') {
-      return { ...base, code: 'unknown_field', message: `unknown field(s): ${issue.keys.join(', ')}` };
+      return issue.keys.map((key) => ({ pointer: toPointer([...issue.path, key]), code: 'unknown_field', message: `unknown field "${key}"` }));
     }
-    return base;
+    return [{ pointer: toPointer(issue.path), code: issue.code, message: issue.message }];
   });
 }
 

@@ -38,7 +38,18 @@ interface Resident {
   step: number;
   restart: number;
   /** Sessions only. */
-  session?: { id: string; orgId: string; waiters: Waiter[]; lastSnapshot: Snapshot | null; lastCheckpoint: number };
+  session?: {
+    id: string;
+    orgId: string;
+    waiters: Waiter[];
+    lastSnapshot: Snapshot | null;
+    lastCheckpoint: number;
+    /**
+     * The furthest step the session has reported. After recovery the engine replays from the checkpoint,
+     * behind this: the stored session never moves backwards and step targets count from here.
+     */
+    highWater: number;
+  };
   /** Runs only. */
   run?: { records: TickRecord[]; warnings: string[]; started: number; resolve: (r: HqeRunResult) => void; reject: (e: Error) => void };
 }
@@ -139,7 +150,7 @@ export class Scheduler {
           else throw new SessionEndedError(row?.status ?? 'closed');
         }
         if (!r.session || (r.status !== 'running' && r.status !== 'completed')) throw new SessionEndedError(r.status as SessionStatus);
-        const target = r.step + steps;
+        const target = Math.max(r.step, r.session.highWater) + steps;
         this.deps.engine.patch(r.engineId, { extraSteps: steps, snapshotAt: target });
         const row = await this.deps.sessions.get(sessionId);
         await this.deps.sessions.update(sessionId, { extraSteps: (row?.extraSteps ?? 0) + steps, status: 'running' });
@@ -195,7 +206,7 @@ export class Scheduler {
     const resident: Resident = {
       engineId, config: row.config, status: row.status === 'completed' ? 'completed' : 'running',
       step: checkpoint?.step ?? 0, restart: checkpoint?.restart ?? 0,
-      session: { id: row.id, orgId: row.orgId, waiters: [], lastSnapshot: null, lastCheckpoint: Date.now() },
+      session: { id: row.id, orgId: row.orgId, waiters: [], lastSnapshot: null, lastCheckpoint: Date.now(), highWater: row.step },
     };
     this.residents.set(engineId, resident);
     this.bySession.set(row.id, resident);
@@ -262,8 +273,11 @@ export class Scheduler {
       const base = { step: rec.step, restart: rec.restart };
       if (rec.flags & Flag.METRICS) events.push({ kind: 'metrics', ...base, body: JSON.stringify({ ...base, metrics: rec.metrics }) });
       if (rec.flags & Flag.SNAPSHOT) {
-        s.lastSnapshot = snapshotOf(rec, r.config.observables);
-        events.push({ kind: 'snapshot', ...base, body: JSON.stringify(s.lastSnapshot) });
+        const snap = snapshotOf(rec, r.config.observables);
+        s.lastSnapshot = snap;
+        events.push({ kind: 'snapshot', ...base, body: JSON.stringify(snap) });
+        // A step request resolves with the snapshot at its target (patched snapshotAt), not a later one.
+        s.waiters = s.waiters.filter((w) => (snap.step >= w.target ? (w.resolve(snap), false) : true));
       }
       for (const e of eventsOf(rec)) events.push({ kind: 'event', ...base, body: JSON.stringify({ ...e, metrics: rec.metrics }) });
     }
@@ -275,22 +289,23 @@ export class Scheduler {
       if (type && !(await this.deps.sessions.hasEvent(s.id, e))) await this.deps.onEvent(s.orgId, type, { sessionId: s.id, ...body });
     }
     await this.appendAndNotify(r, events);
-    await this.deps.sessions.update(s.id, {
-      status: report.status as SessionStatus,
-      step: report.step,
-      restart: report.restart,
-      ...(latest ? { metrics: latest.metrics } : {}),
-    });
-    s.waiters = s.waiters.filter((w) => {
-      const snap = s.lastSnapshot;
-      const reached = snap !== null && snap.step >= w.target;
-      if (reached || report.status !== 'running') {
-        if (snap) w.resolve(snap);
+    if (report.step >= s.highWater || report.status !== 'running') {
+      s.highWater = Math.max(s.highWater, report.step);
+      await this.deps.sessions.update(s.id, {
+        status: report.status as SessionStatus,
+        step: report.step,
+        restart: report.restart,
+        ...(latest ? { metrics: latest.metrics } : {}),
+      });
+    }
+    if (report.status !== 'running') {
+      // Ended before the target: the state it ended on (its terminal snapshot).
+      for (const w of s.waiters) {
+        if (s.lastSnapshot) w.resolve(s.lastSnapshot);
         else w.reject(new SessionEndedError(report.status as SessionStatus));
-        return false;
       }
-      return true;
-    });
+      s.waiters = [];
+    }
     if (report.status === 'completed') {
       // Kept resident, and checkpointed, because POST .../step may extend it.
       await this.checkpoint(r);

@@ -13,7 +13,7 @@ import type { ServerConfig } from '../config.js';
 import { Problem, notFound, validationProblem } from '../problem.js';
 import { chargeWork } from '../ratelimit.js';
 import {
-  authProblems, Cursor, decodeCursor, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
+  authProblems, bodyProblems, Cursor, decodeCursor, idempotencyProblems, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
   SessionStatusSchema, SnapshotSchema,
 } from '../schemas.js';
 import { openSse } from '../sse.js';
@@ -215,7 +215,7 @@ export const hqePaths: ZodOpenApiPathsObject = {
   '/v1/hqe/validate': {
     post: {
       tags: ['HQE'], summary: 'Validate and normalize an HQE configuration', requestBody: json(HQEConfig),
-      responses: { '200': { description: 'Valid; the normalized config and warnings', headers: RateLimitHeaders, ...json(HQEValidateResponse) }, ...invalid, ...authProblems },
+      responses: { '200': { description: 'Valid; the normalized config and warnings', headers: RateLimitHeaders, ...json(HQEValidateResponse) }, ...invalid, ...bodyProblems, ...authProblems },
     },
   },
   '/v1/hqe/run': {
@@ -225,9 +225,9 @@ export const hqePaths: ZodOpenApiPathsObject = {
       responses: {
         '200': { description: 'Completed run', headers: RateLimitHeaders, ...json(HQERunResponse) },
         '400': problemResponse('Invalid config, or more work than one run may do (code run_too_large)'),
+        ...bodyProblems,
         ...authProblems,
-        '409': problemResponse('Idempotency-Key in flight'),
-        '422': problemResponse('Idempotency-Key reused with another body'),
+        ...idempotencyProblems,
       },
     },
   },
@@ -235,7 +235,7 @@ export const hqePaths: ZodOpenApiPathsObject = {
     post: {
       tags: ['HQE'], summary: 'Create a long-running session (runs its schedule in the background)', requestParams: { header: idempotencyHeader },
       requestBody: json(HQEConfig),
-      responses: { '201': { description: 'Session created', headers: RateLimitHeaders, ...json(HQESession) }, ...invalid, ...authProblems },
+      responses: { '201': { description: 'Session created', headers: RateLimitHeaders, ...json(HQESession) }, ...invalid, ...bodyProblems, ...authProblems, ...idempotencyProblems },
     },
   },
   '/v1/hqe/sessions/{id}': {
@@ -254,8 +254,11 @@ export const hqePaths: ZodOpenApiPathsObject = {
       requestParams: { path: SessionId, header: idempotencyHeader }, requestBody: json(StepRequest),
       responses: {
         '200': { description: 'Snapshot after the steps (or of the state the session ended on first)', ...json(SnapshotSchema) },
-        '400': problemResponse('Invalid body'), '404': problemResponse('No such session'), '409': problemResponse('The session has ended (code session_ended)'),
+        '400': problemResponse('Invalid body'), '404': problemResponse('No such session'),
+        ...bodyProblems,
         ...authProblems,
+        ...idempotencyProblems,
+        '409': problemResponse('The session has ended (code session_ended), or a request with this Idempotency-Key is in flight (code idempotency_in_flight)'),
       },
     },
   },

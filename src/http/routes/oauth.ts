@@ -173,6 +173,7 @@ export const oauthPaths: ZodOpenApiPathsObject = {
         },
         '400': problemResponse('invalid_request, unsupported_grant_type or invalid_scope'),
         '401': problemResponse('invalid_client: unknown client, wrong secret or no client authentication'),
+        '413': problemResponse('payload_too_large: the body exceeds the size limit'),
         '415': problemResponse('unsupported_media_type: the body is neither form nor JSON'),
       },
     },

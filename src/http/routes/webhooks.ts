@@ -8,7 +8,7 @@ import { type FieldError, toPointer } from '../../model/normalize.js';
 import { WEBHOOK_EVENT_TYPES, type WebhookService } from '../../webhooks/service.js';
 import { parseTargetUrl } from '../../webhooks/targets.js';
 import { Problem, validationProblem } from '../problem.js';
-import { authProblems, Cursor, decodeCursor, encodeCursor, PageSize, problemResponse } from '../schemas.js';
+import { authProblems, Cursor, decodeCursor, encodeCursor, PageSize, problemResponse, bodyProblems, idempotencyProblems } from '../schemas.js';
 import type { AppState, Principal, Scope } from '../types.js';
 
 // ---- schemas ----
@@ -161,7 +161,9 @@ export const webhookPaths: ZodOpenApiPathsObject = {
       responses: {
         '201': { description: 'Webhook registered (secret present only when generated)', headers: z.object({ Location: z.string() }), ...json(WebhookCreated) },
         '400': problemResponse('Invalid body (every failing field by JSON pointer), or a target that is not public (code webhook_target_forbidden) or does not resolve (webhook_target_unresolvable)'),
+        ...bodyProblems,
         ...authProblems,
+        ...idempotencyProblems,
       },
     },
     get: {
