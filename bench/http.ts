@@ -5,7 +5,7 @@
  *   npm run bench:http [-- --rate 500 --seconds 20 --connections 20]
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,26 +14,29 @@ import autocannon from 'autocannon';
 const START = '<!-- http-results:start -->';
 const END = '<!-- http-results:end -->';
 
-async function startServer(env: NodeJS.ProcessEnv): Promise<{ url: string; stop: () => Promise<void> }> {
+async function startServer(env: NodeJS.ProcessEnv, port: number): Promise<{ url: string; stop: () => Promise<void> }> {
   const data = await mkdtemp(join(tmpdir(), 'resonance-bench-'));
-  const proc = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--port', '0', '--data', data, '--backend', 'cpu'], {
+  // Logs go to a file, as in a deployment: the server never waits on this process to read them.
+  const log = await open(join(data, 'server.log'), 'w');
+  const proc = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--port', String(port), '--data', data, '--backend', 'cpu'], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', log.fd, 'inherit'],
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    proc.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    proc.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}; see ${data}/server.log`);
+    const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    if (up) break;
+    if (i > 200) throw new Error('server did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return {
     url,
     stop: () =>
       new Promise<void>((resolve) => {
-        proc.once('exit', () => resolve());
+        proc.once('exit', () => {
+          void log.close().then(() => resolve());
+        });
         proc.kill('SIGTERM');
       }),
   };
@@ -41,24 +44,55 @@ async function startServer(env: NodeJS.ProcessEnv): Promise<{ url: string; stop:
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { rate: { type: 'string', default: '500' }, seconds: { type: 'string', default: '20' }, connections: { type: 'string', default: '20' } },
+    options: { 'log-level': { type: 'string', default: 'info' }, port: { type: 'string', default: '8399' }, rate: { type: 'string', default: '500' }, seconds: { type: 'string', default: '20' }, connections: { type: 'string', default: '20' } },
   });
   const key = 'bench-key-' + Math.random().toString(36).slice(2);
   // A budget no benchmark reaches: this measures the server, not the limiter's refusals.
-  const server = await startServer({ RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000' });
+  const server = await startServer({ RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'] }, Number(values.port));
   const body = JSON.stringify({ primes: [7, 2, 3, 5, 11, 13], schedule: { steps: 256, dt: 0.1 }, resonanceTarget: { value: 0.8 }, phaseSeeding: { golden: true } });
-  const options = {
+  const connections = Number(values.connections);
+  const rate = Number(values.rate);
+  const seconds = Number(values.seconds);
+  const base = {
     url: `${server.url}/v1/hqe/validate`,
     method: 'POST' as const,
     headers: { 'content-type': 'application/json', 'x-api-key': key },
     body,
-    connections: Number(values.connections),
-    overallRate: Number(values.rate),
-    duration: Number(values.seconds),
+  };
+  // autocannon's rate limit refills each connection's quota once a second, so N connections all fire their
+  // quota together at every second boundary: a burst, not a rate. One instance per connection, started at
+  // evenly spread phases, turns that into a steady arrival rate; every response time is kept, so the
+  // percentiles are exact over all of them.
+  const paced = async (duration: number): Promise<{ samples: number[]; non2xx: number; errors: number; timeouts: number }> => {
+    const samples: number[] = [];
+    let non2xx = 0;
+    const runs = Array.from({ length: connections }, (_, i) =>
+      new Promise<autocannon.Result>((resolve, reject) => {
+        setTimeout(() => {
+          const instance = autocannon({ ...base, connections: 1, connectionRate: rate / connections, duration }, (err, res) => (err ? reject(err) : resolve(res)));
+          instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
+            samples.push(ms);
+            if (status < 200 || status >= 300) non2xx++;
+          });
+        }, (i * 1000) / connections);
+      }),
+    );
+    const results = await Promise.all(runs);
+    return { samples, non2xx, errors: results.reduce((a, r) => a + r.errors, 0), timeouts: results.reduce((a, r) => a + r.timeouts, 0) };
   };
   try {
-    await autocannon({ ...options, duration: 2 }); // warm-up: JIT, SQLite page cache
-    const result = await autocannon(options);
+    await paced(2); // warm-up: JIT, SQLite page cache
+    const run = await paced(seconds);
+    const sorted = run.samples.slice().sort((a, b) => a - b);
+    const pct = (p: number): number => +sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!.toFixed(2);
+    const options = { overallRate: rate, connections, duration: seconds };
+    const result = {
+      requests: { total: sorted.length, average: sorted.length / seconds },
+      non2xx: run.non2xx,
+      errors: run.errors,
+      timeouts: run.timeouts,
+      latency: { p50: pct(50), p90: pct(90), p99: pct(99), max: +sorted[sorted.length - 1]!.toFixed(2), average: +(sorted.reduce((a, b) => a + b, 0) / sorted.length).toFixed(2) },
+    };
     const date = new Date().toISOString().slice(0, 10);
     const summary = {
       kind: 'http',
@@ -69,6 +103,7 @@ async function main(): Promise<void> {
       seconds: options.duration,
       requests: result.requests.total,
       achievedRate: result.requests.average,
+      pacing: 'one autocannon instance per connection, phases spread evenly over each second',
       non2xx: result.non2xx,
       errors: result.errors,
       timeouts: result.timeouts,

@@ -25,7 +25,15 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServerConfig, logger: Logger = pino({ level: config.logLevel })): Promise<RunningServer> {
+/**
+ * JSON logs on stdout, buffered (4 KiB chunks written asynchronously): a synchronous write per request
+ * stalls the event loop whenever the log file's pages are being written back.
+ */
+export function createLogger(level: string): Logger {
+  return pino({ level }, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
+}
+
+export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   const db = openDb(join(config.dataDir, 'resonance.db'));
   const authStore = new SqliteAuthStore(db);
   await seedBootstrapKey(authStore, config.bootstrapKey);
@@ -81,6 +89,7 @@ export async function startServer(config: ServerConfig, logger: Logger = pino({ 
       await engine.destroy();
       db.close();
       logger.info('stopped');
+      logger.flush();
     })());
   return { url, port, logger, close };
 }
