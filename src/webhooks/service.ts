@@ -11,7 +11,6 @@
  * rows, and rows claimed by a process that died become due again once their lease (timeout + grace) ends.
  */
 import { randomBytes } from 'node:crypto';
-import { Problem, notFound } from '../http/problem.js';
 import type { ClaimedDelivery, DeliveryRecord, PageAfter, WebhookRecord, WebhookStore } from '../store/webhooks.js';
 import { generateSecret, sign } from './signing.js';
 import { checkTarget, type LookupAll } from './targets.js';
@@ -133,6 +132,20 @@ function describeError(err: unknown, timeoutMs: number): string {
   return String(err);
 }
 
+/** A target URL that is malformed, not public, or does not resolve (the HTTP layer makes it a 400). */
+export class WebhookTargetError extends Error {
+  constructor(readonly code: 'invalid_url' | 'webhook_target_forbidden' | 'webhook_target_unresolvable', message: string) {
+    super(message);
+  }
+}
+
+/** No such webhook, or another org's (indistinguishable by design). */
+export class WebhookNotFoundError extends Error {
+  constructor(readonly id: string) {
+    super(`webhook ${id} does not exist`);
+  }
+}
+
 export class WebhookService {
   readonly timing: Readonly<WebhookTiming>;
   private readonly store: WebhookStore;
@@ -168,12 +181,7 @@ export class WebhookService {
    */
   async register(orgId: string, input: RegisterInput): Promise<WebhookView & { secret?: string }> {
     const check = await checkTarget(input.url, { allowPrivate: this.allowPrivate, lookup: this.lookup });
-    if (!check.ok) {
-      const errors = [{ pointer: '/url', code: check.code, message: check.message }];
-      if (check.code === 'invalid_url') throw new Problem(400, 'validation_failed', 'Invalid request', 'the request has invalid fields', { errors });
-      const title = check.code === 'webhook_target_forbidden' ? 'Webhook target forbidden' : 'Webhook target unresolvable';
-      throw new Problem(400, check.code, title, check.message, { errors });
-    }
+    if (!check.ok) throw new WebhookTargetError(check.code, check.message);
     const generated = input.secret === undefined ? generateSecret() : undefined;
     const record: WebhookRecord = {
       id: newId('wh'),
@@ -199,13 +207,13 @@ export class WebhookService {
   /** 404 for unknown ids and for other orgs' webhooks alike. */
   async get(orgId: string, id: string): Promise<WebhookView> {
     const w = await this.store.getWebhook(orgId, id);
-    if (!w) throw notFound(`webhook ${id}`);
+    if (!w) throw new WebhookNotFoundError(id);
     return view(w);
   }
 
   /** Deletes the webhook; its pending deliveries are cancelled. */
   async delete(orgId: string, id: string): Promise<void> {
-    if (!(await this.store.deleteWebhook(orgId, id))) throw notFound(`webhook ${id}`);
+    if (!(await this.store.deleteWebhook(orgId, id))) throw new WebhookNotFoundError(id);
     this.log.info({ webhookId: id, orgId }, 'webhook deleted');
   }
 

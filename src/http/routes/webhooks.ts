@@ -5,9 +5,9 @@ import type { Context, Next } from 'koa';
 import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import { type FieldError, toPointer } from '../../model/normalize.js';
-import { WEBHOOK_EVENT_TYPES, type WebhookService } from '../../webhooks/service.js';
+import { WEBHOOK_EVENT_TYPES, WebhookNotFoundError, type WebhookService, WebhookTargetError } from '../../webhooks/service.js';
 import { parseTargetUrl } from '../../webhooks/targets.js';
-import { Problem, validationProblem } from '../problem.js';
+import { notFound, Problem, validationProblem } from '../problem.js';
 import { authProblems, Cursor, decodeCursor, encodeCursor, PageSize, problemResponse, bodyProblems, idempotencyProblems } from '../schemas.js';
 import type { AppState, Principal, Scope } from '../types.js';
 
@@ -110,6 +110,22 @@ export function fieldErrors(error: z.ZodError): FieldError[] {
 
 // ---- routes ----
 
+/** The service's domain errors as problems. */
+async function asProblem<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof WebhookNotFoundError) throw notFound(`webhook ${err.id}`);
+    if (err instanceof WebhookTargetError) {
+      const errors = [{ pointer: '/url', code: err.code, message: err.message }];
+      if (err.code === 'invalid_url') throw validationProblem(errors);
+      const title = err.code === 'webhook_target_forbidden' ? 'Webhook target forbidden' : 'Webhook target unresolvable';
+      throw new Problem(400, err.code, title, err.message, { errors });
+    }
+    throw err;
+  }
+}
+
 export function webhookRoutes(deps: { webhooks: WebhookService }): Router {
   const { webhooks } = deps;
   const router = new Router({ prefix: '/v1/hqe/webhooks' });
@@ -118,7 +134,7 @@ export function webhookRoutes(deps: { webhooks: WebhookService }): Router {
     const { orgId } = principalOf(ctx);
     const parsed = WebhookCreateRequest.safeParse(ctx.request.body);
     if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
-    const created = await webhooks.register(orgId, parsed.data);
+    const created = await asProblem(webhooks.register(orgId, parsed.data));
     ctx.status = 201;
     ctx.set('Location', `/v1/hqe/webhooks/${encodeURIComponent(created.id)}`);
     ctx.body = created;
@@ -136,11 +152,11 @@ export function webhookRoutes(deps: { webhooks: WebhookService }): Router {
   });
 
   router.get('/:id', needScope('hqe.read'), async (ctx) => {
-    ctx.body = await webhooks.get(principalOf(ctx).orgId, ctx.params.id ?? '');
+    ctx.body = await asProblem(webhooks.get(principalOf(ctx).orgId, ctx.params.id ?? ''));
   });
 
   router.delete('/:id', needScope('hqe.write'), async (ctx) => {
-    await webhooks.delete(principalOf(ctx).orgId, ctx.params.id ?? '');
+    await asProblem(webhooks.delete(principalOf(ctx).orgId, ctx.params.id ?? ''));
     ctx.status = 204;
   });
 
