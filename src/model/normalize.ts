@@ -43,7 +43,7 @@ export function zodErrors(error: z.ZodError): FieldError[] {
 }
 
 /** Composites and duplicates, each at its own pointer, plus one summary entry listing every value. */
-function basisErrors(primes: unknown[]): FieldError[] {
+export function basisErrors(primes: unknown[], at = '/primes'): FieldError[] {
   const errors: FieldError[] = [];
   const composites: number[] = [];
   const duplicates: number[] = [];
@@ -52,20 +52,20 @@ function basisErrors(primes: unknown[]): FieldError[] {
     if (typeof p !== 'number' || !Number.isInteger(p) || p < 2) return; // the schema reports these
     if (!isPrime(p)) {
       composites.push(p);
-      errors.push({ pointer: `/primes/${i}`, code: 'not_prime', message: `${p} is not prime` });
+      errors.push({ pointer: `${at}/${i}`, code: 'not_prime', message: `${p} is not prime` });
       return;
     }
     const first = firstIndex.get(p);
     if (first !== undefined) {
       duplicates.push(p);
-      errors.push({ pointer: `/primes/${i}`, code: 'duplicate_prime', message: `${p} repeats /primes/${first}` });
+      errors.push({ pointer: `${at}/${i}`, code: 'duplicate_prime', message: `${p} repeats ${at}/${first}` });
     } else firstIndex.set(p, i);
   });
   if (composites.length > 0) {
-    errors.push({ pointer: '/primes', code: 'not_prime', message: `not prime: ${composites.join(', ')}`, values: composites });
+    errors.push({ pointer: at, code: 'not_prime', message: `not prime: ${composites.join(', ')}`, values: composites });
   }
   if (duplicates.length > 0) {
-    errors.push({ pointer: '/primes', code: 'duplicate_prime', message: `duplicates: ${duplicates.join(', ')}`, values: duplicates });
+    errors.push({ pointer: at, code: 'duplicate_prime', message: `duplicates: ${duplicates.join(', ')}`, values: duplicates });
   }
   return errors;
 }
