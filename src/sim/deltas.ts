@@ -1,0 +1,145 @@
+/**
+ * Versioned deltas of a live space (DESIGN.md "Deltas"): validation of each op against the space's state,
+ * role checks, and the version rules. The server is authoritative and assigns versions: `shift_phase`
+ * commutes and is always rebased onto the current version; a `set_*` op whose path was written after the
+ * delta's `fromVersion` conflicts; a delta older than the retained history, or from another epoch, is stale.
+ * Pure: the space owns the history and applies what this accepts.
+ */
+import { z } from 'zod';
+import type { FieldError } from '../model/normalize.js';
+import { EntropyField, OperatorSet, SpaceMixer, SpacePolicy } from '../model/space.js';
+
+export type Role = 'owner' | 'admin' | 'writer' | 'reader';
+export type OpName = 'set_phase' | 'shift_phase' | 'set_operator' | 'set_entropy' | 'set_policy';
+
+export const DeltaOpSchema = z
+  .strictObject({
+    op: z.enum(['set_phase', 'shift_phase', 'set_operator', 'set_entropy', 'set_policy']),
+    path: z.string().max(200).meta({ description: 'JSON pointer into the snapshot state, e.g. /state/phases/3' }),
+    value: z.unknown(),
+    meta: z.record(z.string(), z.unknown()).optional(),
+  })
+  .meta({ id: 'DeltaOp' });
+
+export const DeltaSchema = z
+  .strictObject({
+    fromVersion: z.number().int().min(0),
+    toVersion: z.number().int().min(0).optional().meta({ description: 'Ignored: the server assigns versions.' }),
+    epoch: z.number().int().min(0).optional(),
+    cv: z.array(z.number().int()).optional(),
+    ops: z.array(DeltaOpSchema).min(1).max(256),
+  })
+  .meta({ id: 'Delta' });
+
+export type Delta = z.infer<typeof DeltaSchema>;
+
+/** An accepted op, its value validated and normalised. */
+export interface AcceptedOp {
+  op: OpName;
+  path: string;
+  value: number | boolean;
+}
+
+/** What the history keeps of each accepted delta. */
+export interface DeltaRecord {
+  epoch: number;
+  fromVersion: number;
+  toVersion: number;
+  paths: string[];
+}
+
+export interface DeltaContext {
+  epoch: number;
+  version: number;
+  /** The oldest version a delta may start from (older history was dropped). */
+  oldestVersion: number;
+  /** Accepted deltas after oldestVersion, oldest first. */
+  history: readonly DeltaRecord[];
+  /** Number of primes: phase indices are 0..k-1. */
+  k: number;
+  role: Role;
+}
+
+export type DeltaDecision =
+  | { ok: true; ops: AcceptedOp[] }
+  | { ok: false; status: 400 | 403 | 409; code: string; detail: string; errors?: FieldError[]; currentVersion: number };
+
+const ROLE_OPS: Record<Role, ReadonlySet<OpName>> = {
+  reader: new Set(),
+  writer: new Set(['set_phase', 'shift_phase']),
+  admin: new Set(['set_phase', 'shift_phase', 'set_operator', 'set_entropy', 'set_policy']),
+  owner: new Set(['set_phase', 'shift_phase', 'set_operator', 'set_entropy', 'set_policy']),
+};
+
+export function roleMayApply(role: Role, op: OpName): boolean {
+  return ROLE_OPS[role].has(op);
+}
+
+/** Leaf schemas by path, taken from the space config schemas so both validate alike. */
+const LEAVES: Record<string, { op: OpName; schema: z.ZodType<number | boolean> }> = (() => {
+  const out: Record<string, { op: OpName; schema: z.ZodType<number | boolean> }> = {};
+  const add = (op: OpName, prefix: string, shape: Record<string, z.ZodType>): void => {
+    for (const [key, schema] of Object.entries(shape)) {
+      const inner = schema instanceof z.ZodDefault || schema instanceof z.ZodOptional ? (schema.unwrap() as z.ZodType) : schema;
+      if (inner instanceof z.ZodNumber || inner instanceof z.ZodBoolean) out[`${prefix}/${key}`] = { op, schema: inner as z.ZodType<number | boolean> };
+    }
+  };
+  add('set_operator', '/state/operators', OperatorSet.shape);
+  add('set_operator', '/state/operators/mixer', SpaceMixer.shape);
+  out['/state/operators/semantic/enabled'] = { op: 'set_operator', schema: z.boolean() };
+  add('set_entropy', '/state/entropy', EntropyField.shape);
+  add('set_policy', '/state/policy', SpacePolicy.shape);
+  return out;
+})();
+
+const PHASE_PATH = /^\/state\/phases\/(0|[1-9][0-9]*)$/;
+
+function checkOp(op: Delta['ops'][number], index: number, k: number): { accepted?: AcceptedOp; error?: FieldError } {
+  const at = `/ops/${index}`;
+  if (op.op === 'set_phase' || op.op === 'shift_phase') {
+    const m = PHASE_PATH.exec(op.path);
+    if (!m || Number(m[1]) >= k) {
+      return { error: { pointer: `${at}/path`, code: 'invalid_path', message: `${op.op} takes /state/phases/{i} with i in 0..${k - 1}` } };
+    }
+    if (typeof op.value !== 'number' || !Number.isFinite(op.value)) {
+      return { error: { pointer: `${at}/value`, code: 'invalid_value', message: 'a phase is a finite number of radians' } };
+    }
+    return { accepted: { op: op.op, path: op.path, value: op.value } };
+  }
+  const leaf = LEAVES[op.path];
+  if (!leaf || leaf.op !== op.op) {
+    return { error: { pointer: `${at}/path`, code: 'invalid_path', message: `${op.path} is not a field ${op.op} can set` } };
+  }
+  const parsed = leaf.schema.safeParse(op.value);
+  if (!parsed.success) return { error: { pointer: `${at}/value`, code: 'invalid_value', message: parsed.error.issues[0]?.message ?? 'invalid value' } };
+  return { accepted: { op: op.op, path: op.path, value: parsed.data } };
+}
+
+/** Accept or refuse a proposed delta against the space's current version, history and the caller's role. */
+export function decideDelta(delta: Delta, ctx: DeltaContext): DeltaDecision {
+  const refuse = (status: 400 | 403 | 409, code: string, detail: string, errors?: FieldError[]): DeltaDecision => ({
+    ok: false, status, code, detail, currentVersion: ctx.version, ...(errors ? { errors } : {}),
+  });
+  const forbidden = delta.ops.findIndex((op) => !roleMayApply(ctx.role, op.op));
+  if (forbidden >= 0) return refuse(403, 'insufficient_role', `role ${ctx.role} may not ${delta.ops[forbidden]!.op}`);
+  const accepted: AcceptedOp[] = [];
+  const errors: FieldError[] = [];
+  delta.ops.forEach((op, i) => {
+    const r = checkOp(op, i, ctx.k);
+    if (r.error) errors.push(r.error);
+    else accepted.push(r.accepted!);
+  });
+  if (errors.length > 0) return refuse(400, 'validation_failed', 'the delta has invalid ops', errors);
+  if (delta.epoch !== undefined && delta.epoch !== ctx.epoch) {
+    return refuse(409, 'stale_epoch', `the basis changed: epoch ${ctx.epoch}, the delta was made for epoch ${delta.epoch}`);
+  }
+  if (delta.fromVersion > ctx.version) return refuse(409, 'version_ahead', `fromVersion ${delta.fromVersion} is ahead of the space (version ${ctx.version})`);
+  if (delta.fromVersion < ctx.oldestVersion) {
+    return refuse(409, 'stale_version', `fromVersion ${delta.fromVersion} is older than the retained history (from ${ctx.oldestVersion}); take a snapshot`);
+  }
+  const written = new Set<string>();
+  for (const rec of ctx.history) if (rec.toVersion > delta.fromVersion) for (const p of rec.paths) written.add(p);
+  const clash = accepted.find((op) => op.op !== 'shift_phase' && written.has(op.path));
+  if (clash) return refuse(409, 'conflict', `${clash.path} changed after version ${delta.fromVersion}`);
+  return { ok: true, ops: accepted };
+}
