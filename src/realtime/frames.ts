@@ -1,0 +1,67 @@
+/**
+ * Realtime frames of the spaces contract (resonance-spaces-api.md, "Real-time protocol"), as JSON text or
+ * MessagePack binary. Client frames are validated here; a frame that is malformed, of an unknown type or
+ * over the size limit becomes an `error` frame, never an exception.
+ */
+import { decode, encode } from '@msgpack/msgpack';
+import { z } from 'zod';
+import { DeltaSchema } from '../sim/deltas.js';
+
+export type Encoding = 'json' | 'msgpack';
+
+/** WebSocket subprotocols that choose the encoding at the upgrade (`hello` may choose later). */
+export const SUBPROTOCOLS: Record<string, Encoding> = { 'resonance.v1.json': 'json', 'resonance.v1.msgpack': 'msgpack' };
+
+export const ClientFrame = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('hello'),
+    version: z.literal(1).default(1),
+    sessionId: z.string().max(200).optional(),
+    encoding: z.enum(['json', 'msgpack']).optional(),
+    /** Resume: replay the deltas after this version when it is still in history, else send a snapshot. */
+    lastVersion: z.number().int().min(0).optional(),
+  }),
+  z.strictObject({ type: z.literal('subscribe'), kinds: z.array(z.enum(['telemetry', 'deltas', 'events'])).min(1) }),
+  z.strictObject({ type: z.literal('propose_delta'), delta: DeltaSchema, requestId: z.string().max(100).optional() }),
+  z.strictObject({ type: z.literal('ping'), ts: z.number().optional() }),
+]);
+export type ClientFrame = z.infer<typeof ClientFrame>;
+
+export type ServerFrame =
+  | { type: 'welcome'; spaceId: string; epoch: number; version: number; role: string; encoding: Encoding }
+  | { type: 'snapshot'; snapshot: unknown }
+  | { type: 'delta'; fromVersion: number; toVersion: number; epoch: number; ops: unknown[]; requestId?: string }
+  | { type: 'telemetry'; t: number; version: number; resonanceStrength: number | null; coherence: number | null; locality: number | null; entropy: number | null; dominance: number | null }
+  | { type: 'conflict'; expectedFrom: number; actual: number; code: string; detail: string; requestId?: string }
+  | { type: 'pong'; ts?: number }
+  | { type: 'event'; name: string; at: string; data?: unknown }
+  | { type: 'error'; code: string; message: string; errors?: Array<{ pointer: string; code: string; message: string }> };
+
+export function encodeFrame(frame: ServerFrame, encoding: Encoding): string | Uint8Array {
+  return encoding === 'json' ? JSON.stringify(frame) : encode(frame);
+}
+
+export type Decoded = { ok: true; frame: ClientFrame } | { ok: false; error: Extract<ServerFrame, { type: 'error' }> };
+
+/** Decode one client message: text is JSON, binary is MessagePack, whatever the session's encoding. */
+export function decodeFrame(data: string | Uint8Array, maxBytes: number): Decoded {
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+  if (size > maxBytes) return { ok: false, error: { type: 'error', code: 'frame_too_large', message: `frames are at most ${maxBytes} bytes` } };
+  let raw: unknown;
+  try {
+    raw = typeof data === 'string' ? JSON.parse(data) : decode(data);
+  } catch {
+    return { ok: false, error: { type: 'error', code: 'malformed_frame', message: typeof data === 'string' ? 'not JSON' : 'not MessagePack' } };
+  }
+  const parsed = ClientFrame.safeParse(raw);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      error: {
+        type: 'error', code: 'invalid_frame', message: 'the frame does not match the protocol',
+        errors: parsed.error.issues.map((i) => ({ pointer: i.path.map((p) => `/${String(p)}`).join(''), code: i.code, message: i.message })),
+      },
+    };
+  }
+  return { ok: true, frame: parsed.data };
+}
