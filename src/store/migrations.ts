@@ -84,4 +84,43 @@ export const MIGRATIONS: string[] = [
   );
   CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
   `,
+  `
+  CREATE TABLE spaces (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 0,
+    checkpoint TEXT,
+    checkpoint_version INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX spaces_org ON spaces(org_id, created_at);
+  -- The delta log: every accepted delta, durable before it is acknowledged. Versions are contiguous.
+  CREATE TABLE space_deltas (
+    space_id TEXT NOT NULL REFERENCES spaces(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    from_version INTEGER NOT NULL,
+    ops TEXT NOT NULL,
+    paths TEXT NOT NULL,
+    author TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (space_id, version)
+  );
+  CREATE TABLE space_members (
+    space_id TEXT NOT NULL REFERENCES spaces(id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    org_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    display_name TEXT,
+    joined_at INTEGER NOT NULL,
+    left_at INTEGER,
+    PRIMARY KEY (space_id, id)
+  );
+  `,
 ];
