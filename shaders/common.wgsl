@@ -36,6 +36,7 @@ const OPT_L2: u32 = 2u;
 const OPT_KL: u32 = 4u;
 const OPT_TARGET: u32 = 8u;
 const OPT_NORM_CHANNEL: u32 = 16u;   // a target exists and enforceUnitNorm is false: lnNu moves
+const OPT_SPACE: u32 = 32u;          // space mode: never ends (but failed), re-arming plateau/collapse events
 // Target operators (SimParams.targetOp).
 const OP_R: u32 = 0u;
 const OP_RQ: u32 = 1u;
@@ -48,6 +49,7 @@ const F_PLATEAU: u32 = 8u;
 const F_CONVERGED: u32 = 16u;
 const F_FAILED: u32 = 32u;
 const F_RESTART: u32 = 64u;
+const F_COLLAPSE: u32 = 128u;
 // SimHeader.status (same codes as the CPU engine's STATUS_CODES).
 const ST_RUNNING: u32 = 0u;
 const ST_PLATEAU: u32 = 1u;
@@ -88,6 +90,7 @@ struct SimParams {
   jitter: f32,            // f32(pi * min(1, temperature0))
   learnRate: f32,         // f32(dt * learningRate)
   learnKeep: f32,         // f32(1 - learnRate)
+  collapseThreshold: f32, // space mode: the collapse event's dominance threshold
 }
 
 // Per-simulation dynamic scalars; owned by the GPU except budget/recCount/snapCount, which the host
@@ -111,6 +114,10 @@ struct SimHeader {
   revisit: u32,           // 1: the current state was visited when a completed run ended and the host has since
                           // given it extra steps; the next tick applies its update without a record (host-set)
   snapAt: u32,            // pending one-shot snapshot step (host-set), NONE when none
+  pArmed: u32,            // space mode: 1 while the plateau event is armed
+  pFalse: u32,            // space mode: consecutive visits with plateauDetected false since it fired
+  cArmed: u32,            // space mode: 1 while the collapse event is armed
+  cFalse: u32,            // space mode: consecutive visits with dominance < collapseThreshold since it fired
 }
 
 // One record of a visited state (docs/engine.md, "Records").

@@ -1,6 +1,8 @@
 // visit.wgsl — one tick's visit of the current state of every simulation of a size class (docs/engine.md,
 // "Ticks" 2–5): metrics of MODEL.md section 5, the plateau and convergence counters, the decision, the
 // record and snapshot ring writes, then the update of section 4 steps 3–6 and 8 or the restart re-seed.
+// Space mode (OPT_SPACE): no steps limit, restarts or converged end; plateau and collapse are
+// edge-triggered events that re-arm (docs/engine.md, "Space mode"); only a non-finite metric ends it.
 // A revisit tick (SimHeader.revisit, docs/engine.md "Checkpoints and patches") measures and updates only.
 // (Step 7, the learned matrix, is learn.wgsl, dispatched after this pass.)
 //
@@ -197,6 +199,37 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     let canRestart = h.restart < prm.restarts;
     if (!finite) {
       flags = F_FAILED | F_TERMINAL;
+    } else if ((opts & OPT_SPACE) != 0u) {
+      // space mode: edge-triggered events, re-armed after plateauT visits with the condition false
+      if (h.pArmed != 0u) {
+        if (plateau) {
+          flags |= F_PLATEAU;
+          h.pArmed = 0u;
+          h.pFalse = 0u;
+        }
+      } else if (plateau) {
+        h.pFalse = 0u;
+      } else {
+        h.pFalse = h.pFalse + 1u;
+        if (h.pFalse >= prm.plateauT) {
+          h.pArmed = 1u;
+        }
+      }
+      let collapse = domc >= prm.collapseThreshold;
+      if (h.cArmed != 0u) {
+        if (collapse) {
+          flags |= F_COLLAPSE;
+          h.cArmed = 0u;
+          h.cFalse = 0u;
+        }
+      } else if (collapse) {
+        h.cFalse = 0u;
+      } else {
+        h.cFalse = h.cFalse + 1u;
+        if (h.cFalse >= prm.plateauT) {
+          h.cArmed = 1u;
+        }
+      }
     } else if (converged) {
       flags = F_CONVERGED | F_TERMINAL;
     } else if (plateau) {

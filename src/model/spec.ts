@@ -7,7 +7,20 @@ import type { NormalizedConfig } from './config.js';
 export type MixerKind = 'local' | 'flow' | 'learned';
 export type TargetOperator = 'R' | 'R_q' | 'custom';
 
+/** How the engines run a simulation (docs/engine.md, "Space mode"). */
+export type SimMode = 'hqe' | 'space';
+
+/** Default of SimSpec.collapseThreshold (the spaces API default). */
+export const DEFAULT_COLLAPSE_THRESHOLD = 0.97;
+
 export interface SimSpec {
+  /**
+   * 'hqe' (default): a run with steps, restarts and terminal events. 'space': a live shared simulation that
+   * never ends (except `failed`), with edge-triggered, re-arming plateau and collapse events.
+   */
+  mode?: SimMode;
+  /** Space mode only: the collapse event fires when dominance >= this (default 0.97). */
+  collapseThreshold?: number;
   /** The ordered basis (index i = position). */
   primes: number[];
   mixer: MixerKind;

@@ -20,8 +20,18 @@ import {
   type SimPatch,
   type SimReport,
   type TickRecord,
+  applyPhaseEdits,
+  changesMixer,
+  checkSpecMode,
+  checkPhaseEdits,
+  checkSpaceParams,
+  isSpace,
+  type SpaceParams,
+  spaceParamsOf,
+  withSpaceParams,
 } from '../types.js';
-import { createSimState, type CpuSimState, kernelKey, S, STATUS_CODES, type Vec } from './state.js';
+import { basisConstants } from '../../model/basis.js';
+import { buildKernel, createSimState, type CpuSimState, kernelKey, S, STATUS_CODES, type Vec } from './state.js';
 import { runTicks } from './step.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
@@ -73,7 +83,10 @@ export class CpuEngine implements Engine {
   }
 
   add(spec: SimSpec, checkpoint?: SimCheckpoint): number {
+    checkSpecMode(spec);
     const restored = checkpoint === undefined ? null : decodeCheckpoint(checkpoint, spec);
+    // Space mode: the checkpoint carries the patched parameters in effect.
+    if (restored?.space) spec = withSpaceParams(spec, restored.space.params);
     const id = this.nextId++;
     const key = kernelKey(spec, this.precision);
     const shared = spec.mixer === 'learned' ? undefined : this.kernels.get(key);
@@ -99,6 +112,12 @@ export class CpuEngine implements Engine {
       sc[S.STEPS] = spec.steps + restored.extraSteps;
       sc[S.SNAP_AT] = restored.snapshotAt ?? -1;
       sc[S.REVISIT] = restored.revisit ? 1 : 0;
+      if (restored.space) {
+        sc[S.P_ARMED] = restored.space.plateauArmed ? 1 : 0;
+        sc[S.P_FALSE] = restored.space.plateauFalse;
+        sc[S.C_ARMED] = restored.space.collapseArmed ? 1 : 0;
+        sc[S.C_FALSE] = restored.space.collapseFalse;
+      }
     }
     if (shared) shared.refs++;
     else if (spec.mixer !== 'learned') this.kernels.set(key, { vec: state.kernel, refs: 1 });
@@ -176,6 +195,17 @@ export class CpuEngine implements Engine {
       phases: encodeFloats(copy(s.theta)),
       masses: encodeFloats(copy(s.mass)),
       learned: s.spec.mixer === 'learned' ? encodeFloats(copy(s.learned)) : null,
+      ...(isSpace(s.spec)
+        ? {
+            space: {
+              plateauArmed: sc[S.P_ARMED] === 1,
+              plateauFalse: sc[S.P_FALSE]!,
+              collapseArmed: sc[S.C_ARMED] === 1,
+              collapseFalse: sc[S.C_FALSE]!,
+              params: spaceParamsOf(s.spec),
+            },
+          }
+        : {}),
     };
   }
 
@@ -184,7 +214,15 @@ export class CpuEngine implements Engine {
     const sc = s.scalars;
     const status = STATUS_CODES[sc[S.STATUS]!] ?? 'failed';
     const revisitNext = status === 'completed' || sc[S.REVISIT] === 1;
-    const { extraSteps, snapshotAt } = checkPatch(change, status, sc[S.STEP]! + (revisitNext ? 1 : 0));
+    const { extraSteps, snapshotAt } = checkPatch(change, status, sc[S.STEP]! + (revisitNext ? 1 : 0), s.spec);
+    if (isSpace(s.spec)) {
+      // Validate everything before changing anything.
+      const sets = checkPhaseEdits(change.setPhases, s.k, 'setPhases');
+      const shifts = checkPhaseEdits(change.shiftPhases, s.k, 'shiftPhases');
+      const params = change.params === undefined ? null : checkSpaceParams(change.params);
+      applyPhaseEdits(s.theta, sets, shifts, this.precision);
+      if (params) this.setParams(s, params);
+    }
     if (extraSteps > 0) {
       sc[S.EXTRA_STEPS] = sc[S.EXTRA_STEPS]! + extraSteps;
       sc[S.STEPS] = s.spec.steps + sc[S.EXTRA_STEPS]!;
@@ -194,6 +232,41 @@ export class CpuEngine implements Engine {
       }
     }
     if (snapshotAt !== null) sc[S.SNAP_AT] = snapshotAt;
+  }
+
+  /**
+   * Space mode: put patched parameters in effect. A mixer change resets n, gamma and the temperature; a
+   * kernel change (localityBias, semantic) moves the simulation to the kernel of its new key. Workers get
+   * the new state (its arrays stay the same shared memory).
+   */
+  private setParams(s: CpuSimState, params: Partial<SpaceParams>): void {
+    const current = spaceParamsOf(s.spec);
+    const reset = changesMixer(current, params);
+    const spec = withSpaceParams(s.spec, params);
+    s.spec = spec;
+    const key = kernelKey(spec, this.precision);
+    if (key !== s.kernelKey) {
+      const old = this.kernels.get(s.kernelKey);
+      if (old && old.vec === s.kernel && --old.refs === 0) this.kernels.delete(s.kernelKey);
+      const shared = spec.mixer === 'learned' ? undefined : this.kernels.get(key);
+      if (shared) {
+        shared.refs++;
+        s.kernel = shared.vec;
+      } else {
+        s.kernel = buildKernel(spec, basisConstants(spec), this.precision);
+        if (spec.mixer !== 'learned') this.kernels.set(key, { vec: s.kernel, refs: 1 });
+      }
+      s.kernelKey = key;
+    }
+    if (reset) {
+      const round = this.precision === 'f32' ? Math.fround : (x: number): number => x;
+      const sc = s.scalars;
+      sc[S.N] = 0;
+      sc[S.GAMMA] = round(Math.min(spec.gamma0, spec.gammaMax));
+      sc[S.TEMP] = round(spec.temperature0);
+    }
+    const lane = this.laneOf.get(s.id);
+    if (lane) this.post(lane, { type: 'add', state: s });
   }
 
   async destroy(): Promise<void> {

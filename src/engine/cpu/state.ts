@@ -28,8 +28,16 @@ export const S = {
   SNAP_AT: 12,
   /** 1: the current state was already visited (a completed run given extra steps); the next tick updates it. */
   REVISIT: 13,
+  /** Space mode: 1 while the plateau event is armed. */
+  P_ARMED: 14,
+  /** Space mode: consecutive visits with plateauDetected false since the plateau event fired. */
+  P_FALSE: 15,
+  /** Space mode: 1 while the collapse event is armed. */
+  C_ARMED: 16,
+  /** Space mode: consecutive visits with dominance < collapseThreshold since the collapse event fired. */
+  C_FALSE: 17,
 } as const;
-const SCALARS = 14;
+const SCALARS = 18;
 
 export const STATUS_CODES: SimStatus[] = ['running', 'plateau', 'converged', 'failed', 'completed'];
 
@@ -123,6 +131,10 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
   state.scalars[S.EXTRA_STEPS] = 0;
   state.scalars[S.SNAP_AT] = -1;
   state.scalars[S.REVISIT] = 0;
+  state.scalars[S.P_ARMED] = 1;
+  state.scalars[S.P_FALSE] = 0;
+  state.scalars[S.C_ARMED] = 1;
+  state.scalars[S.C_FALSE] = 0;
   return state;
 }
 

@@ -6,7 +6,7 @@
  */
 import type { Metrics } from '../../model/config.js';
 import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
-import { Flag, type TickRecord } from '../types.js';
+import { collapseThresholdOf, Flag, type TickRecord } from '../types.js';
 import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
 
 const TWO_PI = 2 * Math.PI;
@@ -338,6 +338,7 @@ export function visit(s: CpuSimState): TickRecord | null {
   const canRestart = rho < spec.restarts;
   let flags = 0;
   if (!m.finite) flags = Flag.FAILED | Flag.TERMINAL;
+  else if (spec.mode === 'space') flags = spaceEvents(s, plateau, m.metrics.dominance >= R(collapseThresholdOf(spec)));
   else if (converged) flags = Flag.CONVERGED | Flag.TERMINAL;
   else if (plateau) flags = Flag.PLATEAU | (canRestart ? Flag.RESTART : Flag.TERMINAL);
   else if (n >= sc[S.STEPS]!) flags = canRestart ? Flag.RESTART : Flag.TERMINAL;
@@ -367,6 +368,32 @@ export function visit(s: CpuSimState): TickRecord | null {
     update(s, m);
   }
   return record;
+}
+
+/**
+ * Space mode (docs/engine.md, "Space mode"): edge-triggered events that re-arm once their condition has
+ * been false for plateauT consecutive visits. Returns the event flags of this visit.
+ */
+function spaceEvents(s: CpuSimState, plateau: boolean, collapse: boolean): number {
+  const sc = s.scalars;
+  const T = s.spec.plateauT;
+  let flags = 0;
+  const edge = (cond: boolean, armed: number, count: number, flag: number): void => {
+    if (sc[armed]) {
+      if (cond) {
+        flags |= flag;
+        sc[armed] = 0;
+        sc[count] = 0;
+      }
+    } else if (cond) sc[count] = 0;
+    else {
+      sc[count] = sc[count]! + 1;
+      if (sc[count]! >= T) sc[armed] = 1;
+    }
+  };
+  edge(plateau, S.P_ARMED, S.P_FALSE, Flag.PLATEAU);
+  edge(collapse, S.C_ARMED, S.C_FALSE, Flag.COLLAPSE);
+  return flags;
 }
 
 export function isRunning(s: CpuSimState): boolean {

@@ -32,10 +32,16 @@
  * (status, revisit, snapAt) with queue.writeBuffer; exportState() reads one slot back through a staging
  * buffer of its own. Nothing of this runs per tick.
  *
+ * Space mode (docs/engine.md, "Space mode"): OPT_SPACE in params.opts; the visit pass keeps the event
+ * arming in the header (pArmed, pFalse, cArmed, cFalse). A params patch rewrites the slot's SimParams
+ * (kernelScale recomputed on the host) and, for a mixer change, the header's n, gamma and temp. Phase
+ * edits are queued on the host and applied before the next advance or export: the slot's phases are read
+ * back, edited in emulated f32 (the CPU f32 engine's arithmetic) and written back.
+ *
  * No Node imports here: a browser bundle passes `device` (from navigator.gpu) and `shaderSource`.
  */
 import { d, readFromArrayBuffer, writeToArrayBuffer } from 'typegpu';
-import { basisConstants } from '../../model/basis.js';
+import { type BasisConstants, basisConstants } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
 import {
   CHECKPOINT_FORMAT,
@@ -52,6 +58,15 @@ import {
   type SimReport,
   type SimStatus,
   type TickRecord,
+  applyPhaseEdits,
+  changesMixer,
+  checkSpecMode,
+  checkPhaseEdits,
+  checkSpaceParams,
+  collapseThresholdOf,
+  isSpace,
+  spaceParamsOf,
+  withSpaceParams,
 } from '../types.js';
 
 // ---- typed layouts (mirror the structs of shaders/common.wgsl field for field) ----
@@ -88,6 +103,7 @@ const SimParams = d.struct({
   jitter: d.f32,
   learnRate: d.f32,
   learnKeep: d.f32,
+  collapseThreshold: d.f32,
 });
 
 const SimHeader = d.struct({
@@ -107,6 +123,10 @@ const SimHeader = d.struct({
   convCount: d.u32,
   revisit: d.u32,
   snapAt: d.u32,
+  pArmed: d.u32,
+  pFalse: d.u32,
+  cArmed: d.u32,
+  cFalse: d.u32,
 });
 
 const GpuRecord = d.struct({
@@ -139,8 +159,12 @@ const H_REC = d.memoryLayoutOf(SimHeader, (h) => h.recCount).offset;
 const H_SNAP = d.memoryLayoutOf(SimHeader, (h) => h.snapCount).offset;
 const H_REVISIT = d.memoryLayoutOf(SimHeader, (h) => h.revisit).offset;
 const H_SNAPAT = d.memoryLayoutOf(SimHeader, (h) => h.snapAt).offset;
+const H_N = d.memoryLayoutOf(SimHeader, (h) => h.n).offset;
+const H_GAMMA = d.memoryLayoutOf(SimHeader, (h) => h.gamma).offset;
+const H_TEMP = d.memoryLayoutOf(SimHeader, (h) => h.temp).offset;
 const P_K = d.memoryLayoutOf(SimParams, (p) => p.k).offset;
 const P_STEPS = d.memoryLayoutOf(SimParams, (p) => p.steps).offset;
+if (H_TEMP !== H_GAMMA + 4) throw new Error('SimHeader: gamma, temp must be adjacent');
 if (H_REC !== H_BUDGET + 4 || H_SNAP !== H_REC + 4) throw new Error('SimHeader: budget, recCount, snapCount must be adjacent');
 
 // ---- WebGPU constants (numeric, so that nothing depends on Dawn's globals being installed) ----
@@ -162,6 +186,7 @@ const OPT_L2 = 2;
 const OPT_KL = 4;
 const OPT_TARGET = 8;
 const OPT_NORM_CHANNEL = 16;
+const OPT_SPACE = 32;
 
 export interface WebGpuEngineOptions {
   /** Accept a software adapter (llvmpipe, SwiftShader): a correctness path, not a speed path. */
@@ -196,6 +221,11 @@ interface Sim {
   extraSteps: number;
   /** Mirrors SimHeader.revisit as of the last readback or host write. */
   revisit: boolean;
+  /**
+   * Space mode: patched phase edits not yet on the GPU (set then shift, per patch, in order); applied on
+   * the host in emulated f32 (the CPU f32 engine's arithmetic) at the start of the next advance or export.
+   */
+  phaseEdits: { sets: Array<[number, number]>; shifts: Array<[number, number]> }[];
 }
 
 interface ClassBuffers {
@@ -329,9 +359,12 @@ export class WebGpuEngine implements Engine {
     const k = spec.primes.length;
     if (k < 1) throw new Error('WebGPU engine: a simulation needs at least one prime');
     if (k > MAX_K) throw new Error(`WebGPU engine: k = ${k} exceeds the maximum basis ${MAX_K}`);
+    checkSpecMode(spec);
     const restored = checkpoint === undefined ? null : decodeCheckpoint(checkpoint, spec);
+    // Space mode: the checkpoint carries the patched parameters in effect.
+    if (restored?.space) spec = withSpaceParams(spec, restored.space.params);
     const extraSteps = restored?.extraSteps ?? 0;
-    checkStepRange(spec.steps + extraSteps, spec.restarts, restored?.step ?? 0, restored?.snapshotAt ?? null);
+    checkStepRange(isSpace(spec) ? 0 : spec.steps + extraSteps, spec.restarts, restored?.step ?? 0, restored?.snapshotAt ?? null);
     const cls = this.classFor(classOf(k));
     let slot = cls.slots.indexOf(null);
     if (slot < 0) {
@@ -360,6 +393,7 @@ export class WebGpuEngine implements Engine {
       remaining: 0,
       extraSteps,
       revisit: false,
+      phaseEdits: [],
     };
     if (restored) {
       sim.status = restored.status;
@@ -395,6 +429,7 @@ export class WebGpuEngine implements Engine {
     if (budget > 0 && running.length > 0) {
       if (budget > 0xffffffff) throw new Error('WebGPU engine: at most 2^32 - 1 ticks per advance');
       for (const cls of new Set(running.map((s) => s.cls))) await this.ensurePipelines(cls);
+      await this.flushPhaseEdits(running);
       for (const s of running) {
         s.remaining = budget;
         this.device.queue.writeBuffer(s.cls.buffers.headers, s.slot * HEADER_SIZE + H_BUDGET, new Uint32Array([budget, 0, 0]));
@@ -420,6 +455,7 @@ export class WebGpuEngine implements Engine {
   async exportState(id: number): Promise<SimCheckpoint> {
     this.assertAlive();
     const sim = this.simOf(id);
+    await this.flushPhaseEdits([sim]);
     const { cls, slot, k } = sim;
     const K = cls.K;
     const b = cls.buffers;
@@ -474,6 +510,17 @@ export class WebGpuEngine implements Engine {
         phases: encodeFloats(phases),
         masses: encodeFloats(masses),
         learned,
+        ...(isSpace(sim.spec)
+          ? {
+              space: {
+                plateauArmed: h.pArmed !== 0,
+                plateauFalse: h.pFalse,
+                collapseArmed: h.cArmed !== 0,
+                collapseFalse: h.cFalse,
+                params: spaceParamsOf(sim.spec),
+              },
+            }
+          : {}),
       };
     } finally {
       stage.destroy();
@@ -485,12 +532,30 @@ export class WebGpuEngine implements Engine {
     this.assertAlive();
     const sim = this.simOf(id);
     const revisitNext = sim.status === 'completed' || sim.revisit;
-    const { extraSteps, snapshotAt } = checkPatch(change, sim.status, sim.step + (revisitNext ? 1 : 0));
+    const { extraSteps, snapshotAt } = checkPatch(change, sim.status, sim.step + (revisitNext ? 1 : 0), sim.spec);
     const q = this.device.queue;
     const { headers, params } = sim.cls.buffers;
     const at = sim.slot * HEADER_SIZE;
     const total = sim.extraSteps + extraSteps;
-    checkStepRange(sim.spec.steps + total, sim.spec.restarts, sim.step, snapshotAt);
+    const space = isSpace(sim.spec);
+    checkStepRange(space ? 0 : sim.spec.steps + total, sim.spec.restarts, sim.step, snapshotAt);
+    if (space) {
+      // Validate everything before changing anything.
+      const sets = checkPhaseEdits(change.setPhases, sim.k, 'setPhases');
+      const shifts = checkPhaseEdits(change.shiftPhases, sim.k, 'shiftPhases');
+      const changed = change.params === undefined ? null : checkSpaceParams(change.params);
+      if (sets.length > 0 || shifts.length > 0) sim.phaseEdits.push({ sets, shifts });
+      if (changed) {
+        const reset = changesMixer(spaceParamsOf(sim.spec), changed);
+        sim.spec = withSpaceParams(sim.spec, changed);
+        this.writeParams(sim);
+        if (reset) {
+          const spec = sim.spec;
+          q.writeBuffer(headers, at + H_N, new Uint32Array([0]));
+          q.writeBuffer(headers, at + H_GAMMA, new Float32Array([Math.min(spec.gamma0, spec.gammaMax), spec.temperature0]));
+        }
+      }
+    }
     if (extraSteps > 0) {
       sim.extraSteps = total;
       q.writeBuffer(params, sim.slot * PARAMS_SIZE + P_STEPS, new Uint32Array([sim.spec.steps + total]));
@@ -515,6 +580,41 @@ export class WebGpuEngine implements Engine {
     this.classes.clear();
     this.sims.clear();
     if (this.ownsDevice) this.device.destroy();
+  }
+
+  /**
+   * Space mode: apply the pending phase edits of `sims` (readback of their phases, edits on the host in the
+   * CPU engine's f32 arithmetic, write back). Runs before any tick or export that could see them.
+   */
+  private async flushPhaseEdits(sims: Sim[]): Promise<void> {
+    const todo = sims.filter((s) => s.phaseEdits.length > 0);
+    if (todo.length === 0) return;
+    let bytes = 0;
+    const offsets = todo.map((s) => {
+      const at = bytes;
+      bytes += align(2 * s.k * 4, 16);
+      return at;
+    });
+    const stage = this.device.createBuffer({ label: 'phase edits staging', size: Math.max(16, bytes), usage: USAGE_MAP_READ | USAGE_COPY_DST });
+    try {
+      const encoder = this.device.createCommandEncoder({ label: 'phase edits' });
+      todo.forEach((s, n) => encoder.copyBufferToBuffer(s.cls.buffers.state, s.slot * s.cls.K * 8, stage, offsets[n]!, 2 * s.k * 4));
+      this.device.queue.submit([encoder.finish()]);
+      await stage.mapAsync(MAP_READ, 0, Math.max(16, bytes));
+      const data = stage.getMappedRange(0, Math.max(16, bytes)).slice(0);
+      stage.unmap();
+      todo.forEach((s, n) => {
+        const interleaved = new Float32Array(data, offsets[n]!, 2 * s.k);
+        const theta = new Float32Array(s.k);
+        for (let i = 0; i < s.k; i++) theta[i] = interleaved[2 * i]!;
+        for (const e of s.phaseEdits) applyPhaseEdits(theta, e.sets, e.shifts, 'f32');
+        s.phaseEdits = [];
+        for (let i = 0; i < s.k; i++) interleaved[2 * i] = theta[i]!;
+        this.device.queue.writeBuffer(s.cls.buffers.state, s.slot * s.cls.K * 8, interleaved);
+      });
+    } finally {
+      stage.destroy();
+    }
   }
 
   // ---- ticks and readback ----
@@ -789,16 +889,11 @@ export class WebGpuEngine implements Engine {
     cls.bindGroups = null;
   }
 
-  /**
-   * Host constants (f64, rounded to f32 once by the upload) and the initial state of one simulation, or
-   * the state of a checkpoint (rounded to f32 when it comes from the f64 CPU engine).
-   */
-  private upload(sim: Sim, restored: DecodedCheckpoint | null): void {
+  /** SimParams of one simulation from its (effective) spec: at add, and when a space patches params. */
+  private writeParams(sim: Sim, basis: BasisConstants = basisConstants(sim.spec)): void {
     const { spec, k, cls, slot } = sim;
-    const { K } = cls;
     const q = this.device.queue;
     const b = cls.buffers;
-    const basis = basisConstants(spec);
     const f = Math.fround;
     const vmax = f(basis.vmax);
     const target = spec.target;
@@ -808,6 +903,7 @@ export class WebGpuEngine implements Engine {
     if (spec.entropyBase === 'kl_to_prior') opts |= OPT_KL;
     if (target) opts |= OPT_TARGET;
     if (target && !spec.enforceUnitNorm) opts |= OPT_NORM_CHANNEL;
+    if (isSpace(spec)) opts |= OPT_SPACE;
     const learnRate = f(spec.dt * spec.learningRate);
     const params = new ArrayBuffer(PARAMS_SIZE);
     writeToArrayBuffer(params, SimParams, {
@@ -842,8 +938,22 @@ export class WebGpuEngine implements Engine {
       jitter: Math.PI * Math.min(1, spec.temperature0),
       learnRate,
       learnKeep: 1 - learnRate,
+      collapseThreshold: collapseThresholdOf(spec),
     });
     q.writeBuffer(b.params, slot * PARAMS_SIZE, params);
+  }
+
+  /**
+   * Host constants (f64, rounded to f32 once by the upload) and the initial state of one simulation, or
+   * the state of a checkpoint (rounded to f32 when it comes from the f64 CPU engine).
+   */
+  private upload(sim: Sim, restored: DecodedCheckpoint | null): void {
+    const { spec, k, cls, slot } = sim;
+    const { K } = cls;
+    const q = this.device.queue;
+    const b = cls.buffers;
+    const basis = basisConstants(spec);
+    this.writeParams(sim, basis);
 
     const header = new ArrayBuffer(HEADER_SIZE);
     const r = restored;
@@ -864,6 +974,10 @@ export class WebGpuEngine implements Engine {
       convCount: r?.convCount ?? 0,
       revisit: r?.revisit ? 1 : 0,
       snapAt: r?.snapshotAt ?? NONE,
+      pArmed: r?.space && !r.space.plateauArmed ? 0 : 1,
+      pFalse: r?.space?.plateauFalse ?? 0,
+      cArmed: r?.space && !r.space.collapseArmed ? 0 : 1,
+      cFalse: r?.space?.collapseFalse ?? 0,
     });
     q.writeBuffer(b.headers, slot * HEADER_SIZE, header);
 
