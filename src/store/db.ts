@@ -45,3 +45,20 @@ export function stmt(db: Db, sql: string): Database.Statement {
   if (!s) cache.set(sql, (s = db.prepare(sql)));
   return s;
 }
+
+/**
+ * `UPDATE table SET <the given columns>, updated_at = now WHERE id = ?` for a partial change: keys map to
+ * columns through `columns`; undefined values are skipped; keys in `json` are stored as JSON (null stays NULL).
+ */
+export function updateRow(db: Db, table: string, id: string, change: object, columns: Record<string, string>, json: readonly string[] = []): void {
+  const sets: string[] = [];
+  const values: unknown[] = [];
+  for (const [key, value] of Object.entries(change)) {
+    const column = columns[key];
+    if (!column || value === undefined) continue;
+    sets.push(`${column} = ?`);
+    values.push(json.includes(key) && value !== null ? JSON.stringify(value) : value);
+  }
+  if (sets.length === 0) return;
+  stmt(db, `UPDATE ${table} SET ${sets.join(', ')}, updated_at = ? WHERE id = ?`).run(...values, now(), id);
+}

@@ -1,6 +1,6 @@
 /** HQE sessions and everything they emitted (snapshots, metrics, events, status changes). */
 import type { NormalizedConfig } from '../model/config.js';
-import { type Db, now, stmt } from './db.js';
+import { type Db, now, stmt, updateRow } from './db.js';
 
 export type SessionStatus = 'initializing' | 'running' | 'plateau' | 'converged' | 'failed' | 'completed' | 'closed';
 export type SessionEventKind = 'snapshot' | 'metrics' | 'event' | 'status';
@@ -119,16 +119,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async update(id: string, change: Partial<Pick<SessionRow, 'status' | 'step' | 'restart' | 'metrics' | 'extraSteps' | 'checkpoint'>>): Promise<void> {
-    const sets: string[] = [];
-    const values: unknown[] = [];
-    for (const [key, value] of Object.entries(change)) {
-      const column = COLUMNS[key];
-      if (!column || value === undefined) continue;
-      sets.push(`${column} = ?`);
-      values.push(key === 'metrics' && value !== null ? JSON.stringify(value) : value);
-    }
-    if (sets.length === 0) return;
-    stmt(this.db, `UPDATE hqe_sessions SET ${sets.join(', ')}, updated_at = ? WHERE id = ?`).run(...values, now(), id);
+    updateRow(this.db, 'hqe_sessions', id, change, COLUMNS, ['metrics']);
   }
 
   async appendEvents(sessionId: string, events: NewSessionEvent[]): Promise<Array<SessionEvent | null>> {

@@ -1,6 +1,6 @@
 /** Live spaces: their config and status, the durable delta log, and members. */
 import type { NormalizedSpaceConfig } from '../model/space.js';
-import { type Db, now, stmt } from './db.js';
+import { type Db, now, stmt, updateRow } from './db.js';
 
 export type SpaceStatus = 'active' | 'locked' | 'archived';
 
@@ -117,16 +117,7 @@ export class SqliteSpaceStore implements SpaceStore {
   }
 
   async update(id: string, change: Partial<Pick<SpaceRow, 'config' | 'status' | 'epoch' | 'checkpoint' | 'checkpointVersion'>>): Promise<void> {
-    const sets: string[] = [];
-    const values: unknown[] = [];
-    for (const [key, value] of Object.entries(change)) {
-      const column = COLUMNS[key];
-      if (!column || value === undefined) continue;
-      sets.push(`${column} = ?`);
-      values.push(key === 'config' ? JSON.stringify(value) : value);
-    }
-    if (sets.length === 0) return;
-    stmt(this.db, `UPDATE spaces SET ${sets.join(', ')}, updated_at = ? WHERE id = ?`).run(...values, now(), id);
+    updateRow(this.db, 'spaces', id, change, COLUMNS, ['config']);
   }
 
   async appendDelta(spaceId: string, expectedVersion: number, d: Omit<StoredDelta, 'version' | 'createdAt'>): Promise<StoredDelta | null> {
