@@ -75,6 +75,22 @@ fn wgMax1(v: f32, lid: u32) -> f32 {
   return r;
 }
 
+// An edge-triggered event of space mode: fires when armed and its condition holds, then re-arms after the
+// condition was false for `need` consecutive visits. Returns (armed, falseCount, fired).
+fn edgeEvent(armed: u32, falseCount: u32, condition: bool, need: u32) -> vec3<u32> {
+  if (armed != 0u) {
+    if (condition) {
+      return vec3<u32>(0u, 0u, 1u);
+    }
+    return vec3<u32>(1u, falseCount, 0u);
+  }
+  if (condition) {
+    return vec3<u32>(0u, 0u, 0u);
+  }
+  let f = falseCount + 1u;
+  return vec3<u32>(select(0u, 1u, f >= need), f, 0u);
+}
+
 @compute @workgroup_size(WG_V)
 fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
   let sim = wid.x;
@@ -201,34 +217,18 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
       flags = F_FAILED | F_TERMINAL;
     } else if ((opts & OPT_SPACE) != 0u) {
       // space mode: edge-triggered events, re-armed after plateauT visits with the condition false
-      if (h.pArmed != 0u) {
-        if (plateau) {
-          flags |= F_PLATEAU;
-          h.pArmed = 0u;
-          h.pFalse = 0u;
-        }
-      } else if (plateau) {
-        h.pFalse = 0u;
-      } else {
-        h.pFalse = h.pFalse + 1u;
-        if (h.pFalse >= prm.plateauT) {
-          h.pArmed = 1u;
-        }
+      let p = edgeEvent(h.pArmed, h.pFalse, plateau, prm.plateauT);
+      h.pArmed = p.x;
+      h.pFalse = p.y;
+      if (p.z != 0u) {
+        flags |= F_PLATEAU;
       }
       let collapse = domc >= prm.collapseThreshold;
-      if (h.cArmed != 0u) {
-        if (collapse) {
-          flags |= F_COLLAPSE;
-          h.cArmed = 0u;
-          h.cFalse = 0u;
-        }
-      } else if (collapse) {
-        h.cFalse = 0u;
-      } else {
-        h.cFalse = h.cFalse + 1u;
-        if (h.cFalse >= prm.plateauT) {
-          h.cArmed = 1u;
-        }
+      let c = edgeEvent(h.cArmed, h.cFalse, collapse, prm.plateauT);
+      h.cArmed = c.x;
+      h.cFalse = c.y;
+      if (c.z != 0u) {
+        flags |= F_COLLAPSE;
       }
     } else if (converged) {
       flags = F_CONVERGED | F_TERMINAL;

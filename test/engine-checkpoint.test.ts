@@ -11,7 +11,7 @@ import { Flag, type Engine, type SimCheckpoint, type SimReport, type TickRecord 
 import type { HQEConfigInput } from '../src/model/config.js';
 import { firstPrimes } from '../src/model/primes.js';
 import type { SimSpec } from '../src/model/spec.js';
-import { specOf } from './helpers/engines.js';
+import { specOf, withEngine } from './helpers/engines.js';
 import { useGpuDevice } from './helpers/gpu.js';
 
 const gpu = useGpuDevice();
@@ -64,15 +64,6 @@ async function advance(engine: Engine, ids: number[], ticks: number, into?: Tick
 
 /** JSON round trip: what a checkpoint goes through when stored. */
 const viaJson = (cp: SimCheckpoint): SimCheckpoint => JSON.parse(JSON.stringify(cp)) as SimCheckpoint;
-
-async function withEngine<T>(make: () => Promise<Engine>, body: (engine: Engine) => Promise<T>): Promise<T> {
-  const engine = await make();
-  try {
-    return await body(engine);
-  } finally {
-    await engine.destroy();
-  }
-}
 
 /** Records of `specs` over `ticks` ticks, one advance per entry of `chunks` (default: one). */
 async function straight(make: () => Promise<Engine>, list: SimSpec[], ticks: number): Promise<{ records: TickRecord[][]; reports: SimReport[] }> {

@@ -19,7 +19,7 @@ import {
 import type { HQEConfigInput } from '../src/model/config.js';
 import { firstPrimes } from '../src/model/primes.js';
 import type { SimSpec } from '../src/model/spec.js';
-import { specOf } from './helpers/engines.js';
+import { specOf, withEngine } from './helpers/engines.js';
 import { useGpuDevice } from './helpers/gpu.js';
 
 const gpu = useGpuDevice();
@@ -56,15 +56,6 @@ function space(input: HQEConfigInput, extra: Partial<SimSpec> = {}): SimSpec {
 }
 
 // ---- helpers ----
-
-async function withEngine<T>(make: () => Promise<Engine>, body: (engine: Engine) => Promise<T>): Promise<T> {
-  const engine = await make();
-  try {
-    return await body(engine);
-  } finally {
-    await engine.destroy();
-  }
-}
 
 async function tick(engine: Engine, id: number, ticks: number, into: TickRecord[]): Promise<void> {
   const rep = (await engine.advance(ticks)).get(id)!;

@@ -45,3 +45,13 @@ export async function runToEnd(engine: Engine, spec: SimSpec, maxTicks = 1e6): P
   }
   return { report: report!, records };
 }
+
+/** Make an engine, run `body` with it, always destroy it. */
+export async function withEngine<T>(make: () => Promise<Engine>, body: (engine: Engine) => Promise<T>): Promise<T> {
+  const engine = await make();
+  try {
+    return await body(engine);
+  } finally {
+    await engine.destroy();
+  }
+}
