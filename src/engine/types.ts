@@ -177,8 +177,11 @@ export interface Engine {
   add(spec: SimSpec, checkpoint?: SimCheckpoint): number;
   /** Drop a simulation (its slot is reused). */
   remove(id: number): void;
-  /** Advance every running simulation by up to `ticks` ticks; terminal ones stay frozen. */
-  advance(ticks: number): Promise<Map<number, SimReport>>;
+  /**
+   * Advance every running simulation by up to `ticks` ticks; terminal ones stay frozen. `limits` caps
+   * listed simulations at fewer ticks (0 holds one still for this advance: no tick, no record).
+   */
+  advance(ticks: number, limits?: ReadonlyMap<number, number>): Promise<Map<number, SimReport>>;
   /**
    * The state of a resident simulation as a JSON-serialisable checkpoint. Call it only between advances
    * (not while an advance() is pending): it reads the state the last advance left.
@@ -191,6 +194,28 @@ export interface Engine {
   patch(id: number, change: SimPatch): void;
   /** Release threads and devices. The engine is unusable afterwards. */
   destroy(): Promise<void>;
+}
+
+/**
+ * Checks the per-simulation tick limits of advance() (non-negative integers; ids that are not resident are
+ * ignored) before anything runs; throws on a bad one.
+ */
+export function checkLimits(limits: ReadonlyMap<number, number> | undefined): void {
+  if (limits === undefined) return;
+  if (limits === null || typeof limits !== 'object' || typeof limits.get !== 'function' || typeof limits[Symbol.iterator] !== 'function') {
+    throw new Error('advance: limits must be a Map of simulation id to ticks');
+  }
+  for (const [id, n] of limits) {
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+      throw new Error(`advance: the tick limit of simulation ${id} must be a non-negative integer (got ${typeof n === 'number' ? String(n) : JSON.stringify(n)})`);
+    }
+  }
+}
+
+/** The ticks simulation `id` gets in an advance of `ticks` under `limits`. */
+export function ticksFor(id: number, ticks: number, limits: ReadonlyMap<number, number> | undefined): number {
+  const n = limits?.get(id);
+  return n === undefined ? ticks : Math.min(ticks, n);
 }
 
 export function statusOfFlags(flags: number, fallback: SimStatus): SimStatus {

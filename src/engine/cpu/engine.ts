@@ -9,6 +9,7 @@ import type { SimSpec } from '../../model/spec.js';
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
+  checkLimits,
   checkPatch,
   decodeCheckpoint,
   encodeFloat,
@@ -28,6 +29,7 @@ import {
   isSpace,
   type SpaceParams,
   spaceParamsOf,
+  ticksFor,
   withSpaceParams,
 } from '../types.js';
 import { basisConstants } from '../../model/basis.js';
@@ -147,15 +149,31 @@ export class CpuEngine implements Engine {
     }
   }
 
-  async advance(ticks: number): Promise<Map<number, SimReport>> {
+  async advance(ticks: number, limits?: ReadonlyMap<number, number>): Promise<Map<number, SimReport>> {
+    checkLimits(limits);
     const records = new Map<number, TickRecord[]>();
+    // Only the limits of resident simulations, and only those that cap below `ticks`.
+    let caps: Map<number, number> | undefined;
+    if (limits) {
+      for (const [id, n] of limits) {
+        if (!this.sims.has(id) || n >= ticks) continue;
+        caps ??= new Map();
+        caps.set(id, n);
+      }
+    }
+    // The work: kernel entries x the ticks each simulation gets.
     let work = 0;
-    for (const s of this.sims.values()) work += s.k * s.k;
-    if (this.lanes.length === 0 || work * ticks < this.inlineWork) {
-      runTicks([...this.sims.values()], ticks, records);
-    } else {
-      const replies = await Promise.all(this.lanes.filter((l) => l.ids.size > 0).map((l) => this.request(l, ticks)));
-      for (const reply of replies) for (const [id, list] of reply.records) records.set(id, list);
+    for (const s of this.sims.values()) work += s.k * s.k * ticksFor(s.id, ticks, caps);
+    if (work > 0) {
+      if (this.lanes.length === 0 || work < this.inlineWork) {
+        runTicks([...this.sims.values()], ticks, records, caps);
+      } else {
+        const busy = this.lanes.filter((l) => [...l.ids].some((id) => ticksFor(id, ticks, caps) > 0));
+        const replies = await Promise.all(
+          busy.map((l) => this.request(l, ticks, caps && [...caps].filter(([id]) => l.ids.has(id)))),
+        );
+        for (const reply of replies) for (const [id, list] of reply.records) records.set(id, list);
+      }
     }
     const reports = new Map<number, SimReport>();
     for (const [id, s] of this.sims) {
@@ -285,7 +303,7 @@ export class CpuEngine implements Engine {
     lane.worker.postMessage(msg);
   }
 
-  private request(lane: Lane, ticks: number): Promise<WorkerReply> {
+  private request(lane: Lane, ticks: number, limits?: Array<[number, number]>): Promise<WorkerReply> {
     return new Promise((resolve, reject) => {
       const onMessage = (reply: WorkerReply): void => {
         lane.worker.off('error', onError);
@@ -298,7 +316,7 @@ export class CpuEngine implements Engine {
       lane.worker.once('message', onMessage);
       lane.worker.once('error', onError);
       lane.worker.ref();
-      this.post(lane, { type: 'advance', ticks });
+      this.post(lane, { type: 'advance', ticks, ...(limits && limits.length > 0 ? { limits } : {}) });
     }).finally(() => lane.worker.unref()) as Promise<WorkerReply>;
   }
 }

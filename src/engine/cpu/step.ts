@@ -400,12 +400,18 @@ export function isRunning(s: CpuSimState): boolean {
   return s.scalars[S.STATUS] === 0;
 }
 
-/** Run `ticks` ticks over a set of simulations, grouping those that share a kernel. */
-export function runTicks(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>): void {
+/**
+ * Run `ticks` ticks over a set of simulations, grouping those that share a kernel. A simulation listed in
+ * `limits` runs only its first `limits.get(id)` of them (0: none).
+ */
+export function runTicks(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>, limits?: ReadonlyMap<number, number>): void {
   for (let t = 0; t < ticks; t++) {
     const groups = new Map<string, CpuSimState[]>();
     for (const s of sims) {
       if (!isRunning(s)) continue;
+      // A per-simulation limit: this simulation's ticks are spent (0 holds it still).
+      const limit = limits?.get(s.id);
+      if (limit !== undefined && limit <= t) continue;
       const key = s.spec.mixer === 'learned' ? `learned#${s.id}` : s.kernelKey;
       const g = groups.get(key);
       if (g) g.push(s);

@@ -7,7 +7,8 @@ import { runTicks } from './step.js';
 export type WorkerRequest =
   | { type: 'add'; state: CpuSimState }
   | { type: 'remove'; id: number }
-  | { type: 'advance'; ticks: number };
+  /** `limits`: per-simulation tick caps as [id, ticks] pairs (Engine.advance). */
+  | { type: 'advance'; ticks: number; limits?: Array<[number, number]> };
 
 export type WorkerReply = { records: Array<[number, TickRecord[]]> };
 
@@ -18,7 +19,7 @@ parentPort?.on('message', (msg: WorkerRequest) => {
   else if (msg.type === 'remove') sims.delete(msg.id);
   else {
     const out = new Map<number, TickRecord[]>();
-    runTicks([...sims.values()], msg.ticks, out);
+    runTicks([...sims.values()], msg.ticks, out, msg.limits ? new Map(msg.limits) : undefined);
     const reply: WorkerReply = { records: [...out] };
     parentPort?.postMessage(reply);
   }

@@ -21,9 +21,10 @@
  * per tick. After a submit the host copies the headers into a reused MAP_READ staging buffer and, for the
  * simulations that wrote any, only the new records and snapshots into a second reused staging buffer.
  *
- * Rings and budgets. advance(ticks) gives every running simulation a budget of `ticks` ticks (in its
- * header). A tick runs only for a slot that is running, has budget left and has room for one record and
- * one snapshot; otherwise it does nothing. The host empties the rings after each submit and submits again
+ * Rings and budgets. advance(ticks, limits) gives every running simulation a budget of `ticks` ticks, or
+ * its limit when that is lower (in its header; 0 for a held simulation, whose slot then stays inactive).
+ * A tick runs only for a slot that is running, has budget left and has room for one record and one
+ * snapshot; otherwise it does nothing. The host empties the rings after each submit and submits again
  * until every budget is spent or its simulation has ended, so results never depend on how ticks are
  * chunked into submits: a simulation visits exactly the states the CPU engine visits, in the same order.
  *
@@ -46,6 +47,7 @@ import type { SimSpec } from '../../model/spec.js';
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
+  checkLimits,
   checkPatch,
   type DecodedCheckpoint,
   decodeCheckpoint,
@@ -66,6 +68,7 @@ import {
   collapseThresholdOf,
   isSpace,
   spaceParamsOf,
+  ticksFor,
   withSpaceParams,
 } from '../types.js';
 
@@ -421,18 +424,21 @@ export class WebGpuEngine implements Engine {
     }
   }
 
-  async advance(ticks: number): Promise<Map<number, SimReport>> {
+  async advance(ticks: number, limits?: ReadonlyMap<number, number>): Promise<Map<number, SimReport>> {
     this.assertAlive();
+    checkLimits(limits);
     const records = new Map<number, TickRecord[]>();
     const budget = Math.max(0, Math.floor(ticks));
+    // Held simulations (limit 0) take no part: their slots get budget 0 below, so the shaders skip them.
     const running = [...this.sims.values()].filter((s) => s.status === 'running');
-    if (budget > 0 && running.length > 0) {
+    const ticking = running.filter((s) => ticksFor(s.id, budget, limits) > 0);
+    if (budget > 0 && ticking.length > 0) {
       if (budget > 0xffffffff) throw new Error('WebGPU engine: at most 2^32 - 1 ticks per advance');
-      for (const cls of new Set(running.map((s) => s.cls))) await this.ensurePipelines(cls);
-      await this.flushPhaseEdits(running);
+      for (const cls of new Set(ticking.map((s) => s.cls))) await this.ensurePipelines(cls);
+      await this.flushPhaseEdits(ticking);
       for (const s of running) {
-        s.remaining = budget;
-        this.device.queue.writeBuffer(s.cls.buffers.headers, s.slot * HEADER_SIZE + H_BUDGET, new Uint32Array([budget, 0, 0]));
+        s.remaining = ticksFor(s.id, budget, limits);
+        this.device.queue.writeBuffer(s.cls.buffers.headers, s.slot * HEADER_SIZE + H_BUDGET, new Uint32Array([s.remaining, 0, 0]));
       }
       for (;;) {
         const active = running.filter((s) => s.status === 'running' && s.remaining > 0);

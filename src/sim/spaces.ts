@@ -1,0 +1,679 @@
+/**
+ * Live spaces (resonance-spaces-api.md; decisions in docs/spaces.md). Each active space is a simulation in
+ * the scheduler's shared engine batch, ticked at its `policy.publishHz` while at least one realtime
+ * connection listens; deltas are durable (the store's log) before they are acknowledged and fanned out,
+ * and reach the engine at the next tick boundary, in version order. A space nobody listens to idles (no
+ * ticks) and leaves the engine, checkpointed, after `idleEvictMs`; it resumes from the checkpoint plus the
+ * logged deltas after it, which is also how it recovers from a crash.
+ */
+import { randomUUID } from 'node:crypto';
+import { type Precision, type SimPatch, type SimReport, type SpaceParams, applyPhaseEdits, decodeFloats, Flag, type Engine, type SimCheckpoint } from '../engine/types.js';
+import type { FieldError } from '../model/normalize.js';
+import { type NormalizedSpaceConfig, normalizeSpace } from '../model/space.js';
+import { specFromSpace } from '../model/spec.js';
+import type { MemberRole, MemberRow, SpaceRow, SpaceStatus, SpaceStore, StoredDelta } from '../store/spaces.js';
+import { type AcceptedOp, type Delta, type DeltaRecord, decideDelta, type Role } from './deltas.js';
+import type { Scheduler, Ticker } from './scheduler.js';
+import { carryState, orderBasis } from './space-basis.js';
+
+// ---- what listeners receive (the realtime frames carry these as they are) ----
+
+export interface SpaceMetrics {
+  resonanceStrength: number | null;
+  coherence: number | null;
+  locality: number | null;
+  entropy: number | null;
+  dominance: number | null;
+}
+
+export interface SpaceSnapshot {
+  spaceId: string;
+  epoch: number;
+  version: number;
+  /** Tick of the state within the epoch. */
+  t: number;
+  state: {
+    /** The ordered basis: phase i belongs to primes[i]. */
+    primes: number[];
+    phases: number[];
+    masses: number[];
+    operators: NormalizedSpaceConfig['operators'];
+    entropy: NormalizedSpaceConfig['entropy'];
+    policy: NormalizedSpaceConfig['policy'];
+  };
+  metrics: SpaceMetrics | null;
+}
+
+export type TelemetryFrame = { type: 'telemetry'; t: number; version: number } & SpaceMetrics;
+export interface PhasesFrame {
+  type: 'phases';
+  t: number;
+  version: number;
+  phases: number[];
+  masses: number[];
+}
+export interface DeltaFrame {
+  type: 'delta';
+  /** Always toVersion - 1: the version the server applied it on (shift_phase is rebased). */
+  fromVersion: number;
+  toVersion: number;
+  epoch: number;
+  ops: AcceptedOp[] | BasisOp[];
+  author: string | null;
+  /** Only on the proposer's own copy over WebSocket. */
+  requestId?: string;
+}
+export type SpaceEventName = 'space.updated' | 'basis.changed' | 'plateau' | 'collapse' | 'member.joined' | 'member.left';
+export interface EventFrame {
+  type: 'event';
+  name: SpaceEventName;
+  at: string;
+  data: Record<string, unknown>;
+}
+
+/** The log entry of a basis change (server-made; clients cannot propose it). */
+export interface BasisOp {
+  op: 'replace_basis';
+  path: '/state/basis';
+  value: { primes: number[]; order: 'ascending' | 'learned'; cutoff: number };
+}
+
+export interface SpaceListener {
+  telemetry(frame: TelemetryFrame, phases: PhasesFrame): void;
+  delta(frame: DeltaFrame): void;
+  /** A new epoch: the state was replaced. */
+  snapshot(snapshot: SpaceSnapshot): void;
+  event(frame: EventFrame): void;
+  /** The space was archived or deleted: no more frames will come. */
+  closed(reason: 'archived' | 'deleted'): void;
+}
+
+/** Every refusal of the hub: the HTTP layer maps it to problem+json, the realtime layer to a frame. */
+export class SpaceError extends Error {
+  constructor(
+    readonly status: 400 | 403 | 404 | 409,
+    readonly code: string,
+    message: string,
+    readonly errors?: FieldError[],
+    readonly meta?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+export interface SpacePatch {
+  phases?: unknown;
+  operators?: unknown;
+  entropy?: unknown;
+  policy?: unknown;
+}
+
+export interface SpaceHubDeps {
+  scheduler: Scheduler;
+  store: SpaceStore;
+  maxBasis: number;
+  idleEvictMs: number;
+  checkpointEveryMs: number;
+  /** Webhook events (awaited: a crash after it re-emits, never loses). */
+  onEvent?: (orgId: string, name: SpaceEventName, data: Record<string, unknown>) => Promise<void>;
+  onError?: (err: unknown) => void;
+}
+
+interface Pending {
+  sets: Array<[number, number]>;
+  shifts: Array<[number, number]>;
+  params: Partial<SpaceParams>;
+  /** plateauEps, plateauT, collapseThreshold: not patchable, the simulation is re-made from its checkpoint. */
+  respec: boolean;
+}
+
+interface Live {
+  row: SpaceRow;
+  engineId: number | null;
+  precision: Precision;
+  t: number;
+  metrics: SpaceMetrics | null;
+  phases: number[];
+  masses: number[];
+  /** Highest version whose deltas the engine holds. */
+  applied: number;
+  pending: Pending;
+  history: DeltaRecord[];
+  /** Deltas from before this version are stale (older than the retained history or the epoch). */
+  oldest: number;
+  epochStart: number;
+  listeners: Set<SpaceListener>;
+  nextTickAt: number;
+  idleSince: number;
+  lastCheckpointAt: number;
+  /** Mutations of one space run one after another. */
+  queue: Promise<unknown>;
+  failed: boolean;
+}
+
+const emptyPending = (): Pending => ({ sets: [], shifts: [], params: {}, respec: false });
+
+/** Delta paths that map to engine parameters. */
+const PARAM_OF: Record<string, keyof SpaceParams> = {
+  '/state/operators/resonanceTarget': 'target',
+  '/state/operators/localityBias': 'localityBias',
+  '/state/operators/semantic/enabled': 'semantic',
+  '/state/operators/mixer/gamma0': 'gamma0',
+  '/state/operators/mixer/gammaGrowth': 'gammaGrowth',
+  '/state/operators/mixer/gammaMax': 'gammaMax',
+  '/state/operators/mixer/temperature0': 'temperature0',
+  '/state/operators/mixer/beta': 'beta',
+  '/state/entropy/lambda': 'lambda',
+};
+const RESPEC_PATHS = new Set(['/state/entropy/plateauEps', '/state/entropy/plateauT', '/state/entropy/collapseThreshold']);
+
+const metricsOf = (m: { resonanceStrength: number; coherence: number; locality: number; entropy: number; dominance: number }): SpaceMetrics => {
+  const f = (x: number): number | null => (Number.isFinite(x) ? x : null);
+  return { resonanceStrength: f(m.resonanceStrength), coherence: f(m.coherence), locality: f(m.locality), entropy: f(m.entropy), dominance: f(m.dominance) };
+};
+
+/** Set a leaf of the config by a delta path (/state/<section>/...); returns the new config. */
+function withLeaf(config: NormalizedSpaceConfig, path: string, value: number | boolean): NormalizedSpaceConfig {
+  const next = structuredClone(config) as unknown as Record<string, Record<string, unknown>>;
+  const parts = path.split('/').slice(2);
+  let node: Record<string, unknown> = next;
+  for (const p of parts.slice(0, -1)) node = node[p] as Record<string, unknown>;
+  node[parts[parts.length - 1]!] = value;
+  return next as unknown as NormalizedSpaceConfig;
+}
+
+/** Leaf paths and values of a config section (for turning a PATCH into set_* ops). */
+function leaves(prefix: string, value: unknown, out: Array<[string, unknown]> = []): Array<[string, unknown]> {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) leaves(`${prefix}/${k}`, v, out);
+  } else out.push([prefix, value]);
+  return out;
+}
+
+function deepMerge(base: unknown, change: unknown): unknown {
+  if (change === null || typeof change !== 'object' || Array.isArray(change) || base === null || typeof base !== 'object' || Array.isArray(base)) return change;
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(change)) out[k] = deepMerge(out[k], v);
+  return out;
+}
+
+const SECTION_OP = { operators: 'set_operator', entropy: 'set_entropy', policy: 'set_policy' } as const;
+
+export class SpaceHub implements Ticker {
+  private readonly live = new Map<string, Live>();
+  private readonly byEngine = new Map<number, Live>();
+  private maintenance: NodeJS.Timeout | null = null;
+
+  constructor(private readonly deps: SpaceHubDeps) {}
+
+  async start(): Promise<void> {
+    // Every connection died with the previous process; members reconnect (and rejoin) with their tokens.
+    await this.deps.store.leaveAll();
+    this.deps.scheduler.attach(this);
+    this.maintenance = setInterval(() => {
+      this.deps.scheduler.exclusive(() => this.maintain(Date.now())).catch((err) => this.deps.onError?.(err));
+    }, 1000);
+    this.maintenance.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.maintenance) clearInterval(this.maintenance);
+    await this.deps.scheduler.exclusive(async (engine) => {
+      for (const l of this.live.values()) if (l.engineId !== null) await this.checkpoint(engine, l);
+    });
+  }
+
+  stats(): { spaces: number; live: number } {
+    let live = 0;
+    for (const l of this.live.values()) if (l.listeners.size > 0) live++;
+    return { spaces: [...this.live.values()].filter((l) => l.engineId !== null).length, live };
+  }
+
+  // ---- spaces ----
+
+  /** Validate and create a space (basis ordered by `order`; learned starts ascending: no masses yet). */
+  async create(orgId: string, input: unknown): Promise<{ row: SpaceRow; warnings: string[] }> {
+    const result = normalizeSpace(input, { maxBasis: this.deps.maxBasis });
+    if (!result.ok) throw new SpaceError(400, 'validation_failed', 'the space config is invalid', result.errors);
+    const cfg = result.normalized;
+    const config = { ...cfg, basis: { ...cfg.basis, primes: orderBasis(cfg.basis.primes, cfg.basis.order) } };
+    const row = await this.deps.store.create({ id: `spc_${randomUUID().replaceAll('-', '')}`, orgId, name: config.name, config });
+    return { row, warnings: result.warnings };
+  }
+
+  async get(id: string): Promise<SpaceRow | null> {
+    return this.live.get(id)?.row ?? this.deps.store.get(id);
+  }
+
+  list(orgId: string, after: { createdAt: number; id: string } | null, limit: number): Promise<SpaceRow[]> {
+    return this.deps.store.list(orgId, after, limit);
+  }
+
+  /** Merge-patch phases/operators/entropy/policy; changed leaves become one logged delta (last writer wins). */
+  async patch(id: string, change: SpacePatch, author: string | null): Promise<SpaceRow> {
+    return this.serial(id, async (l) => {
+      this.writable(l);
+      const current = l.row.config;
+      const merged = { ...current } as Record<string, unknown>;
+      for (const key of ['phases', 'operators', 'entropy', 'policy'] as const) {
+        if (change[key] !== undefined) merged[key] = deepMerge(current[key], change[key]);
+      }
+      const result = normalizeSpace(merged, { maxBasis: Number.MAX_SAFE_INTEGER });
+      if (!result.ok) throw new SpaceError(400, 'validation_failed', 'the change is invalid', result.errors);
+      const next: NormalizedSpaceConfig = { ...result.normalized, basis: current.basis, seed: current.seed };
+      if (next.operators.frequencyScale !== current.operators.frequencyScale) {
+        throw new SpaceError(400, 'validation_failed', 'the change is invalid', [
+          { pointer: '/operators/frequencyScale', code: 'immutable', message: 'frequencyScale is fixed when the space is created' },
+        ]);
+      }
+      const ops: AcceptedOp[] = [];
+      for (const section of ['operators', 'entropy', 'policy'] as const) {
+        const before = new Map(leaves('', current[section]));
+        for (const [path, value] of leaves('', next[section])) {
+          if (path === '/frequencyScale' || path === '/semantic/kernel' || before.get(path) === value) continue;
+          if (typeof value === 'number' || typeof value === 'boolean') ops.push({ op: SECTION_OP[section], path: `/state/${section}${path}`, value });
+        }
+      }
+      const phasesChanged = JSON.stringify(next.phases) !== JSON.stringify(current.phases);
+      if (ops.length > 0) await this.append(l, l.row.epoch, l.row.version, ops, author, next);
+      else if (phasesChanged) await this.deps.store.update(id, { config: next });
+      l.row = { ...l.row, config: next };
+      if (ops.length > 0 || phasesChanged) await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version });
+      return l.row;
+    });
+  }
+
+  async setStatus(id: string, status: SpaceStatus): Promise<SpaceRow> {
+    return this.serial(id, async (l) => {
+      if (l.row.status === status) return l.row;
+      if (l.row.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space is read-only');
+      await this.deps.store.update(id, { status });
+      l.row = { ...l.row, status };
+      if (status === 'archived') {
+        await this.deps.scheduler.exclusive(async (engine) => this.evict(engine, l));
+        for (const listener of l.listeners) listener.closed('archived');
+        l.listeners.clear();
+      }
+      await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version, status });
+      return l.row;
+    });
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.serial(id, async (l) => {
+      await this.deps.scheduler.exclusive(async (engine) => {
+        if (l.engineId !== null) {
+          engine.remove(l.engineId);
+          this.byEngine.delete(l.engineId);
+          l.engineId = null;
+        }
+      });
+      await this.deps.store.delete(id);
+      for (const listener of l.listeners) listener.closed('deleted');
+      l.listeners.clear();
+      this.live.delete(id);
+    });
+  }
+
+  /** A new epoch: kept primes keep phase and mass, new ones are seeded; `order: learned` sorts by mass. */
+  async replaceBasis(id: string, basis: unknown, author: string | null): Promise<SpaceRow> {
+    return this.serial(id, async (l) => {
+      this.writable(l);
+      const current = l.row.config;
+      const result = normalizeSpace({ ...current, basis }, { maxBasis: this.deps.maxBasis });
+      if (!result.ok) {
+        const errors = result.errors.map((e) => ({ ...e, pointer: e.pointer.replace(/^\/basis/, '') || '/' }));
+        throw new SpaceError(400, 'validation_failed', 'the basis is invalid', errors);
+      }
+      const b = result.normalized.basis;
+      await this.deps.scheduler.exclusive(async (engine) => {
+        await this.ensureResident(engine, l);
+        this.flush(engine, l);
+        const mass = new Map(current.basis.primes.map((p, i) => [p, l.masses[i]!]));
+        const primes = orderBasis(b.primes, b.order, mass);
+        const carried = carryState({ primes: current.basis.primes, phases: l.phases, masses: l.masses }, primes, current.phases);
+        const config: NormalizedSpaceConfig = { ...current, basis: { primes, order: b.order, cutoff: b.cutoff } };
+        const op: BasisOp = { op: 'replace_basis', path: '/state/basis', value: { primes, order: b.order, cutoff: b.cutoff } };
+        const epoch = l.row.epoch + 1;
+        await this.append(l, epoch, l.row.version, [op], author, config);
+        engine.remove(l.engineId!);
+        this.byEngine.delete(l.engineId!);
+        const engineId = engine.add(specFromSpace(config, carried.masses));
+        engine.patch(engineId, { setPhases: carried.phases.map((x, i) => [i, x]) });
+        this.byEngine.set(engineId, l);
+        Object.assign(l, { engineId, t: 0, metrics: null, epochStart: l.row.version, applied: l.row.version, pending: emptyPending() });
+        await this.readState(engine, l);
+        await this.checkpoint(engine, l);
+      });
+      const snapshot = this.snapshotOf(l);
+      for (const listener of l.listeners) listener.snapshot(snapshot);
+      await this.emit(l, 'basis.changed', { spaceId: id, epoch: l.row.epoch, version: l.row.version, primes: l.row.config.basis.primes });
+      return l.row;
+    });
+  }
+
+  async snapshot(id: string): Promise<SpaceSnapshot> {
+    return this.serial(id, async (l) => {
+      if (l.engineId === null && l.phases.length === 0) await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
+      return this.snapshotOf(l);
+    });
+  }
+
+  /** Accept (durably, then fan out) or refuse a delta. */
+  async propose(id: string, delta: Delta, role: Role, author: string | null, requestId?: string): Promise<{ frame: DeltaFrame; snapshot: () => SpaceSnapshot }> {
+    return this.serial(id, async (l) => {
+      this.writable(l);
+      if (l.row.status === 'locked') throw new SpaceError(409, 'space_locked', 'the space is locked: deltas are refused', undefined, { currentVersion: l.row.version });
+      const decision = decideDelta(delta, {
+        epoch: l.row.epoch, version: l.row.version, oldestVersion: l.oldest, history: l.history, k: l.row.config.basis.primes.length, role,
+      });
+      if (!decision.ok) throw new SpaceError(decision.status, decision.code, decision.detail, decision.errors, { currentVersion: decision.currentVersion });
+      if (delta.fromVersion < l.epochStart) {
+        throw new SpaceError(409, 'stale_epoch', `the basis changed at version ${l.epochStart}, after fromVersion ${delta.fromVersion}`, undefined, { currentVersion: l.row.version });
+      }
+      let config = l.row.config;
+      for (const op of decision.ops) if (op.op !== 'set_phase' && op.op !== 'shift_phase') config = withLeaf(config, op.path, op.value);
+      const changed = config !== l.row.config;
+      const frame = await this.append(l, l.row.epoch, delta.fromVersion, decision.ops, author, changed ? config : undefined, requestId);
+      if (changed) await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version });
+      return { frame, snapshot: () => this.snapshotOf(l) };
+    });
+  }
+
+  /**
+   * Listen to a space; the space ticks while anyone listens. Resolves with the state to start from: the
+   * deltas after `lastVersion` when they are all still in history, else a snapshot.
+   */
+  async attach(
+    id: string,
+    listener: SpaceListener,
+    lastVersion?: number,
+  ): Promise<{ detach: () => void; row: SpaceRow; replay: DeltaFrame[] | null; snapshot: SpaceSnapshot | null }> {
+    return this.serial(id, async (l) => {
+      if (l.row.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space does not simulate');
+      await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
+      let replay: DeltaFrame[] | null = null;
+      if (lastVersion !== undefined && lastVersion >= l.oldest && lastVersion >= l.epochStart && lastVersion <= l.row.version) {
+        const stored = await this.deps.store.deltasSince(id, lastVersion, l.row.version - lastVersion);
+        if (stored.length === l.row.version - lastVersion) replay = stored.map(frameOf);
+      }
+      l.listeners.add(listener);
+      if (l.listeners.size === 1) {
+        l.nextTickAt = Date.now();
+        this.deps.scheduler.kick();
+      }
+      const detach = (): void => {
+        if (l.listeners.delete(listener) && l.listeners.size === 0) l.idleSince = Date.now();
+      };
+      return { detach, row: l.row, replay, snapshot: replay ? null : this.snapshotOf(l) };
+    });
+  }
+
+  // ---- members ----
+
+  async join(id: string, member: { id: string; userId: string; orgId: string; role: MemberRole; displayName: string | null }): Promise<MemberRow> {
+    return this.serial(id, async (l) => {
+      const present = await this.deps.store.listMembers(id);
+      if (present.some((m) => m.id === member.id)) return present.find((m) => m.id === member.id)!;
+      if (present.length >= l.row.config.policy.maxMembers) {
+        throw new SpaceError(409, 'space_full', `the space has its maximum of ${l.row.config.policy.maxMembers} members`, undefined, { maxMembers: l.row.config.policy.maxMembers });
+      }
+      const row = await this.deps.store.joinMember({ spaceId: id, ...member });
+      await this.emit(l, 'member.joined', { spaceId: id, memberId: row.id, userId: row.userId, role: row.role, displayName: row.displayName });
+      return row;
+    });
+  }
+
+  members(id: string): Promise<MemberRow[]> {
+    return this.deps.store.listMembers(id);
+  }
+
+  /** A member leaves (removed, or its last connection closed); listeners see member.left and drop its sockets. */
+  async leave(id: string, memberId: string, reason: 'removed' | 'disconnected'): Promise<boolean> {
+    return this.serial(id, async (l) => {
+      if (!(await this.deps.store.leaveMember(id, memberId))) return false;
+      await this.emit(l, 'member.left', { spaceId: id, memberId, reason });
+      return true;
+    });
+  }
+
+  // ---- the scheduler's side (under its engine lock) ----
+
+  async prepare(engine: Engine, now: number): Promise<{ limits: Map<number, number>; wakeAt: number | null }> {
+    const limits = new Map<number, number>();
+    let wakeAt: number | null = null;
+    for (const l of this.live.values()) {
+      if (l.engineId === null) continue;
+      let ticks = 0;
+      if (l.listeners.size > 0 && l.row.status !== 'archived' && !l.failed) {
+        const period = 1000 / l.row.config.policy.publishHz;
+        if (now >= l.nextTickAt) {
+          ticks = 1;
+          // A late tick is not made up for: the simulation's time is ticks, not wall time.
+          l.nextTickAt = Math.max(l.nextTickAt + period, now - period / 2);
+          await this.applyPending(engine, l);
+        }
+        wakeAt = Math.min(wakeAt ?? Infinity, l.nextTickAt);
+      }
+      limits.set(l.engineId, ticks);
+    }
+    return { limits, wakeAt };
+  }
+
+  async settle(engine: Engine, reports: Map<number, SimReport>): Promise<void> {
+    for (const [engineId, report] of reports) {
+      const l = this.byEngine.get(engineId);
+      if (!l || report.records.length === 0) continue;
+      for (const rec of report.records) {
+        l.t = rec.step;
+        l.metrics = metricsOf(rec.metrics);
+        if (rec.phases && rec.amplitudes) {
+          l.phases = Array.from(rec.phases);
+          const sq = Array.from(rec.amplitudes, (a) => a * a);
+          const total = sq.reduce((a, b) => a + b, 0);
+          l.masses = sq.map((x) => (total > 0 ? x / total : 0));
+        }
+        for (const [flag, name] of [[Flag.PLATEAU, 'plateau'], [Flag.COLLAPSE, 'collapse']] as const) {
+          if (rec.flags & flag) await this.emit(l, name, { spaceId: l.row.id, t: rec.step, version: l.applied, metrics: l.metrics });
+        }
+      }
+      if (report.status === 'failed') {
+        l.failed = true;
+        this.deps.onError?.(new Error(`space ${l.row.id}: the simulation failed (non-finite state) at t=${l.t}`));
+      }
+      const telemetry: TelemetryFrame = { type: 'telemetry', t: l.t, version: l.applied, ...l.metrics! };
+      const phases: PhasesFrame = { type: 'phases', t: l.t, version: l.applied, phases: l.phases, masses: l.masses };
+      for (const listener of l.listeners) listener.telemetry(telemetry, phases);
+    }
+    void engine;
+  }
+
+  // ---- internals ----
+
+  private writable(l: Live): void {
+    if (l.row.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space is read-only', undefined, { currentVersion: l.row.version });
+  }
+
+  /** Run `fn` after every earlier mutation of the space, with the space loaded (404 when there is none). */
+  private async serial<T>(id: string, fn: (l: Live) => Promise<T>): Promise<T> {
+    const l = await this.load(id);
+    const run = l.queue.then(() => (this.live.get(id) === l ? fn(l) : Promise.reject(notFound(id))));
+    l.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async load(id: string): Promise<Live> {
+    const existing = this.live.get(id);
+    if (existing) return existing;
+    const row = await this.deps.store.get(id);
+    if (!row) throw notFound(id);
+    const again = this.live.get(id);
+    if (again) return again;
+    const history: DeltaRecord[] = [];
+    let epochStart = 0;
+    let oldest = row.version;
+    for (let after = 0; ; ) {
+      const batch = await this.deps.store.deltasSince(id, after, 5000);
+      for (const d of batch) {
+        if (history.length === 0) oldest = d.version - 1;
+        history.push({ epoch: d.epoch, fromVersion: d.fromVersion, toVersion: d.version, paths: d.paths });
+        if ((d.ops[0] as { op?: string } | undefined)?.op === 'replace_basis') epochStart = d.version;
+      }
+      if (batch.length < 5000) break;
+      after = batch[batch.length - 1]!.version;
+    }
+    const l: Live = {
+      row, engineId: null, precision: 'f64', t: 0, metrics: null, phases: [], masses: [], applied: row.version, pending: emptyPending(),
+      history, oldest, epochStart, listeners: new Set(), nextTickAt: 0, idleSince: Date.now(), lastCheckpointAt: Date.now(),
+      queue: Promise.resolve(), failed: false,
+    };
+    this.live.set(id, l);
+    return l;
+  }
+
+  /** Into the engine from the checkpoint, then the logged deltas after it (under the engine lock). */
+  private async ensureResident(engine: Engine, l: Live): Promise<void> {
+    if (l.engineId !== null) return;
+    const checkpoint = l.row.checkpoint ? (JSON.parse(l.row.checkpoint) as SimCheckpoint) : undefined;
+    const from = checkpoint ? (l.row.checkpointVersion ?? 0) : l.epochStart;
+    const engineId = engine.add(specFromSpace(l.row.config), checkpoint);
+    l.engineId = engineId;
+    l.precision = engine.info.precision;
+    this.byEngine.set(engineId, l);
+    // Replay what the checkpoint does not hold; values equal to those in effect change nothing.
+    const pending = emptyPending();
+    for (const d of await this.deps.store.deltasSince(l.row.id, from, Number.MAX_SAFE_INTEGER)) {
+      if (d.epoch === l.row.epoch) addOps(pending, d.ops as AcceptedOp[]);
+    }
+    l.pending = pending;
+    l.applied = l.row.version;
+    await this.applyPending(engine, l);
+    l.t = checkpoint?.step ?? 0;
+    await this.readState(engine, l);
+  }
+
+  private async readState(engine: Engine, l: Live): Promise<void> {
+    const cp = await engine.exportState(l.engineId!);
+    const k = l.row.config.basis.primes.length;
+    l.phases = Array.from(decodeFloats(cp.phases, cp.precision, k, 'phases'));
+    l.masses = Array.from(decodeFloats(cp.masses, cp.precision, k, 'masses'));
+    l.t = cp.step;
+  }
+
+  /** Pending deltas into the engine (a tick boundary). */
+  private async applyPending(engine: Engine, l: Live): Promise<void> {
+    const p = l.pending;
+    l.pending = emptyPending();
+    if (p.respec) {
+      const cp = await engine.exportState(l.engineId!);
+      engine.remove(l.engineId!);
+      this.byEngine.delete(l.engineId!);
+      l.engineId = engine.add(specFromSpace(l.row.config), cp);
+      this.byEngine.set(l.engineId, l);
+    }
+    const change: SimPatch = {};
+    if (p.sets.length > 0) change.setPhases = p.sets;
+    if (p.shifts.length > 0) change.shiftPhases = p.shifts;
+    if (Object.keys(p.params).length > 0) change.params = p.params;
+    if (Object.keys(change).length > 0) engine.patch(l.engineId!, change);
+    l.applied = l.row.version;
+  }
+
+  private flush(engine: Engine, l: Live): Promise<void> {
+    return this.applyPending(engine, l);
+  }
+
+  /** Log a delta (durable), then update memory and fan it out. */
+  private async append(
+    l: Live, epoch: number, fromVersion: number, ops: AcceptedOp[] | BasisOp[], author: string | null, config?: NormalizedSpaceConfig, requestId?: string,
+  ): Promise<DeltaFrame> {
+    const paths = ops.map((o) => o.path);
+    const stored = await this.deps.store.appendDelta(l.row.id, l.row.version, { epoch, fromVersion, ops, paths, author }, config);
+    if (!stored) throw new Error(`space ${l.row.id}: the stored version moved under the hub`);
+    l.row = { ...l.row, version: stored.version, epoch, ...(config ? { config } : {}) };
+    l.history.push({ epoch, fromVersion, toVersion: stored.version, paths });
+    if ((ops[0] as { op: string }).op !== 'replace_basis') addOps(l.pending, ops as AcceptedOp[]);
+    const frame = frameOf(stored);
+    for (const listener of l.listeners) listener.delta(frame);
+    return requestId ? { ...frame, requestId } : frame;
+  }
+
+  private snapshotOf(l: Live): SpaceSnapshot {
+    const phases = [...l.phases];
+    // Accepted deltas the engine has not ticked with yet are part of this version's state.
+    applyPhaseEdits(phases, l.pending.sets, l.pending.shifts, l.precision);
+    const c = l.row.config;
+    return {
+      spaceId: l.row.id, epoch: l.row.epoch, version: l.row.version, t: l.t,
+      state: { primes: c.basis.primes, phases, masses: [...l.masses], operators: c.operators, entropy: c.entropy, policy: c.policy },
+      metrics: l.metrics,
+    };
+  }
+
+  private async checkpoint(engine: Engine, l: Live): Promise<void> {
+    if (l.engineId === null) return;
+    await this.applyPending(engine, l);
+    const cp = await engine.exportState(l.engineId);
+    await this.deps.store.update(l.row.id, { checkpoint: JSON.stringify(cp), checkpointVersion: l.applied });
+    l.row = { ...l.row, checkpoint: JSON.stringify(cp), checkpointVersion: l.applied };
+    l.lastCheckpointAt = Date.now();
+    // History: keep historySeconds, and every delta the checkpoint does not hold.
+    const before = Date.now() - l.row.config.policy.historySeconds * 1000;
+    const resumable = await this.deps.store.pruneDeltas(l.row.id, before, l.applied);
+    l.oldest = Math.max(l.oldest, Math.min(resumable, l.row.version));
+    l.history = l.history.filter((h) => h.toVersion > l.oldest);
+  }
+
+  private async evict(engine: Engine, l: Live): Promise<void> {
+    if (l.engineId === null) return;
+    await this.checkpoint(engine, l);
+    engine.remove(l.engineId);
+    this.byEngine.delete(l.engineId);
+    l.engineId = null;
+  }
+
+  private async maintain(now: number): Promise<void> {
+    const engine = this.deps.scheduler.engine;
+    for (const l of [...this.live.values()]) {
+      if (l.engineId === null) {
+        if (l.listeners.size === 0 && now - l.idleSince > this.deps.idleEvictMs) this.live.delete(l.row.id);
+        continue;
+      }
+      if (l.listeners.size === 0 && now - l.idleSince > this.deps.idleEvictMs) await this.evict(engine, l);
+      else if (now - l.lastCheckpointAt > this.deps.checkpointEveryMs && l.listeners.size > 0) await this.checkpoint(engine, l);
+    }
+  }
+
+  private async emit(l: Live, name: SpaceEventName, data: Record<string, unknown>): Promise<void> {
+    try {
+      await this.deps.onEvent?.(l.row.orgId, name, data);
+    } catch (err) {
+      this.deps.onError?.(err);
+    }
+    const frame: EventFrame = { type: 'event', name, at: new Date().toISOString(), data };
+    for (const listener of l.listeners) listener.event(frame);
+  }
+}
+
+function addOps(p: Pending, ops: readonly AcceptedOp[]): void {
+  for (const op of ops) {
+    if (op.op === 'set_phase' || op.op === 'shift_phase') {
+      const i = Number(op.path.slice('/state/phases/'.length));
+      // A set after shifts replaces them: keep the order by folding into the lists the engine applies.
+      if (op.op === 'set_phase') {
+        p.shifts = p.shifts.filter(([j]) => j !== i);
+        p.sets.push([i, op.value as number]);
+      } else p.shifts.push([i, op.value as number]);
+    } else if (PARAM_OF[op.path]) {
+      (p.params as Record<string, unknown>)[PARAM_OF[op.path]!] = op.value;
+    } else if (RESPEC_PATHS.has(op.path)) p.respec = true;
+  }
+}
+
+function frameOf(d: StoredDelta): DeltaFrame {
+  return { type: 'delta', fromVersion: d.version - 1, toVersion: d.version, epoch: d.epoch, ops: d.ops as AcceptedOp[], author: d.author };
+}
+
+function notFound(id: string): SpaceError {
+  return new SpaceError(404, 'not_found', `space ${id} was not found`);
+}
