@@ -11,10 +11,12 @@ import { createApp } from './http/app.js';
 import { seedBootstrapKey } from './http/auth.js';
 import type { ServerConfig } from './http/config.js';
 import { Scheduler } from './sim/scheduler.js';
+import { SpaceHub } from './sim/spaces.js';
 import { SqliteAuthStore } from './store/auth.js';
 import { openDb } from './store/db.js';
 import { SqliteIdempotencyStore } from './store/idempotency.js';
 import { SqliteSessionStore } from './store/sessions.js';
+import { SqliteSpaceStore } from './store/spaces.js';
 import { SqliteWebhookStore } from './store/webhooks.js';
 import { WebhookService } from './webhooks/service.js';
 
@@ -49,12 +51,24 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     },
     onError: (err) => logger.error({ err }, 'scheduler error'),
   });
+  const spaces = new SpaceHub({
+    scheduler,
+    store: new SqliteSpaceStore(db),
+    maxBasis: config.maxBasis,
+    idleEvictMs: config.spaceIdleEvictMs,
+    checkpointEveryMs: config.spaceCheckpointMs,
+    onEvent: async (orgId, type, data) => {
+      await webhooks.emit(orgId, type, data);
+    },
+    onError: (err) => logger.error({ err }, 'space error'),
+  });
+  await spaces.start();
   await scheduler.start();
   webhooks.start();
 
   let ready = true;
   const app = createApp({
-    config, logger, scheduler, sessions, authStore, webhooks,
+    config, logger, scheduler, sessions, authStore, webhooks, spaces,
     idempotencyStore: new SqliteIdempotencyStore(db),
     isReady: () => ready,
   });
@@ -84,6 +98,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       }, 2000);
       await drained;
       clearTimeout(grace);
+      await spaces.stop();
       await scheduler.stop();
       await webhooks.stop();
       await engine.destroy();

@@ -2,6 +2,7 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame, encodeFrame } from '../src/realtime/frames.js';
+import type { AcceptedOp } from '../src/sim/deltas.js';
 
 describe('realtime frames', () => {
   const delta = { fromVersion: 3, ops: [{ op: 'shift_phase', path: '/state/phases/2', value: 0.0123 }] };
@@ -16,7 +17,7 @@ describe('realtime frames', () => {
   });
 
   it('encodes server frames in the session encoding', () => {
-    const frame = { type: 'delta' as const, fromVersion: 3, toVersion: 4, epoch: 1, ops: delta.ops };
+    const frame = { type: 'delta' as const, fromVersion: 3, toVersion: 4, epoch: 1, ops: delta.ops as AcceptedOp[], author: null };
     expect(JSON.parse(encodeFrame(frame, 'json') as string)).toEqual(frame);
     expect(decode(encodeFrame(frame, 'msgpack') as Uint8Array)).toEqual(frame);
   });

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { wrapPhase } from '../src/engine/types.js';
+import { normalize } from '../src/model/normalize.js';
+import { firstPrimes } from '../src/model/primes.js';
 import { Scheduler } from '../src/sim/scheduler.js';
 import { type DeltaFrame, type EventFrame, type SpaceListener, SpaceHub, type SpaceSnapshot, type TelemetryFrame } from '../src/sim/spaces.js';
 import { openDb } from '../src/store/db.js';
@@ -114,6 +116,28 @@ describe('SpaceHub', () => {
     const n = rec.telemetryFrames.length;
     await new Promise((r) => setTimeout(r, 200));
     expect(rec.telemetryFrames.length).toBeLessThanOrEqual(n + 1);
+  });
+
+  it('keeps ticking at publishHz while an HQE run shares the engine batch', async () => {
+    const node = await start(dbFile());
+    const { row } = await node.hub.create('org', demo(30));
+    const rec = new Recorder();
+    await node.hub.attach(row.id, rec);
+    const r = normalize({ primes: firstPrimes(96), schedule: { steps: 1_000_000, plateauT: 1_000_000 }, seed: 3 });
+    if (!r.ok) throw new Error('bad config');
+    const run = node.scheduler.run(r.normalized, []);
+    await new Promise((res) => setTimeout(res, 300));
+    const from = rec.telemetryFrames.length;
+    const sinceRun = node.scheduler.stats().simSteps;
+    await new Promise((res) => setTimeout(res, 1000));
+    // 30 Hz for one second, with the run making progress in between
+    expect(rec.telemetryFrames.length - from).toBeGreaterThanOrEqual(24);
+    expect(node.scheduler.stats().simSteps - sinceRun).toBeGreaterThan(100);
+    // one step per tick: the run's many ticks per advance never carry the space along
+    const ts = rec.telemetryFrames.map((f) => f.t);
+    expect(ts).toEqual(ts.map((_, i) => ts[0]! + i));
+    await stop(node, false);
+    await run.catch(() => undefined);
   });
 
   it('logs deltas with contiguous versions, fans them out, and applies them at the next tick', async () => {

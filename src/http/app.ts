@@ -7,6 +7,7 @@ import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Logger } from 'pino';
 import type { Scheduler } from '../sim/scheduler.js';
+import type { SpaceHub } from '../sim/spaces.js';
 import type { AuthStore } from '../store/auth.js';
 import type { IdempotencyStore } from '../store/idempotency.js';
 import type { SessionStore } from '../store/sessions.js';
@@ -33,6 +34,7 @@ export interface AppDeps {
   authStore: AuthStore;
   idempotencyStore: IdempotencyStore;
   webhooks: WebhookService;
+  spaces: SpaceHub;
   isReady: () => boolean;
 }
 

@@ -22,6 +22,18 @@ export interface ServerConfig {
   workUnit: number;
   allowPrivateWebhooks: boolean;
   logLevel: string;
+  /** Lifetime of the realtime session tokens minted by POST /v1/spaces/{id}/sessions. */
+  sessionTokenTtlSeconds: number;
+  /** A space with no realtime connection stops ticking at once and leaves the engine (checkpointed) after this. */
+  spaceIdleEvictMs: number;
+  /** How often a live space's engine state is checkpointed. */
+  spaceCheckpointMs: number;
+  /** Largest client frame accepted over WebSocket; larger ones get an error frame. */
+  wsMaxFrameBytes: number;
+  /** Telemetry is conflated while a connection's send buffer holds more than this (bytes). */
+  wsSlowBytes: number;
+  /** Past this many buffered bytes a connection stops getting deltas and is sent a fresh snapshot once it drains. */
+  wsBufferCapBytes: number;
 }
 
 const num = (v: string | undefined, fallback: number): number => {
@@ -50,6 +62,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     workUnit: num(env.RESONANCE_WORK_UNIT, 2 ** 24),
     allowPrivateWebhooks: env.RESONANCE_ALLOW_PRIVATE_WEBHOOKS === '1' || env.RESONANCE_ALLOW_PRIVATE_WEBHOOKS === 'true',
     logLevel: env.RESONANCE_LOG_LEVEL ?? 'info',
+    sessionTokenTtlSeconds: num(env.RESONANCE_SESSION_TOKEN_TTL, 900),
+    spaceIdleEvictMs: num(env.RESONANCE_SPACE_IDLE_EVICT_MS, 60_000),
+    spaceCheckpointMs: num(env.RESONANCE_SPACE_CHECKPOINT_MS, 5_000),
+    wsMaxFrameBytes: num(env.RESONANCE_WS_MAX_FRAME_BYTES, 64 * 1024),
+    wsSlowBytes: num(env.RESONANCE_WS_SLOW_BYTES, 64 * 1024),
+    wsBufferCapBytes: num(env.RESONANCE_WS_BUFFER_CAP_BYTES, 1024 * 1024),
     ...overrides,
   };
 }

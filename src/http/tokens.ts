@@ -63,3 +63,46 @@ export async function verifyToken(secret: Uint8Array, token: string, options: To
     return null;
   }
 }
+
+/** Audience of realtime session tokens (POST /v1/spaces/{id}/sessions): WebSocket, SSE and REST on that space. */
+export const SESSION_AUDIENCE = 'resonance-space-session';
+
+export interface SessionClaims {
+  /** Session id = member id. */
+  sub: string;
+  org: string;
+  space: string;
+  role: 'owner' | 'admin' | 'writer' | 'reader';
+  /** Who minted it (API key or OAuth client id): the rate-limit identity. */
+  minter: string;
+}
+
+export async function issueSessionToken(secret: Uint8Array, claims: SessionClaims, ttlSeconds: number): Promise<string> {
+  const iat = Math.floor(Date.now() / 1000);
+  return new SignJWT({ org: claims.org, space: claims.space, role: claims.role, minter: claims.minter })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(claims.sub)
+    .setIssuer(TOKEN_ISSUER)
+    .setAudience(SESSION_AUDIENCE)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + ttlSeconds)
+    .sign(secret);
+}
+
+/** The claims of a valid, unexpired session token; null otherwise (no reason, as for access tokens). */
+export async function verifySessionToken(secret: Uint8Array, token: string): Promise<(SessionClaims & { exp: number }) | null> {
+  try {
+    const { payload } = await jwtVerify(token, secret, {
+      algorithms: ['HS256'],
+      issuer: TOKEN_ISSUER,
+      audience: SESSION_AUDIENCE,
+      requiredClaims: ['sub', 'exp', 'org', 'space', 'role', 'minter'],
+    });
+    const { sub, exp, org, space, role, minter } = payload;
+    if (typeof sub !== 'string' || typeof exp !== 'number' || typeof org !== 'string' || typeof space !== 'string' || typeof minter !== 'string') return null;
+    if (role !== 'owner' && role !== 'admin' && role !== 'writer' && role !== 'reader') return null;
+    return { sub, exp, org, space, role, minter };
+  } catch {
+    return null;
+  }
+}

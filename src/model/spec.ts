@@ -3,6 +3,7 @@
  * later). Engines take only this; they never see request shapes.
  */
 import type { NormalizedConfig } from './config.js';
+import type { NormalizedSpaceConfig } from './space.js';
 
 export type MixerKind = 'local' | 'flow' | 'learned';
 export type TargetOperator = 'R' | 'R_q' | 'custom';
@@ -90,5 +91,50 @@ export function specFromConfig(c: NormalizedConfig): SimSpec {
     golden: c.phaseSeeding.golden,
     silver: c.phaseSeeding.silver,
     customPhases: c.phaseSeeding.customPhases ?? null,
+  };
+}
+
+/**
+ * A live space as an engine simulation (docs/spaces.md): mixer `local` with the space's localityBias and
+ * optional semantic kernel, target operator R, no prime penalty, metrics and phases read back every tick.
+ * `primes` keeps the space's order (ascending or learned). `masses` (sum 1) seeds the state of a new epoch.
+ */
+export function specFromSpace(c: NormalizedSpaceConfig, masses?: readonly number[]): SimSpec {
+  const o = c.operators;
+  const m = o.mixer;
+  return {
+    mode: 'space',
+    collapseThreshold: c.entropy.collapseThreshold,
+    primes: c.basis.primes,
+    mixer: 'local',
+    localityBias: o.localityBias,
+    learningRate: 0,
+    semantic: o.semantic.enabled,
+    frequencyScale: o.frequencyScale,
+    gamma0: m.gamma0,
+    gammaGrowth: m.gammaGrowth,
+    gammaMax: m.gammaMax ?? Math.max(1, m.gamma0),
+    temperature0: m.temperature0,
+    beta: m.beta,
+    norm: 'L2',
+    entropyBase: 'shannon',
+    lambda: c.entropy.lambda,
+    lambdaPrime: 0,
+    projectorSweeps: 1,
+    enforceUnitNorm: true,
+    target: { value: o.resonanceTarget, operator: 'R' },
+    dt: 0.1,
+    steps: 1,
+    restarts: 0,
+    plateauEps: c.entropy.plateauEps,
+    plateauT: c.entropy.plateauT,
+    metricsInterval: 1,
+    snapshotsInterval: 1,
+    seed: c.seed,
+    // norm L2: P_i is proportional to A_i^2
+    initialAmplitudes: masses ? masses.map((p) => Math.sqrt(p)) : null,
+    golden: c.phases.golden,
+    silver: c.phases.silver,
+    customPhases: c.phases.custom ?? null,
   };
 }

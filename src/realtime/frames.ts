@@ -6,11 +6,16 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { z } from 'zod';
 import { DeltaSchema } from '../sim/deltas.js';
+import type { DeltaFrame, EventFrame, PhasesFrame, SpaceSnapshot, TelemetryFrame } from '../sim/spaces.js';
 
 export type Encoding = 'json' | 'msgpack';
 
 /** WebSocket subprotocols that choose the encoding at the upgrade (`hello` may choose later). */
 export const SUBPROTOCOLS: Record<string, Encoding> = { 'resonance.v1.json': 'json', 'resonance.v1.msgpack': 'msgpack' };
+
+export const SubscriptionKind = z.enum(['telemetry', 'deltas', 'events', 'phases']);
+export type SubscriptionKind = z.infer<typeof SubscriptionKind>;
+export const DEFAULT_KINDS: readonly SubscriptionKind[] = ['telemetry', 'deltas', 'events'];
 
 export const ClientFrame = z.discriminatedUnion('type', [
   z.strictObject({
@@ -21,21 +26,23 @@ export const ClientFrame = z.discriminatedUnion('type', [
     /** Resume: replay the deltas after this version when it is still in history, else send a snapshot. */
     lastVersion: z.number().int().min(0).optional(),
   }),
-  z.strictObject({ type: z.literal('subscribe'), kinds: z.array(z.enum(['telemetry', 'deltas', 'events'])).min(1) }),
+  /** Replaces the connection's subscription. Default: telemetry, deltas and events; `phases` is opt-in. */
+  z.strictObject({ type: z.literal('subscribe'), kinds: z.array(SubscriptionKind).min(1) }),
   z.strictObject({ type: z.literal('propose_delta'), delta: DeltaSchema, requestId: z.string().max(100).optional() }),
   z.strictObject({ type: z.literal('ping'), ts: z.number().optional() }),
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
 export type ServerFrame =
-  | { type: 'welcome'; spaceId: string; epoch: number; version: number; role: string; encoding: Encoding }
-  | { type: 'snapshot'; snapshot: unknown }
-  | { type: 'delta'; fromVersion: number; toVersion: number; epoch: number; ops: unknown[]; requestId?: string }
-  | { type: 'telemetry'; t: number; version: number; resonanceStrength: number | null; coherence: number | null; locality: number | null; entropy: number | null; dominance: number | null }
+  | { type: 'welcome'; spaceId: string; epoch: number; version: number; role: string; encoding: Encoding; sessionId: string }
+  | { type: 'snapshot'; snapshot: SpaceSnapshot }
+  | DeltaFrame
+  | TelemetryFrame
+  | PhasesFrame
   | { type: 'conflict'; expectedFrom: number; actual: number; code: string; detail: string; requestId?: string }
   | { type: 'pong'; ts?: number }
-  | { type: 'event'; name: string; at: string; data?: unknown }
-  | { type: 'error'; code: string; message: string; errors?: Array<{ pointer: string; code: string; message: string }> };
+  | EventFrame
+  | { type: 'error'; code: string; message: string; errors?: Array<{ pointer: string; code: string; message: string }>; requestId?: string };
 
 export function encodeFrame(frame: ServerFrame, encoding: Encoding): string | Uint8Array {
   return encoding === 'json' ? JSON.stringify(frame) : encode(frame);

@@ -84,7 +84,9 @@ const LEAVES: Record<string, { op: OpName; schema: z.ZodType<number | boolean> }
       if (inner instanceof z.ZodNumber || inner instanceof z.ZodBoolean) out[`${prefix}/${key}`] = { op, schema: inner as z.ZodType<number | boolean> };
     }
   };
-  add('set_operator', '/state/operators', OperatorSet.shape);
+  // frequencyScale is fixed for a space's life: it is not a field of the seed's OperatorSet.
+  const { frequencyScale: _fixed, ...operators } = OperatorSet.shape;
+  add('set_operator', '/state/operators', operators);
   add('set_operator', '/state/operators/mixer', SpaceMixer.shape);
   out['/state/operators/semantic/enabled'] = { op: 'set_operator', schema: z.boolean() };
   add('set_entropy', '/state/entropy', EntropyField.shape);

@@ -54,6 +54,16 @@ interface Resident {
   run?: { records: TickRecord[]; warnings: string[]; started: number; resolve: (r: HqeRunResult) => void; reject: (e: Error) => void };
 }
 
+/**
+ * Another owner of simulations in the shared batch (live spaces): asked, under the engine lock, which of
+ * its simulations tick in the next advance, and given the reports after it.
+ */
+export interface Ticker {
+  /** Tick limits of the ticker's simulations for the next advance (0 holds one), and when it next needs one. */
+  prepare(engine: Engine, now: number): Promise<{ limits: Map<number, number>; wakeAt: number | null }>;
+  settle(engine: Engine, reports: Map<number, SimReport>): Promise<void>;
+}
+
 export class SessionEndedError extends Error {
   constructor(readonly status: SessionStatus) {
     super(`the session has ended (${status})`);
@@ -73,6 +83,9 @@ export class Scheduler {
   private readonly listeners = new Map<string, Set<(e: SessionEvent) => void>>();
   private engineLock: Promise<unknown> = Promise.resolve();
   private wake: (() => void) | null = null;
+  private ticker: Ticker | null = null;
+  /** Milliseconds per kernel entry x tick, measured: keeps advances short while live spaces wait to tick. */
+  private msPerWork = 0;
   private stopping = false;
   private loopDone: Promise<void> | null = null;
   private simSteps = 0;
@@ -81,6 +94,24 @@ export class Scheduler {
 
   get engineInfo(): Engine['info'] {
     return this.deps.engine.info;
+  }
+
+  get engine(): Engine {
+    return this.deps.engine;
+  }
+
+  attach(ticker: Ticker): void {
+    this.ticker = ticker;
+  }
+
+  /** Run `fn` between advances, with nothing else touching the engine. */
+  exclusive<T>(fn: (engine: Engine) => Promise<T>): Promise<T> {
+    return this.withEngine(() => fn(this.deps.engine));
+  }
+
+  /** Wake the loop (new work, or a space that starts ticking). */
+  kick(): void {
+    this.wake?.();
   }
 
   /** Resume every session that was running when the process stopped, then start the loop. */
@@ -193,10 +224,6 @@ export class Scheduler {
     return next;
   }
 
-  private kick(): void {
-    this.wake?.();
-  }
-
   private admit(row: SessionRow): Resident {
     const checkpoint = row.checkpoint ? (JSON.parse(row.checkpoint) as SimCheckpoint) : undefined;
     const engineId = this.deps.engine.add(specFromConfig(row.config), checkpoint);
@@ -221,23 +248,49 @@ export class Scheduler {
 
   private async loop(): Promise<void> {
     while (!this.stopping) {
-      let work = 0;
-      for (const r of this.residents.values()) if (r.status === 'running') work += r.config.primes.length ** 2;
-      if (work === 0) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-        });
-        this.wake = null;
-        continue;
-      }
+      let sleepUntil: number | null;
       try {
-        await this.withEngine(async () => this.process(await this.deps.engine.advance(ticksFor(work))));
+        sleepUntil = await this.withEngine(() => this.advanceOnce());
       } catch (err) {
         this.deps.onError?.(err);
+        sleepUntil = Date.now() + 100;
       }
-      // Let requests in between advances even when the engine ran on this thread.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (sleepUntil === null) {
+        // Let requests in between advances even when the engine ran on this thread.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = Number.isFinite(sleepUntil) ? setTimeout(resolve, Math.max(0, sleepUntil! - Date.now())) : null;
+        this.wake = () => {
+          if (timer) clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = null;
     }
+  }
+
+  /** One advance of the batch; or, with nothing to run, the time to sleep until (Infinity: until kicked). */
+  private async advanceOnce(): Promise<number | null> {
+    let work = 0;
+    for (const r of this.residents.values()) if (r.status === 'running') work += r.config.primes.length ** 2;
+    const plan = this.ticker ? await this.ticker.prepare(this.deps.engine, Date.now()) : { limits: new Map<number, number>(), wakeAt: null };
+    let ticking = false;
+    for (const n of plan.limits.values()) if (n > 0) ticking = true;
+    if (work === 0 && !ticking) return plan.wakeAt ?? Infinity;
+    let ticks = work === 0 ? 1 : ticksFor(work);
+    // Live spaces tick at their publishHz: keep HQE advances to a few milliseconds while any is live.
+    if (work > 0 && plan.wakeAt !== null && this.msPerWork > 0) ticks = Math.max(1, Math.min(ticks, Math.floor(4 / (this.msPerWork * work))));
+    const started = performance.now();
+    const reports = await this.deps.engine.advance(ticks, plan.limits);
+    if (work > 0) {
+      const sample = (performance.now() - started) / (work * ticks);
+      this.msPerWork = this.msPerWork === 0 ? sample : 0.8 * this.msPerWork + 0.2 * sample;
+    }
+    await this.process(reports);
+    await this.ticker?.settle(this.deps.engine, reports);
+    return null;
   }
 
   private async process(reports: Map<number, SimReport>): Promise<void> {

@@ -13,8 +13,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { now, type Db, stmt } from './db.js';
 
 /** OAuth2 scopes of the HQE API (hqe-api.md). */
-export type Scope = 'hqe.read' | 'hqe.write';
-export const ALL_SCOPES: Scope[] = ['hqe.read', 'hqe.write'];
+export type Scope = 'hqe.read' | 'hqe.write' | 'spaces.read' | 'spaces.write';
+export const ALL_SCOPES: Scope[] = ['hqe.read', 'hqe.write', 'spaces.read', 'spaces.write'];
 
 export interface Org {
   id: string;

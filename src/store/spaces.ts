@@ -28,6 +28,20 @@ export interface StoredDelta {
   createdAt: number;
 }
 
+export type MemberRole = 'owner' | 'admin' | 'writer' | 'reader';
+
+/** A participant: one per realtime session token. Present while `leftAt` is null. */
+export interface MemberRow {
+  spaceId: string;
+  id: string;
+  userId: string;
+  orgId: string;
+  role: MemberRole;
+  displayName: string | null;
+  joinedAt: number;
+  leftAt: number | null;
+}
+
 export interface SpaceStore {
   create(row: Pick<SpaceRow, 'id' | 'orgId' | 'name' | 'config'>): Promise<SpaceRow>;
   get(id: string): Promise<SpaceRow | null>;
@@ -37,11 +51,29 @@ export interface SpaceStore {
    * Append a delta as the next version, atomically with the space's version: durable when this resolves.
    * `expectedVersion` guards against a concurrent writer (false: nothing written).
    */
-  appendDelta(spaceId: string, expectedVersion: number, delta: Omit<StoredDelta, 'version' | 'createdAt'>): Promise<StoredDelta | null>;
+  appendDelta(
+    spaceId: string,
+    expectedVersion: number,
+    delta: Omit<StoredDelta, 'version' | 'createdAt'>,
+    config?: NormalizedSpaceConfig,
+  ): Promise<StoredDelta | null>;
   /** Deltas with version > after, oldest first. */
   deltasSince(spaceId: string, after: number, limit: number): Promise<StoredDelta[]>;
-  /** Drop deltas created before `before` (ms); returns the oldest version still retained (or the current one). */
-  pruneDeltas(spaceId: string, before: number): Promise<number>;
+  /**
+   * Drop deltas created before `before` (ms) with version <= `upTo` (a delta not yet in a checkpoint is
+   * kept: recovery replays it); returns the version a client may still resume from.
+   */
+  pruneDeltas(spaceId: string, before: number, upTo?: number): Promise<number>;
+  delete(id: string): Promise<void>;
+  /** Add a member, or bring back one that left (same id). */
+  joinMember(row: Omit<MemberRow, 'joinedAt' | 'leftAt'>): Promise<MemberRow>;
+  getMember(spaceId: string, id: string): Promise<MemberRow | null>;
+  /** Present members, oldest first. */
+  listMembers(spaceId: string): Promise<MemberRow[]>;
+  /** Mark a member gone; false when it was not present. */
+  leaveMember(spaceId: string, id: string): Promise<boolean>;
+  /** Every member of every space leaves (a restart drops every connection). */
+  leaveAll(): Promise<void>;
 }
 
 interface Row {
@@ -120,10 +152,17 @@ export class SqliteSpaceStore implements SpaceStore {
     updateRow(this.db, 'spaces', id, change, COLUMNS, ['config']);
   }
 
-  async appendDelta(spaceId: string, expectedVersion: number, d: Omit<StoredDelta, 'version' | 'createdAt'>): Promise<StoredDelta | null> {
+  async appendDelta(
+    spaceId: string,
+    expectedVersion: number,
+    d: Omit<StoredDelta, 'version' | 'createdAt'>,
+    config?: NormalizedSpaceConfig,
+  ): Promise<StoredDelta | null> {
     return this.db.transaction(() => {
-      const moved = stmt(this.db, 'UPDATE spaces SET version = version + 1, updated_at = ? WHERE id = ? AND version = ?').run(now(), spaceId, expectedVersion);
+      const moved = stmt(this.db, 'UPDATE spaces SET version = version + 1, epoch = ?, updated_at = ? WHERE id = ? AND version = ?')
+        .run(d.epoch, now(), spaceId, expectedVersion);
       if (moved.changes !== 1) return null;
+      if (config) stmt(this.db, 'UPDATE spaces SET config = ? WHERE id = ?').run(JSON.stringify(config), spaceId);
       const stored: StoredDelta = { ...d, version: expectedVersion + 1, createdAt: now() };
       stmt(this.db, 'INSERT INTO space_deltas (space_id, version, epoch, from_version, ops, paths, author, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
         .run(spaceId, stored.version, stored.epoch, stored.fromVersion, JSON.stringify(stored.ops), JSON.stringify(stored.paths), stored.author, stored.createdAt);
@@ -137,13 +176,70 @@ export class SqliteSpaceStore implements SpaceStore {
     return rows.map(fromDelta);
   }
 
-  async pruneDeltas(spaceId: string, before: number): Promise<number> {
+  async pruneDeltas(spaceId: string, before: number, upTo = Number.MAX_SAFE_INTEGER): Promise<number> {
     return this.db.transaction(() => {
-      stmt(this.db, 'DELETE FROM space_deltas WHERE space_id = ? AND created_at < ?').run(spaceId, before);
+      stmt(this.db, 'DELETE FROM space_deltas WHERE space_id = ? AND created_at < ? AND version <= ?').run(spaceId, before, upTo);
       const oldest = stmt(this.db, 'SELECT MIN(version) AS v FROM space_deltas WHERE space_id = ?').get(spaceId) as { v: number | null };
       const space = stmt(this.db, 'SELECT version FROM spaces WHERE id = ?').get(spaceId) as { version: number } | undefined;
       // A client may resume from the version just before the oldest retained delta.
       return oldest.v !== null ? oldest.v - 1 : (space?.version ?? 0);
     })();
   }
+
+  async delete(id: string): Promise<void> {
+    this.db.transaction(() => {
+      stmt(this.db, 'DELETE FROM space_deltas WHERE space_id = ?').run(id);
+      stmt(this.db, 'DELETE FROM space_members WHERE space_id = ?').run(id);
+      stmt(this.db, 'DELETE FROM spaces WHERE id = ?').run(id);
+    })();
+  }
+
+  async joinMember(m: Omit<MemberRow, 'joinedAt' | 'leftAt'>): Promise<MemberRow> {
+    stmt(
+      this.db,
+      `INSERT INTO space_members (space_id, id, user_id, org_id, role, display_name, joined_at, left_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)
+       ON CONFLICT (space_id, id) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL`,
+    ).run(m.spaceId, m.id, m.userId, m.orgId, m.role, m.displayName, now());
+    return (await this.getMember(m.spaceId, m.id))!;
+  }
+
+  async getMember(spaceId: string, id: string): Promise<MemberRow | null> {
+    const r = stmt(this.db, 'SELECT * FROM space_members WHERE space_id = ? AND id = ?').get(spaceId, id) as MemberDbRow | undefined;
+    return r ? fromMember(r) : null;
+  }
+
+  async listMembers(spaceId: string): Promise<MemberRow[]> {
+    const rows = stmt(this.db, 'SELECT * FROM space_members WHERE space_id = ? AND left_at IS NULL ORDER BY joined_at, id').all(spaceId) as MemberDbRow[];
+    return rows.map(fromMember);
+  }
+
+  async leaveMember(spaceId: string, id: string): Promise<boolean> {
+    return stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE space_id = ? AND id = ? AND left_at IS NULL').run(now(), spaceId, id).changes === 1;
+  }
+
+  async leaveAll(): Promise<void> {
+    stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE left_at IS NULL').run(now());
+  }
 }
+
+interface MemberDbRow {
+  space_id: string;
+  id: string;
+  user_id: string;
+  org_id: string;
+  role: MemberRole;
+  display_name: string | null;
+  joined_at: number;
+  left_at: number | null;
+}
+
+const fromMember = (r: MemberDbRow): MemberRow => ({
+  spaceId: r.space_id,
+  id: r.id,
+  userId: r.user_id,
+  orgId: r.org_id,
+  role: r.role,
+  displayName: r.display_name,
+  joinedAt: r.joined_at,
+  leftAt: r.left_at,
+});

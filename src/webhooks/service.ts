@@ -15,7 +15,10 @@ import type { ClaimedDelivery, DeliveryRecord, PageAfter, WebhookRecord, Webhook
 import { generateSecret, sign } from './signing.js';
 import { checkTarget, type LookupAll } from './targets.js';
 
-export const WEBHOOK_EVENT_TYPES = ['hqe.plateau', 'hqe.converged', 'hqe.failed'] as const;
+export const WEBHOOK_EVENT_TYPES = [
+  'hqe.plateau', 'hqe.converged', 'hqe.failed',
+  'space.updated', 'basis.changed', 'plateau', 'collapse', 'member.joined', 'member.left',
+] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 export const isWebhookEventType = (v: unknown): v is WebhookEventType => (WEBHOOK_EVENT_TYPES as readonly unknown[]).includes(v);
 
