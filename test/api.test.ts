@@ -879,7 +879,9 @@ describe('webhooks', () => {
 
   it('documents the delivered payload in openapi.yaml (OpenAPI 3.1 webhooks)', async () => {
     const webhooks = api.spec.webhooks as Json | undefined;
-    expect(Object.keys(webhooks ?? {}).sort(), 'openapi.yaml has no `webhooks` section for hqe.* deliveries').toEqual(['hqe.converged', 'hqe.failed', 'hqe.plateau']);
+    expect(Object.keys(webhooks ?? {}).sort(), 'openapi.yaml has no `webhooks` section for hqe.* and space deliveries').toEqual(
+      ['basis.changed', 'collapse', 'hqe.converged', 'hqe.failed', 'hqe.plateau', 'member.joined', 'member.left', 'plateau', 'space.updated'],
+    );
     const delivered = hook.received[0];
     expect(delivered).toBeDefined();
     const payload = JSON.parse(delivered!.body) as Json;
@@ -962,7 +964,7 @@ describe('OAuth2 client credentials', () => {
     const t = await anon.request('POST', '/oauth/token', { rawBody: form, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     expect(t.status, t.text).toBe(200);
     const token = t.json as Json;
-    expect(token).toMatchObject({ token_type: 'Bearer', scope: 'hqe.read hqe.write' });
+    expect(token).toMatchObject({ token_type: 'Bearer', scope: 'hqe.read hqe.write spaces.read spaces.write' });
     expect(t.headers.get('cache-control')).toBe('no-store');
     const bearer = anon.withHeaders({ Authorization: `Bearer ${token.access_token as string}` });
     const v = await bearer.request('POST', '/v1/hqe/validate', { body: SEED_EXAMPLE });

@@ -19,8 +19,8 @@ import { configFromEnv } from '../src/http/config.js';
 import { notFound, problemMiddleware } from '../src/http/problem.js';
 import { chargeWork, MemoryRateLimiter, rateLimit, workCost } from '../src/http/ratelimit.js';
 import { oauthRoutes } from '../src/http/routes/oauth.js';
-import { issueToken, verifyToken } from '../src/http/tokens.js';
-import type { AppState, Scope } from '../src/http/types.js';
+import { issueSessionToken, issueToken, verifyToken } from '../src/http/tokens.js';
+import { ALL_SCOPES, type AppState, type Scope } from '../src/http/types.js';
 import { SqliteAuthStore } from '../src/store/auth.js';
 import { type Db, openDb } from '../src/store/db.js';
 
@@ -53,6 +53,12 @@ function buildApp(): Koa {
     workDone++;
     ctx.body = { ok: true };
   });
+  const whoami = (ctx: Koa.Context): void => {
+    const p = (ctx.state as AppState).principal!;
+    ctx.body = { orgId: p.orgId, via: p.via, subject: p.subject, scopes: [...p.scopes], session: p.session ?? null };
+  };
+  api.get('/spaces/:id', requireScope('spaces.read'), whoami);
+  api.get('/spaces/:id/telemetry', requireScope('spaces.read'), whoami);
   api.get('/missing', requireScope('hqe.read'), () => {
     throw notFound('thing 42');
   });
@@ -157,7 +163,7 @@ describe('X-Api-Key', () => {
     expectProblem(res, body, 401, 'invalid_credentials');
   });
 
-  it('seeds the bootstrap key for org "dev" with both scopes, idempotently across restarts', async () => {
+  it('seeds the bootstrap key for org "dev" with every scope, idempotently across restarts', async () => {
     const bootstrap = 'dev-bootstrap-key-for-tests';
     const first = await seedBootstrapKey(store, bootstrap);
     // A restart: a new handle on the same file.
@@ -165,7 +171,7 @@ describe('X-Api-Key', () => {
     const second = await seedBootstrapKey(new SqliteAuthStore(db2), bootstrap);
     db2.close();
     expect(second).toEqual(first);
-    expect(first).toMatchObject({ orgName: 'dev', scopes: ['hqe.read', 'hqe.write'], revokedAt: null });
+    expect(first).toMatchObject({ orgName: 'dev', scopes: ALL_SCOPES, revokedAt: null });
     expect(await store.listApiKeys('dev')).toHaveLength(1);
     expect(await seedBootstrapKey(store, undefined)).toBeNull();
     const { res, body } = await call('/v1/read', withKey(bootstrap));
@@ -311,6 +317,47 @@ describe('bearer tokens', () => {
   });
 });
 
+describe('space session tokens', () => {
+  const claims = { sub: 'ses_1', org: 'org_a', space: 'spc_1', role: 'writer' as const, minter: 'key_minter' };
+
+  it('authenticate as a principal confined to the space, with spaces scopes by role and the minter as rate-limit identity', async () => {
+    const writer = await issueSessionToken(config.jwtSecret, claims, 60);
+    const { res, body } = await call('/v1/spaces/spc_1', withBearer(writer));
+    expect(res.status).toBe(200);
+    expect(body).toEqual({
+      orgId: 'org_a', via: 'session', subject: 'key_minter', scopes: ['spaces.read', 'spaces.write'], session: { spaceId: 'spc_1', role: 'writer', memberId: 'ses_1' },
+    });
+    const reader = await issueSessionToken(config.jwtSecret, { ...claims, role: 'reader' }, 60);
+    expect((await call('/v1/spaces/spc_1', withBearer(reader))).body.scopes).toEqual(['spaces.read']);
+    // Anywhere else under /v1: 403 insufficient_scope, whatever the route needs.
+    for (const path of ['/v1/spaces/spc_2', '/v1/read', '/v1/spaces/spc_10', '/v1/spaces/spc_10/telemetry']) {
+      const r = await call(path, withBearer(writer));
+      expect(expectProblem(r.res, r.body, 403, 'insufficient_scope').meta).toEqual({ spaceId: 'spc_1' });
+    }
+  });
+
+  it('is read from ?token= on the telemetry route only, and never next to another credential', async () => {
+    const token = await issueSessionToken(config.jwtSecret, claims, 60);
+    expect((await call(`/v1/spaces/spc_1/telemetry?token=${token}`)).res.status).toBe(200);
+    let r = await call(`/v1/spaces/spc_1?token=${token}`);
+    expectProblem(r.res, r.body, 401, 'unauthorized');
+    r = await call(`/v1/spaces/spc_1/telemetry?token=${token}`, withKey(await newKey()));
+    expectProblem(r.res, r.body, 401, 'invalid_credentials');
+    // An OAuth access token is not a session token.
+    const access = await issueToken(config.jwtSecret, { sub: 'rc_x', org: 'org_a', scopes: ['spaces.read'] }, 60);
+    r = await call(`/v1/spaces/spc_1/telemetry?token=${access}`);
+    expectProblem(r.res, r.body, 401, 'invalid_credentials');
+    r = await call('/v1/spaces/spc_1/telemetry?token=');
+    expectProblem(r.res, r.body, 401, 'invalid_credentials');
+  });
+
+  it('rejects forged and expired session tokens as any other bad token', async () => {
+    const forged = await issueSessionToken(new TextEncoder().encode('another secret entirely, 32+ bytes'), claims, 60);
+    const { res, body } = await call('/v1/spaces/spc_1', withBearer(forged));
+    expect(expectProblem(res, body, 401, 'invalid_credentials').detail).toBe('the credentials are invalid or expired');
+  });
+});
+
 describe('scopes', () => {
   it('answers 403 insufficient_scope to a read-only key on a write route, with rate-limit headers', async () => {
     const key = await newKey(['hqe.read']);
@@ -442,11 +489,11 @@ describe('CLI: keys and clients', () => {
     expect(stdout).toMatch(/revoked \d{4}-/);
   });
 
-  it('keys create --json defaults to both scopes', async () => {
+  it('keys create --json defaults to every scope', async () => {
     capture();
     expect(await keysCommand(['create', '--org', 'cli-org-2', '--data', dir, '--json'])).toBe(0);
     const created = JSON.parse(stdout) as { key: string; scopes: string[]; org: string };
-    expect(created).toMatchObject({ org: 'cli-org-2', scopes: ['hqe.read', 'hqe.write'] });
+    expect(created).toMatchObject({ org: 'cli-org-2', scopes: ALL_SCOPES });
     expect((await store.verifyApiKey(created.key))?.orgName).toBe('cli-org-2');
   });
 

@@ -16,4 +16,13 @@ describe('openapi.yaml', () => {
       expect(yaml).toContain(`\n  ${path}\n`);
     }
   });
+
+  it('documents every operation of the Spaces contract', () => {
+    const yaml = openApiYaml();
+    for (const path of ['/v1/spaces:', '/v1/spaces/{id}:', '/v1/spaces/{id}/basis:', '/v1/spaces/{id}/snapshot:', '/v1/spaces/{id}/deltas:',
+      '/v1/spaces/{id}/sessions:', '/v1/spaces/{id}/telemetry:', '/v1/spaces/{id}/members:', '/v1/webhooks:']) {
+      expect(yaml).toContain(`\n  ${path}\n`);
+    }
+    for (const schema of ['Space:', 'SpaceSnapshot:', 'SessionToken:', 'Member:', 'SpacePage:', 'SpaceWebhookEvent:']) expect(yaml).toContain(`\n    ${schema}\n`);
+  });
 });

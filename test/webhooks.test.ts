@@ -18,7 +18,7 @@ import { webhookEventPaths, webhookPaths, webhookRoutes } from '../src/http/rout
 import { ALL_SCOPES, type Principal, type Scope } from '../src/http/types.js';
 import { type Db, openDb } from '../src/store/db.js';
 import { type DeliveryRecord, SqliteWebhookStore } from '../src/store/webhooks.js';
-import { retryDelayMs, type WebhookServiceOptions, WebhookService, type WebhookTiming } from '../src/webhooks/service.js';
+import { retryDelayMs, WEBHOOK_EVENT_TYPES, type WebhookServiceOptions, WebhookService, type WebhookTiming } from '../src/webhooks/service.js';
 import { generateSecret, sign, verifySignature } from '../src/webhooks/signing.js';
 import { checkTarget, defaultLookup, forbiddenAddressReason, type LookupAll } from '../src/webhooks/targets.js';
 
@@ -425,7 +425,11 @@ describe('webhook registration API', () => {
     const post = doc.paths?.['/v1/hqe/webhooks']?.post;
     expect(post?.responses?.['400']).toMatchObject({ content: { 'application/problem+json': {} } });
     expect(doc.paths?.['/v1/hqe/webhooks/{id}']?.delete?.responses?.['204']).toBeDefined();
-    expect(Object.keys(doc.webhooks ?? {})).toEqual(['hqe.plateau', 'hqe.converged', 'hqe.failed']);
+    // The spaces contract's path serves the same registrations.
+    expect(doc.paths?.['/v1/webhooks']?.post?.responses?.['201']).toBeDefined();
+    expect(doc.paths?.['/v1/webhooks/{id}']?.delete?.responses?.['204']).toBeDefined();
+    expect(Object.keys(doc.webhooks ?? {})).toEqual([...WEBHOOK_EVENT_TYPES]);
+    expect(schemas).toHaveProperty('SpaceWebhookEvent');
   });
 });
 

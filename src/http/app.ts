@@ -23,6 +23,7 @@ import { MemoryRateLimiter, rateLimit } from './ratelimit.js';
 import { hqeRoutes } from './routes/hqe.js';
 import { oauthRoutes } from './routes/oauth.js';
 import { opsRoutes } from './routes/ops.js';
+import { spacesRoutes } from './routes/spaces.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import type { AppState } from './types.js';
 
@@ -96,6 +97,9 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   const api = [
     hqeRoutes({ config, scheduler, sessions: deps.sessions }),
     webhookRoutes({ webhooks: deps.webhooks }),
+    // The spaces contract's path for the same registrations (hqe.* or spaces.* scopes).
+    webhookRoutes({ webhooks: deps.webhooks, prefix: '/v1/webhooks' }),
+    spacesRoutes({ config, hub: deps.spaces }),
   ];
   const auth = authenticate({ authStore: deps.authStore, config });
   const limiter = rateLimit(new MemoryRateLimiter(config.rateLimit, config.rateWindowSeconds));

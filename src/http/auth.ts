@@ -1,5 +1,7 @@
 /**
- * Who is calling: `X-Api-Key: rsk_...` or `Authorization: Bearer <access token from /oauth/token>`.
+ * Who is calling: `X-Api-Key: rsk_...`, `Authorization: Bearer <access token from /oauth/token>`, or
+ * `Authorization: Bearer <session token from POST /v1/spaces/{id}/sessions>` (also `?token=` on the
+ * telemetry SSE route, since EventSource cannot set headers). A session token is confined to its space.
  * Every failure is a 401 with WWW-Authenticate (RFC 9110 section 11.6.1) and one of two codes:
  *   unauthorized         no supported credential was sent
  *   invalid_credentials  a credential was sent and is unknown, revoked, forged or expired; the answer is
@@ -10,7 +12,7 @@ import type { Context, Next } from 'koa';
 import type { ApiKeyRecord, AuthStore } from '../store/auth.js';
 import type { ServerConfig } from './config.js';
 import { Problem } from './problem.js';
-import { verifyToken } from './tokens.js';
+import { type SessionClaims, verifySessionToken, verifyToken } from './tokens.js';
 import { ALL_SCOPES, type AppState, type Principal, type Scope } from './types.js';
 
 export interface AuthDeps {
@@ -42,11 +44,47 @@ async function fromApiKey(store: AuthStore, key: string): Promise<Principal> {
   return keyPrincipal(record);
 }
 
+// RFC 6750 section 3: the error attribute tells a client to fetch a new token; it does not say why.
+const invalidToken = (): Problem => invalidCredentials(`Bearer ${REALM}, error="invalid_token", error_description="the access token is invalid or expired"`);
+
+/** A session token speaks for one member of one space: spaces.read, plus spaces.write unless it is a reader's. */
+const sessionPrincipal = (c: SessionClaims): Principal => ({
+  orgId: c.org,
+  scopes: new Set<Scope>(c.role === 'reader' ? ['spaces.read'] : ['spaces.read', 'spaces.write']),
+  via: 'session',
+  // The minter's budget: a key cannot multiply its rate limit by minting session tokens.
+  subject: c.minter,
+  session: { spaceId: c.space, role: c.role, memberId: c.sub },
+});
+
 async function fromBearer(secret: Uint8Array, token: string): Promise<Principal> {
-  const claims = token && token.length <= 8 * MAX_CREDENTIAL_LENGTH ? await verifyToken(secret, token) : null;
-  // RFC 6750 section 3: the error attribute tells a client to fetch a new token; it does not say why.
-  if (!claims) throw invalidCredentials(`Bearer ${REALM}, error="invalid_token", error_description="the access token is invalid or expired"`);
-  return { orgId: claims.org, scopes: new Set(claims.scopes), via: 'oauth', subject: claims.sub };
+  const usable = token && token.length <= 8 * MAX_CREDENTIAL_LENGTH;
+  const claims = usable ? await verifyToken(secret, token) : null;
+  if (claims) return { orgId: claims.org, scopes: new Set(claims.scopes), via: 'oauth', subject: claims.sub };
+  // Not an access token: perhaps a session token (its own audience, so neither passes for the other).
+  const session = usable ? await verifySessionToken(secret, token) : null;
+  if (session) return sessionPrincipal(session);
+  throw invalidToken();
+}
+
+/** `?token=` is read only where EventSource needs it, and only as a session token. */
+const QUERY_TOKEN_PATH = /^\/v1\/spaces\/[^/]+\/telemetry$/;
+
+async function fromQueryToken(secret: Uint8Array, token: string): Promise<Principal> {
+  const session = token && token.length <= 8 * MAX_CREDENTIAL_LENGTH ? await verifySessionToken(secret, token) : null;
+  if (!session) throw invalidToken();
+  return sessionPrincipal(session);
+}
+
+/** A session principal may only use its own space's routes: anything else is 403 insufficient_scope. */
+function confineSession(principal: Principal, path: string): void {
+  if (!principal.session) return;
+  const own = `/v1/spaces/${encodeURIComponent(principal.session.spaceId)}`;
+  if (path === own || path.startsWith(`${own}/`)) return;
+  throw new Problem(403, 'insufficient_scope', 'Insufficient scope', `a session token may only be used on ${own}`, {
+    meta: { spaceId: principal.session.spaceId },
+    headers: { 'WWW-Authenticate': `Bearer ${REALM}, error="insufficient_scope"` },
+  });
 }
 
 /** Requires a credential and sets ctx.state.principal; put it in front of every /v1 router. */
@@ -54,12 +92,15 @@ export function authenticate(deps: AuthDeps) {
   return async (ctx: Context, next: Next): Promise<void> => {
     const apiKey = ctx.get('X-Api-Key').trim();
     const bearer = /^Bearer(?:\s+(.*))?$/i.exec(ctx.get('Authorization').trim());
+    const queryToken = ctx.method === 'GET' && QUERY_TOKEN_PATH.test(ctx.path) && typeof ctx.query.token === 'string' ? ctx.query.token : undefined;
     // Two credentials could name two orgs; guessing which one wins is how privilege bugs start.
-    if (apiKey && bearer) throw invalidCredentials(CHALLENGE_ANY);
+    if ([apiKey, bearer, queryToken].filter((c) => c !== undefined && c !== '' && c !== null).length > 1) throw invalidCredentials(CHALLENGE_ANY);
     let principal: Principal;
     if (apiKey) principal = await fromApiKey(deps.authStore, apiKey);
     else if (bearer) principal = await fromBearer(deps.config.jwtSecret, (bearer[1] ?? '').trim());
+    else if (queryToken !== undefined) principal = await fromQueryToken(deps.config.jwtSecret, queryToken.trim());
     else throw unauthorized();
+    confineSession(principal, ctx.path);
     (ctx.state as AppState).principal = principal;
     await next();
   };
@@ -73,7 +114,7 @@ export function requireScope(scope: Scope) {
     if (!principal.scopes.has(scope)) {
       throw new Problem(403, 'insufficient_scope', 'Insufficient scope', `this operation needs the ${scope} scope`, {
         meta: { required: scope },
-        headers: principal.via === 'oauth' ? { 'WWW-Authenticate': `Bearer ${REALM}, error="insufficient_scope", scope="${scope}"` } : {},
+        headers: principal.via !== 'api_key' ? { 'WWW-Authenticate': `Bearer ${REALM}, error="insufficient_scope", scope="${scope}"` } : {},
       });
     }
     await next();

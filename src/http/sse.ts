@@ -6,6 +6,8 @@ export interface SseStream {
   send(event: string, data: string, id?: string | number): void;
   close(): void;
   readonly closed: boolean;
+  /** Bytes written but not yet sent to the client: a backed-up stream may skip (conflate) frames of which only the latest matters. */
+  readonly backlog: number;
   onClose(fn: () => void): void;
 }
 
@@ -41,6 +43,9 @@ export function openSse(ctx: Context, heartbeatMs = 15_000): SseStream {
     close,
     get closed() {
       return closed;
+    },
+    get backlog() {
+      return stream.readableLength + stream.writableLength + ctx.res.writableLength + (ctx.req.socket.writableLength ?? 0);
     },
     onClose(fn) {
       closers.push(fn);

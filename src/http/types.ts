@@ -6,11 +6,19 @@ export { ALL_SCOPES, type Scope } from '../store/auth.js';
 export interface Principal {
   orgId: string;
   scopes: Set<Scope>;
-  /** How the caller authenticated: an API key or an OAuth2 access token. */
-  via: 'api_key' | 'oauth';
-  /** API key id or OAuth client id: the rate-limit identity. */
+  /** How the caller authenticated: an API key, an OAuth2 access token, or a space session token. */
+  via: 'api_key' | 'oauth' | 'session';
+  /** API key id or OAuth client id (for a session token: the key or client that minted it): the rate-limit identity. */
   subject: string;
+  /**
+   * Only for a session token (POST /v1/spaces/{id}/sessions): the one space it may touch, the role it was
+   * minted with and its member (= session) id. Such a principal holds spaces.read (+ spaces.write unless a
+   * reader) and is refused (403 insufficient_scope) anywhere under /v1 but /v1/spaces/{spaceId}.
+   */
+  session?: { spaceId: string; role: SpaceRole; memberId: string };
 }
+
+export type SpaceRole = 'owner' | 'admin' | 'writer' | 'reader';
 
 export interface AppState {
   requestId: string;

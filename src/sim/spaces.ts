@@ -80,7 +80,8 @@ export interface BasisOp {
 
 export interface SpaceListener {
   telemetry(frame: TelemetryFrame, phases: PhasesFrame): void;
-  delta(frame: DeltaFrame): void;
+  /** `origin` is what the proposer passed to propose() (opaque to the hub): the realtime layer finds its own proposals by it. */
+  delta(frame: DeltaFrame, origin?: unknown): void;
   /** A new epoch: the state was replaced. */
   snapshot(snapshot: SpaceSnapshot): void;
   event(frame: EventFrame): void;
@@ -289,12 +290,13 @@ export class SpaceHub implements Ticker {
       if (l.row.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space is read-only');
       await this.deps.store.update(id, { status });
       l.row = { ...l.row, status };
+      // Announced first, so listeners see why the archived space then closes on them.
+      await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version, status });
       if (status === 'archived') {
         await this.deps.scheduler.exclusive(async (engine) => this.evict(engine, l));
         for (const listener of l.listeners) listener.closed('archived');
         l.listeners.clear();
       }
-      await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version, status });
       return l.row;
     });
   }
@@ -322,16 +324,18 @@ export class SpaceHub implements Ticker {
       const current = l.row.config;
       const result = normalizeSpace({ ...current, basis }, { maxBasis: this.deps.maxBasis });
       if (!result.ok) {
-        const errors = result.errors.map((e) => ({ ...e, pointer: e.pointer.replace(/^\/basis/, '') || '/' }));
+        const errors = result.errors.map((e) => ({ ...e, pointer: e.pointer.replace(/^\/basis/, '') }));
         throw new SpaceError(400, 'validation_failed', 'the basis is invalid', errors);
       }
       const b = result.normalized.basis;
       await this.deps.scheduler.exclusive(async (engine) => {
         await this.ensureResident(engine, l);
-        this.flush(engine, l);
+        // The phases to carry include accepted deltas the engine has not ticked with yet (l.phases does not).
+        const phases = this.snapshotOf(l).state.phases;
+        await this.flush(engine, l);
         const mass = new Map(current.basis.primes.map((p, i) => [p, l.masses[i]!]));
         const primes = orderBasis(b.primes, b.order, mass);
-        const carried = carryState({ primes: current.basis.primes, phases: l.phases, masses: l.masses }, primes, current.phases);
+        const carried = carryState({ primes: current.basis.primes, phases, masses: l.masses }, primes, current.phases);
         const config: NormalizedSpaceConfig = { ...current, basis: { primes, order: b.order, cutoff: b.cutoff } };
         const op: BasisOp = { op: 'replace_basis', path: '/state/basis', value: { primes, order: b.order, cutoff: b.cutoff } };
         const epoch = l.row.epoch + 1;
@@ -360,10 +364,12 @@ export class SpaceHub implements Ticker {
   }
 
   /** Accept (durably, then fan out) or refuse a delta. */
-  async propose(id: string, delta: Delta, role: Role, author: string | null, requestId?: string): Promise<{ frame: DeltaFrame; snapshot: () => SpaceSnapshot }> {
+  async propose(id: string, delta: Delta, role: Role, author: string | null, requestId?: string, origin?: unknown): Promise<{ frame: DeltaFrame; snapshot: () => SpaceSnapshot }> {
     return this.serial(id, async (l) => {
       this.writable(l);
       if (l.row.status === 'locked') throw new SpaceError(409, 'space_locked', 'the space is locked: deltas are refused', undefined, { currentVersion: l.row.version });
+      // The reply's snapshot needs the state: a space never loaded into the engine has no phases yet.
+      if (l.engineId === null && l.phases.length === 0) await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
       const decision = decideDelta(delta, {
         epoch: l.row.epoch, version: l.row.version, oldestVersion: l.oldest, history: l.history, k: l.row.config.basis.primes.length, role,
       });
@@ -374,7 +380,7 @@ export class SpaceHub implements Ticker {
       let config = l.row.config;
       for (const op of decision.ops) if (op.op !== 'set_phase' && op.op !== 'shift_phase') config = withLeaf(config, op.path, op.value);
       const changed = config !== l.row.config;
-      const frame = await this.append(l, l.row.epoch, delta.fromVersion, decision.ops, author, changed ? config : undefined, requestId);
+      const frame = await this.append(l, l.row.epoch, delta.fromVersion, decision.ops, author, changed ? config : undefined, requestId, origin);
       if (changed) await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version });
       return { frame, snapshot: () => this.snapshotOf(l) };
     });
@@ -422,6 +428,11 @@ export class SpaceHub implements Ticker {
       await this.emit(l, 'member.joined', { spaceId: id, memberId: row.id, userId: row.userId, role: row.role, displayName: row.displayName });
       return row;
     });
+  }
+
+  /** A member row, present or gone (null when it never joined). */
+  member(id: string, memberId: string): Promise<MemberRow | null> {
+    return this.deps.store.getMember(id, memberId);
   }
 
   members(id: string): Promise<MemberRow[]> {
@@ -585,7 +596,7 @@ export class SpaceHub implements Ticker {
 
   /** Log a delta (durable), then update memory and fan it out. */
   private async append(
-    l: Live, epoch: number, fromVersion: number, ops: AcceptedOp[] | BasisOp[], author: string | null, config?: NormalizedSpaceConfig, requestId?: string,
+    l: Live, epoch: number, fromVersion: number, ops: AcceptedOp[] | BasisOp[], author: string | null, config?: NormalizedSpaceConfig, requestId?: string, origin?: unknown,
   ): Promise<DeltaFrame> {
     const paths = ops.map((o) => o.path);
     const stored = await this.deps.store.appendDelta(l.row.id, l.row.version, { epoch, fromVersion, ops, paths, author }, config);
@@ -594,7 +605,7 @@ export class SpaceHub implements Ticker {
     l.history.push({ epoch, fromVersion, toVersion: stored.version, paths });
     if ((ops[0] as { op: string }).op !== 'replace_basis') addOps(l.pending, ops as AcceptedOp[]);
     const frame = frameOf(stored);
-    for (const listener of l.listeners) listener.delta(frame);
+    for (const listener of l.listeners) listener.delta(frame, origin);
     return requestId ? { ...frame, requestId } : frame;
   }
 

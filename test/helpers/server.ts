@@ -23,6 +23,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** How long to wait for the `listening on` line. */
   startTimeoutMs?: number;
+  /** A fixed port (a restart where clients reconnect to the same address); default an ephemeral one. */
+  port?: number;
 }
 
 export interface TestServer {
@@ -59,7 +61,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     RESONANCE_BACKEND: 'cpu',
     ...options.env,
   };
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--backend', 'cpu'], {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--port', String(options.port ?? 0), '--host', '127.0.0.1', '--data', dataDir, '--backend', 'cpu'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

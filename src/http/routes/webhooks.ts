@@ -71,9 +71,37 @@ export const WebhookEventSchema = z
     createdAt: z.string().meta({ format: 'date-time' }),
     data: z
       .record(z.string(), z.unknown())
-      .meta({ description: 'For hqe.* events: sessionId, type (plateau|converged|failed), step, restart and metrics at that step.' }),
+      .meta({
+        description:
+          'For hqe.* events: sessionId, type (plateau|converged|failed), step, restart and metrics at that step. ' +
+          'For space events: see SpaceWebhookEvent.',
+      }),
   })
   .meta({ id: 'WebhookEvent', description: 'Body POSTed to receivers.' });
+
+const SPACE_EVENT_TYPES = WEBHOOK_EVENT_TYPES.filter((t) => !t.startsWith('hqe.'));
+
+export const SpaceWebhookEventData = z
+  .object({
+    spaceId: z.string(),
+    version: z.number().int().optional().meta({ description: 'space.updated, basis.changed, plateau, collapse: the space version.' }),
+    status: z.enum(['active', 'locked', 'archived']).optional().meta({ description: 'space.updated after a status change.' }),
+    epoch: z.number().int().optional().meta({ description: 'basis.changed: the new epoch.' }),
+    primes: z.array(z.number().int()).optional().meta({ description: 'basis.changed: the new ordered basis.' }),
+    t: z.number().int().optional().meta({ description: 'plateau, collapse: tick within the epoch.' }),
+    metrics: z.record(z.string(), z.number().nullable()).nullable().optional().meta({ description: 'plateau, collapse: the metrics at that tick.' }),
+    memberId: z.string().optional().meta({ description: 'member.joined, member.left.' }),
+    userId: z.string().optional().meta({ description: 'member.joined.' }),
+    role: z.enum(['owner', 'admin', 'writer', 'reader']).optional().meta({ description: 'member.joined.' }),
+    displayName: z.string().nullable().optional().meta({ description: 'member.joined.' }),
+    reason: z.enum(['removed', 'disconnected']).optional().meta({ description: 'member.left.' }),
+  })
+  .meta({ id: 'SpaceWebhookEventData' });
+
+export const SpaceWebhookEventSchema = WebhookEventSchema.extend({
+  type: z.enum(SPACE_EVENT_TYPES as [string, ...string[]]),
+  data: SpaceWebhookEventData,
+}).meta({ id: 'SpaceWebhookEvent', description: 'Body POSTed to receivers for a space event (space.updated, basis.changed, plateau, collapse, member.joined, member.left).' });
 
 const WebhookId = z.object({ id: z.string().meta({ description: 'Webhook id' }) });
 const CursorShape = z.object({ t: z.number().int(), id: z.string() });
@@ -86,9 +114,10 @@ function principalOf(ctx: Context): Principal {
   return p;
 }
 
-/** Tiny scope guard (principal set upstream). */
-const needScope = (scope: Scope) => async (ctx: Context, next: Next): Promise<void> => {
-  if (!principalOf(ctx).scopes.has(scope)) throw new Problem(403, 'insufficient_scope', 'Insufficient scope', `this operation needs the ${scope} scope`);
+/** Tiny scope guard (principal set upstream): any one of `scopes`. */
+const needScope = (...scopes: Scope[]) => async (ctx: Context, next: Next): Promise<void> => {
+  const held = principalOf(ctx).scopes;
+  if (!scopes.some((s) => held.has(s))) throw new Problem(403, 'insufficient_scope', 'Insufficient scope', `this operation needs the ${scopes.join(' or ')} scope`);
   await next();
 };
 
@@ -126,21 +155,29 @@ async function asProblem<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-export function webhookRoutes(deps: { webhooks: WebhookService }): Router {
+/**
+ * Mounted twice over the same registrations: `/v1/hqe/webhooks` (the HQE contract; hqe.* scopes) and
+ * `/v1/webhooks` (the spaces contract; hqe.* or spaces.* scopes). Every event type can be chosen at both.
+ */
+export function webhookRoutes(deps: { webhooks: WebhookService; prefix?: '/v1/hqe/webhooks' | '/v1/webhooks' }): Router {
   const { webhooks } = deps;
-  const router = new Router({ prefix: '/v1/hqe/webhooks' });
+  const prefix = deps.prefix ?? '/v1/hqe/webhooks';
+  const router = new Router({ prefix });
+  const spaces = prefix === '/v1/webhooks';
+  const read: Scope[] = spaces ? ['hqe.read', 'spaces.read'] : ['hqe.read'];
+  const write: Scope[] = spaces ? ['hqe.write', 'spaces.write'] : ['hqe.write'];
 
-  router.post('/', needScope('hqe.write'), async (ctx) => {
+  router.post('/', needScope(...write), async (ctx) => {
     const { orgId } = principalOf(ctx);
     const parsed = WebhookCreateRequest.safeParse(ctx.request.body);
     if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
     const created = await asProblem(webhooks.register(orgId, parsed.data));
     ctx.status = 201;
-    ctx.set('Location', `/v1/hqe/webhooks/${encodeURIComponent(created.id)}`);
+    ctx.set('Location', `${prefix}/${encodeURIComponent(created.id)}`);
     ctx.body = created;
   });
 
-  router.get('/', needScope('hqe.read'), async (ctx) => {
+  router.get('/', needScope(...read), async (ctx) => {
     const { orgId } = principalOf(ctx);
     const size = PageSize.safeParse(ctx.query.page_size ?? undefined);
     if (!size.success) throw validationProblem([{ pointer: '/page_size', code: 'out_of_range', message: 'page_size must be an integer in 1..500' }]);
@@ -151,11 +188,11 @@ export function webhookRoutes(deps: { webhooks: WebhookService }): Router {
     ctx.body = { items: page.items, next_cursor: page.nextAfter ? encodeCursor({ t: page.nextAfter.createdAt, id: page.nextAfter.id }) : null };
   });
 
-  router.get('/:id', needScope('hqe.read'), async (ctx) => {
+  router.get('/:id', needScope(...read), async (ctx) => {
     ctx.body = await asProblem(webhooks.get(principalOf(ctx).orgId, ctx.params.id ?? ''));
   });
 
-  router.delete('/:id', needScope('hqe.write'), async (ctx) => {
+  router.delete('/:id', needScope(...write), async (ctx) => {
     await asProblem(webhooks.delete(principalOf(ctx).orgId, ctx.params.id ?? ''));
     ctx.status = 204;
   });
@@ -167,43 +204,54 @@ export function webhookRoutes(deps: { webhooks: WebhookService }): Router {
 
 const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } });
 
-export const webhookPaths: ZodOpenApiPathsObject = {
-  '/v1/hqe/webhooks': {
-    post: {
-      tags: ['Webhooks'],
-      summary: 'Register a webhook for HQE events',
-      description: 'Deliveries are signed (X-RS-Signature, see docs/webhooks.md), at least once, retried with exponential backoff for 24 h.',
-      requestBody: { required: true, ...json(WebhookCreateRequest) },
-      responses: {
-        '201': { description: 'Webhook registered (secret present only when generated)', headers: z.object({ Location: z.string() }), ...json(WebhookCreated) },
-        '400': problemResponse('Invalid body (every failing field by JSON pointer), or a target that is not public (code webhook_target_forbidden) or does not resolve (webhook_target_unresolvable)'),
-        ...bodyProblems,
-        ...authProblems,
-        ...idempotencyProblems,
+function pathsAt(prefix: '/v1/hqe/webhooks' | '/v1/webhooks'): ZodOpenApiPathsObject {
+  const spaces = prefix === '/v1/webhooks';
+  const scopes = spaces ? 'hqe.write or spaces.write' : 'hqe.write';
+  const readScopes = spaces ? 'hqe.read or spaces.read' : 'hqe.read';
+  const same = spaces ? ' The same registrations as /v1/hqe/webhooks (the spaces contract\'s path).' : ' The same registrations as /v1/webhooks.';
+  return {
+    [prefix]: {
+      post: {
+        tags: ['Webhooks'],
+        summary: spaces ? 'Register a webhook for space (and HQE) events' : 'Register a webhook for HQE (and space) events',
+        description:
+          `Scope ${scopes}. Events: hqe.plateau, hqe.converged, hqe.failed (HQE sessions) and space.updated, basis.changed, plateau, collapse, ` +
+          'member.joined, member.left (spaces of the org). Deliveries are signed (X-RS-Signature, see docs/webhooks.md), at least once, ' +
+          `retried with exponential backoff for 24 h.${same}`,
+        requestBody: { required: true, ...json(WebhookCreateRequest) },
+        responses: {
+          '201': { description: 'Webhook registered (secret present only when generated)', headers: z.object({ Location: z.string() }), ...json(WebhookCreated) },
+          '400': problemResponse('Invalid body (every failing field by JSON pointer), or a target that is not public (code webhook_target_forbidden) or does not resolve (webhook_target_unresolvable)'),
+          ...bodyProblems,
+          ...authProblems,
+          ...idempotencyProblems,
+        },
+      },
+      get: {
+        tags: ['Webhooks'],
+        summary: `The org's webhooks, oldest first (scope ${readScopes})`,
+        requestParams: { query: z.object({ cursor: Cursor, page_size: PageSize.optional() }) },
+        responses: { '200': { description: 'A page', ...json(WebhookPage) }, '400': problemResponse('Bad cursor or page_size'), ...authProblems },
       },
     },
-    get: {
-      tags: ['Webhooks'],
-      summary: "The org's webhooks, oldest first",
-      requestParams: { query: z.object({ cursor: Cursor, page_size: PageSize.optional() }) },
-      responses: { '200': { description: 'A page', ...json(WebhookPage) }, '400': problemResponse('Bad cursor or page_size'), ...authProblems },
+    [`${prefix}/{id}`]: {
+      get: {
+        tags: ['Webhooks'],
+        summary: 'One webhook',
+        requestParams: { path: WebhookId },
+        responses: { '200': { description: 'Webhook', ...json(WebhookSchema) }, '404': problemResponse('No such webhook (or not yours)'), ...authProblems },
+      },
+      delete: {
+        tags: ['Webhooks'],
+        summary: 'Delete a webhook; its pending deliveries are cancelled',
+        requestParams: { path: WebhookId },
+        responses: { '204': { description: 'Deleted' }, '404': problemResponse('No such webhook (or not yours)'), ...authProblems },
+      },
     },
-  },
-  '/v1/hqe/webhooks/{id}': {
-    get: {
-      tags: ['Webhooks'],
-      summary: 'One webhook',
-      requestParams: { path: WebhookId },
-      responses: { '200': { description: 'Webhook', ...json(WebhookSchema) }, '404': problemResponse('No such webhook (or not yours)'), ...authProblems },
-    },
-    delete: {
-      tags: ['Webhooks'],
-      summary: 'Delete a webhook; its pending deliveries are cancelled',
-      requestParams: { path: WebhookId },
-      responses: { '204': { description: 'Deleted' }, '404': problemResponse('No such webhook (or not yours)'), ...authProblems },
-    },
-  },
-};
+  };
+}
+
+export const webhookPaths: ZodOpenApiPathsObject = { ...pathsAt('/v1/hqe/webhooks'), ...pathsAt('/v1/webhooks') };
 
 /** The outgoing requests, for the OpenAPI 3.1 `webhooks` section of the document. */
 export const webhookEventPaths: ZodOpenApiPathsObject = Object.fromEntries(
@@ -222,7 +270,7 @@ export const webhookEventPaths: ZodOpenApiPathsObject = Object.fromEntries(
             'X-RS-Attempt': z.string().meta({ description: 'Attempt number, from 1.' }),
           }),
         },
-        requestBody: { required: true, ...json(WebhookEventSchema) },
+        requestBody: { required: true, ...json(type.startsWith('hqe.') ? WebhookEventSchema : SpaceWebhookEventSchema) },
         responses: { '2XX': { description: 'Accepted; any other status (3xx included) or a timeout is retried' } },
       },
     },

@@ -1,0 +1,566 @@
+/**
+ * The Spaces REST API (resonance-spaces-api.md; decisions in docs/spaces.md "REST"): create, list, read,
+ * patch, lock/archive and delete spaces, replace the basis, snapshots, deltas, session tokens for the
+ * realtime channels, the SSE telemetry stream and members. Per-space RBAC (DESIGN.md "API surface"): the
+ * owner org's credentials act as `owner`, a session token as the role it was minted with, another org as
+ * `reader` when the space allows guests; otherwise the space does not exist for the caller (404).
+ */
+import { randomUUID } from 'node:crypto';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { z } from 'zod';
+import type { ZodOpenApiPathsObject, ZodOpenApiSchemaObject } from 'zod-openapi';
+import { EntropyField, OperatorSet, PhaseProfile, SpaceBasis, SpaceConfig, SpacePolicy } from '../../model/space.js';
+import { DeltaSchema } from '../../sim/deltas.js';
+import { type DeltaFrame, type EventFrame, type SpaceHub, type SpaceListener, type SpacePatch, SpaceError, type SpaceSnapshot, type TelemetryFrame } from '../../sim/spaces.js';
+import type { MemberRow, SpaceRow } from '../../store/spaces.js';
+import { requireScope } from '../auth.js';
+import type { ServerConfig } from '../config.js';
+import { notFound, Problem, validationProblem } from '../problem.js';
+import { authProblems, bodyProblems, Cursor, decodeCursor, encodeCursor, idempotencyProblems, PageSize, problemResponse, RateLimitHeaders } from '../schemas.js';
+import { openSse } from '../sse.js';
+import { issueSessionToken } from '../tokens.js';
+import type { AppState, Principal, SpaceRole } from '../types.js';
+import { fieldErrors } from './webhooks.js';
+
+export interface SpacesDeps {
+  config: ServerConfig;
+  hub: SpaceHub;
+}
+
+// ---- schemas ----
+
+export const RoleSchema = z.enum(['owner', 'admin', 'writer', 'reader']).meta({ id: 'Role' });
+export const SpaceStatusSchema = z
+  .enum(['active', 'locked', 'archived'])
+  .meta({ id: 'SpaceStatus', description: '`locked`: deltas are refused (409 space_locked); `archived`: read-only for good, no simulation.' });
+
+export const SpaceSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    createdAt: z.string().meta({ format: 'date-time' }),
+    updatedAt: z.string().meta({ format: 'date-time', description: 'Addition to the seed.' }),
+    ownerOrg: z.string(),
+    epoch: z.number().int().meta({ description: 'Increments when the basis changes.' }),
+    version: z.number().int().meta({ description: 'Monotone state version: every accepted delta, operator/entropy/policy PATCH and basis change adds one.' }),
+    config: SpaceConfig,
+    members: z.number().int().meta({ description: 'Members present now.' }),
+    status: SpaceStatusSchema,
+  })
+  .meta({ id: 'Space', description: '`config` is normalized: every default filled in, the basis ordered, `seed` drawn when absent.' });
+
+export const SpacePage = z.object({ items: z.array(SpaceSchema), next_cursor: z.string().nullable() }).meta({ id: 'SpacePage' });
+
+const metric = () => z.number().nullable();
+export const SpaceMetricsSchema = z
+  .object({ resonanceStrength: metric(), coherence: metric(), locality: metric(), entropy: metric(), dominance: metric() })
+  .meta({ id: 'SpaceMetrics', description: 'In [0, 1]; null only for a non-finite value.' });
+
+export const SpaceSnapshotSchema = z
+  .object({
+    spaceId: z.string(),
+    epoch: z.number().int(),
+    version: z.number().int().meta({ description: 'Every accepted delta up to this version is in the state.' }),
+    t: z.number().int().meta({ description: 'Tick of the state within the epoch (addition). A space ticks at policy.publishHz only while a WebSocket or SSE client listens.' }),
+    state: z.object({
+      primes: z.array(z.number().int()).meta({ description: 'The ordered basis: phases[i] and masses[i] belong to primes[i] (addition).' }),
+      phases: z.array(z.number()).meta({ description: 'Radians in [0, 2pi).' }),
+      masses: z.array(z.number()).meta({ description: 'Probability mass per prime, summing to 1 (addition).' }),
+      operators: OperatorSet,
+      entropy: EntropyField,
+      policy: SpacePolicy.meta({ description: 'Addition.' }),
+    }),
+    metrics: SpaceMetricsSchema.nullable().meta({ description: 'Of the latest tick; null before the first tick of the epoch (addition).' }),
+  })
+  .meta({ id: 'SpaceSnapshot', description: 'The seed\'s Snapshot (named SpaceSnapshot here: `Snapshot` is the HQE one).' });
+
+export const DeltaResultSchema = SpaceSnapshotSchema.extend({
+  toVersion: z.number().int().meta({ description: 'The version the server assigned to this delta (addition). The snapshot is the state at toVersion or later: `version` >= `toVersion` when other deltas were accepted meanwhile.' }),
+}).meta({ id: 'SpaceDeltaResult', description: 'Accepted and merged: the snapshot after the delta, plus the version it was given.' });
+
+export const SpacePatchRequest = z
+  .strictObject({
+    phases: PhaseProfile.optional(),
+    operators: OperatorSet.optional(),
+    entropy: EntropyField.optional(),
+    policy: SpacePolicy.optional(),
+    status: z.enum(['active', 'locked', 'archived']).optional().meta({ description: 'Addition: lock (refuse deltas), unlock, or archive (read-only for good). Owner only.' }),
+  })
+  .meta({
+    id: 'SpacePatch',
+    description:
+      'Merge patch: the fields sent replace those values, every other field keeps its current value (the defaults shown apply at creation, not here). ' +
+      '`basis` is changed only by POST /basis; `operators.frequencyScale` is fixed at creation. Changed operator/entropy/policy fields become one logged delta (version + 1).',
+  });
+
+export const SessionRequest = z
+  .strictObject({
+    role: RoleSchema.optional().meta({ description: "Default: writer for the owner org's credentials, reader for guests. At most the caller's own role." }),
+    displayName: z.string().min(1).max(100).optional(),
+  })
+  .meta({ id: 'SessionRequest' });
+
+export const SessionTokenSchema = z
+  .object({
+    spaceId: z.string(),
+    sessionId: z.string().meta({ description: 'Also the member id.' }),
+    websocketUrl: z.string().meta({ description: 'ws(s)://<host>/spaces/{id}; send the token as Authorization: Bearer or ?token=.' }),
+    sseUrl: z.string().meta({ description: 'http(s)://<host>/v1/spaces/{id}/telemetry; send the token as Authorization: Bearer or ?token=.' }),
+    token: z.string().meta({ description: 'Session JWT: authenticates WebSocket, SSE and the REST routes of this one space.' }),
+    expiresIn: z.number().int().meta({ description: 'Seconds.' }),
+    role: RoleSchema.meta({ description: 'Addition: the role the token carries.' }),
+  })
+  .meta({ id: 'SessionToken' });
+
+export const MemberSchema = z
+  .object({
+    id: z.string(),
+    userId: z.string().meta({ description: 'The API key or OAuth client that opened the session.' }),
+    role: RoleSchema,
+    displayName: z.string().nullable().meta({ description: 'Addition.' }),
+    joinedAt: z.string().meta({ format: 'date-time' }),
+  })
+  .meta({ id: 'Member' });
+
+export const MemberList = z.object({ items: z.array(MemberSchema) }).meta({ id: 'MemberList' });
+
+// Payloads of the telemetry SSE stream (documented as components; the stream itself is text/event-stream).
+export const SpaceWelcomeEvent = z
+  .object({ spaceId: z.string(), epoch: z.number().int(), version: z.number().int(), role: RoleSchema })
+  .meta({ id: 'SpaceWelcomeEvent', description: 'SSE `welcome`: the version the stream starts from and the caller\'s role.' });
+export const SpaceTelemetryEvent = SpaceMetricsSchema.extend({
+  t: z.number().int(),
+  version: z.number().int().meta({ description: 'Highest version whose deltas the tick included.' }),
+}).meta({ id: 'SpaceTelemetryEvent', description: 'SSE `telemetry` (the realtime `telemetry` frame without `type`).' });
+export const SpaceDeltaEvent = z
+  .object({
+    fromVersion: z.number().int().meta({ description: 'Always toVersion - 1: the version it was applied on.' }),
+    toVersion: z.number().int(),
+    epoch: z.number().int(),
+    ops: z.array(z.object({ op: z.string(), path: z.string(), value: z.unknown() })).meta({ description: 'Accepted ops with normalized values; a basis change is one `replace_basis` op.' }),
+    author: z.string().nullable(),
+  })
+  .meta({ id: 'SpaceDeltaEvent', description: 'SSE `delta` (id: toVersion).' });
+export const SpaceEventEvent = z
+  .object({
+    name: z.enum(['space.updated', 'basis.changed', 'plateau', 'collapse', 'member.joined', 'member.left']),
+    at: z.string().meta({ format: 'date-time' }),
+    data: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'SpaceEventEvent', description: 'SSE `event`: the same names and data as the webhooks.' });
+export const SpaceClosedEvent = z
+  .object({ reason: z.enum(['archived', 'deleted']) })
+  .meta({ id: 'SpaceClosedEvent', description: 'SSE `closed`: the last event; the server ends the stream.' });
+
+/** Schemas only the SSE stream uses, for the document's components. */
+export const spacesComponents: Record<string, ZodOpenApiSchemaObject> = {
+  SpaceWelcomeEvent, SpaceTelemetryEvent, SpaceDeltaEvent, SpaceEventEvent, SpaceClosedEvent,
+};
+
+const SpaceId = z.object({ id: z.string().meta({ description: 'Space id' }) });
+const MemberPath = z.object({ id: z.string().meta({ description: 'Space id' }), memberId: z.string().meta({ description: 'Member (session) id' }) });
+const CursorShape = z.object({ t: z.number().int(), id: z.string() });
+
+// ---- access ----
+
+const RANK: Record<SpaceRole, number> = { reader: 0, writer: 1, admin: 2, owner: 3 };
+
+function principalOf(ctx: Context): Principal {
+  const p = (ctx.state as AppState).principal;
+  if (!p) throw new Problem(401, 'unauthorized', 'Unauthorized', 'credentials required');
+  return p;
+}
+
+const insufficientRole = (role: SpaceRole, required: SpaceRole, what: string): Problem =>
+  new Problem(403, 'insufficient_role', 'Insufficient role', `${what} needs the ${required} role on this space; the caller is ${role}`, { meta: { role, required } });
+
+/**
+ * The caller's role on a space. Session token: its role (on its own space only); the owner org: owner;
+ * another org: reader when the space allows guests. A space the caller may not see is a 404.
+ */
+export function roleOn(principal: Principal, row: SpaceRow): SpaceRole | null {
+  const guest = row.orgId !== principal.orgId;
+  if (guest && !row.config.policy.allowGuest) return null;
+  if (principal.session) return principal.session.spaceId === row.id ? principal.session.role : null;
+  return guest ? 'reader' : 'owner';
+}
+
+const TITLES: Record<string, string> = {
+  validation_failed: 'Invalid request', not_found: 'Not found', conflict: 'Conflict', stale_version: 'Stale version', version_ahead: 'Version ahead',
+  stale_epoch: 'Stale epoch', space_locked: 'Space locked', space_archived: 'Space archived', space_full: 'Space full', insufficient_role: 'Insufficient role',
+};
+
+/** The one mapping of the hub's refusals to problem+json: status, code, detail, errors and meta as they are. */
+export function spaceProblem(err: SpaceError): Problem {
+  return new Problem(err.status, err.code, TITLES[err.code] ?? 'Request refused', err.message, {
+    ...(err.errors ? { errors: err.errors } : {}),
+    ...(err.meta ? { meta: err.meta } : {}),
+  });
+}
+
+async function hubCall<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof SpaceError) throw spaceProblem(err);
+    throw err;
+  }
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function memberView(m: MemberRow): z.input<typeof MemberSchema> {
+  return { id: m.id, userId: m.userId, role: m.role, displayName: m.displayName, joinedAt: iso(m.joinedAt) };
+}
+
+const sseData = <T extends { type?: string; requestId?: string }>(frame: T): Omit<T, 'type' | 'requestId'> => {
+  const { type: _type, requestId: _requestId, ...rest } = frame;
+  return rest;
+};
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+// ---- routes ----
+
+export function spacesRoutes(deps: SpacesDeps): Router {
+  const { config, hub } = deps;
+  const router = new Router({ prefix: '/v1/spaces' });
+
+  const spaceView = async (row: SpaceRow): Promise<z.input<typeof SpaceSchema>> => ({
+    id: row.id,
+    name: row.name,
+    createdAt: iso(row.createdAt),
+    updatedAt: iso(row.updatedAt),
+    ownerOrg: row.orgId,
+    epoch: row.epoch,
+    version: row.version,
+    config: row.config,
+    members: (await hub.members(row.id)).length,
+    status: row.status,
+  });
+
+  /** The space of the route and the caller's role on it; 404 when the caller may not see it, 403 below `need`. */
+  async function access(ctx: Context, need: SpaceRole, what: string): Promise<{ row: SpaceRow; role: SpaceRole; principal: Principal }> {
+    const principal = principalOf(ctx);
+    const id = String(ctx.params.id);
+    const row = await hub.get(id);
+    const role = row ? roleOn(principal, row) : null;
+    if (!row || !role) throw notFound(`space ${id}`);
+    if (RANK[role] < RANK[need]) throw insufficientRole(role, need, what);
+    return { row, role, principal };
+  }
+
+  const author = (p: Principal): string => p.session?.memberId ?? p.subject;
+
+  router.post('/', requireScope('spaces.write'), async (ctx) => {
+    const { row } = await hubCall(hub.create(principalOf(ctx).orgId, ctx.request.body));
+    ctx.status = 201;
+    ctx.set('Location', `/v1/spaces/${row.id}`);
+    ctx.body = await spaceView(row);
+  });
+
+  router.get('/', requireScope('spaces.read'), async (ctx) => {
+    const { orgId } = principalOf(ctx);
+    const size = PageSize.safeParse(ctx.query.page_size ?? undefined);
+    if (!size.success) throw validationProblem([{ pointer: '/page_size', code: 'out_of_range', message: 'page_size must be an integer in 1..500' }]);
+    const rawCursor = typeof ctx.query.cursor === 'string' ? ctx.query.cursor : undefined;
+    const cursor = decodeCursor(rawCursor, CursorShape);
+    if (rawCursor !== undefined && !cursor) throw validationProblem([{ pointer: '/cursor', code: 'invalid_cursor', message: 'cursor is not one this API issued' }]);
+    const rows = await hub.list(orgId, cursor ? { createdAt: cursor.t, id: cursor.id } : null, size.data + 1);
+    const page = rows.slice(0, size.data);
+    const last = page[page.length - 1];
+    ctx.body = {
+      items: await Promise.all(page.map(spaceView)),
+      next_cursor: rows.length > size.data && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null,
+    };
+  });
+
+  router.get('/:id', requireScope('spaces.read'), async (ctx) => {
+    ctx.body = await spaceView((await access(ctx, 'reader', 'reading the space')).row);
+  });
+
+  router.patch('/:id', requireScope('spaces.write'), async (ctx) => {
+    const parsed = SpacePatchRequest.safeParse(ctx.request.body ?? {});
+    if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
+    const { status } = parsed.data;
+    const { row, principal } = await access(ctx, status !== undefined ? 'owner' : 'admin', status !== undefined ? 'changing the status' : 'PATCH');
+    // The sections as sent (a merge patch): the parsed ones would carry every default.
+    const raw = ctx.request.body as Record<string, unknown>;
+    const change: SpacePatch = {};
+    for (const key of ['phases', 'operators', 'entropy', 'policy'] as const) if (raw[key] !== undefined) change[key] = raw[key];
+    let current = row;
+    if (Object.keys(change).length > 0) current = await hubCall(hub.patch(row.id, change, author(principal)));
+    if (status !== undefined) current = await hubCall(hub.setStatus(row.id, status));
+    ctx.body = await spaceView(current);
+  });
+
+  router.delete('/:id', requireScope('spaces.write'), async (ctx) => {
+    const { row } = await access(ctx, 'owner', 'deleting the space');
+    await hubCall(hub.remove(row.id));
+    ctx.status = 204;
+  });
+
+  router.post('/:id/basis', requireScope('spaces.write'), async (ctx) => {
+    const { row, principal } = await access(ctx, 'admin', 'replacing the basis');
+    const body: unknown = ctx.request.body;
+    if (!isObject(body)) throw validationProblem([{ pointer: '', code: 'invalid_type', message: 'the body is an object {primes, order?, cutoff?}' }]);
+    ctx.body = await spaceView(await hubCall(hub.replaceBasis(row.id, body, author(principal))));
+  });
+
+  router.get('/:id/snapshot', requireScope('spaces.read'), async (ctx) => {
+    const { row } = await access(ctx, 'reader', 'reading the snapshot');
+    ctx.body = await hubCall(hub.snapshot(row.id));
+  });
+
+  router.post('/:id/deltas', requireScope('spaces.write'), async (ctx) => {
+    // Per-op roles (writer: phases; admin: operators, entropy, policy) are the hub's: it is given the role.
+    const { row, role, principal } = await access(ctx, 'reader', 'proposing a delta');
+    const parsed = DeltaSchema.safeParse(ctx.request.body);
+    if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
+    const { frame, snapshot } = await hubCall(hub.propose(row.id, parsed.data, role, author(principal)));
+    ctx.body = { ...snapshot(), toVersion: frame.toVersion };
+  });
+
+  router.post('/:id/sessions', requireScope('spaces.read'), async (ctx) => {
+    const parsed = SessionRequest.safeParse(ctx.request.body ?? {});
+    if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
+    const { row, role: callerRole, principal } = await access(ctx, 'reader', 'opening a session');
+    const role: SpaceRole = parsed.data.role ?? (RANK[callerRole] >= RANK.writer ? 'writer' : 'reader');
+    if (RANK[role] > RANK[callerRole]) throw insufficientRole(callerRole, role, `a ${role} session`);
+    if (role !== 'reader' && !principal.scopes.has('spaces.write')) {
+      throw new Problem(403, 'insufficient_scope', 'Insufficient scope', `a ${role} session needs the spaces.write scope`, { meta: { required: 'spaces.write' } });
+    }
+    if (row.status === 'archived') throw new Problem(409, 'space_archived', TITLES.space_archived!, 'an archived space has no live sessions');
+    const sessionId = `ses_${randomUUID().replaceAll('-', '')}`;
+    await hubCall(hub.join(row.id, { id: sessionId, userId: principal.subject, orgId: principal.orgId, role, displayName: parsed.data.displayName ?? null }));
+    const token = await issueSessionToken(config.jwtSecret, { sub: sessionId, org: principal.orgId, space: row.id, role, minter: principal.subject }, config.sessionTokenTtlSeconds);
+    const wsScheme = ctx.protocol === 'https' ? 'wss' : 'ws';
+    ctx.status = 201;
+    ctx.body = {
+      spaceId: row.id,
+      sessionId,
+      websocketUrl: `${wsScheme}://${ctx.host}/spaces/${row.id}`,
+      sseUrl: `${ctx.protocol}://${ctx.host}/v1/spaces/${row.id}/telemetry`,
+      token,
+      expiresIn: config.sessionTokenTtlSeconds,
+      role,
+    };
+  });
+
+  router.get('/:id/members', requireScope('spaces.read'), async (ctx) => {
+    const { row } = await access(ctx, 'reader', 'listing members');
+    ctx.body = { items: (await hub.members(row.id)).map(memberView) };
+  });
+
+  router.delete('/:id/members/:memberId', requireScope('spaces.write'), async (ctx) => {
+    const { row } = await access(ctx, 'owner', 'removing a member');
+    const memberId = String(ctx.params.memberId);
+    if (!(await hubCall(hub.leave(row.id, memberId, 'removed')))) throw notFound(`member ${memberId}`);
+    ctx.status = 204;
+  });
+
+  router.get('/:id/telemetry', requireScope('spaces.read'), async (ctx) => {
+    const { row, role } = await access(ctx, 'reader', 'subscribing');
+    const lastRaw = ctx.get('Last-Event-ID') || (typeof ctx.query.lastEventId === 'string' ? ctx.query.lastEventId : '');
+    const lastVersion = /^(0|[1-9][0-9]{0,15})$/.test(lastRaw.trim()) ? Number(lastRaw.trim()) : undefined;
+
+    // Frames that arrive before the stream has sent its start are held back, in order.
+    let sse: ReturnType<typeof openSse> | null = null;
+    const held: Array<() => void> = [];
+    const now = (fn: () => void): void => {
+      if (sse) fn();
+      else held.push(fn);
+    };
+    const listener: SpaceListener = {
+      telemetry(frame: TelemetryFrame) {
+        now(() => {
+          // Conflated: a backed-up stream skips telemetry (the next tick's replaces it).
+          if (sse!.backlog <= config.wsSlowBytes) sse!.send('telemetry', JSON.stringify(sseData(frame)));
+        });
+      },
+      delta(frame: DeltaFrame) {
+        now(() => {
+          // Deltas are never dropped: a stream too far behind is ended, and Last-Event-ID resumes it.
+          if (sse!.backlog > config.wsBufferCapBytes) return sse!.close();
+          sse!.send('delta', JSON.stringify(sseData(frame)), frame.toVersion);
+        });
+      },
+      snapshot(s: SpaceSnapshot) {
+        now(() => sse!.send('snapshot', JSON.stringify(s), s.version));
+      },
+      event(frame: EventFrame) {
+        now(() => sse!.send('event', JSON.stringify(sseData(frame))));
+      },
+      closed(reason) {
+        now(() => {
+          sse!.send('closed', JSON.stringify({ reason }));
+          sse!.close();
+        });
+      },
+    };
+    const attached = await hubCall(hub.attach(row.id, listener, lastVersion));
+    sse = openSse(ctx);
+    sse.onClose(attached.detach);
+    // The client may have gone while the space was being attached: no 'close' event will come then.
+    if (ctx.req.socket.destroyed) return sse.close();
+    sse.send('welcome', JSON.stringify({ spaceId: attached.row.id, epoch: attached.row.epoch, version: attached.row.version, role }));
+    if (attached.replay) for (const frame of attached.replay) sse.send('delta', JSON.stringify(sseData(frame)), frame.toVersion);
+    else if (attached.snapshot) sse.send('snapshot', JSON.stringify(attached.snapshot), attached.snapshot.version);
+    for (const fn of held.splice(0)) fn();
+  });
+
+  return router;
+}
+
+// ---- OpenAPI ----
+
+const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } });
+const idempotencyHeader = z.object({
+  'Idempotency-Key': z.string().max(128).optional().meta({ description: 'Replays the first response for 24 h (UUID recommended).' }),
+});
+const noSpace = { '404': problemResponse('No such space, or the caller may not see it (another org\'s space without allowGuest)') };
+const roleProblems = {
+  '401': authProblems['401'],
+  '403': problemResponse('The credentials lack the scope (code insufficient_scope; a session token used outside its space too), or the caller\'s role on the space is too low (code insufficient_role)'),
+  '429': authProblems['429'],
+};
+const archived = '409 space_archived: the space is archived (read-only)';
+/** Org credentials everywhere; a session token on its own space's routes. */
+type Security = Array<Record<string, string[]>>;
+const orgOnly = (scope: string): Security => [{ ApiKeyAuth: [] }, { OAuth2CC: [scope] }];
+const orgOrSession = (scope: string): Security => [...orgOnly(scope), { SpaceSession: [] }];
+
+export const spacesPaths: ZodOpenApiPathsObject = {
+  '/v1/spaces': {
+    post: {
+      tags: ['Spaces'], security: orgOnly('spaces.write'), summary: 'Create a resonance space (scope spaces.write); the caller\'s org owns it',
+      requestParams: { header: idempotencyHeader },
+      requestBody: {
+        required: true,
+        content: {
+          'application/json': {
+            schema: SpaceConfig,
+            examples: {
+              basic: {
+                value: {
+                  name: 'demo-room', basis: { primes: [2, 3, 5, 7, 11, 13], cutoff: 1024 }, phases: { golden: true, silver: true },
+                  operators: { resonanceTarget: 0.85 }, entropy: { lambda: 0.03, collapseThreshold: 0.96 },
+                },
+              },
+            },
+          },
+        },
+      },
+      responses: {
+        '201': { description: 'Space created', headers: RateLimitHeaders.extend({ Location: z.string() }), ...json(SpaceSchema) },
+        '400': problemResponse('Invalid config: every failing field by JSON pointer (code validation_failed)'),
+        ...bodyProblems, ...authProblems, ...idempotencyProblems,
+      },
+    },
+    get: {
+      tags: ['Spaces'], security: orgOnly('spaces.read'), summary: "The caller's org's spaces, oldest first (scope spaces.read)",
+      requestParams: { query: z.object({ cursor: Cursor, page_size: PageSize.optional() }) },
+      responses: { '200': { description: 'A page', headers: RateLimitHeaders, ...json(SpacePage) }, '400': problemResponse('Bad cursor or page_size'), ...authProblems },
+    },
+  },
+  '/v1/spaces/{id}': {
+    get: {
+      tags: ['Spaces'], security: orgOrSession('spaces.read'), summary: 'A space (any role)', requestParams: { path: SpaceId },
+      responses: { '200': { description: 'Space', ...json(SpaceSchema) }, ...noSpace, ...roleProblems },
+    },
+    patch: {
+      tags: ['Spaces'], security: orgOrSession('spaces.write'),
+      summary: 'Update phases/operators/entropy/policy (admin), or the status (addition: lock, unlock, archive; owner)',
+      requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: true, ...json(SpacePatchRequest) },
+      responses: {
+        '200': { description: 'The updated space', ...json(SpaceSchema) },
+        '400': problemResponse('Invalid change: every failing field by JSON pointer'),
+        ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
+        '409': problemResponse(`${archived}; or a request with this Idempotency-Key is in flight (idempotency_in_flight)`),
+      },
+    },
+    delete: {
+      tags: ['Spaces'], security: orgOrSession('spaces.write'), summary: 'Delete a space and its history (addition; owner). Live streams get `closed`.', requestParams: { path: SpaceId },
+      responses: { '204': { description: 'Deleted' }, ...noSpace, ...roleProblems },
+    },
+  },
+  '/v1/spaces/{id}/basis': {
+    post: {
+      tags: ['Spaces'], security: orgOrSession('spaces.write'), summary: 'Replace the basis (admin): a new epoch; kept primes keep phase and mass',
+      requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: true, ...json(SpaceBasis) },
+      responses: {
+        '200': { description: 'The space in its new epoch', ...json(SpaceSchema) },
+        '400': problemResponse('Invalid basis: every failing field by JSON pointer into the body (e.g. /primes/1 not_prime)'),
+        ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
+        '409': problemResponse(`${archived}; or idempotency_in_flight`),
+      },
+    },
+  },
+  '/v1/spaces/{id}/snapshot': {
+    get: {
+      tags: ['State'], security: orgOrSession('spaces.read'), summary: 'The current compact snapshot, for catch-up (any role)', requestParams: { path: SpaceId },
+      responses: { '200': { description: 'Snapshot', ...json(SpaceSnapshotSchema) }, ...noSpace, ...roleProblems },
+    },
+  },
+  '/v1/spaces/{id}/deltas': {
+    post: {
+      tags: ['State'], security: orgOrSession('spaces.write'),
+      summary: 'Propose a delta (writer: set_phase/shift_phase; admin: every op); the server assigns the version and answers with the merged snapshot',
+      requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: true, ...json(DeltaSchema) },
+      responses: {
+        '200': { description: 'Accepted and merged: the snapshot, plus toVersion (addition)', ...json(DeltaResultSchema) },
+        '400': problemResponse('Invalid delta: every bad op by pointer (/ops/{n}/path, /ops/{n}/value)'),
+        ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
+        '409': problemResponse(
+          'Refused; `meta.currentVersion` is the space\'s version: conflict (a set_* path was written after fromVersion), stale_version (older than the retained history), ' +
+            'version_ahead, stale_epoch (the basis changed), space_locked, space_archived; fetch the snapshot and retry. Or idempotency_in_flight.',
+        ),
+      },
+    },
+  },
+  '/v1/spaces/{id}/sessions': {
+    post: {
+      tags: ['Sessions'], security: orgOrSession('spaces.read'),
+      summary: 'Join: a member and its session token for WebSocket, SSE and this space\'s REST routes (role at most the caller\'s; guests: reader only)',
+      requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: false, ...json(SessionRequest) },
+      responses: {
+        '201': { description: 'Session token', ...json(SessionTokenSchema) },
+        '400': problemResponse('Invalid body'),
+        ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
+        '409': problemResponse('space_full (policy.maxMembers present), space_archived; or idempotency_in_flight'),
+      },
+    },
+  },
+  '/v1/spaces/{id}/telemetry': {
+    get: {
+      tags: ['Telemetry'], security: [...orgOrSession('spaces.read'), { SpaceSessionQuery: [] }],
+      summary:
+        'Server-Sent Events at policy.publishHz: `welcome` (SpaceWelcomeEvent), then `snapshot` (SpaceSnapshot, id = version) or, with Last-Event-ID, the missed `delta`s; ' +
+        'then live `telemetry` (SpaceTelemetryEvent), `delta` (SpaceDeltaEvent, id = toVersion), `snapshot` (a new epoch), `event` (SpaceEventEvent) and a final `closed` (SpaceClosedEvent). ' +
+        'A session token may be passed as ?token= (EventSource cannot set headers). The space simulates while someone listens.',
+      requestParams: {
+        path: SpaceId,
+        header: z.object({ 'Last-Event-ID': z.string().optional().meta({ description: 'A version: replay the deltas after it when still in history, else a snapshot.' }) }),
+        query: z.object({ token: z.string().optional().meta({ description: 'Session token (this route only).' }) }),
+      },
+      responses: {
+        '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
+        ...noSpace, ...roleProblems,
+        '409': problemResponse(archived),
+      },
+    },
+  },
+  '/v1/spaces/{id}/members': {
+    get: {
+      tags: ['Sessions'], security: orgOrSession('spaces.read'), summary: 'Members present now (addition; any role)', requestParams: { path: SpaceId },
+      responses: { '200': { description: 'Members, oldest first', ...json(MemberList) }, ...noSpace, ...roleProblems },
+    },
+  },
+  '/v1/spaces/{id}/members/{memberId}': {
+    delete: {
+      tags: ['Sessions'], security: orgOrSession('spaces.write'), summary: 'Remove a member (addition; owner): its live connections are dropped', requestParams: { path: MemberPath },
+      responses: { '204': { description: 'Removed' }, '404': problemResponse('No such space, or no such member present'), ...roleProblems },
+    },
+  },
+};
