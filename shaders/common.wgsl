@@ -180,11 +180,62 @@ fn wrap2pi(x: f32) -> f32 {
   return select(w, 0.0, w >= TWO_PI_F);
 }
 
-// (cos t, sin t) for a phase t in [0, 2pi): evaluated on [-pi, pi), where GPU sin/cos are accurate.
-// t - f32(2pi) is exact for t >= pi (Sterbenz); the shift costs |2pi - f32(2pi)| < 1.8e-7 rad.
+// (cos u, sin u) for |u| <= pi (a little beyond is fine), to about 1 ulp: Cody-Waite reduction by pi/2 in
+// three parts (q * part exact for |q| <= 2), then the minimax polynomials of Cephes' sinf/cosf on
+// [-pi/4, pi/4] and the quadrant. Not the builtins: WGSL promises only 2^-11 absolute error for sin/cos on
+// [-pi, pi], and software adapters use that room (Chromium's SwiftShader: 1.9e-4 measured), which alone
+// breaks the parity bar of MODEL.md section 7 over a hundred steps (docs/engine.md, "Transcendentals").
+fn cosSinReduced(u: f32) -> vec2<f32> {
+  let q = round(u * 0.636619772367581343);
+  let r = ((u - q * 1.5703125) - q * 4.83751296997070312e-4) - q * 7.54978995489188216e-8;
+  let z = r * r;
+  let s = r + r * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4));
+  let c = 1.0 - 0.5 * z + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5));
+  switch (i32(q) & 3) {
+    case 1: { return vec2<f32>(-s, c); }
+    case 2: { return vec2<f32>(-c, -s); }
+    case 3: { return vec2<f32>(s, -c); }
+    default: { return vec2<f32>(c, s); }
+  }
+}
+
+// (cos t, sin t) for a phase t in [0, 2pi): evaluated on [-pi, pi). t - f32(2pi) is exact for t >= pi
+// (Sterbenz); the shift costs |2pi - f32(2pi)| < 1.8e-7 rad.
 fn cosSin(t: f32) -> vec2<f32> {
-  let u = select(t, t - TWO_PI_F, t >= PI_F);
-  return vec2<f32>(cos(u), sin(u));
+  return cosSinReduced(select(t, t - TWO_PI_F, t >= PI_F));
+}
+
+// ln x to about 1 ulp for normal positive x (Cephes' logf: frexp, the mantissa folded into
+// [sqrt(1/2), sqrt(2)), a degree-9 polynomial, ln 2 in two parts); WGSL's log promises 2^-21 absolute only
+// near 1 and 3 ulp elsewhere, and software adapters are coarser (SwiftShader: 2.5e-5 relative measured).
+// Zero, subnormals, negatives, infinities and NaN go to the builtin, which gives the IEEE special values.
+fn lnAcc(x: f32) -> f32 {
+  if (!(x >= 1.17549435e-38) || nonFinite(x)) {
+    return log(x);
+  }
+  let fr = frexp(x);
+  var m = fr.fract;
+  var e = f32(fr.exp);
+  if (m < 0.707106781186547524) {
+    e = e - 1.0;
+    m = m + m - 1.0;
+  } else {
+    m = m - 1.0;
+  }
+  let z = m * m;
+  var y = 7.0376836292e-2;
+  y = y * m - 1.1514610310e-1;
+  y = y * m + 1.1676998740e-1;
+  y = y * m - 1.2420140846e-1;
+  y = y * m + 1.4249322787e-1;
+  y = y * m - 1.6668057665e-1;
+  y = y * m + 2.0000714765e-1;
+  y = y * m - 2.4999993993e-1;
+  y = y * m + 3.3333331174e-1;
+  y = m * z * y;
+  y = y + -2.12194440e-4 * e;
+  y = y - 0.5 * z;
+  return (m + y) + 0.693359375 * e;
 }
 
 // Amplitude from mass: sqrt(P) for L2, P for L1.

@@ -47,7 +47,7 @@ fn learn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
   } else if (dth < -PI_F) {
     dth = dth + TWO_PI_F;
   }
-  let pull = max(0.0, cos(dth));
+  let pull = max(0.0, cosSinReduced(dth).x);
   let idx = (entry * PAD_K + i) * PAD_K + j;
   learned[idx] = prm.learnKeep * learned[idx] + prm.learnRate * pull;
 }

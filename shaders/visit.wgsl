@@ -127,12 +127,12 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     if (p > 0.0) {
       if (kl) {
         if (eg.x > 0.0) {
-          e = p * log(p / eg.x);
+          e = p * lnAcc(p / eg.x);
         } else {
           sC.z = 1.0;   // P ln(P/0) = +inf: entropy max(0, 1 - inf) = 0
         }
       } else {
-        e = p * log(p);
+        e = p * lnAcc(p);
       }
     }
     let w = eg.y;
@@ -322,7 +322,7 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
       }
       let th = wrap2pi(st.x + dth);
       let d = ef.y - mean;
-      let y = log(max(st.y, EXP_M80)) + prm.hLambda * align - prm.hPenalty * (d * d);
+      let y = lnAcc(max(st.y, EXP_M80)) + prm.hLambda * align - prm.hPenalty * (d * d);
       state[base + i] = vec2<f32>(th, y);   // y parked in the mass slot (this invocation owns i)
       ymaxL = max(ymaxL, y);
     }

@@ -10,6 +10,7 @@ import { createEngine } from './engine/select.js';
 import { createApp } from './http/app.js';
 import { seedBootstrapKey } from './http/auth.js';
 import type { ServerConfig } from './http/config.js';
+import { RealtimeServer } from './realtime/server.js';
 import { Scheduler } from './sim/scheduler.js';
 import { SpaceHub } from './sim/spaces.js';
 import { SqliteAuthStore } from './store/auth.js';
@@ -73,6 +74,9 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     isReady: () => ready,
   });
   const server: Server = createServer(app.callback());
+  // WebSocket upgrades of /spaces/{id} on the same port.
+  const realtime = new RealtimeServer({ config, spaces, logger });
+  realtime.listen(server);
   const sockets = new Set<Socket>();
   server.on('connection', (s) => {
     sockets.add(s);
@@ -92,6 +96,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       ready = false;
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      // WebSockets get a 1001 close (and up to 1 s for the handshake) before the hub stops.
+      await realtime.close();
       // Streams (SSE) never finish by themselves: end them after a grace period for in-flight requests.
       const grace = setTimeout(() => {
         for (const s of sockets) s.destroy();

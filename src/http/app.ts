@@ -20,6 +20,7 @@ import { createMetrics } from './metrics.js';
 import { openApiDocument, openApiYaml } from './openapi.js';
 import { Problem, problemMiddleware } from './problem.js';
 import { MemoryRateLimiter, rateLimit } from './ratelimit.js';
+import { demoRoutes } from './routes/demo.js';
 import { hqeRoutes } from './routes/hqe.js';
 import { oauthRoutes } from './routes/oauth.js';
 import { opsRoutes } from './routes/ops.js';
@@ -93,6 +94,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   app.use(ops.routes()).use(ops.allowedMethods());
   const oauth = oauthRoutes({ authStore: deps.authStore, config });
   app.use(oauth.routes()).use(oauth.allowedMethods());
+  app.use(demoRoutes().routes()); // the demo pages at /demo (no credentials; web/, docs/web.md)
 
   const api = [
     hqeRoutes({ config, scheduler, sessions: deps.sessions }),

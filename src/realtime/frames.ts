@@ -35,7 +35,8 @@ export type ClientFrame = z.infer<typeof ClientFrame>;
 
 export type ServerFrame =
   | { type: 'welcome'; spaceId: string; epoch: number; version: number; role: string; encoding: Encoding; sessionId: string }
-  | { type: 'snapshot'; snapshot: SpaceSnapshot }
+  /** `requestIds`: this connection's accepted proposals whose delta frames the snapshot replaces (a stale connection). */
+  | { type: 'snapshot'; snapshot: SpaceSnapshot; requestIds?: string[] }
   | DeltaFrame
   | TelemetryFrame
   | PhasesFrame
@@ -46,6 +47,16 @@ export type ServerFrame =
 
 export function encodeFrame(frame: ServerFrame, encoding: Encoding): string | Uint8Array {
   return encoding === 'json' ? JSON.stringify(frame) : encode(frame);
+}
+
+/**
+ * The frame as the bytes of one WebSocket message (JSON as UTF-8, sent as a text frame): encoded once,
+ * the same Buffer goes to every connection of that encoding without a per-send conversion.
+ */
+export function encodeFrameBytes(frame: ServerFrame, encoding: Encoding): Buffer {
+  if (encoding === 'json') return Buffer.from(JSON.stringify(frame), 'utf8');
+  const bytes = encode(frame, { ignoreUndefined: true });
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export type Decoded = { ok: true; frame: ClientFrame } | { ok: false; error: Extract<ServerFrame, { type: 'error' }> };

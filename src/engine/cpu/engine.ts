@@ -3,8 +3,7 @@
  * shared memory; when there is enough work per call, worker threads (one per core) step their share of the
  * batch while the calling thread stays free.
  */
-import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { SimSpec } from '../../model/spec.js';
 import {
   CHECKPOINT_FORMAT,
@@ -70,10 +69,12 @@ export class CpuEngine implements Engine {
 
   constructor(options: CpuEngineOptions = {}) {
     this.precision = options.precision ?? 'f64';
-    const threads = options.threads ?? availableParallelism();
+    // Node modules are loaded only when threads are wanted, so a browser bundle (threads: 0) needs none.
+    const threads = options.threads ?? process.getBuiltinModule('node:os').availableParallelism();
     this.inlineWork = options.inlineWork ?? 1 << 20;
+    const WorkerCtor = threads > 0 ? process.getBuiltinModule('node:worker_threads').Worker : null;
     for (let i = 0; i < threads; i++) {
-      const worker = new Worker(workerUrl());
+      const worker = new WorkerCtor!(workerUrl());
       worker.unref();
       this.lanes.push({ worker, load: 0, ids: new Set() });
     }

@@ -1,0 +1,532 @@
+/**
+ * One WebSocket connection to a space: its session (member, role, encoding, subscription), the start
+ * (hello -> welcome -> replay or snapshot -> live frames), client frames, and backpressure:
+ *
+ * - telemetry and phases are conflated while the send buffer holds more than `slowBytes`: only the
+ *   latest is kept and sent once the buffer drains (checked on every tick, on the socket's 'drain' and
+ *   every 50 ms);
+ * - deltas are never dropped silently: past `capBytes` the connection turns stale and gets no more deltas;
+ *   once it drains below `slowBytes` it is sent one fresh snapshot, whose version covers every delta it
+ *   skipped, and the deltas after that snapshot, contiguously. Its own accepted proposals among the
+ *   skipped deltas are listed in that snapshot's `requestIds`.
+ */
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+import type { SessionClaims } from '../http/tokens.js';
+import { type DeltaFrame, SpaceError, type SpaceHub, type SpaceListener, type SpaceSnapshot } from '../sim/spaces.js';
+import { type ClientFrame, DEFAULT_KINDS, decodeFrame, type Encoding, type ServerFrame, type SubscriptionKind } from './frames.js';
+import { Encoded, type Flushable, type Flusher, ProposeOrigin, type Room, wireOf } from './room.js';
+
+/** Close codes of the realtime protocol (docs/spaces.md, "Realtime"). */
+export const CloseCode = {
+  /** The server is shutting down. */
+  GOING_AWAY: 1001,
+  /** The client does not read: replies to its own requests overflowed the hard send-buffer limit. */
+  POLICY: 1008,
+  /** The server failed while starting the session. */
+  INTERNAL: 1011,
+  /** More than BAD_FRAME_LIMIT bad frames within BAD_FRAME_WINDOW_MS. */
+  TOO_MANY_BAD_FRAMES: 4008,
+  /** The member was removed from the space. */
+  MEMBER_REMOVED: 4403,
+  /** The space has policy.maxMembers members already. */
+  SPACE_FULL: 4409,
+  /** The space was archived or deleted. */
+  SPACE_GONE: 4410,
+} as const;
+
+export const BAD_FRAME_LIMIT = 10;
+export const BAD_FRAME_WINDOW_MS = 10_000;
+/** Proposals of one connection waiting for the hub; more are refused with an error frame. */
+export const MAX_IN_FLIGHT = 64;
+
+export interface ConnectionLimits {
+  maxFrameBytes: number;
+  slowBytes: number;
+  capBytes: number;
+  /** Replies (errors, pongs, conflicts) past this are not queued: the connection is closed with 1008. */
+  hardCapBytes: number;
+  helloTimeoutMs: number;
+}
+
+/** The server side a connection needs. */
+export interface ConnectionHost {
+  readonly hub: SpaceHub;
+  readonly logger: Logger;
+  readonly limits: ConnectionLimits;
+  readonly flusher: Flusher;
+  /** Process-wide: frames queued and socket writes made (a write carries one or more frames). */
+  readonly counters: { frames: number; writes: number };
+  /** The room of the space (created on demand). */
+  room(spaceId: string): Room;
+  /** Ensure the member is present (rejoin if it left); throws SpaceError space_full. */
+  joinMember(conn: Connection): Promise<void>;
+}
+
+type DeltaState = 'live' | 'stale' | 'recovering';
+type Buffered =
+  | { kind: 'delta'; version: number; e: Encoded; own: boolean; requestId: string | undefined }
+  | { kind: 'snapshot'; version: number; e: Encoded }
+  | { kind: 'event'; e: Encoded };
+
+export class Connection implements Flushable {
+  readonly spaceId: string;
+  readonly memberId: string;
+  readonly role: SessionClaims['role'];
+  encoding: Encoding;
+  kinds = new Set<SubscriptionKind>(DEFAULT_KINDS);
+  /** joining -> ready (member present) -> syncing (attach) -> live (in the room) -> closed. */
+  phase: 'joining' | 'ready' | 'syncing' | 'live' | 'closed' = 'joining';
+  /** Set once, by hello or the hello timeout (or the first propose_delta). */
+  private started: Promise<void> | null = null;
+  private joined: Promise<boolean>;
+  private helloTimer: NodeJS.Timeout | null = null;
+  private room: Room | null = null;
+  /** The member was removed: its sockets are closed and it must not be made to leave again. */
+  removed = false;
+
+  // backpressure
+  private pendingTelemetry: Encoded | null = null;
+  private pendingPhases: Encoded | null = null;
+  deltaState: DeltaState = 'live';
+  /** Version of the newest delta (or epoch snapshot) this connection skipped. */
+  lastSkipped = -1;
+  private recoveryBuffer: Buffered[] = [];
+  /** requestIds of this connection's accepted proposals whose delta frames were skipped. */
+  private skippedAcks: string[] = [];
+
+  /** WebSocket frames queued for the next flush (one write), and their size. */
+  private outbox: Buffer[] = [];
+  private outboxBytes = 0;
+
+  private badFrames: number[] = [];
+  private inFlight = 0;
+  readonly stats = { framesSent: 0, telemetryConflated: 0, staleEpisodes: 0, snapshotsRecovered: 0 };
+
+  constructor(
+    readonly ws: WebSocket,
+    /** The upgraded socket under `ws`: queued frames are written to it directly (see flush). */
+    private readonly socket: Duplex,
+    readonly claims: SessionClaims & { exp: number },
+    encoding: Encoding,
+    private readonly host: ConnectionHost,
+  ) {
+    this.spaceId = claims.space;
+    this.memberId = claims.sub;
+    this.role = claims.role;
+    this.encoding = encoding;
+    this.joined = host.joinMember(this).then(
+      () => {
+        if (this.phase === 'joining') this.phase = 'ready';
+        return true;
+      },
+      (err: unknown) => {
+        if (err instanceof SpaceError && err.code === 'space_full') {
+          this.close(CloseCode.SPACE_FULL, 'space full', { type: 'error', code: err.code, message: err.message });
+        } else if (err instanceof SpaceError && (err.status === 404 || err.code === 'space_archived')) {
+          this.close(CloseCode.SPACE_GONE, 'space gone', { type: 'error', code: err.status === 404 ? 'space_deleted' : 'space_archived', message: err.message });
+        } else this.fail(err);
+        return false;
+      },
+    );
+    this.helloTimer = setTimeout(() => {
+      this.helloTimer = null;
+      this.start(undefined);
+    }, host.limits.helloTimeoutMs);
+    this.helloTimer.unref();
+  }
+
+  /** Whether the member was present when this connection started (for the leave on close). */
+  wasJoined(): Promise<boolean> {
+    return this.joined;
+  }
+
+  // ---- sending ----
+
+  /**
+   * Bytes written but not yet taken by the peer (ws's and the socket's buffers). The outbox is not
+   * counted: it is written in this event-loop turn (telemetry within TELEMETRY_HOLD_MS), so a burst of
+   * frames in one turn is not mistaken for a slow reader.
+   */
+  private buffered(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /**
+   * Queue one WebSocket frame (see room.ts, Flusher). Urgent frames are flushed in this event-loop turn;
+   * telemetry may wait a little for company.
+   */
+  private queue(wire: Buffer, urgent = true): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.stats.framesSent++;
+    this.host.counters.frames++;
+    this.outbox.push(wire);
+    this.outboxBytes += wire.length;
+    if (this.outbox.length === 1) this.host.flusher.add(this);
+    this.host.flusher.schedule(urgent);
+  }
+
+  private sendFrame(frame: ServerFrame): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.queue(wireOf(frame, this.encoding));
+  }
+
+  /**
+   * Write the queued frames in one go. They are complete, unmasked frames written to the socket under ws:
+   * with permessage-deflate off, ws's sender holds no state between messages (it queues only while
+   * compressing), so whole frames written here interleave safely with its own control frames.
+   */
+  flush(): void {
+    const out = this.outbox;
+    if (out.length === 0) return;
+    this.outbox = [];
+    this.outboxBytes = 0;
+    if (this.ws.readyState !== WebSocket.OPEN || !this.socket.writable) return;
+    // One plain write: copying a few small frames costs less than the writev path.
+    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    this.host.counters.writes++;
+  }
+
+  /** A reply to the client's own frame (error, pong, conflict): not queued without bound for a client that does not read. */
+  private reply(frame: ServerFrame): void {
+    if (this.buffered() > this.host.limits.hardCapBytes) {
+      this.close(CloseCode.POLICY, 'send buffer overflow');
+      return;
+    }
+    this.sendFrame(frame);
+  }
+
+  /** Send `frame` (if any), then close. */
+  close(code: number, reason: string, frame?: ServerFrame): void {
+    if (this.phase === 'closed') return;
+    if (frame) this.sendFrame(frame);
+    // Whatever is queued goes before the close frame.
+    this.flush();
+    this.phase = 'closed';
+    this.clearTimers();
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
+  }
+
+  fail(err: unknown): void {
+    if (this.phase === 'closed') return;
+    this.host.logger.error({ err, spaceId: this.spaceId, memberId: this.memberId }, 'realtime connection failed');
+    this.close(CloseCode.INTERNAL, 'internal error', { type: 'error', code: 'internal', message: 'the server failed; reconnect' });
+  }
+
+  spaceClosed(reason: 'archived' | 'deleted'): void {
+    this.close(CloseCode.SPACE_GONE, `space ${reason}`, {
+      type: 'error', code: reason === 'archived' ? 'space_archived' : 'space_deleted', message: `the space was ${reason}`,
+    });
+  }
+
+  /** The socket closed (either side): leave the room. The server handles the member. */
+  onClosed(): void {
+    this.phase = 'closed';
+    this.clearTimers();
+    if (this.room) {
+      this.room.release(this);
+      this.room = null;
+    }
+  }
+
+  private clearTimers(): void {
+    if (this.helloTimer) {
+      clearTimeout(this.helloTimer);
+      this.helloTimer = null;
+    }
+  }
+
+  // ---- client frames ----
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.phase === 'closed') return;
+    const decoded = decodeFrame(isBinary ? data : data.toString('utf8'), this.host.limits.maxFrameBytes);
+    if (!decoded.ok) {
+      this.badFrame(decoded.error);
+      return;
+    }
+    const frame = decoded.frame;
+    switch (frame.type) {
+      case 'hello':
+        if (this.started) this.reply({ type: 'error', code: 'already_started', message: 'hello is accepted once, before the session starts' });
+        else this.start(frame);
+        return;
+      case 'ping':
+        this.reply(frame.ts === undefined ? { type: 'pong' } : { type: 'pong', ts: frame.ts });
+        return;
+      case 'subscribe':
+        this.subscribe(frame.kinds);
+        return;
+      case 'propose_delta':
+        this.start(undefined).then(() => this.propose(frame), () => undefined);
+        return;
+    }
+  }
+
+  private badFrame(error: Extract<ServerFrame, { type: 'error' }>): void {
+    const now = Date.now();
+    this.badFrames.push(now);
+    while (this.badFrames.length > 0 && this.badFrames[0]! <= now - BAD_FRAME_WINDOW_MS) this.badFrames.shift();
+    if (this.badFrames.length > BAD_FRAME_LIMIT) {
+      this.close(CloseCode.TOO_MANY_BAD_FRAMES, 'too many bad frames', { type: 'error', code: 'too_many_bad_frames', message: `more than ${BAD_FRAME_LIMIT} bad frames within ${BAD_FRAME_WINDOW_MS / 1000} s` });
+      return;
+    }
+    this.reply(error);
+  }
+
+  private subscribe(kinds: SubscriptionKind[]): void {
+    const hadDeltas = this.kinds.has('deltas');
+    this.kinds = new Set(kinds);
+    if (!this.kinds.has('telemetry')) this.pendingTelemetry = null;
+    if (!this.kinds.has('phases')) this.pendingPhases = null;
+    if (hadDeltas && !this.kinds.has('deltas')) {
+      // Without deltas the client's state goes stale; subscribing again brings a fresh snapshot.
+      if (this.deltaState === 'live') this.deltaState = 'stale';
+    } else if (!hadDeltas && this.kinds.has('deltas')) this.checkRecovery();
+  }
+
+  /** Start the session once (hello, or the hello timeout, or the first proposal); later calls get the same promise. */
+  private start(hello: Extract<ClientFrame, { type: 'hello' }> | undefined): Promise<void> {
+    if (this.started) return this.started;
+    this.clearTimers();
+    if (hello?.encoding) this.encoding = hello.encoding;
+    this.started = this.joined.then((ok) => (ok && this.phase === 'ready' ? this.sync(hello?.lastVersion) : Promise.reject(new Error('closed'))));
+    this.started.catch((err: unknown) => {
+      if ((err as Error).message !== 'closed') this.fail(err);
+    });
+    return this.started;
+  }
+
+  /**
+   * Attach to the space and put the start on the wire: welcome, then the replayed deltas after
+   * `lastVersion` (when still in history) or a snapshot, then the frames that arrived meanwhile, then
+   * live frames from the room. The room already listens (acquired first); a per-connection listener held
+   * over hub.attach() catches what the room fans out before this connection is in it. The hub runs the
+   * attach in order with the space's mutations, so that listener sees exactly the frames after the
+   * attach's state: nothing is lost and nothing comes twice.
+   */
+  private async sync(lastVersion: number | undefined): Promise<void> {
+    this.phase = 'syncing';
+    const room = this.host.room(this.spaceId);
+    this.room = room;
+    try {
+      await room.acquire();
+    } catch (err) {
+      this.startFailed(err);
+      return;
+    }
+    if (this.phase !== 'syncing') return;
+    const held: Buffered[] = [];
+    let closedReason: 'archived' | 'deleted' | null = null;
+    const catcher: SpaceListener = {
+      telemetry: () => undefined,
+      delta: (frame: DeltaFrame) => held.push({ kind: 'delta', version: frame.toVersion, e: new Encoded(frame), own: false, requestId: undefined }),
+      snapshot: (s: SpaceSnapshot) => held.push({ kind: 'snapshot', version: s.version, e: new Encoded({ type: 'snapshot', snapshot: s }) }),
+      event: (f) => held.push({ kind: 'event', e: new Encoded(f) }),
+      closed: (reason) => {
+        closedReason = reason;
+      },
+    };
+    let start: Awaited<ReturnType<SpaceHub['attach']>>;
+    try {
+      start = await this.host.hub.attach(this.spaceId, catcher, lastVersion);
+    } catch (err) {
+      this.startFailed(err);
+      return;
+    }
+    start.detach();
+    if (this.phase !== 'syncing') return;
+    const gone = closedReason ?? room.closedReason;
+    if (gone) {
+      this.spaceClosed(gone);
+      return;
+    }
+    this.sendFrame({
+      type: 'welcome', spaceId: this.spaceId, epoch: start.row.epoch, version: start.row.version, role: this.role, encoding: this.encoding, sessionId: this.memberId,
+    });
+    if (start.replay) for (const frame of start.replay) this.sendFrame(frame);
+    else this.sendFrame({ type: 'snapshot', snapshot: start.snapshot! });
+    this.phase = 'live';
+    room.add(this);
+    for (const b of held) this.redeliver(b);
+  }
+
+  private startFailed(err: unknown): void {
+    if (this.phase === 'closed') return;
+    if (err instanceof SpaceError && (err.status === 404 || err.code === 'space_archived')) {
+      this.spaceClosed(err.status === 404 ? 'deleted' : 'archived');
+    } else this.fail(err);
+  }
+
+  private propose(frame: Extract<ClientFrame, { type: 'propose_delta' }>): void {
+    if (this.phase !== 'live') return;
+    const requestId = frame.requestId;
+    if (this.inFlight >= MAX_IN_FLIGHT) {
+      this.reply({ type: 'error', code: 'too_many_requests', message: `at most ${MAX_IN_FLIGHT} proposals may wait at once`, ...(requestId !== undefined ? { requestId } : {}) });
+      return;
+    }
+    this.inFlight++;
+    // Success needs nothing here: the room sends this connection its own copy (with requestId) in order.
+    this.host.hub.propose(this.spaceId, frame.delta, this.role, this.memberId, requestId, new ProposeOrigin(this, requestId)).then(
+      () => {
+        this.inFlight--;
+      },
+      (err: unknown) => {
+        this.inFlight--;
+        const rid = requestId !== undefined ? { requestId } : {};
+        if (err instanceof SpaceError) {
+          if (err.status === 409 && CONFLICT_CODES.has(err.code)) {
+            const actual = typeof err.meta?.currentVersion === 'number' ? err.meta.currentVersion : -1;
+            this.reply({ type: 'conflict', expectedFrom: frame.delta.fromVersion, actual, code: err.code, detail: err.message, ...rid });
+          } else {
+            this.reply({ type: 'error', code: err.code, message: err.message, ...(err.errors ? { errors: err.errors } : {}), ...rid });
+          }
+          return;
+        }
+        this.host.logger.error({ err, spaceId: this.spaceId }, 'propose failed');
+        this.reply({ type: 'error', code: 'internal', message: 'the server failed to apply the delta', ...rid });
+      },
+    );
+  }
+
+  // ---- frames from the room ----
+
+  deliverTelemetry(t: Encoded, p: Encoded): void {
+    const wantT = this.kinds.has('telemetry');
+    const wantP = this.kinds.has('phases');
+    if (wantT || wantP) {
+      if (this.buffered() > this.host.limits.slowBytes) {
+        if (wantT) this.pendingTelemetry = t;
+        if (wantP) this.pendingPhases = p;
+        this.stats.telemetryConflated++;
+        this.room?.watch(this);
+        return;
+      }
+      this.pendingTelemetry = null;
+      this.pendingPhases = null;
+      if (wantT) this.queue(t.wire(this.encoding), false);
+      if (wantP) this.queue(p.wire(this.encoding), false);
+    }
+    this.checkRecovery();
+  }
+
+  deliverDelta(e: Encoded, own: boolean, requestId: string | undefined): void {
+    if (!this.kinds.has('deltas')) {
+      this.lastSkipped = (e.frame as DeltaFrame).toVersion;
+      if (this.deltaState === 'live') this.deltaState = 'stale';
+      // The proposer's own copy is its acknowledgement: sent even without a deltas subscription.
+      if (own) this.queue(this.ownCopy(e, requestId));
+      return;
+    }
+    const version = (e.frame as DeltaFrame).toVersion;
+    switch (this.deltaState) {
+      case 'recovering':
+        this.recoveryBuffer.push({ kind: 'delta', version, e, own, requestId });
+        return;
+      case 'stale':
+        this.skip(version, own, requestId);
+        this.checkRecovery();
+        return;
+      case 'live':
+        if (this.buffered() > this.host.limits.capBytes) {
+          this.deltaState = 'stale';
+          this.stats.staleEpisodes++;
+          this.skip(version, own, requestId);
+          this.room?.watch(this);
+          return;
+        }
+        this.queue(own ? this.ownCopy(e, requestId) : e.wire(this.encoding));
+    }
+  }
+
+  /** An epoch change from the hub (a new state). */
+  deliverSnapshot(e: Encoded, version: number): void {
+    if (!this.kinds.has('deltas')) {
+      this.lastSkipped = version;
+      if (this.deltaState === 'live') this.deltaState = 'stale';
+      return;
+    }
+    switch (this.deltaState) {
+      case 'recovering':
+        this.recoveryBuffer.push({ kind: 'snapshot', version, e });
+        return;
+      case 'stale':
+        this.lastSkipped = version;
+        return;
+      case 'live':
+        if (this.buffered() > this.host.limits.capBytes) {
+          this.deltaState = 'stale';
+          this.stats.staleEpisodes++;
+          this.lastSkipped = version;
+          this.room?.watch(this);
+          return;
+        }
+        this.queue(e.wire(this.encoding));
+    }
+  }
+
+  /** Events go out unless the connection is stale (its snapshot will carry the state). */
+  deliverEvent(e: Encoded): void {
+    if (!this.kinds.has('events')) return;
+    if (this.deltaState === 'recovering') this.recoveryBuffer.push({ kind: 'event', e });
+    else if (this.deltaState === 'live') this.queue(e.wire(this.encoding));
+  }
+
+  private ownCopy(e: Encoded, requestId: string | undefined): Buffer {
+    return requestId === undefined ? e.wire(this.encoding) : wireOf({ ...(e.frame as DeltaFrame), requestId }, this.encoding);
+  }
+
+  private skip(version: number, own: boolean, requestId: string | undefined): void {
+    this.lastSkipped = version;
+    if (own && requestId !== undefined) this.skippedAcks.push(requestId);
+  }
+
+  /** A frame held while starting or recovering, handed to the ordinary path. */
+  private redeliver(b: Buffered): void {
+    if (b.kind === 'delta') this.deliverDelta(b.e, b.own, b.requestId);
+    else if (b.kind === 'snapshot') this.deliverSnapshot(b.e, b.version);
+    else this.deliverEvent(b.e);
+  }
+
+  /** A stale connection whose buffer drained asks its room for a fresh snapshot. */
+  private checkRecovery(): void {
+    if (this.deltaState !== 'stale' || this.phase !== 'live' || !this.kinds.has('deltas')) return;
+    if (this.buffered() > this.host.limits.slowBytes) {
+      this.room?.watch(this);
+      return;
+    }
+    this.deltaState = 'recovering';
+    this.recoveryBuffer = [];
+    this.room?.requestSnapshot(this);
+  }
+
+  /** The room's fresh snapshot (version >= lastSkipped): send it, then what came after it, in order. */
+  recovered(snapshot: SpaceSnapshot, e: Encoded): void {
+    if (this.deltaState !== 'recovering' || this.phase !== 'live') return;
+    const held = this.recoveryBuffer;
+    this.recoveryBuffer = [];
+    const acks = this.skippedAcks;
+    this.skippedAcks = [];
+    for (const b of held) if (b.kind === 'delta' && b.version <= snapshot.version && b.own && b.requestId !== undefined) acks.push(b.requestId);
+    this.deltaState = 'live';
+    this.stats.snapshotsRecovered++;
+    this.queue(acks.length > 0 ? wireOf({ type: 'snapshot', snapshot, requestIds: acks }, this.encoding) : e.wire(this.encoding));
+    for (const b of held) if (b.kind === 'event' || b.version > snapshot.version) this.redeliver(b);
+  }
+
+  /** The send buffer may have drained (socket 'drain', a tick, or the room's lag timer). True: nothing left to wait for. */
+  onWritable(): boolean {
+    if (this.phase !== 'live') return true;
+    if (this.buffered() > this.host.limits.slowBytes) return false;
+    if (this.pendingTelemetry) this.queue(this.pendingTelemetry.wire(this.encoding), false);
+    if (this.pendingPhases) this.queue(this.pendingPhases.wire(this.encoding), false);
+    this.pendingTelemetry = null;
+    this.pendingPhases = null;
+    this.checkRecovery();
+    return this.deltaState !== 'stale' || !this.kinds.has('deltas');
+  }
+}
+
+/** Version conflicts of a proposal: answered with a `conflict` frame (the client should resync). */
+const CONFLICT_CODES = new Set(['conflict', 'stale_version', 'version_ahead', 'stale_epoch']);

@@ -1,0 +1,274 @@
+/**
+ * The WebSocket endpoint of live spaces: `GET /spaces/{id}` upgraded on the HTTP server's port
+ * (resonance-spaces-api.md "Real-time protocol"; behaviour and close codes in docs/spaces.md "Realtime").
+ *
+ * The upgrade is authorised before any WebSocket exists: a session token (Authorization: Bearer, or
+ * ?token=) for this space, a space that exists and is not archived. Refusals are problem+json HTTP
+ * responses written on the raw socket (401 with WWW-Authenticate, 403, 404, 409, 503).
+ */
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import WebSocket, { WebSocketServer } from 'ws';
+import type { ServerConfig } from '../http/config.js';
+import { type SessionClaims, verifySessionToken } from '../http/tokens.js';
+import type { SpaceHub } from '../sim/spaces.js';
+import { CloseCode, Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
+import { type Encoding, SUBPROTOCOLS } from './frames.js';
+import { Flusher, Room, type RoomOwner } from './room.js';
+
+export interface RealtimeOptions {
+  config: Pick<ServerConfig, 'jwtSecret' | 'wsMaxFrameBytes' | 'wsSlowBytes' | 'wsBufferCapBytes' | 'sessionTokenTtlSeconds'>;
+  spaces: SpaceHub;
+  logger: Logger;
+  /** Without a hello within this time the session starts as if `hello {}` had come (default 2000 ms). */
+  helloTimeoutMs?: number;
+}
+
+/** Frames above wsMaxFrameBytes get an error frame; ws itself closes the connection (1009) above this multiple. */
+export const MAX_PAYLOAD_FACTOR = 4;
+const SPACE_PATH = /^\/spaces\/([A-Za-z0-9_-]{1,100})\/?$/;
+const MAX_TOKEN_LENGTH = 4096;
+const REALM = 'realm="resonance"';
+
+interface Refusal {
+  status: number;
+  code: string;
+  title: string;
+  detail: string;
+  headers?: Record<string, string>;
+}
+
+interface Admitted {
+  claims: SessionClaims & { exp: number };
+}
+
+/** Subprotocol choice: the first of the client's offers that we speak (none: JSON, no protocol header). */
+function chooseProtocol(offered: Set<string>): string | false {
+  for (const p of offered) if (SUBPROTOCOLS[p]) return p;
+  return false;
+}
+
+function bearer(req: IncomingMessage, url: URL): string | null {
+  const header = req.headers.authorization;
+  if (header) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return m ? m[1]! : null;
+  }
+  return url.searchParams.get('token');
+}
+
+export class RealtimeServer implements RoomOwner, ConnectionHost {
+  readonly wss: WebSocketServer;
+  readonly hub: SpaceHub;
+  readonly logger: Logger;
+  readonly limits: ConnectionLimits;
+  readonly flusher = new Flusher();
+  readonly counters = { frames: 0, writes: 0 };
+  private readonly rooms = new Map<string, Room>();
+  /** Open connections per member of a space (key: spaceId + NUL + memberId). */
+  private readonly members = new Map<string, Set<Connection>>();
+  /** Members removed while this process watched, refused until every token minted before the removal expired. */
+  private readonly removed = new Map<string, number>();
+  private readonly conns = new Set<Connection>();
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly options: RealtimeOptions) {
+    const { config } = options;
+    this.hub = options.spaces;
+    this.logger = options.logger;
+    this.limits = {
+      maxFrameBytes: config.wsMaxFrameBytes,
+      slowBytes: config.wsSlowBytes,
+      capBytes: config.wsBufferCapBytes,
+      hardCapBytes: Math.max(4 * config.wsBufferCapBytes, config.wsBufferCapBytes + 4 * config.wsMaxFrameBytes),
+      helloTimeoutMs: options.helloTimeoutMs ?? 2000,
+    };
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_PAYLOAD_FACTOR * config.wsMaxFrameBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+      handleProtocols: chooseProtocol,
+    });
+  }
+
+  /** Route every HTTP upgrade of `server` here. */
+  listen(server: Server): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+  }
+
+  stats(): { connections: number; rooms: number; frames: number; writes: number } {
+    return { connections: this.conns.size, rooms: this.rooms.size, ...this.counters };
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // A client that goes away mid-handshake must not become an uncaught 'error'.
+    socket.on('error', () => undefined);
+    this.admit(req).then(
+      (result) => {
+        if ('status' in result) return refuse(socket, result, req.url ?? '/');
+        if (this.closing) return refuse(socket, unavailable(), req.url ?? '/');
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, req, result));
+      },
+      (err: unknown) => {
+        this.logger.error({ err }, 'realtime upgrade failed');
+        refuse(socket, { status: 500, code: 'internal', title: 'Internal error', detail: 'the server failed' }, req.url ?? '/');
+      },
+    );
+  }
+
+  private async admit(req: IncomingMessage): Promise<Admitted | Refusal> {
+    if (this.closing) return unavailable();
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const m = SPACE_PATH.exec(url.pathname);
+    if (!m) return { status: 404, code: 'not_found', title: 'Not found', detail: `no WebSocket endpoint at ${url.pathname}; use /spaces/{id}` };
+    const spaceId = m[1]!;
+    const token = bearer(req, url);
+    if (!token) {
+      return {
+        status: 401, code: 'unauthorized', title: 'Unauthorized',
+        detail: 'send the session token of POST /v1/spaces/{id}/sessions in Authorization: Bearer or ?token=',
+        headers: { 'WWW-Authenticate': `Bearer ${REALM}` },
+      };
+    }
+    const claims = token.length <= MAX_TOKEN_LENGTH ? await verifySessionToken(this.options.config.jwtSecret, token) : null;
+    // Another space's token is refused exactly like a forged or expired one.
+    if (!claims || claims.space !== spaceId) {
+      return {
+        status: 401, code: 'invalid_credentials', title: 'Invalid credentials', detail: 'the session token is invalid, expired or for another space',
+        headers: { 'WWW-Authenticate': `Bearer ${REALM}, error="invalid_token"` },
+      };
+    }
+    const until = this.removed.get(memberKey(spaceId, claims.sub));
+    if (until !== undefined) {
+      if (until > Date.now()) return { status: 403, code: 'member_removed', title: 'Forbidden', detail: 'this member was removed from the space' };
+      this.removed.delete(memberKey(spaceId, claims.sub));
+    }
+    const row = await this.hub.get(spaceId);
+    if (!row) return { status: 404, code: 'not_found', title: 'Not found', detail: `space ${spaceId} does not exist` };
+    if (row.status === 'archived') return { status: 409, code: 'space_archived', title: 'Conflict', detail: 'the space is archived' };
+    return { claims };
+  }
+
+  private accept(ws: WebSocket, socket: Duplex, req: IncomingMessage, admitted: Admitted): void {
+    const encoding: Encoding = (ws.protocol && SUBPROTOCOLS[ws.protocol]) || 'json';
+    if (this.closing) {
+      ws.close(CloseCode.GOING_AWAY, 'server shutting down');
+      return;
+    }
+    const key = memberKey(admitted.claims.space, admitted.claims.sub);
+    let set = this.members.get(key);
+    if (!set) this.members.set(key, (set = new Set()));
+    // Registered before the join so that a close of another of its sockets does not make the member leave.
+    const conn = new Connection(ws, socket, admitted.claims, encoding, this);
+    set.add(conn);
+    this.conns.add(conn);
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      try {
+        conn.onMessage(data, isBinary);
+      } catch (err) {
+        conn.fail(err);
+      }
+    });
+    ws.on('error', (err) => this.logger.debug({ err, spaceId: conn.spaceId }, 'websocket error'));
+    ws.on('close', () => this.closed(conn, key));
+    socket.on('drain', () => conn.onWritable());
+    this.logger.debug({ spaceId: conn.spaceId, memberId: conn.memberId, encoding, ip: req.socket.remoteAddress }, 'realtime connected');
+  }
+
+  private closed(conn: Connection, key: string): void {
+    conn.onClosed();
+    this.conns.delete(conn);
+    const set = this.members.get(key);
+    set?.delete(conn);
+    if (set && set.size === 0) this.members.delete(key);
+    if (this.closing || conn.removed) return;
+    void conn.wasJoined().then((joined) => {
+      // The member leaves when its last socket is gone (and none opened meanwhile).
+      if (!joined || this.closing || this.members.has(key)) return;
+      this.hub.leave(conn.spaceId, conn.memberId, 'disconnected').catch((err: unknown) => {
+        if ((err as { status?: number }).status !== 404) this.onError(err, `leave of ${conn.memberId}`);
+      });
+    });
+  }
+
+  // ---- ConnectionHost ----
+
+  room(spaceId: string): Room {
+    let room = this.rooms.get(spaceId);
+    if (!room) this.rooms.set(spaceId, (room = new Room(spaceId, this.hub, this)));
+    return room;
+  }
+
+  async joinMember(conn: Connection): Promise<void> {
+    const present = await this.hub.member(conn.spaceId, conn.memberId);
+    if (present && present.leftAt === null) return;
+    const c = conn.claims;
+    await this.hub.join(conn.spaceId, {
+      id: conn.memberId,
+      userId: present?.userId ?? c.minter,
+      orgId: present?.orgId ?? c.org,
+      role: c.role,
+      displayName: present?.displayName ?? null,
+    });
+  }
+
+  // ---- RoomOwner ----
+
+  dropRoom(room: Room): void {
+    if (this.rooms.get(room.spaceId) === room) this.rooms.delete(room.spaceId);
+  }
+
+  memberRemoved(spaceId: string, memberId: string): void {
+    const key = memberKey(spaceId, memberId);
+    this.removed.set(key, Date.now() + this.options.config.sessionTokenTtlSeconds * 1000);
+    for (const c of [...(this.members.get(key) ?? [])]) {
+      c.removed = true;
+      c.close(CloseCode.MEMBER_REMOVED, 'member removed', { type: 'error', code: 'member_removed', message: 'you were removed from the space' });
+    }
+  }
+
+  onError(err: unknown, what: string): void {
+    this.logger.error({ err, what }, 'realtime error');
+  }
+
+  /** Close every connection with 1001 (waiting up to `graceMs` for the close handshakes), then refuse upgrades. */
+  close(graceMs = 1000): Promise<void> {
+    return (this.closing ??= (async () => {
+      const conns = [...this.conns];
+      const done = Promise.all(conns.map((c) => (c.ws.readyState === WebSocket.CLOSED ? null : new Promise<void>((resolve) => c.ws.once('close', () => resolve())))));
+      for (const c of conns) c.close(CloseCode.GOING_AWAY, 'server shutting down');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+      for (const c of conns) if (c.ws.readyState !== WebSocket.CLOSED) c.ws.terminate();
+      await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+      this.logger.info({ frames: this.counters.frames, writes: this.counters.writes }, 'realtime stopped');
+    })());
+  }
+}
+
+const memberKey = (spaceId: string, memberId: string): string => `${spaceId}\u0000${memberId}`;
+
+const unavailable = (): Refusal => ({ status: 503, code: 'unavailable', title: 'Service unavailable', detail: 'the server is shutting down' });
+
+/** An HTTP answer on the socket of a refused upgrade (problem+json), then the socket is closed. */
+function refuse(socket: Duplex, r: Refusal, path: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ type: `/problems/${r.code}`, title: r.title, status: r.status, code: r.code, detail: r.detail, instance: path.split('?')[0] });
+  const headers = {
+    Connection: 'close',
+    'Content-Type': 'application/problem+json',
+    'Content-Length': String(Buffer.byteLength(body)),
+    'Cache-Control': 'no-store',
+    ...r.headers,
+  };
+  const head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? ''}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`;
+  socket.end(head + body);
+  // end() sends FIN after the answer; a client that never closes its side is dropped.
+  setTimeout(() => socket.destroy(), 2000).unref();
+}

@@ -1,0 +1,89 @@
+/** REST over fetch with X-Api-Key (or a bearer token), problem+json errors, and SSE read from a fetch stream. */
+import { type Problem, ResonanceError } from './errors.js';
+import type { StreamEvent } from './types.js';
+
+export interface HttpOptions {
+  baseUrl: string;
+  apiKey?: string;
+  accessToken?: string;
+  fetch: typeof fetch;
+}
+
+export class Http {
+  constructor(private readonly options: HttpOptions) {}
+
+  get baseUrl(): string {
+    return this.options.baseUrl;
+  }
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    const h: Record<string, string> = { Accept: 'application/json', ...extra };
+    if (this.options.apiKey) h['X-Api-Key'] = this.options.apiKey;
+    else if (this.options.accessToken) h.Authorization = `Bearer ${this.options.accessToken}`;
+    return h;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, extra: { idempotencyKey?: string; bearer?: string } = {}): Promise<T> {
+    const headers = this.headers(body === undefined ? {} : { 'Content-Type': 'application/json' });
+    if (extra.idempotencyKey) headers['Idempotency-Key'] = extra.idempotencyKey;
+    if (extra.bearer) {
+      delete headers['X-Api-Key'];
+      headers.Authorization = `Bearer ${extra.bearer}`;
+    }
+    const res = await this.options.fetch(this.options.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    if (!res.ok) throw errorFrom(res.status, text);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** An SSE stream as an async iterator; ends when the server ends it or `signal` aborts. */
+  async *stream<T>(path: string, opts: { lastEventId?: string; signal?: AbortSignal } = {}): AsyncGenerator<StreamEvent<T>> {
+    const headers = this.headers({ Accept: 'text/event-stream' });
+    if (opts.lastEventId !== undefined) headers['Last-Event-ID'] = opts.lastEventId;
+    const res = await this.options.fetch(this.options.baseUrl + path, { headers, ...(opts.signal ? { signal: opts.signal } : {}) });
+    if (!res.ok || !res.body) throw errorFrom(res.status, await res.text());
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    let event = '';
+    let id: string | undefined;
+    let data: string[] = [];
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += value;
+        let nl: number;
+        while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + (buffer.startsWith('\r\n', nl) ? 2 : 1));
+          if (line === '') {
+            if (data.length > 0) yield { event: event || 'message', id, data: JSON.parse(data.join('\n')) as T };
+            event = '';
+            data = [];
+            continue;
+          }
+          if (line.startsWith(':')) continue;
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const v = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+          if (field === 'data') data.push(v);
+          else if (field === 'event') event = v;
+          else if (field === 'id') id = v;
+        }
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  }
+}
+
+export function errorFrom(status: number, text: string): ResonanceError {
+  let problem: Problem | null = null;
+  try {
+    problem = JSON.parse(text) as Problem;
+  } catch {
+    // not problem+json (a proxy's error page): keep the status
+  }
+  return new ResonanceError(status, problem?.code ?? 'http_error', problem?.detail ?? problem?.title ?? `HTTP ${status}`, problem);
+}

@@ -1,0 +1,181 @@
+/**
+ * The Resonance TypeScript SDK (the seed's "npm SDK"): REST through fetch with X-Api-Key, live space
+ * sessions over WebSocket. Runs in browsers and in Node 20 (where the `ws` package stands in for the
+ * WebSocket that Node 20 lacks). Depends on nothing but what browsers provide and @msgpack/msgpack.
+ */
+import { Http } from './http.js';
+import { LiveSession, type OpenOptions, type WebSocketLike } from './session.js';
+import type {
+  DeltaProposal, HqeRunResult, HqeSession, HqeSnapshot, Member, Page, Role, SessionToken, Space, SpaceConfigInput, SpaceSnapshot, SpaceStatus, StreamEvent,
+} from './types.js';
+
+export { ConflictError, ConnectionLostError, type Problem, ResonanceError } from './errors.js';
+export { applyDelta, type ConflictInfo, type ConnectionState, type Encoding, LiveSession, type OpenOptions, type SessionEvents, type SubscriptionKind } from './session.js';
+export type * from './types.js';
+
+export interface ClientOptions {
+  /** An API key (X-Api-Key). */
+  apiKey?: string;
+  /** Or an OAuth2 access token from /oauth/token. */
+  accessToken?: string;
+  /** Default http://127.0.0.1:8080 (`npm start`). */
+  baseUrl?: string;
+  fetch?: typeof fetch;
+  /** A WebSocket constructor; default the global one, else the `ws` package (Node 20). */
+  WebSocket?: WebSocketLike;
+}
+
+const q = (params: Record<string, string | number | undefined>): string => {
+  const entries = Object.entries(params).filter((e): e is [string, string | number] => e[1] !== undefined);
+  return entries.length === 0 ? '' : `?${new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString()}`;
+};
+
+async function webSocketClass(given: WebSocketLike | undefined): Promise<WebSocketLike> {
+  if (given) return given;
+  if (typeof globalThis.WebSocket === 'function') return globalThis.WebSocket;
+  // Node 20: no global WebSocket. The specifier is a variable so browser bundlers leave it alone.
+  const name = 'ws';
+  const mod = (await import(name)) as { WebSocket: unknown };
+  return mod.WebSocket as WebSocketLike;
+}
+
+export class ResonanceClient {
+  readonly spaces: SpacesApi;
+  readonly sessions: SessionsApi;
+  readonly hqe: HqeApi;
+  private readonly http: Http;
+
+  constructor(options: ClientOptions = {}) {
+    const f = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.http = new Http({
+      baseUrl: (options.baseUrl ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''),
+      fetch: f,
+      ...(options.apiKey ? { apiKey: options.apiKey } : {}),
+      ...(options.accessToken ? { accessToken: options.accessToken } : {}),
+    });
+    this.spaces = new SpacesApi(this.http);
+    this.sessions = new SessionsApi(this.http, options.WebSocket);
+    this.hqe = new HqeApi(this.http);
+  }
+}
+
+export class SpacesApi {
+  constructor(private readonly http: Http) {}
+
+  create(config: SpaceConfigInput, opts: { idempotencyKey?: string } = {}): Promise<Space> {
+    return this.http.request('POST', '/v1/spaces', config, opts);
+  }
+
+  get(id: string): Promise<Space> {
+    return this.http.request('GET', `/v1/spaces/${encodeURIComponent(id)}`);
+  }
+
+  /** One page; pass `next_cursor` back as `cursor` for the next. */
+  list(opts: { cursor?: string; pageSize?: number } = {}): Promise<Page<Space>> {
+    return this.http.request('GET', `/v1/spaces${q({ cursor: opts.cursor, page_size: opts.pageSize })}`);
+  }
+
+  patch(
+    id: string,
+    change: Partial<Pick<SpaceConfigInput, 'phases' | 'operators' | 'entropy' | 'policy'>> & { status?: SpaceStatus },
+    opts: { idempotencyKey?: string } = {},
+  ): Promise<Space> {
+    return this.http.request('PATCH', `/v1/spaces/${encodeURIComponent(id)}`, change, opts);
+  }
+
+  /** A new epoch with another basis (kept primes keep their phase and mass). */
+  replaceBasis(id: string, basis: { primes: number[]; order?: 'ascending' | 'learned'; cutoff?: number }, opts: { idempotencyKey?: string } = {}): Promise<Space> {
+    return this.http.request('POST', `/v1/spaces/${encodeURIComponent(id)}/basis`, basis, opts);
+  }
+
+  snapshot(id: string): Promise<SpaceSnapshot> {
+    return this.http.request('GET', `/v1/spaces/${encodeURIComponent(id)}/snapshot`);
+  }
+
+  /** Propose a delta over REST; resolves with the merged snapshot and the delta's version. */
+  proposeDelta(id: string, delta: DeltaProposal, opts: { idempotencyKey?: string } = {}): Promise<SpaceSnapshot & { toVersion: number }> {
+    return this.http.request('POST', `/v1/spaces/${encodeURIComponent(id)}/deltas`, delta, opts);
+  }
+
+  members(id: string): Promise<{ items: Member[] }> {
+    return this.http.request('GET', `/v1/spaces/${encodeURIComponent(id)}/members`);
+  }
+
+  removeMember(id: string, memberId: string): Promise<void> {
+    return this.http.request('DELETE', `/v1/spaces/${encodeURIComponent(id)}/members/${encodeURIComponent(memberId)}`);
+  }
+
+  delete(id: string): Promise<void> {
+    return this.http.request('DELETE', `/v1/spaces/${encodeURIComponent(id)}`);
+  }
+}
+
+export class SessionsApi {
+  constructor(
+    private readonly http: Http,
+    private readonly WebSocketCtor: WebSocketLike | undefined,
+  ) {}
+
+  /** Mint a session token and join the space over WebSocket; resolves once the session holds the state. */
+  async open(spaceId: string, options: OpenOptions & { role?: Role; displayName?: string } = {}): Promise<LiveSession> {
+    const token = await this.http.request<SessionToken>('POST', `/v1/spaces/${encodeURIComponent(spaceId)}/sessions`, {
+      ...(options.role ? { role: options.role } : {}),
+      ...(options.displayName ? { displayName: options.displayName } : {}),
+    });
+    const session = new LiveSession(this.http, await webSocketClass(this.WebSocketCtor), token, options);
+    await session.start();
+    return session;
+  }
+}
+
+export class HqeApi {
+  readonly sessions: HqeSessionsApi;
+
+  constructor(private readonly http: Http) {
+    this.sessions = new HqeSessionsApi(http);
+  }
+
+  validate(config: Record<string, unknown>): Promise<{ ok: true; warnings: string[]; normalized: Record<string, unknown> }> {
+    return this.http.request('POST', '/v1/hqe/validate', config);
+  }
+
+  run(config: Record<string, unknown>, opts: { idempotencyKey?: string } = {}): Promise<HqeRunResult> {
+    return this.http.request('POST', '/v1/hqe/run', config, opts);
+  }
+}
+
+export class HqeSessionsApi {
+  constructor(private readonly http: Http) {}
+
+  create(config: Record<string, unknown>, opts: { idempotencyKey?: string } = {}): Promise<HqeSession> {
+    return this.http.request('POST', '/v1/hqe/sessions', config, opts);
+  }
+
+  get(id: string): Promise<HqeSession> {
+    return this.http.request('GET', `/v1/hqe/sessions/${encodeURIComponent(id)}`);
+  }
+
+  /** Advance `steps` further; resolves with the snapshot at the new step. */
+  step(id: string, steps: number, opts: { idempotencyKey?: string } = {}): Promise<HqeSnapshot> {
+    return this.http.request('POST', `/v1/hqe/sessions/${encodeURIComponent(id)}/step`, { steps }, opts);
+  }
+
+  close(id: string): Promise<void> {
+    return this.http.request('DELETE', `/v1/hqe/sessions/${encodeURIComponent(id)}`);
+  }
+
+  /** Every snapshot, page after page. */
+  async *snapshots(id: string, opts: { pageSize?: number } = {}): AsyncGenerator<HqeSnapshot> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.http.request<Page<HqeSnapshot>>('GET', `/v1/hqe/sessions/${encodeURIComponent(id)}/snapshots${q({ cursor, page_size: opts.pageSize })}`);
+      yield* page.items;
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+  }
+
+  /** The session's live stream (snapshot, metrics, event, status events); resume with `lastEventId`. */
+  stream(id: string, opts: { lastEventId?: string; signal?: AbortSignal } = {}): AsyncGenerator<StreamEvent> {
+    return this.http.stream(`/v1/hqe/sessions/${encodeURIComponent(id)}/stream`, opts);
+  }
+}

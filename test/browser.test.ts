@@ -1,0 +1,301 @@
+/**
+ * The demo pages in a real browser: Debian's Chromium (/usr/bin/chromium, installed by .ci/run) driven by
+ * playwright-core, headless, with --enable-unsafe-webgpu for its SwiftShader WebGPU adapter (DESIGN.md,
+ * "WebGPU on machines without a GPU"), against a real server (test/helpers/server.ts).
+ *
+ * - The playground runs examples/seed-hqe.json on WebGPU (a page that falls back to the CPU engine fails
+ *   here: no adapter is a failure, never a skip) and its final metrics match the server's POST /v1/hqe/run
+ *   of the same config within the parity bar (MODEL.md section 7: 1e-4 per metric).
+ * - Two space viewers join one space; one shifts a phase with the keyboard and then by dragging, the other
+ *   sees each change (version readout, the prime's phase, the log).
+ * - Both pages at 1280x800 and at a phone's width: no horizontal overflow, nothing fetched from another
+ *   origin, no script errors; screenshots in test-artifacts/.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEV_KEY, startServer, type TestServer } from './helpers/server.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+const CHROMIUM = process.env.RESONANCE_CHROMIUM ?? '/usr/bin/chromium';
+const FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'];
+const METRICS = ['resonanceStrength', 'coherence', 'entropy', 'locality', 'dominance'] as const;
+const PARITY_BAR = 1e-4;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+
+let server: TestServer;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+
+interface Watched {
+  page: Page;
+  /** Requests to anything but the server's origin (data: and blob: URLs aside). */
+  foreign: string[];
+  errors: string[];
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install -y chromium; .ci/run does this)`);
+  }
+  await mkdir(ARTIFACTS, { recursive: true });
+  server = await startServer();
+  // launch() starts Chromium on a fresh temporary profile (user data dir) and removes it on close.
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => undefined);
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A page in its own context (its own storage: another user) at `viewport`, watched for foreign requests and errors. */
+async function open(path: string, viewport: { width: number; height: number }, app = true): Promise<Watched> {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  contexts.push(context);
+  const page = await context.newPage();
+  const origin = new URL(server.url).origin;
+  const w: Watched = { page, foreign: [], errors: [] };
+  page.on('request', (req) => {
+    const url = req.url();
+    if (!url.startsWith(origin) && !/^(data|blob):/.test(url) && !url.startsWith(origin.replace(/^http/, 'ws'))) w.foreign.push(url);
+  });
+  page.on('pageerror', (err) => w.errors.push(err.message));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') w.errors.push(msg.text());
+  });
+  await page.goto(server.url + path);
+  if (!app) return w;
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+  await page.fill('#api-key', DEV_KEY);
+  await page.dispatchEvent('#api-key', 'change');
+  return w;
+}
+
+async function noHorizontalOverflow(page: Page): Promise<void> {
+  const { scroll, client } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+  expect(scroll, `page is ${scroll}px wide in a ${client}px viewport`).toBeLessThanOrEqual(client + 1);
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+/** Form controls without a label (every one needs a visible label or an aria-label). */
+async function unlabelled(page: Page): Promise<string[]> {
+  return page.$$eval('input, select, textarea, button', (els) =>
+    els.filter((e) => !((e as HTMLInputElement).labels?.length || e.getAttribute('aria-label') || (e.tagName === 'BUTTON' && e.textContent?.trim()))).map((e) => e.outerHTML.slice(0, 80)),
+  );
+}
+
+function clean(w: Watched): void {
+  expect(w.foreign, 'requests to other origins').toEqual([]);
+  expect(w.errors, 'script errors').toEqual([]);
+}
+
+async function seedConfig(): Promise<Record<string, unknown>> {
+  return JSON.parse(await readFile(join(ROOT, 'examples', 'seed-hqe.json'), 'utf8')) as Record<string, unknown>;
+}
+
+/** Runs the page's config in the browser; returns the engine readout and the final metrics from the table. */
+async function runInBrowser(page: Page): Promise<{ backend: string; adapter: string; metrics: Record<string, number> }> {
+  await page.click('#run-browser');
+  await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+  const state = await page.getAttribute('#status', 'data-state');
+  expect(state, `browser run: ${await page.textContent('#status')}`).toBe('done');
+  const backend = (await page.getAttribute('#engine', 'data-backend')) ?? '';
+  const adapter = (await page.getAttribute('#engine', 'data-adapter')) ?? '';
+  const metrics: Record<string, number> = {};
+  for (const m of METRICS) metrics[m] = Number(await page.getAttribute(`#compare td[data-side="browser"][data-metric="${m}"]`, 'data-value'));
+  return { backend, adapter, metrics };
+}
+
+describe('HQE playground', () => {
+  it('runs the seed example on WebGPU (SwiftShader) and matches the server within the parity bar', async () => {
+    const w = await open('/demo/playground', DESKTOP);
+    const { page } = w;
+    const config = await seedConfig();
+    await page.fill('#config-json', JSON.stringify(config, null, 2));
+    await expect.poll(() => page.textContent('#validation')).toMatch(/^Valid: k = 4 primes/);
+    // The form follows the JSON editor.
+    expect(await page.inputValue('#f-primes')).toBe('2, 3, 5, 7');
+    expect(await page.inputValue('#f-seed')).toBe('42');
+
+    const run = await runInBrowser(page);
+    const engineText = await page.textContent('#engine');
+    expect(run.backend, `the page ran on "${engineText}": Chromium offered no WebGPU adapter (is --enable-unsafe-webgpu honoured?)`).toBe('webgpu');
+    expect(run.adapter).toMatch(/swiftshader/i);
+    expect(engineText).toMatch(/WebGPU/);
+
+    // The server's run of the same config (CPU engine, float64), straight from the REST API.
+    const res = await fetch(`${server.url}/v1/hqe/run`, {
+      method: 'POST',
+      headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' },
+      body: JSON.stringify(config),
+    });
+    expect(res.status).toBe(200);
+    const serverRun = (await res.json()) as { status: string; steps: number; finalMetrics: Record<string, number> };
+    for (const m of METRICS) {
+      expect(Math.abs(run.metrics[m]! - serverRun.finalMetrics[m]!), `${m}: browser ${run.metrics[m]} vs server ${serverRun.finalMetrics[m]}`).toBeLessThanOrEqual(PARITY_BAR);
+    }
+    const summary = await page.textContent('#summary');
+    expect(summary).toContain(`${serverRun.status} at step ${serverRun.steps}`);
+
+    // The page's own "Run on server" (through the SDK) fills the comparison.
+    await page.click('#run-server');
+    await page.waitForSelector('#status[data-state="server-done"], #status[data-state="error"]', { timeout: 60_000 });
+    expect(await page.getAttribute('#status', 'data-state'), (await page.textContent('#status')) ?? '').toBe('server-done');
+    const maxDiff = Number(await page.getAttribute('#compare', 'data-max-diff'));
+    expect(maxDiff).toBeLessThanOrEqual(PARITY_BAR);
+    expect(await page.textContent('#max-diff')).toMatch(/within the parity bar/);
+
+    // Plots and the phase circle are drawn: five charts with data, four markers at the final step.
+    expect(await page.locator('#charts canvas').count()).toBe(5);
+    expect(await page.getAttribute('.chart[data-metric="resonanceStrength"] .value', 'data-value')).not.toBe('');
+    expect(await page.locator('#circle .marker').count()).toBe(4);
+    expect(Number(await page.getAttribute('#circle', 'data-step'))).toBe(serverRun.steps);
+    await noHorizontalOverflow(page);
+    await shot(page, 'playground-1280x800');
+    clean(w);
+  });
+});
+
+const versionOf = async (page: Page): Promise<number> => Number(await page.getAttribute('#version', 'data-version'));
+const wrapPi = (x: number): number => {
+  const y = (((x + Math.PI) % (2 * Math.PI)) + 2 * Math.PI) % (2 * Math.PI);
+  return y - Math.PI;
+};
+
+describe('space viewer', () => {
+  it('two viewers: one shifts a phase by keyboard and by dragging, the other sees both', async () => {
+    // A quiet space (no coupling, no noise): between two reads a prime's phase relative to another moves
+    // only by their natural frequencies, -dt s ln(p_i/p_j) per tick, so a shift stands out exactly.
+    const res = await fetch(`${server.url}/v1/spaces`, {
+      method: 'POST',
+      headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: 'browser-test',
+        basis: { primes: [2, 3, 5, 7, 11, 13] },
+        phases: { golden: true, silver: true },
+        operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 } },
+        policy: { publishHz: 10 },
+      }),
+    });
+    expect(res.status).toBe(201);
+    const spaceId = ((await res.json()) as { id: string }).id;
+
+    const a = await open('/demo/space', DESKTOP);
+    const b = await open('/demo/space', DESKTOP);
+    for (const [w, name] of [[a, 'alice'], [b, 'bob']] as const) {
+      await w.page.fill('#display-name', name);
+      await w.page.fill('#j-id', spaceId);
+      await w.page.click('#join');
+      await w.page.waitForSelector('body[data-joined="true"]', { timeout: 15_000 });
+    }
+    for (const w of [a, b]) {
+      await w.page.waitForSelector('#circle .marker[data-index="5"][data-phase]', { timeout: 10_000 });
+      await w.page.waitForFunction(() => document.querySelector('.chart[data-metric="coherence"] .value')?.getAttribute('data-value'), undefined, { timeout: 10_000 });
+    }
+
+    // Keyboard: A focuses prime 5 (index 2) and presses Page Up (+90 degrees).
+    const view = async (): Promise<{ rel: number; t: number }> =>
+      b.page.evaluate(() => {
+        const phase = (i: number): number => Number(document.querySelector(`#circle .marker[data-index="${i}"]`)?.getAttribute('data-phase'));
+        return { rel: phase(2) - phase(3), t: Number(document.getElementById('circle')?.dataset.t) };
+      });
+    const v0 = await versionOf(b.page);
+    const before = await view();
+    await a.page.focus('#circle .marker[data-index="2"]');
+    await a.page.keyboard.press('PageUp');
+    await a.page.waitForFunction(() => /accepted as version/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    const v1 = await versionOf(a.page);
+    expect(v1).toBeGreaterThan(v0);
+    await b.page.waitForFunction((v) => Number(document.getElementById('circle')?.dataset.version) >= v, v1, { timeout: 10_000 });
+    expect(await versionOf(b.page)).toBeGreaterThanOrEqual(v1);
+    const after = await view();
+    // The relative phase of primes 5 and 7 moved by the shift, plus the free rotation of the ticks between.
+    const drift = 0.1 * 0.1 * Math.log(7 / 5) * Math.abs(after.t - before.t);
+    expect(Math.abs(wrapPi(after.rel - before.rel - Math.PI / 2)), `relative phase ${before.rel} (t ${before.t}) -> ${after.rel} (t ${after.t})`).toBeLessThan(drift + 1e-3);
+    await expect.poll(() => b.page.textContent('#log')).toMatch(/alice shift prime 5 by \+90\.0°/);
+    expect(await a.page.textContent('#latency')).toMatch(/last \d+ ms/);
+
+    // Pointer: A drags prime 2 (index 0) a sixth of a turn clockwise around the circle.
+    const centre = await a.page.locator('#circle svg').boundingBox();
+    const dot = await a.page.locator('#circle .marker[data-index="0"] .dot').boundingBox();
+    expect(centre && dot).toBeTruthy();
+    const cx = centre!.x + centre!.width / 2;
+    const cy = centre!.y + centre!.height / 2;
+    const px = dot!.x + dot!.width / 2;
+    const py = dot!.y + dot!.height / 2;
+    const angle = Math.atan2(-(py - cy), px - cx);
+    const radius = Math.hypot(px - cx, py - cy);
+    const target = angle - Math.PI / 3;
+    await a.page.mouse.move(px, py);
+    await a.page.mouse.down();
+    for (let s = 1; s <= 6; s++) {
+      const t = angle + ((target - angle) * s) / 6;
+      await a.page.mouse.move(cx + radius * Math.cos(t), cy - radius * Math.sin(t));
+    }
+    await a.page.mouse.up();
+    await a.page.waitForFunction((v) => Number(document.getElementById('version')?.dataset.version) > v, v1, { timeout: 10_000 });
+    const v2 = await versionOf(a.page);
+    await b.page.waitForFunction((v) => Number(document.getElementById('version')?.dataset.version) >= v, v2, { timeout: 10_000 });
+    await expect.poll(() => b.page.textContent('#log')).toMatch(/alice shift prime 2 by -(59|60|61)\.\d°/);
+    expect(await a.page.textContent('#log')).toMatch(/bob joined/);
+
+    await b.page.waitForTimeout(600); // a few more telemetry points on the charts
+    for (const w of [a, b]) await noHorizontalOverflow(w.page);
+    await shot(a.page, 'space-alice-1280x800');
+    await shot(b.page, 'space-bob-1280x800');
+    clean(a);
+    clean(b);
+  });
+});
+
+describe('phone width', () => {
+  it('renders both pages at 390x844 without horizontal overflow', async () => {
+    const p = await open('/demo/playground', PHONE);
+    await p.page.fill('#config-json', JSON.stringify(await seedConfig(), null, 2));
+    const run = await runInBrowser(p.page);
+    expect(run.backend).toBe('webgpu');
+    await noHorizontalOverflow(p.page);
+    expect(await unlabelled(p.page)).toEqual([]);
+    await shot(p.page, 'playground-390x844');
+    clean(p);
+
+    const s = await open('/demo/space', PHONE);
+    await s.page.fill('#c-hz', '10');
+    await s.page.click('#create');
+    await s.page.waitForSelector('body[data-joined="true"]', { timeout: 15_000 });
+    await s.page.waitForSelector('#circle .marker[data-phase]', { timeout: 10_000 });
+    await s.page.waitForTimeout(800);
+    await noHorizontalOverflow(s.page);
+    expect(await unlabelled(s.page)).toEqual([]);
+    // Every prime on the circle is a keyboard-operable slider with a name.
+    expect(await s.page.locator('#circle .marker[role="slider"][tabindex="0"][aria-label^="Phase of prime"]').count()).toBe(6);
+    await shot(s.page, 'space-390x844');
+    clean(s);
+
+    const index = await open('/demo', PHONE, false);
+    expect(await index.page.locator('main a[href="/demo/playground"]').count()).toBe(1);
+    await noHorizontalOverflow(index.page);
+    clean(index);
+  });
+
+  it('serves the pages with a strict CSP and the right content types, without credentials', async () => {
+    for (const [path, type] of [['/demo', 'text/html'], ['/demo/playground', 'text/html'], ['/demo/space', 'text/html'], ['/demo/playground.js', 'text/javascript'], ['/demo/style.css', 'text/css'], ['/demo/space.js.map', 'application/json']] as const) {
+      const res = await fetch(server.url + path);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get('content-type'), path).toContain(type);
+      expect(res.headers.get('content-security-policy'), path).toMatch(/default-src 'self'.*connect-src 'self' ws: wss:/);
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    }
+    for (const path of ['/demo/..%2Fpackage.json', '/demo/nope.js', '/demo/.env.js']) expect((await fetch(server.url + path)).status, path).toBe(404);
+  });
+});

@@ -1,0 +1,172 @@
+/**
+ * The SDK against a real server: spaces and HQE over REST, a live session over WebSocket (MessagePack and
+ * JSON), typed errors and conflicts, the seed's quickstart example, and a session that outlives a server
+ * kill: it reconnects by itself and resumes from its last version with no delta lost or duplicated.
+ */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConflictError, type Delta, type LiveSession, ResonanceClient, ResonanceError } from '../src/sdk/index.js';
+import { DEV_KEY, sleep, startServer, type TestServer, waitFor } from './helpers/server.js';
+
+const demoRoom = {
+  name: 'demo-room',
+  basis: { primes: [2, 3, 5, 7, 11, 13], cutoff: 1024 },
+  phases: { golden: true, silver: true },
+  operators: { resonanceTarget: 0.85 },
+  entropy: { lambda: 0.03, collapseThreshold: 0.96 },
+};
+
+describe('SDK', () => {
+  let server: TestServer;
+  let rs: ResonanceClient;
+  const sessions: LiveSession[] = [];
+
+  beforeAll(async () => {
+    server = await startServer();
+    rs = new ResonanceClient({ apiKey: DEV_KEY, baseUrl: server.url });
+  });
+  afterAll(async () => {
+    for (const s of sessions) s.close();
+    await server?.stop();
+  });
+
+  it('manages spaces over REST and raises typed errors with the problem body', async () => {
+    const space = await rs.spaces.create(demoRoom);
+    expect(space).toMatchObject({ name: 'demo-room', epoch: 0, version: 0, status: 'active' });
+    expect((await rs.spaces.get(space.id)).id).toBe(space.id);
+    const page = await rs.spaces.list({ pageSize: 1 });
+    expect(page.items).toHaveLength(1);
+    const patched = await rs.spaces.patch(space.id, { operators: { localityBias: 0.4 } });
+    expect(patched.version).toBe(1);
+    const basis = await rs.spaces.replaceBasis(space.id, { primes: [2, 3, 5, 7] });
+    expect(basis.epoch).toBe(1);
+    expect((await rs.spaces.snapshot(space.id)).state.primes).toEqual([2, 3, 5, 7]);
+
+    const err = await rs.spaces.create({ ...demoRoom, basis: { primes: [2, 4] } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResonanceError);
+    expect(err).toMatchObject({ status: 400, code: 'validation_failed' });
+    expect((err as ResonanceError).problem?.errors?.[0]?.pointer).toBe('/basis/primes/1');
+    await expect(rs.spaces.get('spc_missing')).rejects.toMatchObject({ status: 404, code: 'not_found' });
+  });
+
+  for (const encoding of ['msgpack', 'json'] as const) {
+    it(`opens a live session (${encoding}): telemetry, deltas with their versions, and conflicts`, async () => {
+      const space = await rs.spaces.create({ ...demoRoom, policy: { publishHz: 30 } });
+      const a = await rs.sessions.open(space.id, { role: 'writer', displayName: 'a', encoding });
+      const b = await rs.sessions.open(space.id, { role: 'writer', displayName: 'b', encoding: 'json' });
+      sessions.push(a, b);
+      expect(a.encoding).toBe(encoding);
+      expect(a.version).toBe(0);
+      expect(a.snapshot?.state.phases).toHaveLength(6);
+
+      const telemetry: number[] = [];
+      a.on('telemetry', (m) => telemetry.push(m.t));
+      await waitFor('telemetry', async () => (telemetry.length >= 3 ? true : undefined));
+      expect(telemetry[1]).toBe(telemetry[0]! + 1);
+
+      const seenByB: Delta[] = [];
+      b.on('delta', (d) => seenByB.push(d));
+      const before = a.snapshot!.state.phases[3]!;
+      const v = await a.proposeDelta({ fromVersion: a.version, toVersion: a.version + 1, cv: [a.version], ops: [{ op: 'shift_phase', path: '/state/phases/3', value: 0.0123 }] });
+      expect(v).toBe(1);
+      expect(a.version).toBe(1);
+      expect(a.snapshot!.state.phases[3]).toBeCloseTo((before + 0.0123) % (2 * Math.PI), 6);
+      await waitFor('delta at b', async () => (seenByB.length === 1 ? true : undefined));
+      expect(seenByB[0]).toMatchObject({ fromVersion: 0, toVersion: 1 });
+
+      // Both set the same phase from version 1: one wins, the other gets a ConflictError and a fresh snapshot.
+      const results = await Promise.allSettled([
+        a.proposeDelta({ fromVersion: 1, ops: [{ op: 'set_phase', path: '/state/phases/0', value: 1 }] }),
+        b.proposeDelta({ fromVersion: 1, ops: [{ op: 'set_phase', path: '/state/phases/0', value: 2 }] }),
+      ]);
+      const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      expect(rejected).toHaveLength(1);
+      expect(rejected[0]!.reason).toBeInstanceOf(ConflictError);
+      expect(rejected[0]!.reason).toMatchObject({ code: 'conflict', currentVersion: 2, expectedFrom: 1 });
+      const loser = results[0]!.status === 'rejected' ? a : b;
+      expect(loser.version).toBeGreaterThanOrEqual(2);
+
+      // A reader's proposal is refused with a typed error naming the reason.
+      const reader = await rs.sessions.open(space.id, { role: 'reader' });
+      sessions.push(reader);
+      await expect(reader.proposeDelta({ fromVersion: reader.version, ops: [{ op: 'shift_phase', path: '/state/phases/1', value: 0.1 }] }))
+        .rejects.toMatchObject({ code: 'insufficient_role' });
+    });
+  }
+
+  it('runs HQE: validate, run, sessions, snapshot pages and the stream', async () => {
+    const config = JSON.parse(readFileSync(fileURLToPath(new URL('../examples/seed-hqe.json', import.meta.url)), 'utf8')) as Record<string, unknown>;
+    expect((await rs.hqe.validate(config)).ok).toBe(true);
+    const run = await rs.hqe.run(config);
+    expect(run.status).toBe('converged');
+    const session = await rs.hqe.sessions.create({ ...config, schedule: { steps: 64 }, observables: { snapshotsInterval: 8 } });
+    const snap = await rs.hqe.sessions.step(session.id, 16);
+    expect(snap.step).toBeGreaterThanOrEqual(16);
+    await waitFor('completed', async () => ((await rs.hqe.sessions.get(session.id)).status === 'completed' ? true : undefined));
+    const steps: number[] = [];
+    for await (const s of rs.hqe.sessions.snapshots(session.id, { pageSize: 3 })) steps.push(s.step);
+    expect(steps.length).toBeGreaterThan(3);
+    expect(steps).toEqual([...steps].sort((x, y) => x - y));
+    const controller = new AbortController();
+    const kinds: string[] = [];
+    for await (const e of rs.hqe.sessions.stream(session.id, { signal: controller.signal })) {
+      kinds.push(e.event);
+      if (e.event === 'status' && (e.data as { status: string }).status === 'completed') break;
+    }
+    controller.abort();
+    expect(kinds).toContain('snapshot');
+  });
+
+  it('runs the seed quickstart example with only the import path and base URL changed', async () => {
+    const script = fileURLToPath(new URL('../dist/examples/seed-quickstart.js', import.meta.url));
+    const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [script], { env: { ...process.env, RESONANCE_API_KEY: DEV_KEY, RESONANCE_URL: server.url }, timeout: 30_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? 1 : 0, stdout, stderr }));
+    });
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toMatch(/^telemetry \{/m);
+    expect(out.stdout).toMatch(/^delta v 1$/m);
+  });
+});
+
+describe('SDK session across a server kill', () => {
+  const servers: TestServer[] = [];
+  afterAll(async () => {
+    for (const s of servers) await s.stop();
+  });
+
+  it('reconnects by itself and resumes from its last version: no delta lost or duplicated', async () => {
+    const first = await startServer();
+    servers.push(first);
+    const port = Number(new URL(first.url).port);
+    const rs = new ResonanceClient({ apiKey: DEV_KEY, baseUrl: first.url });
+    const space = await rs.spaces.create({ ...demoRoom, policy: { publishHz: 20 } });
+    const session = await rs.sessions.open(space.id, { role: 'reader', reconnect: { baseMs: 100, maxMs: 500 } });
+    const seen: number[] = [];
+    const states: string[] = [];
+    session.on('delta', (d) => seen.push(d.toVersion));
+    session.on('state', (s) => states.push(s));
+
+    const propose = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) await rs.spaces.proposeDelta(space.id, { fromVersion: 0, ops: [{ op: 'shift_phase', path: '/state/phases/2', value: 0.001 }] });
+    };
+    await propose(5);
+    await waitFor('5 deltas', async () => (seen.length === 5 ? true : undefined));
+
+    await first.kill('SIGKILL');
+    await waitFor('reconnecting', async () => (session.state === 'reconnecting' ? true : undefined));
+    const second = await startServer({ dataDir: first.dataDir, port });
+    servers.push(second);
+    await propose(5); // while the session is still away, or just back
+    await waitFor('reopened', async () => (session.state === 'open' ? true : undefined), 15_000);
+    await propose(5);
+    await waitFor('15 deltas', async () => (seen.length >= 15 ? true : undefined), 15_000);
+    await sleep(300);
+    expect(seen).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(session.version).toBe(15);
+    expect(states).toEqual(expect.arrayContaining(['reconnecting', 'open']));
+    session.close();
+  });
+});
