@@ -93,7 +93,13 @@ export class Flusher {
     }
     const dirty = this.dirty;
     this.dirty = [];
-    for (const c of dirty) c.flush();
+    for (const c of dirty) {
+      try {
+        c.flush();
+      } catch {
+        // A socket that fails here is closing; the others still get their frames.
+      }
+    }
   };
 }
 

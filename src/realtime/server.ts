@@ -222,7 +222,9 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
 
   memberRemoved(spaceId: string, memberId: string): void {
     const key = memberKey(spaceId, memberId);
-    this.removed.set(key, Date.now() + this.options.config.sessionTokenTtlSeconds * 1000);
+    const now = Date.now();
+    if (this.removed.size >= 1024) for (const [k, until] of this.removed) if (until <= now) this.removed.delete(k);
+    this.removed.set(key, now + this.options.config.sessionTokenTtlSeconds * 1000);
     for (const c of [...(this.members.get(key) ?? [])]) {
       c.removed = true;
       c.close(CloseCode.MEMBER_REMOVED, 'member removed', { type: 'error', code: 'member_removed', message: 'you were removed from the space' });
