@@ -357,6 +357,9 @@ describe('deltas', () => {
     expect(full.meta).toMatchObject({ maxMembers: 2 });
     expect((await api.request('DELETE', `/v1/spaces/${id}/members/${a.sessionId as string}`)).status).toBe(204);
     expect((await openSession(id)).role).toBe('writer');
+    // A removed member's session token is refused from then on.
+    const asRemoved = await api.request('GET', `/v1/spaces/${id}/snapshot`, { headers: { Authorization: `Bearer ${a.token as string}`, 'X-Api-Key': '' } });
+    expectProblem(asRemoved, 403, 'member_removed');
   });
 
   it('a locked space refuses deltas (409 space_locked) until unlocked; an archived one is read-only for good', async () => {
@@ -456,7 +459,8 @@ describe('RBAC', () => {
     expect((await getSpace(open.id)).members).toBe(1);
 
     // Turning guests off hides the space from the guest org again, session tokens included.
-    const reader = asSession(guest.token);
+    expectProblem(await asSession(guest.token).request('GET', `/v1/spaces/${open.id as string}`), 403, 'member_removed');
+    const reader = asSession((await openSession(open.id, { displayName: 'guest again' }, other)).token);
     expect((await reader.request('GET', `/v1/spaces/${open.id as string}`)).status).toBe(200);
     expect((await api.request('PATCH', `/v1/spaces/${open.id as string}`, { body: { policy: { allowGuest: false } } })).status).toBe(200);
     expectProblem(await reader.request('GET', `/v1/spaces/${open.id as string}`), 404, 'not_found');

@@ -122,7 +122,9 @@ export class Connection implements Flushable {
         return true;
       },
       (err: unknown) => {
-        if (err instanceof SpaceError && err.code === 'space_full') {
+        if (err instanceof SpaceError && err.code === 'member_removed') {
+          this.close(CloseCode.MEMBER_REMOVED, 'member removed', { type: 'error', code: err.code, message: err.message });
+        } else if (err instanceof SpaceError && err.code === 'space_full') {
           this.close(CloseCode.SPACE_FULL, 'space full', { type: 'error', code: err.code, message: err.message });
         } else if (err instanceof SpaceError && (err.status === 404 || err.code === 'space_archived')) {
           this.close(CloseCode.SPACE_GONE, 'space gone', { type: 'error', code: err.status === 404 ? 'space_deleted' : 'space_archived', message: err.message });

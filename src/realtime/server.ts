@@ -18,7 +18,7 @@ import { type Encoding, SUBPROTOCOLS } from './frames.js';
 import { Flusher, Room, type RoomOwner } from './room.js';
 
 export interface RealtimeOptions {
-  config: Pick<ServerConfig, 'jwtSecret' | 'wsMaxFrameBytes' | 'wsSlowBytes' | 'wsBufferCapBytes' | 'sessionTokenTtlSeconds'>;
+  config: Pick<ServerConfig, 'jwtSecret' | 'wsMaxFrameBytes' | 'wsSlowBytes' | 'wsBufferCapBytes'>;
   spaces: SpaceHub;
   logger: Logger;
   /** Without a hello within this time the session starts as if `hello {}` had come (default 2000 ms). */
@@ -68,8 +68,6 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
   private readonly rooms = new Map<string, Room>();
   /** Open connections per member of a space (key: spaceId + NUL + memberId). */
   private readonly members = new Map<string, Set<Connection>>();
-  /** Members removed while this process watched, refused until every token minted before the removal expired. */
-  private readonly removed = new Map<string, number>();
   private readonly conns = new Set<Connection>();
   private closing: Promise<void> | null = null;
 
@@ -140,10 +138,9 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
         headers: { 'WWW-Authenticate': `Bearer ${REALM}, error="invalid_token"` },
       };
     }
-    const until = this.removed.get(memberKey(spaceId, claims.sub));
-    if (until !== undefined) {
-      if (until > Date.now()) return { status: 403, code: 'member_removed', title: 'Forbidden', detail: 'this member was removed from the space' };
-      this.removed.delete(memberKey(spaceId, claims.sub));
+    // Removal is stored: its tokens stay refused after a restart too.
+    if ((await this.hub.member(spaceId, claims.sub))?.removedAt != null) {
+      return { status: 403, code: 'member_removed', title: 'Forbidden', detail: 'this member was removed from the space' };
     }
     const row = await this.hub.get(spaceId);
     if (!row) return { status: 404, code: 'not_found', title: 'Not found', detail: `space ${spaceId} does not exist` };
@@ -222,9 +219,6 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
 
   memberRemoved(spaceId: string, memberId: string): void {
     const key = memberKey(spaceId, memberId);
-    const now = Date.now();
-    if (this.removed.size >= 1024) for (const [k, until] of this.removed) if (until <= now) this.removed.delete(k);
-    this.removed.set(key, now + this.options.config.sessionTokenTtlSeconds * 1000);
     for (const c of [...(this.members.get(key) ?? [])]) {
       c.removed = true;
       c.close(CloseCode.MEMBER_REMOVED, 'member removed', { type: 'error', code: 'member_removed', message: 'you were removed from the space' });

@@ -419,9 +419,10 @@ export class SpaceHub implements Ticker {
 
   async join(id: string, member: { id: string; userId: string; orgId: string; role: MemberRole; displayName: string | null }): Promise<MemberRow> {
     return this.serial(id, async (l) => {
-      const present = await this.deps.store.listMembers(id);
-      if (present.some((m) => m.id === member.id)) return present.find((m) => m.id === member.id)!;
-      if (present.length >= l.row.config.policy.maxMembers) {
+      const existing = await this.deps.store.getMember(id, member.id);
+      if (existing?.removedAt != null) throw new SpaceError(403, 'member_removed', 'this member was removed from the space');
+      if (existing && existing.leftAt === null) return existing;
+      if ((await this.deps.store.countMembers(id)) >= l.row.config.policy.maxMembers) {
         throw new SpaceError(409, 'space_full', `the space has its maximum of ${l.row.config.policy.maxMembers} members`, undefined, { maxMembers: l.row.config.policy.maxMembers });
       }
       const row = await this.deps.store.joinMember({ spaceId: id, ...member });
@@ -442,7 +443,7 @@ export class SpaceHub implements Ticker {
   /** A member leaves (removed, or its last connection closed); listeners see member.left and drop its sockets. */
   async leave(id: string, memberId: string, reason: 'removed' | 'disconnected'): Promise<boolean> {
     return this.serial(id, async (l) => {
-      if (!(await this.deps.store.leaveMember(id, memberId))) return false;
+      if (!(await this.deps.store.leaveMember(id, memberId, reason === 'removed'))) return false;
       await this.emit(l, 'member.left', { spaceId: id, memberId, reason });
       return true;
     });

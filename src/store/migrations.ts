@@ -123,4 +123,8 @@ export const MIGRATIONS: string[] = [
     PRIMARY KEY (space_id, id)
   );
   `,
+  `
+  -- A removed member stays out: its session token is refused by REST and WebSocket until it expires.
+  ALTER TABLE space_members ADD COLUMN removed_at INTEGER;
+  `,
 ];

@@ -40,6 +40,8 @@ export interface MemberRow {
   displayName: string | null;
   joinedAt: number;
   leftAt: number | null;
+  /** Set when the member was removed (not merely disconnected): it may not come back. */
+  removedAt: number | null;
 }
 
 export interface SpaceStore {
@@ -66,12 +68,13 @@ export interface SpaceStore {
   pruneDeltas(spaceId: string, before: number, upTo?: number): Promise<number>;
   delete(id: string): Promise<void>;
   /** Add a member, or bring back one that left (same id). */
-  joinMember(row: Omit<MemberRow, 'joinedAt' | 'leftAt'>): Promise<MemberRow>;
+  joinMember(row: Omit<MemberRow, 'joinedAt' | 'leftAt' | 'removedAt'>): Promise<MemberRow>;
   getMember(spaceId: string, id: string): Promise<MemberRow | null>;
   /** Present members, oldest first. */
   listMembers(spaceId: string): Promise<MemberRow[]>;
-  /** Mark a member gone; false when it was not present. */
-  leaveMember(spaceId: string, id: string): Promise<boolean>;
+  countMembers(spaceId: string): Promise<number>;
+  /** Mark a member gone (for good when `removed`); false when it was not present. */
+  leaveMember(spaceId: string, id: string, removed?: boolean): Promise<boolean>;
   /** Every member of every space leaves (a restart drops every connection). */
   leaveAll(): Promise<void>;
 }
@@ -194,7 +197,7 @@ export class SqliteSpaceStore implements SpaceStore {
     })();
   }
 
-  async joinMember(m: Omit<MemberRow, 'joinedAt' | 'leftAt'>): Promise<MemberRow> {
+  async joinMember(m: Omit<MemberRow, 'joinedAt' | 'leftAt' | 'removedAt'>): Promise<MemberRow> {
     stmt(
       this.db,
       `INSERT INTO space_members (space_id, id, user_id, org_id, role, display_name, joined_at, left_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)
@@ -213,8 +216,19 @@ export class SqliteSpaceStore implements SpaceStore {
     return rows.map(fromMember);
   }
 
-  async leaveMember(spaceId: string, id: string): Promise<boolean> {
-    return stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE space_id = ? AND id = ? AND left_at IS NULL').run(now(), spaceId, id).changes === 1;
+  async countMembers(spaceId: string): Promise<number> {
+    return (stmt(this.db, 'SELECT COUNT(*) AS n FROM space_members WHERE space_id = ? AND left_at IS NULL').get(spaceId) as { n: number }).n;
+  }
+
+  async leaveMember(spaceId: string, id: string, removed = false): Promise<boolean> {
+    const t = now();
+    if (removed) {
+      // Removal also bars a member that had already disconnected.
+      const r = stmt(this.db, 'UPDATE space_members SET left_at = COALESCE(left_at, ?), removed_at = ? WHERE space_id = ? AND id = ? AND removed_at IS NULL')
+        .run(t, t, spaceId, id);
+      return r.changes === 1;
+    }
+    return stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE space_id = ? AND id = ? AND left_at IS NULL').run(t, spaceId, id).changes === 1;
   }
 
   async leaveAll(): Promise<void> {
@@ -231,6 +245,7 @@ interface MemberDbRow {
   display_name: string | null;
   joined_at: number;
   left_at: number | null;
+  removed_at: number | null;
 }
 
 const fromMember = (r: MemberDbRow): MemberRow => ({
@@ -242,4 +257,5 @@ const fromMember = (r: MemberDbRow): MemberRow => ({
   displayName: r.display_name,
   joinedAt: r.joined_at,
   leftAt: r.left_at,
+  removedAt: r.removed_at,
 });

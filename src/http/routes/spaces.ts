@@ -247,6 +247,9 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     const row = await hub.get(id);
     const role = row ? roleOn(principal, row) : null;
     if (!row || !role) throw notFound(`space ${id}`);
+    if (principal.session && (await hub.member(row.id, principal.session.memberId))?.removedAt != null) {
+      throw new Problem(403, 'member_removed', 'Member removed', 'this session\'s member was removed from the space');
+    }
     if (RANK[role] < RANK[need]) throw insufficientRole(role, need, what);
     return { row, role, principal };
   }
