@@ -48,6 +48,17 @@ export function client(apiKey: string): ResonanceClient {
   return new ResonanceClient({ apiKey, baseUrl: location.origin });
 }
 
+/** The SDK for the key in the API key field, or null after saying why not (and focusing the field). */
+export function clientOrSay(apiKey: string, status: HTMLElement): ResonanceClient | null {
+  try {
+    return client(apiKey);
+  } catch (err) {
+    say(status, errorText(err), 'error');
+    document.getElementById('api-key')?.focus();
+    return null;
+  }
+}
+
 /** Writes a message into an aria-live region; `kind` styles it. */
 export function say(el: HTMLElement, text: string, kind: 'info' | 'ok' | 'error' = 'info'): void {
   el.textContent = text;

@@ -18,7 +18,7 @@ import denseWgsl from '../shaders/dense.wgsl';
 import learnWgsl from '../shaders/learn.wgsl';
 import visitWgsl from '../shaders/visit.wgsl';
 import seedExample from '../examples/seed-hqe.json';
-import { $, apiKeyField, client, errorText, fmt, type Marker, type MetricName, METRIC_LABELS, MetricCharts, METRICS, PhaseCircle, say } from './common.js';
+import { $, apiKeyField, clientOrSay, errorText, fmt, type Marker, type MetricName, METRIC_LABELS, MetricCharts, METRICS, PhaseCircle, say } from './common.js';
 
 const SHADERS: Record<string, string> = { common: commonWgsl, dense: denseWgsl, visit: visitWgsl, learn: learnWgsl };
 /** MODEL.md section 7: metrics within 1e-4 across backends. */
@@ -460,14 +460,8 @@ async function runOnServer(): Promise<void> {
   const v = validate();
   if (!v || running) return;
   const status = $('status');
-  let api;
-  try {
-    api = client(getKey());
-  } catch (err) {
-    say(status, errorText(err), 'error');
-    $('api-key').focus();
-    return;
-  }
+  const api = clientOrSay(getKey(), status);
+  if (!api) return;
   pinSeed(v.cfg);
   setRunning(true);
   status.dataset.state = 'running';

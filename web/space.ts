@@ -5,7 +5,7 @@
  * the log; the readout shows the version and the round trip from proposeDelta to its resolution.
  */
 import { ConflictError, type Delta, type LiveSession, type PhasesFrame, type ResonanceClient, type SpaceEvent, type SpaceSnapshot, type Telemetry } from '../src/sdk/index.js';
-import { $, apiKeyField, client, degrees, errorText, type Marker, MetricCharts, PhaseCircle, say, wrap2pi } from './common.js';
+import { $, apiKeyField, clientOrSay, degrees, errorText, type Marker, MetricCharts, PhaseCircle, say, wrap2pi } from './common.js';
 
 const WINDOW = 300;
 const LOG_MAX = 200;
@@ -166,13 +166,9 @@ function takeSnapshot(s: SpaceSnapshot): void {
 async function join(spaceId: string): Promise<void> {
   const status = $('status');
   if (session) leave();
-  try {
-    api = client(getKey());
-  } catch (err) {
-    say(status, errorText(err), 'error');
-    $('api-key').focus();
-    return;
-  }
+  const made = clientOrSay(getKey(), status);
+  if (!made) return;
+  api = made;
   reset();
   say(status, `Joining ${spaceId}…`);
   const role = $<HTMLSelectElement>('role').value as 'writer' | 'reader';
@@ -298,13 +294,9 @@ function init(): void {
     ev.preventDefault();
     void (async () => {
       const status = $('status');
-      try {
-        api = client(getKey());
-      } catch (err) {
-        say(status, errorText(err), 'error');
-        $('api-key').focus();
-        return;
-      }
+      const made = clientOrSay(getKey(), status);
+      if (!made) return;
+      api = made;
       const primesText = $<HTMLInputElement>('c-primes').value;
       const hz = $<HTMLInputElement>('c-hz').value.trim();
       say(status, 'Creating the space…');

@@ -13,9 +13,10 @@ import type { ServerConfig } from '../config.js';
 import { Problem, notFound, validationProblem } from '../problem.js';
 import { chargeWork } from '../ratelimit.js';
 import {
-  authProblems, bodyProblems, Cursor, decodeCursor, idempotencyProblems, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
+  authProblems, bodyProblems, Cursor, idempotencyProblems, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
   SessionStatusSchema, SnapshotSchema,
 } from '../schemas.js';
+import { pageQuery } from '../paging.js';
 import { openSse } from '../sse.js';
 import type { AppState } from '../types.js';
 
@@ -157,16 +158,12 @@ export function hqeRoutes(deps: HqeDeps): Router {
 
   router.get('/sessions/:id/snapshots', requireScope('hqe.read'), async (ctx) => {
     const row = await ownSession(ctx, sessions);
-    const size = PageSize.safeParse(ctx.query.page_size ?? undefined);
-    if (!size.success) throw validationProblem([{ pointer: '/page_size', code: 'out_of_range', message: 'page_size must be an integer in 1..500' }]);
-    const rawCursor = typeof ctx.query.cursor === 'string' ? ctx.query.cursor : undefined;
-    const cursor = decodeCursor(rawCursor, CursorShape);
-    if (rawCursor && !cursor) throw validationProblem([{ pointer: '/cursor', code: 'invalid_cursor', message: 'cursor is not one this API issued' }]);
-    const events = await sessions.events(row.id, cursor?.seq ?? 0, size.data + 1, ['snapshot']);
-    const page = events.slice(0, size.data);
+    const { size, cursor } = pageQuery(ctx, CursorShape);
+    const events = await sessions.events(row.id, cursor?.seq ?? 0, size + 1, ['snapshot']);
+    const page = events.slice(0, size);
     ctx.body = {
       items: page.map((e) => JSON.parse(e.body) as unknown),
-      next_cursor: events.length > size.data ? encodeCursor({ seq: page[page.length - 1]!.seq }) : null,
+      next_cursor: events.length > size ? encodeCursor({ seq: page[page.length - 1]!.seq }) : null,
     };
   });
 

@@ -17,7 +17,8 @@ import type { MemberRow, SpaceRow } from '../../store/spaces.js';
 import { requireScope } from '../auth.js';
 import type { ServerConfig } from '../config.js';
 import { notFound, Problem, validationProblem } from '../problem.js';
-import { authProblems, bodyProblems, Cursor, decodeCursor, encodeCursor, idempotencyProblems, PageSize, problemResponse, RateLimitHeaders } from '../schemas.js';
+import { authProblems, bodyProblems, Cursor, encodeCursor, idempotencyProblems, PageSize, problemResponse, RateLimitHeaders } from '../schemas.js';
+import { pageQuery } from '../paging.js';
 import { openSse } from '../sse.js';
 import { issueSessionToken } from '../tokens.js';
 import type { AppState, Principal, SpaceRole } from '../types.js';
@@ -265,17 +266,13 @@ export function spacesRoutes(deps: SpacesDeps): Router {
 
   router.get('/', requireScope('spaces.read'), async (ctx) => {
     const { orgId } = principalOf(ctx);
-    const size = PageSize.safeParse(ctx.query.page_size ?? undefined);
-    if (!size.success) throw validationProblem([{ pointer: '/page_size', code: 'out_of_range', message: 'page_size must be an integer in 1..500' }]);
-    const rawCursor = typeof ctx.query.cursor === 'string' ? ctx.query.cursor : undefined;
-    const cursor = decodeCursor(rawCursor, CursorShape);
-    if (rawCursor !== undefined && !cursor) throw validationProblem([{ pointer: '/cursor', code: 'invalid_cursor', message: 'cursor is not one this API issued' }]);
-    const rows = await hub.list(orgId, cursor ? { createdAt: cursor.t, id: cursor.id } : null, size.data + 1);
-    const page = rows.slice(0, size.data);
+    const { size, cursor } = pageQuery(ctx, CursorShape);
+    const rows = await hub.list(orgId, cursor ? { createdAt: cursor.t, id: cursor.id } : null, size + 1);
+    const page = rows.slice(0, size);
     const last = page[page.length - 1];
     ctx.body = {
       items: await Promise.all(page.map(spaceView)),
-      next_cursor: rows.length > size.data && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null,
+      next_cursor: rows.length > size && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null,
     };
   });
 

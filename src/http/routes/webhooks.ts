@@ -8,7 +8,8 @@ import { type FieldError, toPointer } from '../../model/normalize.js';
 import { WEBHOOK_EVENT_TYPES, WebhookNotFoundError, type WebhookService, WebhookTargetError } from '../../webhooks/service.js';
 import { parseTargetUrl } from '../../webhooks/targets.js';
 import { notFound, Problem, validationProblem } from '../problem.js';
-import { authProblems, Cursor, decodeCursor, encodeCursor, PageSize, problemResponse, bodyProblems, idempotencyProblems } from '../schemas.js';
+import { authProblems, Cursor, encodeCursor, PageSize, problemResponse, bodyProblems, idempotencyProblems } from '../schemas.js';
+import { pageQuery } from '../paging.js';
 import type { AppState, Principal, Scope } from '../types.js';
 
 // ---- schemas ----
@@ -179,12 +180,8 @@ export function webhookRoutes(deps: { webhooks: WebhookService; prefix?: '/v1/hq
 
   router.get('/', needScope(...read), async (ctx) => {
     const { orgId } = principalOf(ctx);
-    const size = PageSize.safeParse(ctx.query.page_size ?? undefined);
-    if (!size.success) throw validationProblem([{ pointer: '/page_size', code: 'out_of_range', message: 'page_size must be an integer in 1..500' }]);
-    const rawCursor = typeof ctx.query.cursor === 'string' ? ctx.query.cursor : undefined;
-    const cursor = decodeCursor(rawCursor, CursorShape);
-    if (rawCursor !== undefined && !cursor) throw validationProblem([{ pointer: '/cursor', code: 'invalid_cursor', message: 'cursor is not one this API issued' }]);
-    const page = await webhooks.list(orgId, { after: cursor ? { createdAt: cursor.t, id: cursor.id } : undefined, limit: size.data });
+    const { size, cursor } = pageQuery(ctx, CursorShape);
+    const page = await webhooks.list(orgId, { after: cursor ? { createdAt: cursor.t, id: cursor.id } : undefined, limit: size });
     ctx.body = { items: page.items, next_cursor: page.nextAfter ? encodeCursor({ t: page.nextAfter.createdAt, id: page.nextAfter.id }) : null };
   });
 
