@@ -332,7 +332,7 @@ export class SpaceHub implements Ticker {
         await this.ensureResident(engine, l);
         // The phases to carry include accepted deltas the engine has not ticked with yet (l.phases does not).
         const phases = this.snapshotOf(l).state.phases;
-        await this.flush(engine, l);
+        await this.applyPending(engine, l);
         const mass = new Map(current.basis.primes.map((p, i) => [p, l.masses[i]!]));
         const primes = orderBasis(b.primes, b.order, mass);
         const carried = carryState({ primes: current.basis.primes, phases, masses: l.masses }, primes, current.phases);
@@ -472,7 +472,7 @@ export class SpaceHub implements Ticker {
     return { limits, wakeAt };
   }
 
-  async settle(engine: Engine, reports: Map<number, SimReport>): Promise<void> {
+  async settle(_engine: Engine, reports: Map<number, SimReport>): Promise<void> {
     for (const [engineId, report] of reports) {
       const l = this.byEngine.get(engineId);
       if (!l || report.records.length === 0) continue;
@@ -497,7 +497,6 @@ export class SpaceHub implements Ticker {
       const phases: PhasesFrame = { type: 'phases', t: l.t, version: l.applied, phases: l.phases, masses: l.masses };
       for (const listener of l.listeners) listener.telemetry(telemetry, phases);
     }
-    void engine;
   }
 
   // ---- internals ----
@@ -589,10 +588,6 @@ export class SpaceHub implements Ticker {
     if (Object.keys(p.params).length > 0) change.params = p.params;
     if (Object.keys(change).length > 0) engine.patch(l.engineId!, change);
     l.applied = l.row.version;
-  }
-
-  private flush(engine: Engine, l: Live): Promise<void> {
-    return this.applyPending(engine, l);
   }
 
   /** Log a delta (durable), then update memory and fan it out. */
