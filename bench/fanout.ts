@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
+import { writeFanoutSvg } from './fanout-plot.js';
 import type { FromWorker, ToWorker, WorkerInput } from './fanout-worker.js';
 
 const START = '<!-- fanout-results:start -->';
@@ -416,7 +417,10 @@ async function main(): Promise<void> {
       ),
       '',
       joinResult ? `Create space + open session + WebSocket welcome, ${joinResult.iterations} iterations in sequence on loopback: p50 ${joinResult.p50} ms, p95 ${joinResult.p95} ms, p99 ${joinResult.p99} ms, max ${joinResult.max} ms.` : '',
+      '',
+      '![propose-to-receive latency by subscribers](results/fanout.svg)',
     ];
+    await writeFanoutSvg(runs);
     await writeFile('bench/README.md', readme.slice(0, start + START.length) + '\n' + lines.join('\n') + '\n' + readme.slice(end));
   }
 }
