@@ -72,6 +72,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     config, logger, scheduler, sessions, authStore, webhooks, spaces,
     idempotencyStore: new SqliteIdempotencyStore(db),
     isReady: () => ready,
+    realtimeConnections: () => realtime.stats().connections,
   });
   const server: Server = createServer(app.callback());
   // WebSocket upgrades of /spaces/{id} on the same port.

@@ -280,6 +280,12 @@ describe('realtime endpoint', () => {
     expect(Date.now() - opened).toBeGreaterThanOrEqual(1500);
     expect(w.role).toBe('reader');
     expect(silent.frames[1]!.type).toBe('snapshot');
+
+    // Operators see it in /metrics: open connections and a space ticking.
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(Number(/^resonance_realtime_connections (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
+    expect(Number(/^resonance_live_spaces (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(/^resonance_resident_spaces (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     await Promise.all([c.close(), silent.close()]);
   });
 

@@ -38,6 +38,8 @@ export interface AppDeps {
   webhooks: WebhookService;
   spaces: SpaceHub;
   isReady: () => boolean;
+  /** Open WebSocket connections (the realtime server is attached to the HTTP server after the app). */
+  realtimeConnections?: () => number;
 }
 
 /** The /v1 API reads JSON only: a body of any other type is a 415, not a silently empty request. */
@@ -62,6 +64,11 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     residentSessions: () => scheduler.stats().sessions,
     residentRuns: () => scheduler.stats().runs,
     webhookQueueDepth: () => deps.webhooks.queueDepth(),
+    spaces: () => {
+      const s = deps.spaces.stats();
+      return { resident: s.spaces, live: s.live };
+    },
+    realtimeConnections: () => deps.realtimeConnections?.() ?? 0,
   });
 
   app.use(async (ctx: Context, next: Next) => {

@@ -7,6 +7,9 @@ export interface MetricSources {
   residentSessions: () => number;
   residentRuns: () => number;
   webhookQueueDepth: () => Promise<number>;
+  /** Spaces in the engine, and those ticking (someone listens). */
+  spaces: () => { resident: number; live: number };
+  realtimeConnections: () => number;
 }
 
 export function createMetrics(sources: MetricSources): { registry: Registry; middleware: (ctx: Context, next: Next) => Promise<void> } {
@@ -25,6 +28,9 @@ export function createMetrics(sources: MetricSources): { registry: Registry; mid
   });
   new Gauge({ name: 'resonance_resident_sessions', help: 'Running HQE sessions in the engine', registers: [registry], collect() { this.set(sources.residentSessions()); } });
   new Gauge({ name: 'resonance_resident_runs', help: 'HQE runs in the engine', registers: [registry], collect() { this.set(sources.residentRuns()); } });
+  new Gauge({ name: 'resonance_resident_spaces', help: 'Spaces in the engine', registers: [registry], collect() { this.set(sources.spaces().resident); } });
+  new Gauge({ name: 'resonance_live_spaces', help: 'Spaces ticking at their publishHz (someone listens)', registers: [registry], collect() { this.set(sources.spaces().live); } });
+  new Gauge({ name: 'resonance_realtime_connections', help: 'Open WebSocket connections', registers: [registry], collect() { this.set(sources.realtimeConnections()); } });
   new Gauge({
     name: 'resonance_webhook_queue_depth', help: 'Webhook deliveries pending', registers: [registry],
     async collect() {
