@@ -215,6 +215,23 @@ describe('SpaceHub', () => {
     expect(again.telemetryFrames.every((f) => f.version === 6)).toBe(true);
   });
 
+  it('a member whose token expired leaves unless it is connected; a removed one cannot come back', async () => {
+    const node = await start(dbFile());
+    const { row } = await node.hub.create('org', demo());
+    const member = (id: string, expiresAt: number) => ({ id, userId: 'key', orgId: 'org', role: 'writer' as const, displayName: null, expiresAt });
+    const connected = new Set(['online']);
+    node.hub.setConnectionProbe((_space, id) => connected.has(id));
+    await node.hub.join(row.id, member('stale', Date.now() - 1));
+    await node.hub.join(row.id, member('online', Date.now() - 1));
+    await node.hub.join(row.id, member('fresh', Date.now() + 60_000));
+    await until(() => node.events.some((e) => e.name === 'member.left'), 3000);
+    expect(node.events.filter((e) => e.name === 'member.left').map((e) => e.data)).toEqual([expect.objectContaining({ memberId: 'stale', reason: 'expired' })]);
+    expect((await node.hub.members(row.id)).map((m) => m.id).sort()).toEqual(['fresh', 'online']);
+
+    await node.hub.leave(row.id, 'fresh', 'removed');
+    await expect(node.hub.join(row.id, member('fresh', Date.now() + 60_000))).rejects.toMatchObject({ status: 403, code: 'member_removed' });
+  });
+
   it('evicts an idle space with a checkpoint and resumes exactly from it', async () => {
     const node = await start(dbFile(), { idleEvictMs: 50 });
     const { row } = await node.hub.create('org', demo(60));

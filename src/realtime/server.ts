@@ -82,6 +82,8 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
       hardCapBytes: Math.max(4 * config.wsBufferCapBytes, config.wsBufferCapBytes + 4 * config.wsMaxFrameBytes),
       helloTimeoutMs: options.helloTimeoutMs ?? 2000,
     };
+    // A member with an open socket stays, whatever its token's expiry.
+    this.hub.setConnectionProbe((spaceId, memberId) => this.members.has(memberKey(spaceId, memberId)));
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_PAYLOAD_FACTOR * config.wsMaxFrameBytes,
@@ -208,6 +210,7 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
       orgId: present?.orgId ?? c.org,
       role: c.role,
       displayName: present?.displayName ?? null,
+      expiresAt: c.exp * 1000,
     });
   }
 

@@ -204,6 +204,7 @@ export class SpaceHub implements Ticker {
   private readonly live = new Map<string, Live>();
   private readonly byEngine = new Map<number, Live>();
   private maintenance: NodeJS.Timeout | null = null;
+  private connected: (spaceId: string, memberId: string) => boolean = () => false;
 
   constructor(private readonly deps: SpaceHubDeps) {}
 
@@ -213,6 +214,8 @@ export class SpaceHub implements Ticker {
     this.deps.scheduler.attach(this);
     this.maintenance = setInterval(() => {
       this.deps.scheduler.exclusive(() => this.maintain(Date.now())).catch((err) => this.deps.onError?.(err));
+      // Outside the engine lock: leave() waits for the space's queue, whose head may wait for the engine.
+      this.expireMembers(Date.now()).catch((err) => this.deps.onError?.(err));
     }, 1000);
     this.maintenance.unref();
   }
@@ -417,7 +420,14 @@ export class SpaceHub implements Ticker {
 
   // ---- members ----
 
-  async join(id: string, member: { id: string; userId: string; orgId: string; role: MemberRole; displayName: string | null }): Promise<MemberRow> {
+  /**
+   * Add a member (or bring back one that left). `expiresAt`: when its session token expires; a member
+   * without a connection then leaves (reason `expired`).
+   */
+  async join(
+    id: string,
+    member: { id: string; userId: string; orgId: string; role: MemberRole; displayName: string | null; expiresAt: number | null },
+  ): Promise<MemberRow> {
     return this.serial(id, async (l) => {
       const existing = await this.deps.store.getMember(id, member.id);
       if (existing?.removedAt != null) throw new SpaceError(403, 'member_removed', 'this member was removed from the space');
@@ -441,12 +451,24 @@ export class SpaceHub implements Ticker {
   }
 
   /** A member leaves (removed, or its last connection closed); listeners see member.left and drop its sockets. */
-  async leave(id: string, memberId: string, reason: 'removed' | 'disconnected'): Promise<boolean> {
+  async leave(id: string, memberId: string, reason: 'removed' | 'disconnected' | 'expired'): Promise<boolean> {
     return this.serial(id, async (l) => {
       if (!(await this.deps.store.leaveMember(id, memberId, reason === 'removed'))) return false;
       await this.emit(l, 'member.left', { spaceId: id, memberId, reason });
       return true;
     });
+  }
+
+  /** Tells whether a member has an open realtime connection (set by the realtime server). */
+  setConnectionProbe(probe: (spaceId: string, memberId: string) => boolean): void {
+    this.connected = probe;
+  }
+
+  /** Members whose token expired with no connection open leave (REST- or SSE-only sessions, abandoned ones). */
+  private async expireMembers(now: number): Promise<void> {
+    for (const m of await this.deps.store.expiredMembers(now)) {
+      if (!this.connected(m.spaceId, m.id)) await this.leave(m.spaceId, m.id, 'expired').catch(() => false);
+    }
   }
 
   // ---- the scheduler's side (under its engine lock) ----

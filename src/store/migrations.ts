@@ -126,5 +126,7 @@ export const MIGRATIONS: string[] = [
   `
   -- A removed member stays out: its session token is refused by REST and WebSocket until it expires.
   ALTER TABLE space_members ADD COLUMN removed_at INTEGER;
+  -- When the member's newest session token expires: without a connection it leaves then.
+  ALTER TABLE space_members ADD COLUMN expires_at INTEGER;
   `,
 ];

@@ -42,6 +42,8 @@ export interface MemberRow {
   leftAt: number | null;
   /** Set when the member was removed (not merely disconnected): it may not come back. */
   removedAt: number | null;
+  /** When its newest session token expires (ms); a member with no connection leaves then. */
+  expiresAt: number | null;
 }
 
 export interface SpaceStore {
@@ -69,6 +71,8 @@ export interface SpaceStore {
   delete(id: string): Promise<void>;
   /** Add a member, or bring back one that left (same id). */
   joinMember(row: Omit<MemberRow, 'joinedAt' | 'leftAt' | 'removedAt'>): Promise<MemberRow>;
+  /** Present members whose token expired before `now`, across spaces. */
+  expiredMembers(now: number): Promise<Array<{ spaceId: string; id: string }>>;
   getMember(spaceId: string, id: string): Promise<MemberRow | null>;
   /** Present members, oldest first. */
   listMembers(spaceId: string): Promise<MemberRow[]>;
@@ -200,10 +204,15 @@ export class SqliteSpaceStore implements SpaceStore {
   async joinMember(m: Omit<MemberRow, 'joinedAt' | 'leftAt' | 'removedAt'>): Promise<MemberRow> {
     stmt(
       this.db,
-      `INSERT INTO space_members (space_id, id, user_id, org_id, role, display_name, joined_at, left_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)
-       ON CONFLICT (space_id, id) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL`,
-    ).run(m.spaceId, m.id, m.userId, m.orgId, m.role, m.displayName, now());
+      `INSERT INTO space_members (space_id, id, user_id, org_id, role, display_name, joined_at, left_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)
+       ON CONFLICT (space_id, id) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL, expires_at = excluded.expires_at`,
+    ).run(m.spaceId, m.id, m.userId, m.orgId, m.role, m.displayName, now(), m.expiresAt);
     return (await this.getMember(m.spaceId, m.id))!;
+  }
+
+  async expiredMembers(at: number): Promise<Array<{ spaceId: string; id: string }>> {
+    const rows = stmt(this.db, 'SELECT space_id, id FROM space_members WHERE left_at IS NULL AND expires_at < ?').all(at) as Array<{ space_id: string; id: string }>;
+    return rows.map((r) => ({ spaceId: r.space_id, id: r.id }));
   }
 
   async getMember(spaceId: string, id: string): Promise<MemberRow | null> {
@@ -246,6 +255,7 @@ interface MemberDbRow {
   joined_at: number;
   left_at: number | null;
   removed_at: number | null;
+  expires_at: number | null;
 }
 
 const fromMember = (r: MemberDbRow): MemberRow => ({
@@ -258,4 +268,5 @@ const fromMember = (r: MemberDbRow): MemberRow => ({
   joinedAt: r.joined_at,
   leftAt: r.left_at,
   removedAt: r.removed_at,
+  expiresAt: r.expires_at,
 });

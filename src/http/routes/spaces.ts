@@ -333,7 +333,10 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     }
     if (row.status === 'archived') throw new Problem(409, 'space_archived', TITLES.space_archived!, 'an archived space has no live sessions');
     const sessionId = `ses_${randomUUID().replaceAll('-', '')}`;
-    await hubCall(hub.join(row.id, { id: sessionId, userId: principal.subject, orgId: principal.orgId, role, displayName: parsed.data.displayName ?? null }));
+    await hubCall(hub.join(row.id, {
+      id: sessionId, userId: principal.subject, orgId: principal.orgId, role, displayName: parsed.data.displayName ?? null,
+      expiresAt: Date.now() + config.sessionTokenTtlSeconds * 1000,
+    }));
     const token = await issueSessionToken(config.jwtSecret, { sub: sessionId, org: principal.orgId, space: row.id, role, minter: principal.subject }, config.sessionTokenTtlSeconds);
     const wsScheme = ctx.protocol === 'https' ? 'wss' : 'ws';
     ctx.status = 201;

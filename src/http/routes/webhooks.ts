@@ -95,7 +95,7 @@ export const SpaceWebhookEventData = z
     userId: z.string().optional().meta({ description: 'member.joined.' }),
     role: z.enum(['owner', 'admin', 'writer', 'reader']).optional().meta({ description: 'member.joined.' }),
     displayName: z.string().nullable().optional().meta({ description: 'member.joined.' }),
-    reason: z.enum(['removed', 'disconnected']).optional().meta({ description: 'member.left.' }),
+    reason: z.enum(['removed', 'disconnected', 'expired']).optional().meta({ description: 'member.left.' }),
   })
   .meta({ id: 'SpaceWebhookEventData' });
 
