@@ -240,11 +240,16 @@ describe('SpaceHub', () => {
     await until(() => rec.telemetryFrames.length >= 5);
     detach();
     await new Promise((r) => setTimeout(r, 100));
+    // A delta while nobody listens: no tick applies it; the eviction's checkpoint must hold it.
+    const v = (await node.hub.snapshot(row.id)).version;
+    await node.hub.propose(row.id, { fromVersion: v, ops: [{ op: 'set_phase', path: '/state/phases/2', value: 1.25 }] }, 'writer', 'm');
     const atDetach = await node.hub.snapshot(row.id);
+    expect(atDetach.state.phases[2]).toBe(1.25);
     await until(() => node.hub.stats().spaces === 0, 4000);
     const resumed = await node.hub.snapshot(row.id);
     expect(resumed.t).toBe(atDetach.t);
     expect(resumed.state.phases).toEqual(atDetach.state.phases);
     expect(resumed.state.masses).toEqual(atDetach.state.masses);
+    expect(resumed.version).toBe(atDetach.version);
   });
 });

@@ -149,6 +149,8 @@ interface Live {
   lastCheckpointAt: number;
   /** Mutations of one space run one after another. */
   queue: Promise<unknown>;
+  /** Mutations queued or running: a space is dropped from memory only when none is. */
+  ops: number;
   failed: boolean;
 }
 
@@ -530,7 +532,8 @@ export class SpaceHub implements Ticker {
   /** Run `fn` after every earlier mutation of the space, with the space loaded (404 when there is none). */
   private async serial<T>(id: string, fn: (l: Live) => Promise<T>): Promise<T> {
     const l = await this.load(id);
-    const run = l.queue.then(() => (this.live.get(id) === l ? fn(l) : Promise.reject(notFound(id))));
+    l.ops++;
+    const run = l.queue.then(() => (this.live.get(id) === l ? fn(l) : Promise.reject(notFound(id)))).finally(() => l.ops--);
     l.queue = run.catch(() => undefined);
     return run;
   }
@@ -558,7 +561,7 @@ export class SpaceHub implements Ticker {
     const l: Live = {
       row, engineId: null, precision: 'f64', t: 0, metrics: null, phases: [], masses: [], applied: row.version, pending: emptyPending(),
       history, oldest, epochStart, listeners: new Set(), nextTickAt: 0, idleSince: Date.now(), lastCheckpointAt: Date.now(),
-      queue: Promise.resolve(), failed: false,
+      queue: Promise.resolve(), ops: 0, failed: false,
     };
     this.live.set(id, l);
     return l;
@@ -609,6 +612,9 @@ export class SpaceHub implements Ticker {
     if (p.shifts.length > 0) change.shiftPhases = p.shifts;
     if (Object.keys(p.params).length > 0) change.params = p.params;
     if (Object.keys(change).length > 0) engine.patch(l.engineId!, change);
+    // The host copy follows with the engines' own arithmetic: a space that does not tick (nobody listens)
+    // reads its phases from here, never from a later record.
+    applyPhaseEdits(l.phases, p.sets, p.shifts, l.precision);
     l.applied = l.row.version;
   }
 
@@ -665,7 +671,7 @@ export class SpaceHub implements Ticker {
     const engine = this.deps.scheduler.engine;
     for (const l of [...this.live.values()]) {
       if (l.engineId === null) {
-        if (l.listeners.size === 0 && now - l.idleSince > this.deps.idleEvictMs) this.live.delete(l.row.id);
+        if (l.listeners.size === 0 && l.ops === 0 && now - l.idleSince > this.deps.idleEvictMs) this.live.delete(l.row.id);
         continue;
       }
       if (l.listeners.size === 0 && now - l.idleSince > this.deps.idleEvictMs) await this.evict(engine, l);
