@@ -580,7 +580,7 @@ describe('realtime backpressure and shutdown', () => {
     await Promise.all([writer.close(), normal.close(), slow.close()]);
   });
 
-  it('the writer proposing while stale gets its requestIds in the recovery snapshot', async () => {
+  it('the writer proposing while stale gets its proposals acknowledged, with their versions, in the recovery snapshot', async () => {
     const space = await api.space();
     const writer = await Client.started(await api.session(space.id));
     const socket = (writer.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
@@ -603,8 +603,12 @@ describe('realtime backpressure and shutdown', () => {
     socket.resume();
     const recovery = await writer.waitFor('recovery snapshot', (f) => f.type === 'snapshot' && f !== writer.frames[1], 20_000);
     await sleep(300);
-    const acked = new Set([...writer.of('delta').map((d) => d.requestId as string), ...((recovery.requestIds as string[] | undefined) ?? [])]);
-    expect(recovery.requestIds?.length ?? 0).toBeGreaterThan(0);
+    const acks = (recovery.acks as Array<{ requestId: string; toVersion: number }> | undefined) ?? [];
+    const acked = new Set([...writer.of('delta').map((d) => d.requestId as string), ...acks.map((a) => a.requestId)]);
+    expect(acks.length).toBeGreaterThan(0);
+    // Each ack names the version its delta got: within the snapshot, and none also delivered as a frame.
+    for (const a of acks) expect(a.toVersion).toBeLessThanOrEqual(recovery.snapshot.version);
+    expect(new Set([...writer.of('delta').map((d) => d.toVersion as number), ...acks.map((a) => a.toVersion)]).size).toBe(writer.of('delta').length + acks.length);
     expect(acked.size).toBe(400);
     expect(recovery.snapshot.version).toBe(400);
     await writer.close();

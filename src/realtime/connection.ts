@@ -8,7 +8,7 @@
  * - deltas are never dropped silently: past `capBytes` the connection turns stale and gets no more deltas;
  *   once it drains below `slowBytes` it is sent one fresh snapshot, whose version covers every delta it
  *   skipped, and the deltas after that snapshot, contiguously. Its own accepted proposals among the
- *   skipped deltas are listed in that snapshot's `requestIds`.
+ *   skipped deltas are listed, with their versions, in that snapshot's `acks`.
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -93,8 +93,8 @@ export class Connection implements Flushable {
   /** Version of the newest delta (or epoch snapshot) this connection skipped. */
   lastSkipped = -1;
   private recoveryBuffer: Buffered[] = [];
-  /** requestIds of this connection's accepted proposals whose delta frames were skipped. */
-  private skippedAcks: string[] = [];
+  /** This connection's accepted proposals whose delta frames were skipped. */
+  private skippedAcks: Array<{ requestId: string; toVersion: number }> = [];
 
   /** WebSocket frames queued for the next flush (one write), and their size. */
   private outbox: Buffer[] = [];
@@ -481,7 +481,7 @@ export class Connection implements Flushable {
 
   private skip(version: number, own: boolean, requestId: string | undefined): void {
     this.lastSkipped = version;
-    if (own && requestId !== undefined) this.skippedAcks.push(requestId);
+    if (own && requestId !== undefined) this.skippedAcks.push({ requestId, toVersion: version });
   }
 
   /** A frame held while starting or recovering, handed to the ordinary path. */
@@ -510,10 +510,10 @@ export class Connection implements Flushable {
     this.recoveryBuffer = [];
     const acks = this.skippedAcks;
     this.skippedAcks = [];
-    for (const b of held) if (b.kind === 'delta' && b.version <= snapshot.version && b.own && b.requestId !== undefined) acks.push(b.requestId);
+    for (const b of held) if (b.kind === 'delta' && b.version <= snapshot.version && b.own && b.requestId !== undefined) acks.push({ requestId: b.requestId, toVersion: b.version });
     this.deltaState = 'live';
     this.stats.snapshotsRecovered++;
-    this.queue(acks.length > 0 ? wireOf({ type: 'snapshot', snapshot, requestIds: acks }, this.encoding) : e.wire(this.encoding));
+    this.queue(acks.length > 0 ? wireOf({ type: 'snapshot', snapshot, acks }, this.encoding) : e.wire(this.encoding));
     for (const b of held) if (b.kind === 'event' || b.version > snapshot.version) this.redeliver(b);
   }
 

@@ -35,8 +35,8 @@ export type ClientFrame = z.infer<typeof ClientFrame>;
 
 export type ServerFrame =
   | { type: 'welcome'; spaceId: string; epoch: number; version: number; role: string; encoding: Encoding; sessionId: string }
-  /** `requestIds`: this connection's accepted proposals whose delta frames the snapshot replaces (a stale connection). */
-  | { type: 'snapshot'; snapshot: SpaceSnapshot; requestIds?: string[] }
+  /** `acks`: this connection's accepted proposals whose delta frames the snapshot replaces (a stale connection). */
+  | { type: 'snapshot'; snapshot: SpaceSnapshot; acks?: Array<{ requestId: string; toVersion: number }> }
   | DeltaFrame
   | TelemetryFrame
   | PhasesFrame

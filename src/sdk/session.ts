@@ -228,6 +228,8 @@ export class LiveSession {
         this.setState('open');
         break;
       case 'snapshot':
+        // A connection that fell behind gets its own accepted proposals acknowledged in the snapshot.
+        for (const ack of (frame.acks as Array<{ requestId: string; toVersion: number }> | undefined) ?? []) this.resolve(ack.requestId, ack.toVersion);
         this.takeSnapshot(frame.snapshot as SpaceSnapshot);
         break;
       case 'delta':
@@ -280,11 +282,7 @@ export class LiveSession {
   }
 
   private takeDelta(d: Delta & { requestId?: string }): void {
-    const p = d.requestId ? this.pending.get(d.requestId) : undefined;
-    if (p) {
-      this.pending.delete(d.requestId!);
-      p.resolve(d.toVersion);
-    }
+    if (d.requestId) this.resolve(d.requestId, d.toVersion);
     // Replays after a reconnect may overlap what was already seen: each version is delivered once.
     if (d.toVersion <= this.version) return;
     const { requestId: _r, type: _t, ...delta } = d as Delta & { requestId?: string; type?: string };
@@ -309,6 +307,13 @@ export class LiveSession {
       this.pending.delete(requestId!);
       p.reject(new ConflictError(info.code, info.detail, info.actual, info.expectedFrom));
     }
+  }
+
+  private resolve(requestId: string, version: number): void {
+    const p = this.pending.get(requestId);
+    if (!p) return;
+    this.pending.delete(requestId);
+    p.resolve(version);
   }
 
   private send(frame: Record<string, unknown>): void {
