@@ -16,8 +16,7 @@
  *
  *   npm run bench:fanout [-- --subscribers 1000 | --sweep 250,500,1000] [--rate 50 --seconds 20 --hz 30 --join 200]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,48 +24,11 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
 import { writeFanoutSvg } from './fanout-plot.js';
+import { type BenchServer, replaceResultsSection, startBenchServer } from './harness.js';
 import type { FromWorker, ToWorker, WorkerInput } from './fanout-worker.js';
 
-const START = '<!-- fanout-results:start -->';
-const END = '<!-- fanout-results:end -->';
 const now = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-interface Server {
-  url: string;
-  proc: ChildProcess;
-  logFile: string;
-  stop(): Promise<void>;
-}
-
-async function startServer(env: NodeJS.ProcessEnv, port: number): Promise<Server> {
-  const data = await mkdtemp(join(tmpdir(), 'resonance-bench-'));
-  // Logs go to a file, as in a deployment.
-  const log = await open(join(data, 'server.log'), 'w');
-  const proc = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--port', String(port), '--data', data, '--backend', 'cpu'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', log.fd, 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}; see ${data}/server.log`);
-    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) break;
-    if (i > 400) throw new Error('server did not start');
-    await sleep(50);
-  }
-  let stopped: Promise<void> | null = null;
-  return {
-    url,
-    proc,
-    logFile: join(data, 'server.log'),
-    stop: () =>
-      (stopped ??= new Promise<void>((resolve) => {
-        if (proc.exitCode !== null) return void log.close().then(() => resolve());
-        proc.once('exit', () => void log.close().then(() => resolve()));
-        proc.kill('SIGTERM');
-      })),
-  };
-}
 
 /** utime + stime (clock ticks) and RSS (bytes) of a process, from /proc. */
 async function procStat(pid: number): Promise<{ ticks: number; rss: number }> {
@@ -172,7 +134,7 @@ interface RunOptions {
 }
 
 /** One measured run against `server`: a space, its subscribers and the writer, then the report. */
-async function runOnce(server: Server, api: Api, o: RunOptions) {
+async function runOnce(server: BenchServer, api: Api, o: RunOptions) {
   const pid = server.proc.pid!;
   const workers: Worker[] = [];
   try {
@@ -358,7 +320,7 @@ async function main(): Promise<void> {
   const diskCommitMs = await commitProbe(probeDir);
   process.stderr.write(`disk commit (WAL, synchronous FULL): ${JSON.stringify(diskCommitMs)}\n`);
   for (const subscribers of counts) {
-    const server = await startServer(env, Number(values.port));
+    const server = await startBenchServer(env, Number(values.port));
     try {
       const run = await runOnce(server, new Api(server.url, key), { ...base, subscribers });
       await server.stop();
@@ -372,7 +334,7 @@ async function main(): Promise<void> {
   let joinResult = null;
   if (Number(values.join) > 0) {
     process.stderr.write(`join benchmark (${values.join} iterations)\n`);
-    const server = await startServer(env, Number(values.port));
+    const server = await startBenchServer(env, Number(values.port));
     try {
       joinResult = await joinBench(new Api(server.url, key), Number(values.join));
     } finally {
@@ -398,31 +360,26 @@ async function main(): Promise<void> {
   await writeFile(path, JSON.stringify(summary, null, 2) + '\n');
   process.stderr.write(`wrote ${path}\n`);
 
-  const readme = await readFile('bench/README.md', 'utf8');
-  const start = readme.indexOf(START);
-  const end = readme.indexOf(END);
-  if (start >= 0 && end > start) {
-    const lines = [
-      `Run ${date} on ${summary.host.cpus}, ${summary.host.cores} cores, Node ${summary.host.node}; server, subscriber threads and writer on this one machine. ` +
-        `Half JSON, half MessagePack subscribers, publishHz ${base.hz}, ${base.rate} deltas/s for ${base.seconds} s. File: \`results/fanout-${date}.json\`.`,
-      '',
-      `Disk commit latency before the runs (SQLite WAL, synchronous FULL, as the store commits each delta): p50 ${diskCommitMs.p50} ms, p99 ${diskCommitMs.p99} ms, max ${diskCommitMs.max} ms.`,
-      '',
-      '| subscribers | propose-to-receive p50 ms | p99 ms | max ms | writer ack p50 / p99 ms | frames/s delivered | lost / gaps / resyncs | server CPU % mean (max) | clients CPU % | steal % | server RSS MiB (max) |',
-      '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-      ...runs.map(
-        (r) =>
-          `| ${r.started} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.latencyMs.max} | ${r.writerAckMs.p50} / ${r.writerAckMs.p99} | ${r.framesPerSecond.total} | ` +
-          `${r.deltas.lost} / ${r.deltas.gaps} / ${r.deltas.resyncs} | ${r.server.cpuPercent.mean} (${r.server.cpuPercent.max}) | ${r.clientsCpuPercent} | ${r.stealPercent} | ${r.server.rssMiB.max} |`,
-      ),
-      '',
-      joinResult ? `Create space + open session + WebSocket welcome, ${joinResult.iterations} iterations in sequence on loopback: p50 ${joinResult.p50} ms, p95 ${joinResult.p95} ms, p99 ${joinResult.p99} ms, max ${joinResult.max} ms.` : '',
-      '',
-      '![propose-to-receive latency by subscribers](results/fanout.svg)',
-    ];
-    await writeFanoutSvg(runs);
-    await writeFile('bench/README.md', readme.slice(0, start + START.length) + '\n' + lines.join('\n') + '\n' + readme.slice(end));
-  }
+  await writeFanoutSvg(runs);
+  const lines = [
+    `Run ${date} on ${summary.host.cpus}, ${summary.host.cores} cores, Node ${summary.host.node}; server, subscriber threads and writer on this one machine. ` +
+      `Half JSON, half MessagePack subscribers, publishHz ${base.hz}, ${base.rate} deltas/s for ${base.seconds} s. File: \`results/fanout-${date}.json\`.`,
+    '',
+    `Disk commit latency before the runs (SQLite WAL, synchronous FULL, as the store commits each delta): p50 ${diskCommitMs.p50} ms, p99 ${diskCommitMs.p99} ms, max ${diskCommitMs.max} ms.`,
+    '',
+    '| subscribers | propose-to-receive p50 ms | p99 ms | max ms | writer ack p50 / p99 ms | frames/s delivered | lost / gaps / resyncs | server CPU % mean (max) | clients CPU % | steal % | server RSS MiB (max) |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...runs.map(
+      (r) =>
+        `| ${r.started} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.latencyMs.max} | ${r.writerAckMs.p50} / ${r.writerAckMs.p99} | ${r.framesPerSecond.total} | ` +
+        `${r.deltas.lost} / ${r.deltas.gaps} / ${r.deltas.resyncs} | ${r.server.cpuPercent.mean} (${r.server.cpuPercent.max}) | ${r.clientsCpuPercent} | ${r.stealPercent} | ${r.server.rssMiB.max} |`,
+    ),
+    '',
+    joinResult ? `Create space + open session + WebSocket welcome, ${joinResult.iterations} iterations in sequence on loopback: p50 ${joinResult.p50} ms, p95 ${joinResult.p95} ms, p99 ${joinResult.p99} ms, max ${joinResult.max} ms.` : '',
+    '',
+    '![propose-to-receive latency by subscribers](results/fanout.svg)',
+  ];
+  await replaceResultsSection('bench/README.md', 'fanout', lines.join('\n'));
 }
 
 main().catch((err: unknown) => {

@@ -4,43 +4,10 @@
  *
  *   npm run bench:http [-- --rate 500 --seconds 20 --connections 20]
  */
-import { spawn } from 'node:child_process';
-import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-
-const START = '<!-- http-results:start -->';
-const END = '<!-- http-results:end -->';
-
-async function startServer(env: NodeJS.ProcessEnv, port: number): Promise<{ url: string; stop: () => Promise<void> }> {
-  const data = await mkdtemp(join(tmpdir(), 'resonance-bench-'));
-  // Logs go to a file, as in a deployment: the server never waits on this process to read them.
-  const log = await open(join(data, 'server.log'), 'w');
-  const proc = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--port', String(port), '--data', data, '--backend', 'cpu'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', log.fd, 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}; see ${data}/server.log`);
-    const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
-    if (up) break;
-    if (i > 200) throw new Error('server did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        proc.once('exit', () => {
-          void log.close().then(() => resolve());
-        });
-        proc.kill('SIGTERM');
-      }),
-  };
-}
+import { replaceResultsSection, startBenchServer } from './harness.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -48,7 +15,7 @@ async function main(): Promise<void> {
   });
   const key = 'bench-key-' + Math.random().toString(36).slice(2);
   // A budget no benchmark reaches: this measures the server, not the limiter's refusals.
-  const server = await startServer({ RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'] }, Number(values.port));
+  const server = await startBenchServer({ RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'] }, Number(values.port));
   const body = JSON.stringify({ primes: [7, 2, 3, 5, 11, 13], schedule: { steps: 256, dt: 0.1 }, resonanceTarget: { value: 0.8 }, phaseSeeding: { golden: true } });
   const connections = Number(values.connections);
   const rate = Number(values.rate);
@@ -112,20 +79,18 @@ async function main(): Promise<void> {
     const path = `bench/results/http-validate-${date}.json`;
     await writeFile(path, JSON.stringify(summary, null, 2) + '\n');
     process.stderr.write(`${JSON.stringify(summary.latencyMs)} at ${summary.achievedRate} req/s, non-2xx ${summary.non2xx}; wrote ${path}\n`);
-    const readme = await readFile('bench/README.md', 'utf8');
-    const start = readme.indexOf(START);
-    const end = readme.indexOf(END);
-    if (start >= 0 && end > start) {
-      const table = [
+    await replaceResultsSection(
+      'bench/README.md',
+      'http',
+      [
         `Run ${date}: ${summary.requests} requests at a target of ${summary.targetRate}/s over ${summary.connections} connections for ${summary.seconds} s ` +
           `(achieved ${summary.achievedRate.toFixed(0)}/s; non-2xx ${summary.non2xx}, errors ${summary.errors}, timeouts ${summary.timeouts}). File: \`results/http-validate-${date}.json\`.`,
         '',
         '| p50 ms | p90 ms | p99 ms | max ms |',
         '|---:|---:|---:|---:|',
         `| ${summary.latencyMs.p50} | ${summary.latencyMs.p90} | ${summary.latencyMs.p99} | ${summary.latencyMs.max} |`,
-      ].join('\n');
-      await writeFile('bench/README.md', readme.slice(0, start + START.length) + '\n' + table + '\n' + readme.slice(end));
-    }
+      ].join('\n'),
+    );
   } finally {
     await server.stop();
   }

@@ -4,9 +4,7 @@
  */
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import type { EngineBenchFile } from './engine.js';
-
-const START = '<!-- engine-results:start -->';
-const END = '<!-- engine-results:end -->';
+import { replaceResultsSection } from './harness.js';
 
 async function latestPerBackend(dir: string): Promise<Array<{ name: string; file: EngineBenchFile }>> {
   const names = (await readdir(dir)).filter((n) => /^engine-.*\d{4}-\d{2}-\d{2}\.json$/.test(n)).sort();
@@ -81,9 +79,5 @@ export async function updateReadme(resultsDir: string): Promise<void> {
   if (results.length === 0) return;
   await writeFile(`${resultsDir}/engine.svg`, svg(results) + '\n');
   const readmePath = `${resultsDir}/../README.md`;
-  const readme = await readFile(readmePath, 'utf8');
-  const start = readme.indexOf(START);
-  const end = readme.indexOf(END);
-  if (start < 0 || end < start) throw new Error(`${readmePath} lacks the ${START} … ${END} markers`);
-  await writeFile(readmePath, readme.slice(0, start + START.length) + '\n' + markdown(results) + '\n' + readme.slice(end));
+  if (!(await replaceResultsSection(readmePath, 'engine', markdown(results)))) throw new Error(`${readmePath} lacks the engine-results markers`);
 }

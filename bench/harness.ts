@@ -1,0 +1,58 @@
+/** What every benchmark shares: a real server in its own process, and its section of bench/README.md. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface BenchServer {
+  url: string;
+  proc: ChildProcess;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+/** `resonance serve` (CPU engine) on `port` with a fresh data directory, ready when /healthz answers. */
+export async function startBenchServer(env: NodeJS.ProcessEnv, port: number): Promise<BenchServer> {
+  const data = await mkdtemp(join(tmpdir(), 'resonance-bench-'));
+  // Logs go to a file, as in a deployment: the server never waits on this process to read them.
+  const logFile = join(data, 'server.log');
+  const log = await open(logFile, 'w');
+  const proc = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--port', String(port), '--data', data, '--backend', 'cpu'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', log.fd, 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}; see ${logFile}`);
+    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) break;
+    if (i > 400) throw new Error('server did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  let stopped: Promise<void> | null = null;
+  return {
+    url,
+    proc,
+    logFile,
+    stop: () =>
+      (stopped ??= new Promise<void>((resolve) => {
+        if (proc.exitCode !== null) return void log.close().then(() => resolve());
+        proc.once('exit', () => void log.close().then(() => resolve()));
+        proc.kill('SIGTERM');
+      })),
+  };
+}
+
+/**
+ * Replace what stands between `<!-- NAME-results:start -->` and `<!-- NAME-results:end -->` in a README;
+ * false (nothing written) when the markers are missing.
+ */
+export async function replaceResultsSection(readmePath: string, name: string, body: string): Promise<boolean> {
+  const START = `<!-- ${name}-results:start -->`;
+  const END = `<!-- ${name}-results:end -->`;
+  const readme = await readFile(readmePath, 'utf8');
+  const start = readme.indexOf(START);
+  const end = readme.indexOf(END);
+  if (start < 0 || end < start) return false;
+  await writeFile(readmePath, readme.slice(0, start + START.length) + '\n' + body + '\n' + readme.slice(end));
+  return true;
+}
