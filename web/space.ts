@@ -4,8 +4,8 @@
  * the arrow keys on a focused one, proposes a `shift_phase` delta; every delta, conflict and event lands in
  * the log; the readout shows the version and the round trip from proposeDelta to its resolution.
  */
-import { ConflictError, type Delta, type LiveSession, type PhasesFrame, type ResonanceClient, type SpaceEvent, type SpaceSnapshot, type Telemetry } from '../src/sdk/index.js';
-import { $, apiKeyField, clientOrSay, degrees, errorText, type Marker, MetricCharts, PhaseCircle, say, wrap2pi } from './common.js';
+import { applyPhaseOps, ConflictError, type Delta, type LiveSession, type PhasesFrame, type ResonanceClient, type SpaceEvent, type SpaceSnapshot, type Telemetry } from '../src/sdk/index.js';
+import { $, apiKeyField, clientOrSay, degrees, errorText, type Marker, MetricCharts, PhaseCircle, say } from './common.js';
 
 const WINDOW = 300;
 const LOG_MAX = 200;
@@ -84,13 +84,7 @@ function currentPhases(): { phases: number[]; masses: number[]; t: number; versi
   for (const d of recent) {
     if (d.toVersion <= base.version) continue;
     version = Math.max(version, d.toVersion);
-    for (const op of d.ops) {
-      const m = /^\/state\/phases\/(\d+)$/.exec(op.path);
-      if (!m) continue;
-      const i = Number(m[1]);
-      const v = op.value as number;
-      phases[i] = wrap2pi(op.op === 'shift_phase' ? (phases[i] ?? 0) + v : v);
-    }
+    applyPhaseOps(phases, d.ops);
   }
   return { phases, masses: [...base.masses], t: base.t, version };
 }

@@ -10,7 +10,7 @@ import type {
 } from './types.js';
 
 export { ConflictError, ConnectionLostError, type Problem, ResonanceError } from './errors.js';
-export { applyDelta, type ConflictInfo, type ConnectionState, type Encoding, LiveSession, type OpenOptions, type SessionEvents, type SubscriptionKind } from './session.js';
+export { applyDelta, applyPhaseOps, type ConflictInfo, type ConnectionState, type Encoding, LiveSession, type OpenOptions, type SessionEvents, type SubscriptionKind } from './session.js';
 export type * from './types.js';
 
 export interface ClientOptions {

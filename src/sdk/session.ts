@@ -339,16 +339,24 @@ export class LiveSession {
 const TWO_PI = 2 * Math.PI;
 const wrap = (x: number): number => ((x % TWO_PI) + TWO_PI) % TWO_PI;
 
+const PHASE_PATH = /^\/state\/phases\/(\d+)$/;
+
+/** The phase ops of a delta applied to `phases` in place, as the server applies them (wrapped to [0, 2pi)). */
+export function applyPhaseOps(phases: number[], ops: Delta['ops']): void {
+  for (const op of ops) {
+    const m = PHASE_PATH.exec(op.path);
+    if (!m) continue;
+    const i = Number(m[1]);
+    const x = op.value as number;
+    phases[i] = wrap(op.op === 'shift_phase' ? (phases[i] ?? 0) + x : x);
+  }
+}
+
 /** A delta applied to a local snapshot, as the server applies it (phases wrapped to [0, 2pi)). */
 export function applyDelta(s: SpaceSnapshot, d: Pick<Delta, 'ops' | 'toVersion' | 'epoch'>): void {
+  applyPhaseOps(s.state.phases, d.ops);
   for (const op of d.ops) {
-    const m = /^\/state\/phases\/(\d+)$/.exec(op.path);
-    if (m) {
-      const i = Number(m[1]);
-      const x = op.value as number;
-      s.state.phases[i] = wrap(op.op === 'shift_phase' ? s.state.phases[i]! + x : x);
-      continue;
-    }
+    if (PHASE_PATH.test(op.path)) continue;
     const parts = op.path.split('/').slice(2);
     let node = s.state as unknown as Record<string, unknown>;
     for (const key of parts.slice(0, -1)) {

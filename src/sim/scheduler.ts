@@ -61,7 +61,7 @@ interface Resident {
 export interface Ticker {
   /** Tick limits of the ticker's simulations for the next advance (0 holds one), and when it next needs one. */
   prepare(engine: Engine, now: number): Promise<{ limits: Map<number, number>; wakeAt: number | null }>;
-  settle(engine: Engine, reports: Map<number, SimReport>): Promise<void>;
+  settle(reports: Map<number, SimReport>): Promise<void>;
 }
 
 export class SessionEndedError extends Error {
@@ -73,7 +73,7 @@ export class SessionEndedError extends Error {
 const EVENT_TYPES: Partial<Record<string, HqeEventType>> = { plateau: 'hqe.plateau', converged: 'hqe.converged', failed: 'hqe.failed' };
 
 /** Ticks per advance: about 2^21 kernel entries of work, so commands and readers wait milliseconds, not seconds. */
-function ticksFor(work: number): number {
+function ticksPerAdvance(work: number): number {
   return Math.max(1, Math.min(256, Math.floor(2 ** 21 / Math.max(1, work))));
 }
 
@@ -279,7 +279,7 @@ export class Scheduler {
     let ticking = false;
     for (const n of plan.limits.values()) if (n > 0) ticking = true;
     if (work === 0 && !ticking) return plan.wakeAt ?? Infinity;
-    let ticks = work === 0 ? 1 : ticksFor(work);
+    let ticks = work === 0 ? 1 : ticksPerAdvance(work);
     // Live spaces tick at their publishHz: keep HQE advances to a few milliseconds while any is live.
     if (work > 0 && plan.wakeAt !== null && this.msPerWork > 0) ticks = Math.max(1, Math.min(ticks, Math.floor(4 / (this.msPerWork * work))));
     const started = performance.now();
@@ -289,7 +289,7 @@ export class Scheduler {
       this.msPerWork = this.msPerWork === 0 ? sample : 0.8 * this.msPerWork + 0.2 * sample;
     }
     await this.process(reports);
-    await this.ticker?.settle(this.deps.engine, reports);
+    await this.ticker?.settle(reports);
     return null;
   }
 

@@ -496,7 +496,7 @@ export class SpaceHub implements Ticker {
     return { limits, wakeAt };
   }
 
-  async settle(_engine: Engine, reports: Map<number, SimReport>): Promise<void> {
+  async settle(reports: Map<number, SimReport>): Promise<void> {
     for (const [engineId, report] of reports) {
       const l = this.byEngine.get(engineId);
       if (!l || report.records.length === 0) continue;
@@ -584,7 +584,6 @@ export class SpaceHub implements Ticker {
     l.pending = pending;
     l.applied = l.row.version;
     await this.applyPending(engine, l);
-    l.t = checkpoint?.step ?? 0;
     await this.readState(engine, l);
   }
 

@@ -128,5 +128,7 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE space_members ADD COLUMN removed_at INTEGER;
   -- When the member's newest session token expires: without a connection it leaves then.
   ALTER TABLE space_members ADD COLUMN expires_at INTEGER;
+  -- The once-a-second sweep of expired members reads present ones only.
+  CREATE INDEX space_members_present ON space_members(expires_at) WHERE left_at IS NULL;
   `,
 ];
