@@ -12,9 +12,11 @@
  * Also: server CPU (utime + stime from /proc/<pid>/stat) and RSS sampled every second, frames/s delivered,
  * and "create space + open session + WebSocket welcome" over 200 iterations on loopback.
  *
- * Writes bench/results/fanout-<date>.json and the table in bench/README.md.
+ * Writes bench/results/fanout-<date>.json, results/fanout.svg and the table in bench/README.md (with
+ * `--space-sync fsync`: fanout-<date>-fsync.json, fanout-fsync.svg and their own section).
  *
  *   npm run bench:fanout [-- --subscribers 1000 | --sweep 250,500,1000] [--rate 50 --seconds 20 --hz 30 --join 200]
+ *                        [--space-sync wal|fsync]
  */
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
@@ -309,16 +311,20 @@ async function main(): Promise<void> {
       hz: { type: 'string', default: '30' },
       join: { type: 'string', default: '200' },
       'log-level': { type: 'string', default: 'info' },
+      /** RESONANCE_SPACE_SYNC of the server: `wal` (its default) or `fsync` (results go to their own file and section). */
+      'space-sync': { type: 'string', default: 'wal' },
     },
   });
+  const spaceSync = values['space-sync'];
+  if (spaceSync !== 'wal' && spaceSync !== 'fsync') throw new Error('--space-sync is wal or fsync');
   const counts = (values.sweep ?? values.subscribers).split(',').map(Number);
   const base = { workers: Number(values.workers), rate: Number(values.rate), seconds: Number(values.seconds), hz: Number(values.hz) };
   const key = 'bench-key-' + Math.random().toString(36).slice(2);
-  const env = { RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'] };
+  const env = { RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'], RESONANCE_SPACE_SYNC: spaceSync };
   const runs = [];
   const probeDir = await mkdtemp(join(tmpdir(), 'resonance-probe-'));
   const diskCommitMs = await commitProbe(probeDir);
-  process.stderr.write(`disk commit (WAL, synchronous FULL): ${JSON.stringify(diskCommitMs)}\n`);
+  process.stderr.write(`disk commit with fsync (WAL, synchronous FULL): ${JSON.stringify(diskCommitMs)}\n`);
   for (const subscribers of counts) {
     const server = await startBenchServer(env, Number(values.port));
     try {
@@ -350,22 +356,23 @@ async function main(): Promise<void> {
     host: { cpus: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), node: process.version },
     setup: {
       encodings: 'half JSON, half MessagePack', clientThreads: base.workers, publishHz: base.hz, deltaRate: base.rate, seconds: base.seconds,
-      basisK: 16, note: 'server process, subscriber threads and writer share this machine',
+      basisK: 16, spaceSync, note: 'server process, subscriber threads and writer share this machine',
     },
     diskCommitMs,
     runs,
     join: joinResult,
   };
-  const path = `bench/results/fanout-${date}.json`;
+  const suffix = spaceSync === 'fsync' ? '-fsync' : '';
+  const path = `bench/results/fanout-${date}${suffix}.json`;
   await writeFile(path, JSON.stringify(summary, null, 2) + '\n');
   process.stderr.write(`wrote ${path}\n`);
 
-  await writeFanoutSvg(runs);
+  await writeFanoutSvg(runs, `bench/results/fanout${suffix}.svg`);
   const lines = [
     `Run ${date} on ${summary.host.cpus}, ${summary.host.cores} cores, Node ${summary.host.node}; server, subscriber threads and writer on this one machine. ` +
-      `Half JSON, half MessagePack subscribers, publishHz ${base.hz}, ${base.rate} deltas/s for ${base.seconds} s. File: \`results/fanout-${date}.json\`.`,
+      `Half JSON, half MessagePack subscribers, publishHz ${base.hz}, ${base.rate} deltas/s for ${base.seconds} s, \`RESONANCE_SPACE_SYNC=${spaceSync}\`. File: \`results/fanout-${date}${suffix}.json\`.`,
     '',
-    `Disk commit latency before the runs (SQLite WAL, synchronous FULL, as the store commits each delta): p50 ${diskCommitMs.p50} ms, p99 ${diskCommitMs.p99} ms, max ${diskCommitMs.max} ms.`,
+    `Disk commit latency with an fsync, before the runs (SQLite WAL, one row per commit): p50 ${diskCommitMs.p50} ms, p99 ${diskCommitMs.p99} ms, max ${diskCommitMs.max} ms.`,
     '',
     '| subscribers | propose-to-receive p50 ms | p99 ms | max ms | writer ack p50 / p99 ms | frames/s delivered | lost / gaps / resyncs | server CPU % mean (max) | clients CPU % | steal % | server RSS MiB (max) |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -377,9 +384,9 @@ async function main(): Promise<void> {
     '',
     joinResult ? `Create space + open session + WebSocket welcome, ${joinResult.iterations} iterations in sequence on loopback: p50 ${joinResult.p50} ms, p95 ${joinResult.p95} ms, p99 ${joinResult.p99} ms, max ${joinResult.max} ms.` : '',
     '',
-    '![propose-to-receive latency by subscribers](results/fanout.svg)',
+    `![propose-to-receive latency by subscribers](results/fanout${suffix}.svg)`,
   ];
-  await replaceResultsSection('bench/README.md', 'fanout', lines.join('\n'));
+  await replaceResultsSection('bench/README.md', `fanout${suffix}`, lines.join('\n'));
 }
 
 main().catch((err: unknown) => {

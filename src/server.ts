@@ -54,7 +54,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   });
   const spaces = new SpaceHub({
     scheduler,
-    store: new SqliteSpaceStore(db),
+    store: new SqliteSpaceStore(db, config.spaceSync),
     maxBasis: config.maxBasis,
     idleEvictMs: config.spaceIdleEvictMs,
     checkpointEveryMs: config.spaceCheckpointMs,

@@ -25,7 +25,8 @@ interface Snapshot {
 }
 
 it('keeps every acknowledged delta, contiguous, and continues the simulation after SIGKILL', async () => {
-  const env = { RESONANCE_SPACE_CHECKPOINT_MS: '200', RESONANCE_JWT_SECRET: 'space-restart-test-secret' };
+  // No rate limit: the writers propose as fast as the server acknowledges.
+  const env = { RESONANCE_SPACE_CHECKPOINT_MS: '200', RESONANCE_JWT_SECRET: 'space-restart-test-secret', RESONANCE_RATE_LIMIT: '1000000' };
   const first = await startServer({ env });
   servers.push(first);
   const created = await api<{ id: string }>(first, 'POST', '/v1/spaces', {
@@ -63,6 +64,7 @@ it('keeps every acknowledged delta, contiguous, and continues the simulation aft
   const writers = [0, 1, 2, 3].map(writer);
   await sleep(800);
   const before = await api<Snapshot>(first, 'GET', `/v1/spaces/${id}/snapshot`);
+  expect(before.status).toBe(200);
   await first.kill('SIGKILL');
   dead = true;
   await Promise.all(writers);

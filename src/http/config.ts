@@ -1,6 +1,7 @@
 /** Server settings: flags override RESONANCE_* environment variables, which override defaults (README). */
 import { randomBytes } from 'node:crypto';
 import type { BackendChoice } from '../engine/types.js';
+import type { RealtimeSync } from '../store/spaces.js';
 
 export interface ServerConfig {
   host: string;
@@ -34,6 +35,8 @@ export interface ServerConfig {
   wsSlowBytes: number;
   /** Past this many buffered bytes a connection stops getting deltas and is sent a fresh snapshot once it drains. */
   wsBufferCapBytes: number;
+  /** When space deltas and member joins are acknowledged: in the WAL (`wal`) or after its fsync (`fsync`); see docs/spaces.md. */
+  spaceSync: RealtimeSync;
 }
 
 const num = (v: string | undefined, fallback: number): number => {
@@ -42,6 +45,12 @@ const num = (v: string | undefined, fallback: number): number => {
   if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
   return n;
 };
+
+function oneOf<T extends string>(v: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (v === undefined || v === '') return fallback;
+  if (!(allowed as readonly string[]).includes(v)) throw new Error(`expected one of ${allowed.join(', ')}, got "${v}"`);
+  return v as T;
+}
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<ServerConfig> = {}): ServerConfig {
   const backend = (env.RESONANCE_BACKEND ?? 'auto') as BackendChoice;
@@ -68,6 +77,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     wsMaxFrameBytes: num(env.RESONANCE_WS_MAX_FRAME_BYTES, 64 * 1024),
     wsSlowBytes: num(env.RESONANCE_WS_SLOW_BYTES, 64 * 1024),
     wsBufferCapBytes: num(env.RESONANCE_WS_BUFFER_CAP_BYTES, 1024 * 1024),
+    spaceSync: oneOf(env.RESONANCE_SPACE_SYNC, ['wal', 'fsync'] as const, 'wal'),
     ...overrides,
   };
 }

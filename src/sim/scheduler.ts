@@ -6,7 +6,7 @@
 import type { NormalizedConfig } from '../model/config.js';
 import { specFromConfig } from '../model/spec.js';
 import { type Engine, Flag, type SimCheckpoint, type SimReport, type SimStatus, type TickRecord } from '../engine/types.js';
-import type { NewSessionEvent, SessionEvent, SessionRow, SessionStatus, SessionStore } from '../store/sessions.js';
+import type { NewSessionEvent, SessionChange, SessionEvent, SessionRow, SessionStatus, SessionStore } from '../store/sessions.js';
 import { eventsOf, type HqeRunResult, resultFromRecords, type Snapshot, snapshotOf } from './run.js';
 
 export type HqeEventType = 'hqe.plateau' | 'hqe.converged' | 'hqe.failed';
@@ -81,6 +81,8 @@ export class Scheduler {
   private readonly residents = new Map<number, Resident>();
   private readonly bySession = new Map<string, Resident>();
   private readonly listeners = new Map<string, Set<(e: SessionEvent) => void>>();
+  /** The step request of each session that runs last (POST .../step is serialised per session). */
+  private readonly stepping = new Map<string, Promise<Snapshot>>();
   private engineLock: Promise<unknown> = Promise.resolve();
   private wake: (() => void) | null = null;
   private ticker: Ticker | null = null;
@@ -170,7 +172,21 @@ export class Scheduler {
    * Advance a session `steps` further than where it is now (extending its schedule) and resolve with the
    * snapshot of that state, or of the state it ended on first.
    */
-  async step(sessionId: string, steps: number): Promise<Snapshot> {
+  step(sessionId: string, steps: number): Promise<Snapshot> {
+    // One at a time per session: each request's target is where the previous one left the session.
+    const run = (this.stepping.get(sessionId) ?? Promise.resolve()).then(
+      () => this.stepNow(sessionId, steps),
+      () => this.stepNow(sessionId, steps),
+    );
+    this.stepping.set(sessionId, run);
+    const forget = (): void => {
+      if (this.stepping.get(sessionId) === run) this.stepping.delete(sessionId);
+    };
+    run.then(forget, forget);
+    return run;
+  }
+
+  private stepNow(sessionId: string, steps: number): Promise<Snapshot> {
     return new Promise<Snapshot>((resolve, reject) => {
       this.withEngine(async () => {
         let r = this.bySession.get(sessionId);
@@ -184,8 +200,9 @@ export class Scheduler {
         const target = Math.max(r.step, r.session.highWater) + steps;
         this.deps.engine.patch(r.engineId, { extraSteps: steps, snapshotAt: target });
         const row = await this.deps.sessions.get(sessionId);
-        await this.deps.sessions.update(sessionId, { extraSteps: (row?.extraSteps ?? 0) + steps, status: 'running' });
-        if (r.status === 'completed') await this.appendAndNotify(r, [statusEvent('running', r.step, r.restart)]);
+        const change = { extraSteps: (row?.extraSteps ?? 0) + steps, status: 'running' as const };
+        if (r.status === 'completed') this.notify(r, await this.append(r, [statusEvent('running', r.step, r.restart)], change));
+        else await this.deps.sessions.update(sessionId, change);
         r.status = 'running';
         r.session.waiters.push({ target, resolve, reject });
         this.kick();
@@ -199,9 +216,8 @@ export class Scheduler {
       if (r?.session) {
         this.evict(r);
         for (const w of r.session.waiters) w.reject(new SessionEndedError('closed'));
-        await this.appendAndNotify(r, [statusEvent('closed', r.step, r.restart)]);
-      }
-      await this.deps.sessions.update(sessionId, { status: 'closed' });
+        this.notify(r, await this.append(r, [statusEvent('closed', r.step, r.restart)], { status: 'closed' }));
+      } else await this.deps.sessions.update(sessionId, { status: 'closed' });
     });
   }
 
@@ -321,6 +337,7 @@ export class Scheduler {
     const s = r.session!;
     const events: NewSessionEvent[] = [];
     let latest: TickRecord | null = null;
+    const reached: Array<() => void> = [];
     for (const rec of report.records) {
       latest = rec;
       const base = { step: rec.step, restart: rec.restart };
@@ -329,8 +346,9 @@ export class Scheduler {
         const snap = snapshotOf(rec, r.config.observables);
         s.lastSnapshot = snap;
         events.push({ kind: 'snapshot', ...base, body: JSON.stringify(snap) });
-        // A step request resolves with the snapshot at its target (patched snapshotAt), not a later one.
-        s.waiters = s.waiters.filter((w) => (snap.step >= w.target ? (w.resolve(snap), false) : true));
+        // A step request resolves with the snapshot at its target (patched snapshotAt), not a later one,
+        // once the session's row shows it (below): a read right after the reply sees that step.
+        s.waiters = s.waiters.filter((w) => (snap.step >= w.target ? (reached.push(() => w.resolve(snap)), false) : true));
       }
       for (const e of eventsOf(rec)) events.push({ kind: 'event', ...base, body: JSON.stringify({ ...e, metrics: rec.metrics }) });
     }
@@ -341,16 +359,15 @@ export class Scheduler {
       const type = EVENT_TYPES[body.type];
       if (type && !(await this.deps.sessions.hasEvent(s.id, e))) await this.deps.onEvent(s.orgId, type, { sessionId: s.id, ...body });
     }
-    await this.appendAndNotify(r, events);
+    let change: SessionChange | undefined;
     if (report.step >= s.highWater || report.status !== 'running') {
       s.highWater = Math.max(s.highWater, report.step);
-      await this.deps.sessions.update(s.id, {
-        status: report.status as SessionStatus,
-        step: report.step,
-        restart: report.restart,
-        ...(latest ? { metrics: latest.metrics } : {}),
-      });
+      change = { status: report.status as SessionStatus, step: report.step, restart: report.restart, ...(latest ? { metrics: latest.metrics } : {}) };
     }
+    // The row changes with its events; listeners and step replies only then: whoever reads the session
+    // after an event or a reply sees its row there.
+    this.notify(r, await this.append(r, events, change));
+    for (const resolve of reached) resolve();
     if (report.status !== 'running') {
       // Ended before the target: the state it ended on (its terminal snapshot).
       for (const w of s.waiters) {
@@ -369,12 +386,15 @@ export class Scheduler {
     }
   }
 
-  private async appendAndNotify(r: Resident, events: NewSessionEvent[]): Promise<SessionEvent[]> {
-    if (!r.session || events.length === 0) return [];
-    const inserted = (await this.deps.sessions.appendEvents(r.session.id, events)).filter((e): e is SessionEvent => e !== null);
-    const listeners = this.listeners.get(r.session.id);
+  /** Store a session's new events (a replayed one is stored once) with its row's `change`; returns those inserted. */
+  private async append(r: Resident, events: NewSessionEvent[], change?: SessionChange): Promise<SessionEvent[]> {
+    if (!r.session || (events.length === 0 && !change)) return [];
+    return (await this.deps.sessions.appendEvents(r.session.id, events, change)).filter((e): e is SessionEvent => e !== null);
+  }
+
+  private notify(r: Resident, inserted: SessionEvent[]): void {
+    const listeners = r.session ? this.listeners.get(r.session.id) : undefined;
     if (listeners) for (const e of inserted) for (const l of listeners) l(e);
-    return inserted;
   }
 
   private async checkpoint(r: Resident): Promise<void> {

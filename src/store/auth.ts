@@ -10,7 +10,7 @@
  * constant time after the client is found by id.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { now, type Db, stmt } from './db.js';
+import { now, type Db, stmt, write } from './db.js';
 
 /** OAuth2 scopes of the HQE API (hqe-api.md). */
 export type Scope = 'hqe.read' | 'hqe.write' | 'spaces.read' | 'spaces.write';
@@ -151,7 +151,7 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   async ensureOrg(name: string): Promise<Org> {
-    return this.ensureOrgSync(name);
+    return write(this.db, () => this.ensureOrgSync(name));
   }
 
   async findOrg(name: string): Promise<Org | null> {
@@ -161,12 +161,12 @@ export class SqliteAuthStore implements AuthStore {
 
   async createApiKey(orgName: string, scopes: Scope[]): Promise<{ record: ApiKeyRecord; key: string }> {
     const key = secret(KEY_PREFIX);
-    return { record: this.db.transaction(() => this.insertKey(orgName, key, scopes))(), key };
+    return { record: await write(this.db, () => this.insertKey(orgName, key, scopes)), key };
   }
 
   async ensureApiKey(orgName: string, key: string, scopes: Scope[]): Promise<ApiKeyRecord> {
     // The hash is unique: a second start finds the first start's row and leaves it (and its org) alone.
-    return this.db.transaction(() => this.keyByHash(sha256(key)) ?? this.insertKey(orgName, key, scopes))();
+    return write(this.db, () => this.keyByHash(sha256(key)) ?? this.insertKey(orgName, key, scopes));
   }
 
   async listApiKeys(orgName: string): Promise<ApiKeyRecord[]> {
@@ -176,9 +176,11 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   async revokeApiKey(id: string): Promise<boolean> {
-    const found = stmt(this.db, 'SELECT 1 FROM api_keys WHERE id = ?').get(id) !== undefined;
-    if (found) stmt(this.db, 'UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now(), id);
-    return found;
+    return write(this.db, () => {
+      const found = stmt(this.db, 'SELECT 1 FROM api_keys WHERE id = ?').get(id) !== undefined;
+      if (found) stmt(this.db, 'UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now(), id);
+      return found;
+    });
   }
 
   async verifyApiKey(key: string): Promise<ApiKeyRecord | null> {
@@ -190,13 +192,13 @@ export class SqliteAuthStore implements AuthStore {
 
   async createClient(orgName: string, scopes: Scope[]): Promise<{ record: OAuthClientRecord; secret: string }> {
     const clientSecret = secret(CLIENT_SECRET_PREFIX);
-    const record = this.db.transaction(() => {
+    const record = await write(this.db, () => {
       const org = this.ensureOrgSync(orgName);
       const id = randomId('rc_');
       stmt(this.db, 'INSERT INTO oauth_clients (id, org_id, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?)')
         .run(id, org.id, sha256(clientSecret), encodeScopes(scopes), now());
       return this.clientById(id)!;
-    })();
+    });
     return { record: toClient(record), secret: clientSecret };
   }
 

@@ -1,5 +1,5 @@
 /** Stored responses of POSTs sent with an Idempotency-Key (24 h). */
-import { type Db, now, stmt } from './db.js';
+import { type Db, durable, now, stmt, write } from './db.js';
 
 export interface IdempotencyRecord {
   orgId: string;
@@ -39,7 +39,7 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
   constructor(private readonly db: Db) {}
 
   async claim(rec: Pick<IdempotencyRecord, 'orgId' | 'key' | 'method' | 'path' | 'bodyHash'>, ttlMs: number): Promise<IdempotencyRecord | null> {
-    return this.db.transaction(() => {
+    return write(this.db, () => {
       stmt(this.db, 'DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at < ?').run(rec.orgId, rec.key, now() - ttlMs);
       const existing = stmt(this.db, 'SELECT * FROM idempotency_keys WHERE org_id = ? AND key = ?').get(rec.orgId, rec.key) as Row | undefined;
       if (existing) {
@@ -59,15 +59,17 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
       stmt(this.db, "INSERT INTO idempotency_keys (org_id, key, method, path, body_hash, state, created_at) VALUES (?, ?, ?, ?, ?, 'in_flight', ?)")
         .run(rec.orgId, rec.key, rec.method, rec.path, rec.bodyHash, now());
       return null;
-    })();
+    });
   }
 
   async complete(orgId: string, key: string, status: number, headers: Record<string, string>, body: string): Promise<void> {
     stmt(this.db, "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ? WHERE org_id = ? AND key = ?")
       .run(status, JSON.stringify(headers), body, orgId, key);
+    await durable(this.db);
   }
 
   async release(orgId: string, key: string): Promise<void> {
     stmt(this.db, "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND state = 'in_flight'").run(orgId, key);
+    await durable(this.db);
   }
 }

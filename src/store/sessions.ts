@@ -1,6 +1,6 @@
 /** HQE sessions and everything they emitted (snapshots, metrics, events, status changes). */
 import type { NormalizedConfig } from '../model/config.js';
-import { type Db, now, stmt, updateRow } from './db.js';
+import { type Db, durable, now, stmt, updateRow, write } from './db.js';
 
 export type SessionStatus = 'initializing' | 'running' | 'plateau' | 'converged' | 'failed' | 'completed' | 'closed';
 export type SessionEventKind = 'snapshot' | 'metrics' | 'event' | 'status';
@@ -36,17 +36,20 @@ export interface NewSessionEvent {
   body: string;
 }
 
+export type SessionChange = Partial<Pick<SessionRow, 'status' | 'step' | 'restart' | 'metrics' | 'extraSteps' | 'checkpoint'>>;
+
 export interface SessionStore {
   create(row: Pick<SessionRow, 'id' | 'orgId' | 'config' | 'status'>): Promise<SessionRow>;
   get(id: string): Promise<SessionRow | null>;
   /** Sessions the scheduler must resume after a restart. */
   listActive(): Promise<SessionRow[]>;
-  update(id: string, change: Partial<Pick<SessionRow, 'status' | 'step' | 'restart' | 'metrics' | 'extraSteps' | 'checkpoint'>>): Promise<void>;
+  update(id: string, change: SessionChange): Promise<void>;
   /**
-   * Append events in order, in one transaction. An event identical to one already stored (a state visited
-   * again after recovery from a checkpoint) is skipped; the result says which were new.
+   * Append events in order, with the session's `change` if any, in one transaction: whoever reads an event
+   * reads the row it goes with. An event identical to one already stored (a state visited again after
+   * recovery from a checkpoint) is skipped; the result says which were new.
    */
-  appendEvents(sessionId: string, events: NewSessionEvent[]): Promise<Array<SessionEvent | null>>;
+  appendEvents(sessionId: string, events: NewSessionEvent[], change?: SessionChange): Promise<Array<SessionEvent | null>>;
   /** Whether this exact event is already stored. */
   hasEvent(sessionId: string, event: NewSessionEvent): Promise<boolean>;
   /** Events after `afterSeq`, oldest first; `kinds` filters. */
@@ -105,6 +108,7 @@ export class SqliteSessionStore implements SessionStore {
     const t = now();
     stmt(this.db, 'INSERT INTO hqe_sessions (id, org_id, config, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
       .run(row.id, row.orgId, JSON.stringify(row.config), row.status, t, t);
+    await durable(this.db);
     return (await this.get(row.id))!;
   }
 
@@ -118,17 +122,20 @@ export class SqliteSessionStore implements SessionStore {
     return rows.map(fromRow);
   }
 
-  async update(id: string, change: Partial<Pick<SessionRow, 'status' | 'step' | 'restart' | 'metrics' | 'extraSteps' | 'checkpoint'>>): Promise<void> {
+  async update(id: string, change: SessionChange): Promise<void> {
     updateRow(this.db, 'hqe_sessions', id, change, COLUMNS, ['metrics']);
+    await durable(this.db);
   }
 
-  async appendEvents(sessionId: string, events: NewSessionEvent[]): Promise<Array<SessionEvent | null>> {
-    return this.db.transaction(() =>
-      events.map((e) => {
+  async appendEvents(sessionId: string, events: NewSessionEvent[], change?: SessionChange): Promise<Array<SessionEvent | null>> {
+    return write(this.db, () => {
+      const out = events.map((e) => {
         const r = this.insertEvent.get(sessionId, e.kind, e.step, e.restart, e.body) as { seq: number } | undefined;
         return r ? { seq: r.seq, ...e } : null;
-      }),
-    )();
+      });
+      if (change) updateRow(this.db, 'hqe_sessions', sessionId, change, COLUMNS, ['metrics']);
+      return out;
+    });
   }
 
   async hasEvent(sessionId: string, e: NewSessionEvent): Promise<boolean> {

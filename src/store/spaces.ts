@@ -1,6 +1,6 @@
 /** Live spaces: their config and status, the durable delta log, and members. */
 import type { NormalizedSpaceConfig } from '../model/space.js';
-import { type Db, now, stmt, updateRow } from './db.js';
+import { type Db, durable, flushBehind, now, stmt, updateRow, write } from './db.js';
 
 export type SpaceStatus = 'active' | 'locked' | 'archived';
 
@@ -133,13 +133,33 @@ const fromDelta = (r: DeltaRow): StoredDelta => ({
 
 const COLUMNS: Record<string, string> = { config: 'config', status: 'status', epoch: 'epoch', checkpoint: 'checkpoint', checkpointVersion: 'checkpoint_version' };
 
+/**
+ * When the realtime writes (deltas, members joining and leaving) resolve:
+ * - `wal`: once committed to the WAL, which survives a crash of the server process; the fsync that makes
+ *   them survive power loss too starts at once, in the background. The default: on a disk whose fsync
+ *   stalls for hundreds of milliseconds at times, waiting for it would stall every delta of the space.
+ * - `fsync`: once that fsync is done, like every other write of the store.
+ */
+export type RealtimeSync = 'wal' | 'fsync';
+
 export class SqliteSpaceStore implements SpaceStore {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly realtimeSync: RealtimeSync = 'fsync',
+  ) {}
+
+  /** After a realtime write: see RealtimeSync. */
+  private logged(): Promise<void> {
+    if (this.realtimeSync === 'fsync') return durable(this.db);
+    flushBehind(this.db);
+    return Promise.resolve();
+  }
 
   async create(row: Pick<SpaceRow, 'id' | 'orgId' | 'name' | 'config'>): Promise<SpaceRow> {
     const t = now();
     stmt(this.db, "INSERT INTO spaces (id, org_id, name, config, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?)")
       .run(row.id, row.orgId, row.name, JSON.stringify(row.config), t, t);
+    await durable(this.db);
     return (await this.get(row.id))!;
   }
 
@@ -157,6 +177,7 @@ export class SqliteSpaceStore implements SpaceStore {
 
   async update(id: string, change: Partial<Pick<SpaceRow, 'config' | 'status' | 'epoch' | 'checkpoint' | 'checkpointVersion'>>): Promise<void> {
     updateRow(this.db, 'spaces', id, change, COLUMNS, ['config']);
+    await durable(this.db);
   }
 
   async appendDelta(
@@ -165,7 +186,7 @@ export class SqliteSpaceStore implements SpaceStore {
     d: Omit<StoredDelta, 'version' | 'createdAt'>,
     config?: NormalizedSpaceConfig,
   ): Promise<StoredDelta | null> {
-    return this.db.transaction(() => {
+    const stored = this.db.transaction(() => {
       const moved = stmt(this.db, 'UPDATE spaces SET version = version + 1, epoch = ?, updated_at = ? WHERE id = ? AND version = ?')
         .run(d.epoch, now(), spaceId, expectedVersion);
       if (moved.changes !== 1) return null;
@@ -175,6 +196,8 @@ export class SqliteSpaceStore implements SpaceStore {
         .run(spaceId, stored.version, stored.epoch, stored.fromVersion, JSON.stringify(stored.ops), JSON.stringify(stored.paths), stored.author, stored.createdAt);
       return stored;
     })();
+    await (config ? durable(this.db) : this.logged());
+    return stored;
   }
 
   async deltasSince(spaceId: string, after: number, limit: number): Promise<StoredDelta[]> {
@@ -184,21 +207,21 @@ export class SqliteSpaceStore implements SpaceStore {
   }
 
   async pruneDeltas(spaceId: string, before: number, upTo = Number.MAX_SAFE_INTEGER): Promise<number> {
-    return this.db.transaction(() => {
+    return write(this.db, () => {
       stmt(this.db, 'DELETE FROM space_deltas WHERE space_id = ? AND created_at < ? AND version <= ?').run(spaceId, before, upTo);
       const oldest = stmt(this.db, 'SELECT MIN(version) AS v FROM space_deltas WHERE space_id = ?').get(spaceId) as { v: number | null };
       const space = stmt(this.db, 'SELECT version FROM spaces WHERE id = ?').get(spaceId) as { version: number } | undefined;
       // A client may resume from the version just before the oldest retained delta.
       return oldest.v !== null ? oldest.v - 1 : (space?.version ?? 0);
-    })();
+    });
   }
 
   async delete(id: string): Promise<void> {
-    this.db.transaction(() => {
+    await write(this.db, () => {
       stmt(this.db, 'DELETE FROM space_deltas WHERE space_id = ?').run(id);
       stmt(this.db, 'DELETE FROM space_members WHERE space_id = ?').run(id);
       stmt(this.db, 'DELETE FROM spaces WHERE id = ?').run(id);
-    })();
+    });
   }
 
   async joinMember(m: Omit<MemberRow, 'joinedAt' | 'leftAt' | 'removedAt'>): Promise<MemberRow> {
@@ -207,6 +230,7 @@ export class SqliteSpaceStore implements SpaceStore {
       `INSERT INTO space_members (space_id, id, user_id, org_id, role, display_name, joined_at, left_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)
        ON CONFLICT (space_id, id) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL, expires_at = excluded.expires_at`,
     ).run(m.spaceId, m.id, m.userId, m.orgId, m.role, m.displayName, now(), m.expiresAt);
+    await this.logged();
     return (await this.getMember(m.spaceId, m.id))!;
   }
 
@@ -235,13 +259,17 @@ export class SqliteSpaceStore implements SpaceStore {
       // Removal also bars a member that had already disconnected.
       const r = stmt(this.db, 'UPDATE space_members SET left_at = COALESCE(left_at, ?), removed_at = ? WHERE space_id = ? AND id = ? AND removed_at IS NULL')
         .run(t, t, spaceId, id);
+      await durable(this.db);
       return r.changes === 1;
     }
-    return stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE space_id = ? AND id = ? AND left_at IS NULL').run(t, spaceId, id).changes === 1;
+    const left = stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE space_id = ? AND id = ? AND left_at IS NULL').run(t, spaceId, id).changes === 1;
+    await this.logged();
+    return left;
   }
 
   async leaveAll(): Promise<void> {
     stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE left_at IS NULL').run(now());
+    await durable(this.db);
   }
 }
 

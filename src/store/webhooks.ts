@@ -5,7 +5,7 @@
  * mid-attempt leaves a row that becomes due again when the lease runs out. Every state change after a
  * claim is guarded by the attempt number, so a stale worker cannot overwrite a newer outcome.
  */
-import type { Db } from './db.js';
+import { type Db, durable, synced } from './db.js';
 
 export interface WebhookRecord {
   id: string;
@@ -241,6 +241,7 @@ export class SqliteWebhookStore implements WebhookStore {
 
   async insertWebhook(w: WebhookRecord): Promise<void> {
     this.st.insert.run(w.id, w.orgId, w.url, w.secret, JSON.stringify(w.events), w.createdAt);
+    await durable(this.db);
   }
 
   async getWebhook(orgId: string, id: string): Promise<WebhookRecord | null> {
@@ -256,28 +257,28 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   async deleteWebhook(orgId: string, id: string): Promise<boolean> {
-    return this.deleteTx(orgId, id);
+    return synced(this.db, this.deleteTx(orgId, id));
   }
 
   async enqueueEvent(orgId: string, event: OutboxEvent, newDeliveryId: () => string): Promise<DeliveryRecord[]> {
-    return this.enqueueTx(orgId, event, newDeliveryId);
+    return synced(this.db, this.enqueueTx(orgId, event, newDeliveryId));
   }
 
   async claimDue(now: number, limit: number, leaseUntil: number): Promise<ClaimedDelivery[]> {
     if (limit <= 0) return [];
-    return this.claimTx(now, limit, leaseUntil);
+    return synced(this.db, this.claimTx(now, limit, leaseUntil));
   }
 
   async markDelivered(id: string, attempt: number, at: number): Promise<boolean> {
-    return this.st.delivered.run(at, id, attempt).changes === 1;
+    return synced(this.db, this.st.delivered.run(at, id, attempt).changes === 1);
   }
 
   async markRetry(id: string, attempt: number, nextAttemptAt: number, error: string): Promise<boolean> {
-    return this.st.retry.run(nextAttemptAt, clip(error), id, attempt).changes === 1;
+    return synced(this.db, this.st.retry.run(nextAttemptAt, clip(error), id, attempt).changes === 1);
   }
 
   async markFailed(id: string, attempt: number, error: string): Promise<boolean> {
-    return this.st.failed.run(clip(error), id, attempt).changes === 1;
+    return synced(this.db, this.st.failed.run(clip(error), id, attempt).changes === 1);
   }
 
   async getDelivery(id: string): Promise<DeliveryRecord | null> {
