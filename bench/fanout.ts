@@ -367,7 +367,9 @@ async function main(): Promise<void> {
   await writeFile(path, JSON.stringify(summary, null, 2) + '\n');
   process.stderr.write(`wrote ${path}\n`);
 
-  await writeFanoutSvg(runs, `bench/results/fanout${suffix}.svg`);
+  // A plot needs more than one subscriber count.
+  const plotted = runs.length > 1;
+  if (plotted) await writeFanoutSvg(runs, `bench/results/fanout${suffix}.svg`);
   const lines = [
     `Run ${date} on ${summary.host.cpus}, ${summary.host.cores} cores, Node ${summary.host.node}; server, subscriber threads and writer on this one machine. ` +
       `Half JSON, half MessagePack subscribers, publishHz ${base.hz}, ${base.rate} deltas/s for ${base.seconds} s, \`RESONANCE_SPACE_SYNC=${spaceSync}\`. File: \`results/fanout-${date}${suffix}.json\`.`,
@@ -384,7 +386,7 @@ async function main(): Promise<void> {
     '',
     joinResult ? `Create space + open session + WebSocket welcome, ${joinResult.iterations} iterations in sequence on loopback: p50 ${joinResult.p50} ms, p95 ${joinResult.p95} ms, p99 ${joinResult.p99} ms, max ${joinResult.max} ms.` : '',
     '',
-    `![propose-to-receive latency by subscribers](results/fanout${suffix}.svg)`,
+    plotted ? `![propose-to-receive latency by subscribers](results/fanout${suffix}.svg)` : '',
   ];
   await replaceResultsSection('bench/README.md', `fanout${suffix}`, lines.join('\n'));
 }

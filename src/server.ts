@@ -14,7 +14,7 @@ import { RealtimeServer } from './realtime/server.js';
 import { Scheduler } from './sim/scheduler.js';
 import { SpaceHub } from './sim/spaces.js';
 import { SqliteAuthStore } from './store/auth.js';
-import { openDb } from './store/db.js';
+import { openDb, syncStats } from './store/db.js';
 import { SqliteIdempotencyStore } from './store/idempotency.js';
 import { SqliteSessionStore } from './store/sessions.js';
 import { SqliteSpaceStore } from './store/spaces.js';
@@ -73,6 +73,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     idempotencyStore: new SqliteIdempotencyStore(db),
     isReady: () => ready,
     realtimeConnections: () => realtime.stats().connections,
+    storeSyncs: () => syncStats(db),
   });
   const server: Server = createServer(app.callback());
   // WebSocket upgrades of /spaces/{id} on the same port.

@@ -926,7 +926,7 @@ describe('operations', () => {
     expect(r.json).toEqual({ ready: true });
   });
 
-  it('/metrics is Prometheus text with request counts and engine steps', async () => {
+  it('/metrics is Prometheus text with request counts, engine steps and store fsyncs', async () => {
     const r = await anon.request('GET', '/metrics');
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/^text\/plain/);
@@ -935,6 +935,9 @@ describe('operations', () => {
     const steps = /^resonance_engine_sim_steps_total (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(r.text);
     expect(steps, 'resonance_engine_sim_steps_total sample').not.toBeNull();
     expect(Number(steps![1])).toBeGreaterThan(0);
+    // Every write of the tests so far was made durable by a WAL fsync, and none failed.
+    expect(Number(/^resonance_store_fsyncs_total (\d+)$/m.exec(r.text)?.[1])).toBeGreaterThan(0);
+    expect(r.text).toMatch(/^resonance_store_fsync_failures_total 0$/m);
   });
 
   it('/openapi.yaml is the committed openapi.yaml byte for byte', async () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { durable, openDb, syncCount } from '../src/store/db.js';
+import { durable, openDb, syncStats } from '../src/store/db.js';
 import { WalSync } from '../src/store/wal-sync.js';
 
 const dbFile = (): string => join(mkdtempSync(join(tmpdir(), 'walsync-')), 'resonance.db');
@@ -12,7 +12,7 @@ describe('WalSync', () => {
   it('starts one fsync at once and makes every caller that arrives while it runs share the next', async () => {
     const db = openDb(dbFile());
     db.exec('CREATE TABLE t (v INTEGER)');
-    const before = syncCount(db);
+    const before = syncStats(db).syncs;
     const calls: Array<Promise<void>> = [];
     for (let i = 0; i < 20; i++) {
       db.prepare('INSERT INTO t VALUES (?)').run(i);
@@ -20,9 +20,9 @@ describe('WalSync', () => {
     }
     await Promise.all(calls);
     // The first call's fsync may have started before the later commits: they need exactly one more.
-    expect(syncCount(db) - before).toBe(2);
+    expect(syncStats(db).syncs - before).toBe(2);
     await durable(db);
-    expect(syncCount(db) - before).toBe(3);
+    expect(syncStats(db).syncs - before).toBe(3);
     db.close();
   });
 
@@ -52,7 +52,7 @@ describe('WalSync', () => {
   it('leaves an in-memory database alone', async () => {
     const db = openDb(':memory:');
     await durable(db);
-    expect(syncCount(db)).toBe(0);
+    expect(syncStats(db).syncs).toBe(0);
     db.close();
   });
 });

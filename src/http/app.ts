@@ -40,6 +40,8 @@ export interface AppDeps {
   isReady: () => boolean;
   /** Open WebSocket connections (the realtime server is attached to the HTTP server after the app). */
   realtimeConnections?: () => number;
+  /** fsyncs of the store's WAL, and failed ones. */
+  storeSyncs?: () => { syncs: number; failures: number };
 }
 
 /** The /v1 API reads JSON only: a body of any other type is a 415, not a silently empty request. */
@@ -69,6 +71,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
       return { resident: s.spaces, live: s.live };
     },
     realtimeConnections: () => deps.realtimeConnections?.() ?? 0,
+    storeSyncs: () => deps.storeSyncs?.() ?? { syncs: 0, failures: 0 },
   });
 
   app.use(async (ctx: Context, next: Next) => {

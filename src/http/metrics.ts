@@ -10,6 +10,7 @@ export interface MetricSources {
   /** Spaces in the engine, and those ticking (someone listens). */
   spaces: () => { resident: number; live: number };
   realtimeConnections: () => number;
+  storeSyncs: () => { syncs: number; failures: number };
 }
 
 export function createMetrics(sources: MetricSources): { registry: Registry; middleware: (ctx: Context, next: Next) => Promise<void> } {
@@ -18,13 +19,6 @@ export function createMetrics(sources: MetricSources): { registry: Registry; mid
   const latency = new Histogram({
     name: 'resonance_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['method', 'route'],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry],
-  });
-  new Counter({
-    name: 'resonance_engine_sim_steps_total', help: 'Simulation steps advanced by the engine', registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(sources.simSteps());
-    },
   });
   new Gauge({ name: 'resonance_resident_sessions', help: 'Running HQE sessions in the engine', registers: [registry], collect() { this.set(sources.residentSessions()); } });
   new Gauge({ name: 'resonance_resident_runs', help: 'HQE runs in the engine', registers: [registry], collect() { this.set(sources.residentRuns()); } });
@@ -37,6 +31,17 @@ export function createMetrics(sources: MetricSources): { registry: Registry; mid
       this.set(await sources.webhookQueueDepth());
     },
   });
+  const total = (name: string, help: string, read: () => number): void =>
+    void new Counter({
+      name, help, registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  total('resonance_engine_sim_steps_total', 'Simulation steps advanced by the engine', () => sources.simSteps());
+  total('resonance_store_fsyncs_total', 'fsyncs of the store WAL (each covers every commit before it)', () => sources.storeSyncs().syncs);
+  total('resonance_store_fsync_failures_total', 'fsyncs of the store WAL that failed', () => sources.storeSyncs().failures);
   const middleware = async (ctx: Context, next: Next): Promise<void> => {
     const end = latency.startTimer();
     try {

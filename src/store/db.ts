@@ -51,9 +51,10 @@ export async function synced<T>(db: Db, value: T): Promise<T> {
   return value;
 }
 
-/** fsyncs of the WAL so far (0 for an in-memory database). */
-export function syncCount(db: Db): number {
-  return syncs.get(db)?.count ?? 0;
+/** fsyncs of the WAL so far, and those that failed (0 for an in-memory database). */
+export function syncStats(db: Db): { syncs: number; failures: number } {
+  const s = syncs.get(db);
+  return { syncs: s?.count ?? 0, failures: s?.failures ?? 0 };
 }
 
 function migrate(db: Db): void {
