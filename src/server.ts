@@ -14,6 +14,7 @@ import { RealtimeServer } from './realtime/server.js';
 import { Scheduler } from './sim/scheduler.js';
 import { SpaceHub } from './sim/spaces.js';
 import { SqliteAuthStore } from './store/auth.js';
+import { Checkpointer } from './store/checkpointer.js';
 import { openDb, syncStats } from './store/db.js';
 import { SqliteIdempotencyStore } from './store/idempotency.js';
 import { SqliteSessionStore } from './store/sessions.js';
@@ -37,7 +38,9 @@ export function createLogger(level: string): Logger {
 }
 
 export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
-  const db = openDb(join(config.dataDir, 'resonance.db'));
+  const dbPath = join(config.dataDir, 'resonance.db');
+  const db = openDb(dbPath);
+  const checkpointer = new Checkpointer(db, dbPath, 1000, (message) => logger.error({ message }, 'WAL checkpoint failed'));
   const authStore = new SqliteAuthStore(db);
   await seedBootstrapKey(authStore, config.bootstrapKey);
   const sessions = new SqliteSessionStore(db);
@@ -73,7 +76,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     idempotencyStore: new SqliteIdempotencyStore(db),
     isReady: () => ready,
     realtimeConnections: () => realtime.stats().connections,
-    storeSyncs: () => syncStats(db),
+    storeStats: () => ({ ...syncStats(db), checkpoints: checkpointer.stats().checkpoints }),
   });
   const server: Server = createServer(app.callback());
   // WebSocket upgrades of /spaces/{id} on the same port.
@@ -110,6 +113,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       await scheduler.stop();
       await webhooks.stop();
       await engine.destroy();
+      await checkpointer.stop();
       db.close();
       logger.info('stopped');
       logger.flush();

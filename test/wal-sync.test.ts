@@ -1,9 +1,13 @@
-/** Group commit of the SQLite store: one fsync of the WAL covers every commit made before it started. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+/**
+ * The SQLite store's disk work off the event loop: group commit (one fsync of the WAL covers every commit
+ * made before it started) and WAL checkpoints in a worker thread.
+ */
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { durable, openDb, syncStats } from '../src/store/db.js';
+import { Checkpointer } from '../src/store/checkpointer.js';
 import { WalSync } from '../src/store/wal-sync.js';
 
 const dbFile = (): string => join(mkdtempSync(join(tmpdir(), 'walsync-')), 'resonance.db');
@@ -53,6 +57,35 @@ describe('WalSync', () => {
     const db = openDb(':memory:');
     await durable(db);
     expect(syncStats(db).syncs).toBe(0);
+    db.close();
+  });
+});
+
+describe('Checkpointer', () => {
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  it('checkpoints from its worker so the writer reuses the WAL, and hands checkpoints back when stopped', async () => {
+    const path = dbFile();
+    const db = openDb(path);
+    db.exec('CREATE TABLE t (v BLOB)');
+    const checkpointer = new Checkpointer(db, path, 20);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    const insert = db.prepare('INSERT INTO t VALUES (?)');
+    const page = Buffer.alloc(4096, 7);
+    // 1500 commits of at least one page each: past SQLite's 1000-page autocheckpoint, which is off here.
+    for (let i = 0; i < 1500; i++) {
+      insert.run(page);
+      if (i % 50 === 49) await sleep(25);
+    }
+    for (let i = 0; i < 100 && (checkpointer.stats().last?.checkpointed ?? -1) !== checkpointer.stats().last?.log; i++) await sleep(20);
+    const stats = checkpointer.stats();
+    expect(stats.failures).toBe(0);
+    expect(stats.checkpoints).toBeGreaterThan(5);
+    // The writer restarted the WAL after checkpoints: far smaller than 1500 commits' worth of pages.
+    expect(statSync(`${path}-wal`).size).toBeLessThan(1500 * 4096 * 0.5);
+    expect((db.prepare('SELECT COUNT(*) AS n FROM t').get() as { n: number }).n).toBe(1500);
+    await checkpointer.stop();
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
     db.close();
   });
 });

@@ -16,7 +16,7 @@ import { authenticate } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { docsHtml } from './docs.js';
 import { idempotency } from './idempotency.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, type StoreStats } from './metrics.js';
 import { openApiDocument, openApiYaml } from './openapi.js';
 import { Problem, problemMiddleware } from './problem.js';
 import { MemoryRateLimiter, rateLimit } from './ratelimit.js';
@@ -40,8 +40,8 @@ export interface AppDeps {
   isReady: () => boolean;
   /** Open WebSocket connections (the realtime server is attached to the HTTP server after the app). */
   realtimeConnections?: () => number;
-  /** fsyncs of the store's WAL, and failed ones. */
-  storeSyncs?: () => { syncs: number; failures: number };
+  /** fsyncs of the store's WAL, failed ones, and WAL checkpoints. */
+  storeStats?: () => StoreStats;
 }
 
 /** The /v1 API reads JSON only: a body of any other type is a 415, not a silently empty request. */
@@ -71,7 +71,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
       return { resident: s.spaces, live: s.live };
     },
     realtimeConnections: () => deps.realtimeConnections?.() ?? 0,
-    storeSyncs: () => deps.storeSyncs?.() ?? { syncs: 0, failures: 0 },
+    storeStats: () => deps.storeStats?.() ?? { syncs: 0, failures: 0, checkpoints: 0 },
   });
 
   app.use(async (ctx: Context, next: Next) => {

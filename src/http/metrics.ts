@@ -10,7 +10,13 @@ export interface MetricSources {
   /** Spaces in the engine, and those ticking (someone listens). */
   spaces: () => { resident: number; live: number };
   realtimeConnections: () => number;
-  storeSyncs: () => { syncs: number; failures: number };
+  storeStats: () => StoreStats;
+}
+
+export interface StoreStats {
+  syncs: number;
+  failures: number;
+  checkpoints: number;
 }
 
 export function createMetrics(sources: MetricSources): { registry: Registry; middleware: (ctx: Context, next: Next) => Promise<void> } {
@@ -40,8 +46,9 @@ export function createMetrics(sources: MetricSources): { registry: Registry; mid
       },
     });
   total('resonance_engine_sim_steps_total', 'Simulation steps advanced by the engine', () => sources.simSteps());
-  total('resonance_store_fsyncs_total', 'fsyncs of the store WAL (each covers every commit before it)', () => sources.storeSyncs().syncs);
-  total('resonance_store_fsync_failures_total', 'fsyncs of the store WAL that failed', () => sources.storeSyncs().failures);
+  total('resonance_store_fsyncs_total', 'fsyncs of the store WAL (each covers every commit before it)', () => sources.storeStats().syncs);
+  total('resonance_store_fsync_failures_total', 'fsyncs of the store WAL that failed', () => sources.storeStats().failures);
+  total('resonance_store_checkpoints_total', 'WAL checkpoints run off the event loop', () => sources.storeStats().checkpoints);
   const middleware = async (ctx: Context, next: Next): Promise<void> => {
     const end = latency.startTimer();
     try {
