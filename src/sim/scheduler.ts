@@ -276,6 +276,8 @@ export class Scheduler {
         await new Promise<void>((resolve) => setImmediate(resolve));
         continue;
       }
+      // stop() may have come during the advance, when there was no sleep to wake: do not start one.
+      if (this.stopping) break;
       await new Promise<void>((resolve) => {
         const timer = Number.isFinite(sleepUntil) ? setTimeout(resolve, Math.max(0, sleepUntil! - Date.now())) : null;
         this.wake = () => {
