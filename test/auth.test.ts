@@ -289,7 +289,8 @@ describe('bearer tokens', () => {
   const claims = { sub: 'rc_test', org: 'org_test', scopes: ['hqe.read'] as Scope[] };
 
   it('rejects an expired token with 401 invalid_credentials', async () => {
-    const token = await issueToken(config.jwtSecret, claims, 1);
+    // exp counts from iat in whole seconds (floored): a 2 s token lives more than 1 s and at most 2 s.
+    const token = await issueToken(config.jwtSecret, claims, 2);
     expect((await call('/v1/read', withBearer(token))).res.status).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 2100));
     const { res, body } = await call('/v1/read', withBearer(token));

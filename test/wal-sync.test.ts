@@ -25,21 +25,36 @@ describe('WalSync', () => {
     await Promise.all(calls);
     // The first call's fsync may have started before the later commits: they need exactly one more.
     expect(syncStats(db).syncs - before).toBe(2);
+    // Nothing committed since: nothing to wait for.
+    await durable(db);
+    expect(syncStats(db).syncs - before).toBe(2);
+    db.prepare('INSERT INTO t VALUES (?)').run(20);
     await durable(db);
     expect(syncStats(db).syncs - before).toBe(3);
     db.close();
   });
 
-  it('resolves callers in the order they called', async () => {
+  it('resolves callers in the order they called, and a caller covered by the running fsync waits only for it', async () => {
     const db = openDb(dbFile());
+    db.exec('CREATE TABLE t (v INTEGER)');
+    const insert = db.prepare('INSERT INTO t VALUES (?)');
+    const before = syncStats(db).syncs;
     const order: number[] = [];
-    await Promise.all(Array.from({ length: 10 }, (_, i) => durable(db).then(() => order.push(i))));
+    insert.run(0);
+    const calls = [durable(db).then(() => order.push(0)), durable(db).then(() => order.push(1))];
+    for (let i = 2; i < 10; i++) {
+      insert.run(i);
+      calls.push(durable(db).then(() => order.push(i)));
+    }
+    await Promise.all(calls);
     expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(syncStats(db).syncs - before).toBe(2);
     db.close();
   });
 
   it('has nothing to do when the WAL is gone (the last connection checkpointed and removed it)', async () => {
-    const sync = new WalSync(join(mkdtempSync(join(tmpdir(), 'walsync-')), 'missing.db-wal'));
+    let changes = 0;
+    const sync = new WalSync(join(mkdtempSync(join(tmpdir(), 'walsync-')), 'missing.db-wal'), () => ++changes);
     await expect(sync.sync()).resolves.toBeUndefined();
     expect(sync.failures).toBe(0);
   });
@@ -48,7 +63,7 @@ describe('WalSync', () => {
     // A path through a regular file (ENOTDIR) stands in for an I/O error.
     const file = dbFile();
     writeFileSync(file, '');
-    const sync = new WalSync(join(file, 'x-wal'));
+    const sync = new WalSync(join(file, 'x-wal'), () => 1);
     await expect(sync.sync()).rejects.toThrow();
     expect(sync.failures).toBe(1);
   });

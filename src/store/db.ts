@@ -21,7 +21,8 @@ export function openDb(path: string): Db {
     // Commits reach the WAL without an fsync; every write then waits for a group fsync on the threadpool
     // (wal-sync.ts), so an acknowledged write survives power loss and the event loop never waits on the disk.
     db.pragma('synchronous = NORMAL');
-    syncs.set(db, new WalSync(`${path}-wal`));
+    const totalChanges = db.prepare('SELECT total_changes()').pluck();
+    syncs.set(db, new WalSync(`${path}-wal`, () => totalChanges.get() as number));
   }
   return db;
 }

@@ -261,7 +261,9 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   async enqueueEvent(orgId: string, event: OutboxEvent, newDeliveryId: () => string): Promise<DeliveryRecord[]> {
-    return synced(this.db, this.enqueueTx(orgId, event, newDeliveryId));
+    const queued = this.enqueueTx(orgId, event, newDeliveryId);
+    // An event nobody subscribed to wrote nothing: nothing to wait for.
+    return queued.length > 0 ? synced(this.db, queued) : queued;
   }
 
   async claimDue(now: number, limit: number, leaseUntil: number): Promise<ClaimedDelivery[]> {
