@@ -383,10 +383,8 @@ async function main(): Promise<void> {
         `| ${r.started} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.latencyMs.max} | ${r.writerAckMs.p50} / ${r.writerAckMs.p99} | ${r.framesPerSecond.total} | ` +
         `${r.deltas.lost} / ${r.deltas.gaps} / ${r.deltas.resyncs} | ${r.server.cpuPercent.mean} (${r.server.cpuPercent.max}) | ${r.clientsCpuPercent} | ${r.stealPercent} | ${r.server.rssMiB.max} |`,
     ),
-    '',
-    joinResult ? `Create space + open session + WebSocket welcome, ${joinResult.iterations} iterations in sequence on loopback: p50 ${joinResult.p50} ms, p95 ${joinResult.p95} ms, p99 ${joinResult.p99} ms, max ${joinResult.max} ms.` : '',
-    '',
-    plotted ? `![propose-to-receive latency by subscribers](results/fanout${suffix}.svg)` : '',
+    ...(joinResult ? ['', `Create space + open session + WebSocket welcome, ${joinResult.iterations} iterations in sequence on loopback: p50 ${joinResult.p50} ms, p95 ${joinResult.p95} ms, p99 ${joinResult.p99} ms, max ${joinResult.max} ms.`] : []),
+    ...(plotted ? ['', `![propose-to-receive latency by subscribers](results/fanout${suffix}.svg)`] : []),
   ];
   await replaceResultsSection('bench/README.md', `fanout${suffix}`, lines.join('\n'));
 }
