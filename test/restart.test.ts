@@ -53,7 +53,8 @@ const receiver: { server: Server | null; url: string; status: number; received: 
 const secret = 'restart-webhook-secret-' + randomUUID();
 
 async function start(): Promise<void> {
-  server = await startServer({ dataDir, env: { RESONANCE_RATE_LIMIT: '1000000' } });
+  // Info logs: the graceful stop's last line is checked.
+  server = await startServer({ dataDir, env: { RESONANCE_RATE_LIMIT: '1000000', RESONANCE_LOG_LEVEL: 'info' } });
   api = new RecordingClient(server.url, { 'X-Api-Key': DEV_KEY }, log);
 }
 
@@ -295,6 +296,8 @@ describe('restart', () => {
     const before = await getSession(longId);
     const exit = await server!.kill('SIGTERM');
     expect(exit, `graceful stop\n${server!.logs().slice(-2000)}`).toEqual({ code: 0, signal: null });
+    // The whole shutdown ran, to its last line (after the store is closed), not cut short by an early exit.
+    expect(server!.logs()).toMatch(/"msg":"stopped"/);
     const atShutdown = checkpointStep(longId);
     expect(atShutdown).not.toBeNull();
     expect(atShutdown!).toBeGreaterThanOrEqual(before.step as number);

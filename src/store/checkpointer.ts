@@ -65,6 +65,8 @@ export class Checkpointer {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // Referenced again: an unreferenced worker's exit would not keep the process alive to see it.
+    this.worker.ref();
     this.worker.postMessage('stop');
     await this.exited;
     if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
