@@ -12,12 +12,11 @@ export interface CheckpointWorkerData {
   everyMs: number;
 }
 
-/** One checkpoint: frames in the WAL, frames copied into the database file, and whether a lock stopped it short. */
+/** One checkpoint: frames in the WAL, and frames copied into the database file. */
 export interface CheckpointReport {
   type: 'checkpoint';
   log: number;
   checkpointed: number;
-  busy: boolean;
 }
 
 const { path, everyMs } = workerData as CheckpointWorkerData;
@@ -26,8 +25,8 @@ const port = parentPort!;
 
 const timer = setInterval(() => {
   try {
-    const [r] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>;
-    if (r && r.log > 0) port.postMessage({ type: 'checkpoint', log: r.log, checkpointed: r.checkpointed, busy: r.busy !== 0 } satisfies CheckpointReport);
+    const [r] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number; checkpointed: number }>;
+    if (r && r.log > 0) port.postMessage({ type: 'checkpoint', log: r.log, checkpointed: r.checkpointed } satisfies CheckpointReport);
   } catch (err) {
     port.postMessage({ type: 'error', message: err instanceof Error ? err.message : String(err) });
   }
