@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { durable, openDb, syncStats } from '../src/store/db.js';
+import { durable, openDb, syncStats, written } from '../src/store/db.js';
 import { Checkpointer } from '../src/store/checkpointer.js';
 import { WalSync } from '../src/store/wal-sync.js';
 
@@ -48,6 +48,22 @@ describe('WalSync', () => {
     }
     await Promise.all(calls);
     expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(syncStats(db).syncs - before).toBe(2);
+    db.close();
+  });
+
+  it('lets a write that changed no row resolve without waiting for the fsync of others', async () => {
+    const db = openDb(dbFile());
+    db.exec('CREATE TABLE t (v INTEGER)');
+    db.prepare('INSERT INTO t VALUES (1)').run();
+    const order: string[] = [];
+    const before = syncStats(db).syncs;
+    const others = durable(db).then(() => order.push('fsync'));
+    const nothing = written(db, () => db.prepare('UPDATE t SET v = 2 WHERE v = -1').run()).then(() => order.push('no-op write'));
+    await Promise.all([others, nothing]);
+    expect(order).toEqual(['no-op write', 'fsync']);
+    // A write that changed a row waits for an fsync that covers it.
+    await written(db, () => db.prepare('UPDATE t SET v = 2 WHERE v = 1').run());
     expect(syncStats(db).syncs - before).toBe(2);
     db.close();
   });

@@ -29,7 +29,7 @@ export function openDb(path: string): Db {
 
 const syncs = new WeakMap<Db, WalSync>();
 
-/** Resolves once every commit made so far on `db` is on disk. Every write of a repository awaits it. */
+/** Resolves once every commit made so far on `db` is on disk (repositories write through `written` and `write`). */
 export function durable(db: Db): Promise<void> {
   return syncs.get(db)?.sync() ?? Promise.resolve();
 }
@@ -39,17 +39,22 @@ export function flushBehind(db: Db): void {
   syncs.get(db)?.sync().catch(() => undefined);
 }
 
-/** `fn` as one transaction, resolved once it is on disk. */
-export async function write<T>(db: Db, fn: () => T): Promise<T> {
-  const out = db.transaction(fn)();
-  await durable(db);
+/**
+ * Run `fn` (statements or a transaction) and resolve with its result once what it wrote is on disk; when
+ * it changed no row (an update that matched nothing, an event nobody subscribed to) there is nothing to
+ * wait for, even while other commits' fsync runs.
+ */
+export async function written<T>(db: Db, fn: () => T): Promise<T> {
+  const sync = syncs.get(db);
+  const before = sync?.changes();
+  const out = fn();
+  if (sync && sync.changes() !== before) await sync.sync();
   return out;
 }
 
-/** `value` (the result of writes just made), once those writes are on disk. */
-export async function synced<T>(db: Db, value: T): Promise<T> {
-  await durable(db);
-  return value;
+/** `fn` as one transaction, resolved once it is on disk. */
+export function write<T>(db: Db, fn: () => T): Promise<T> {
+  return written(db, db.transaction(fn));
 }
 
 /** fsyncs of the WAL so far, and those that failed (0 for an in-memory database). */

@@ -1,5 +1,5 @@
 /** Stored responses of POSTs sent with an Idempotency-Key (24 h). */
-import { type Db, durable, now, stmt, write } from './db.js';
+import { type Db, now, stmt, write, written } from './db.js';
 
 export interface IdempotencyRecord {
   orgId: string;
@@ -63,13 +63,13 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
   }
 
   async complete(orgId: string, key: string, status: number, headers: Record<string, string>, body: string): Promise<void> {
-    stmt(this.db, "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ? WHERE org_id = ? AND key = ?")
-      .run(status, JSON.stringify(headers), body, orgId, key);
-    await durable(this.db);
+    await written(this.db, () =>
+      stmt(this.db, "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ? WHERE org_id = ? AND key = ?")
+        .run(status, JSON.stringify(headers), body, orgId, key),
+    );
   }
 
   async release(orgId: string, key: string): Promise<void> {
-    stmt(this.db, "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND state = 'in_flight'").run(orgId, key);
-    await durable(this.db);
+    await written(this.db, () => stmt(this.db, "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND state = 'in_flight'").run(orgId, key));
   }
 }

@@ -1,6 +1,6 @@
 /** HQE sessions and everything they emitted (snapshots, metrics, events, status changes). */
 import type { NormalizedConfig } from '../model/config.js';
-import { type Db, durable, now, stmt, updateRow, write } from './db.js';
+import { type Db, now, stmt, updateRow, write, written } from './db.js';
 
 export type SessionStatus = 'initializing' | 'running' | 'plateau' | 'converged' | 'failed' | 'completed' | 'closed';
 export type SessionEventKind = 'snapshot' | 'metrics' | 'event' | 'status';
@@ -106,9 +106,10 @@ export class SqliteSessionStore implements SessionStore {
 
   async create(row: Pick<SessionRow, 'id' | 'orgId' | 'config' | 'status'>): Promise<SessionRow> {
     const t = now();
-    stmt(this.db, 'INSERT INTO hqe_sessions (id, org_id, config, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(row.id, row.orgId, JSON.stringify(row.config), row.status, t, t);
-    await durable(this.db);
+    await written(this.db, () =>
+      stmt(this.db, 'INSERT INTO hqe_sessions (id, org_id, config, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(row.id, row.orgId, JSON.stringify(row.config), row.status, t, t),
+    );
     return (await this.get(row.id))!;
   }
 
@@ -123,8 +124,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async update(id: string, change: SessionChange): Promise<void> {
-    updateRow(this.db, 'hqe_sessions', id, change, COLUMNS, ['metrics']);
-    await durable(this.db);
+    await written(this.db, () => updateRow(this.db, 'hqe_sessions', id, change, COLUMNS, ['metrics']));
   }
 
   async appendEvents(sessionId: string, events: NewSessionEvent[], change?: SessionChange): Promise<Array<SessionEvent | null>> {

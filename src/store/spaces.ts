@@ -1,6 +1,6 @@
 /** Live spaces: their config and status, the durable delta log, and members. */
 import type { NormalizedSpaceConfig } from '../model/space.js';
-import { type Db, durable, flushBehind, now, stmt, updateRow, write } from './db.js';
+import { type Db, durable, flushBehind, now, stmt, updateRow, write, written } from './db.js';
 
 export type SpaceStatus = 'active' | 'locked' | 'archived';
 
@@ -157,9 +157,10 @@ export class SqliteSpaceStore implements SpaceStore {
 
   async create(row: Pick<SpaceRow, 'id' | 'orgId' | 'name' | 'config'>): Promise<SpaceRow> {
     const t = now();
-    stmt(this.db, "INSERT INTO spaces (id, org_id, name, config, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?)")
-      .run(row.id, row.orgId, row.name, JSON.stringify(row.config), t, t);
-    await durable(this.db);
+    await written(this.db, () =>
+      stmt(this.db, "INSERT INTO spaces (id, org_id, name, config, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?)")
+        .run(row.id, row.orgId, row.name, JSON.stringify(row.config), t, t),
+    );
     return (await this.get(row.id))!;
   }
 
@@ -176,8 +177,7 @@ export class SqliteSpaceStore implements SpaceStore {
   }
 
   async update(id: string, change: Partial<Pick<SpaceRow, 'config' | 'status' | 'epoch' | 'checkpoint' | 'checkpointVersion'>>): Promise<void> {
-    updateRow(this.db, 'spaces', id, change, COLUMNS, ['config']);
-    await durable(this.db);
+    await written(this.db, () => updateRow(this.db, 'spaces', id, change, COLUMNS, ['config']));
   }
 
   async appendDelta(
@@ -257,9 +257,9 @@ export class SqliteSpaceStore implements SpaceStore {
     const t = now();
     if (removed) {
       // Removal also bars a member that had already disconnected.
-      const r = stmt(this.db, 'UPDATE space_members SET left_at = COALESCE(left_at, ?), removed_at = ? WHERE space_id = ? AND id = ? AND removed_at IS NULL')
-        .run(t, t, spaceId, id);
-      await durable(this.db);
+      const r = await written(this.db, () =>
+        stmt(this.db, 'UPDATE space_members SET left_at = COALESCE(left_at, ?), removed_at = ? WHERE space_id = ? AND id = ? AND removed_at IS NULL').run(t, t, spaceId, id),
+      );
       return r.changes === 1;
     }
     const left = stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE space_id = ? AND id = ? AND left_at IS NULL').run(t, spaceId, id).changes === 1;
@@ -268,8 +268,7 @@ export class SqliteSpaceStore implements SpaceStore {
   }
 
   async leaveAll(): Promise<void> {
-    stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE left_at IS NULL').run(now());
-    await durable(this.db);
+    await written(this.db, () => stmt(this.db, 'UPDATE space_members SET left_at = ? WHERE left_at IS NULL').run(now()));
   }
 }
 

@@ -32,7 +32,7 @@ export class WalSync {
   constructor(
     private readonly walPath: string,
     /** Rows changed on the connection so far (SQLite's total_changes()): a count every commit moves. */
-    private readonly changes: () => number,
+    readonly changes: () => number,
   ) {}
 
   /** Resolves once every commit made before this call is on disk. */

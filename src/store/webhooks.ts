@@ -5,7 +5,7 @@
  * mid-attempt leaves a row that becomes due again when the lease runs out. Every state change after a
  * claim is guarded by the attempt number, so a stale worker cannot overwrite a newer outcome.
  */
-import { type Db, durable, synced } from './db.js';
+import { type Db, written } from './db.js';
 
 export interface WebhookRecord {
   id: string;
@@ -240,8 +240,7 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   async insertWebhook(w: WebhookRecord): Promise<void> {
-    this.st.insert.run(w.id, w.orgId, w.url, w.secret, JSON.stringify(w.events), w.createdAt);
-    await durable(this.db);
+    await written(this.db, () => this.st.insert.run(w.id, w.orgId, w.url, w.secret, JSON.stringify(w.events), w.createdAt));
   }
 
   async getWebhook(orgId: string, id: string): Promise<WebhookRecord | null> {
@@ -257,30 +256,28 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   async deleteWebhook(orgId: string, id: string): Promise<boolean> {
-    return synced(this.db, this.deleteTx(orgId, id));
+    return written(this.db, () => this.deleteTx(orgId, id));
   }
 
   async enqueueEvent(orgId: string, event: OutboxEvent, newDeliveryId: () => string): Promise<DeliveryRecord[]> {
-    const queued = this.enqueueTx(orgId, event, newDeliveryId);
-    // An event nobody subscribed to wrote nothing: nothing to wait for.
-    return queued.length > 0 ? synced(this.db, queued) : queued;
+    return written(this.db, () => this.enqueueTx(orgId, event, newDeliveryId));
   }
 
   async claimDue(now: number, limit: number, leaseUntil: number): Promise<ClaimedDelivery[]> {
     if (limit <= 0) return [];
-    return synced(this.db, this.claimTx(now, limit, leaseUntil));
+    return written(this.db, () => this.claimTx(now, limit, leaseUntil));
   }
 
   async markDelivered(id: string, attempt: number, at: number): Promise<boolean> {
-    return synced(this.db, this.st.delivered.run(at, id, attempt).changes === 1);
+    return written(this.db, () => this.st.delivered.run(at, id, attempt).changes === 1);
   }
 
   async markRetry(id: string, attempt: number, nextAttemptAt: number, error: string): Promise<boolean> {
-    return synced(this.db, this.st.retry.run(nextAttemptAt, clip(error), id, attempt).changes === 1);
+    return written(this.db, () => this.st.retry.run(nextAttemptAt, clip(error), id, attempt).changes === 1);
   }
 
   async markFailed(id: string, attempt: number, error: string): Promise<boolean> {
-    return synced(this.db, this.st.failed.run(clip(error), id, attempt).changes === 1);
+    return written(this.db, () => this.st.failed.run(clip(error), id, attempt).changes === 1);
   }
 
   async getDelivery(id: string): Promise<DeliveryRecord | null> {
