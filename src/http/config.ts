@@ -46,15 +46,18 @@ const num = (v: string | undefined, fallback: number): number => {
   return n;
 };
 
-function oneOf<T extends string>(v: string | undefined, allowed: readonly T[], fallback: T): T {
-  if (v === undefined || v === '') return fallback;
-  if (!(allowed as readonly string[]).includes(v)) throw new Error(`expected one of ${allowed.join(', ')}, got "${v}"`);
+/** The variable `name` of `env` when it is one of `allowed`, `fallback` when unset; anything else is an error naming it. */
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[], fallback: T): T {
+  const v = env[name];
+  if (v === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new Error(`${name} must be ${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]} (got "${v}")`);
+  }
   return v as T;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<ServerConfig> = {}): ServerConfig {
-  const backend = (env.RESONANCE_BACKEND ?? 'auto') as BackendChoice;
-  if (!['auto', 'cpu', 'webgpu'].includes(backend)) throw new Error(`RESONANCE_BACKEND must be auto, cpu or webgpu`);
+  const backend = oneOf<BackendChoice>(env, 'RESONANCE_BACKEND', ['auto', 'cpu', 'webgpu'], 'auto');
   return {
     host: env.RESONANCE_HOST ?? '127.0.0.1',
     port: num(env.RESONANCE_PORT ?? env.PORT, 8080),
@@ -77,7 +80,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     wsMaxFrameBytes: num(env.RESONANCE_WS_MAX_FRAME_BYTES, 64 * 1024),
     wsSlowBytes: num(env.RESONANCE_WS_SLOW_BYTES, 64 * 1024),
     wsBufferCapBytes: num(env.RESONANCE_WS_BUFFER_CAP_BYTES, 1024 * 1024),
-    spaceSync: oneOf(env.RESONANCE_SPACE_SYNC, ['wal', 'fsync'] as const, 'wal'),
+    spaceSync: oneOf(env, 'RESONANCE_SPACE_SYNC', ['wal', 'fsync'] as const, 'wal'),
     ...overrides,
   };
 }
