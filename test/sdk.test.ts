@@ -8,15 +8,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, type Delta, type LiveSession, ResonanceClient, ResonanceError } from '../src/sdk/index.js';
-import { DEV_KEY, sleep, startServer, type TestServer, waitFor } from './helpers/server.js';
-
-const demoRoom = {
-  name: 'demo-room',
-  basis: { primes: [2, 3, 5, 7, 11, 13], cutoff: 1024 },
-  phases: { golden: true, silver: true },
-  operators: { resonanceTarget: 0.85 },
-  entropy: { lambda: 0.03, collapseThreshold: 0.96 },
-};
+import { DEMO_ROOM as demoRoom, DEV_KEY, sleep, startServer, type TestServer, waitFor } from './helpers/server.js';
 
 describe('SDK', () => {
   let server: TestServer;

@@ -16,6 +16,7 @@ import { type DeltaFrame, type EventFrame, type SpaceListener, SpaceHub, type Sp
 import { openDb } from '../src/store/db.js';
 import { SqliteSessionStore } from '../src/store/sessions.js';
 import { SqliteSpaceStore } from '../src/store/spaces.js';
+import { DEMO_ROOM } from './helpers/server.js';
 
 interface Node {
   hub: SpaceHub;
@@ -80,10 +81,7 @@ class Recorder implements SpaceListener {
 }
 
 const dbFile = (): string => join(mkdtempSync(join(tmpdir(), 'hub-')), 'resonance.db');
-const demo = (publishHz = 30) => ({
-  name: 'demo-room', basis: { primes: [2, 3, 5, 7, 11, 13], cutoff: 1024 }, phases: { golden: true, silver: true },
-  operators: { resonanceTarget: 0.85 }, entropy: { lambda: 0.03, collapseThreshold: 0.96 }, policy: { publishHz }, seed: 7,
-});
+const demo = (publishHz = 30) => ({ ...DEMO_ROOM, policy: { publishHz }, seed: 7 });
 const until = async (cond: () => boolean, ms = 5000): Promise<void> => {
   const end = Date.now() + ms;
   while (!cond()) {

@@ -12,18 +12,11 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ContractResponse } from './helpers/contract-client.js';
-import { createKey, DEV_KEY, readSse, RecordingClient, type SseEvent, sleep, startServer, type StatusRecord, type TestServer, waitFor } from './helpers/server.js';
+import { createKey, DEMO_ROOM as DEMO, DEV_KEY, readSse, RecordingClient, type SseEvent, sleep, startServer, type StatusRecord, type TestServer, waitFor } from './helpers/server.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const TAU = 2 * Math.PI;
-const DEMO = {
-  name: 'demo-room',
-  basis: { primes: [2, 3, 5, 7, 11, 13], cutoff: 1024 },
-  phases: { golden: true, silver: true },
-  operators: { resonanceTarget: 0.85 },
-  entropy: { lambda: 0.03, collapseThreshold: 0.96 },
-};
 
 let srv: TestServer;
 const log: StatusRecord[] = [];

@@ -14,6 +14,15 @@ import { fileURLToPath } from 'node:url';
 import { ContractClient, type ContractResponse } from './contract-client.js';
 
 export const BIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+/** The seed's space example (resonance-spaces-api.md, `demo-room`), as a create body. */
+export const DEMO_ROOM = {
+  name: 'demo-room',
+  basis: { primes: [2, 3, 5, 7, 11, 13], cutoff: 1024 },
+  phases: { golden: true, silver: true },
+  operators: { resonanceTarget: 0.85 },
+  entropy: { lambda: 0.03, collapseThreshold: 0.96 },
+};
+
 export const DEV_KEY = 'rsk_dev-bootstrap-key-for-e2e-tests-0123456789';
 
 export interface StartOptions {
