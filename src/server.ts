@@ -19,7 +19,9 @@ import { openDb, syncStats } from './store/db.js';
 import { SqliteIdempotencyStore } from './store/idempotency.js';
 import { SqliteSessionStore } from './store/sessions.js';
 import { SqliteSpaceStore } from './store/spaces.js';
+import { SqliteUsageStore } from './store/usage.js';
 import { SqliteWebhookStore } from './store/webhooks.js';
+import { Quotas, UsageMeter } from './sim/quotas.js';
 import { WebhookService } from './webhooks/service.js';
 
 export interface RunningServer {
@@ -44,6 +46,10 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   const authStore = new SqliteAuthStore(db);
   await seedBootstrapKey(authStore, config.bootstrapKey);
   const sessions = new SqliteSessionStore(db);
+  const usageStore = new SqliteUsageStore(db);
+  const quotas = new Quotas(usageStore, config.quotaDefaults);
+  const usage = new UsageMeter(usageStore, (err) => logger.error({ err }, 'usage flush failed'));
+  usage.start();
   const engine = await createEngine({ backend: config.backend });
   logger.info({ backend: engine.info.backend, adapter: engine.info.adapter }, 'engine ready');
   const webhooks = new WebhookService({ store: new SqliteWebhookStore(db), allowPrivate: config.allowPrivateWebhooks, logger });
@@ -72,7 +78,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
 
   let ready = true;
   const app = createApp({
-    config, logger, scheduler, sessions, authStore, webhooks, spaces,
+    config, logger, scheduler, sessions, authStore, webhooks, spaces, quotas, usage, usageStore,
     idempotencyStore: new SqliteIdempotencyStore(db),
     isReady: () => ready,
     realtimeConnections: () => realtime.stats().connections,
@@ -112,6 +118,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       await spaces.stop();
       await scheduler.stop();
       await webhooks.stop();
+      await usage.stop();
       await engine.destroy();
       await checkpointer.stop();
       db.close();

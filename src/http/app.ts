@@ -11,6 +11,8 @@ import type { SpaceHub } from '../sim/spaces.js';
 import type { AuthStore } from '../store/auth.js';
 import type { IdempotencyStore } from '../store/idempotency.js';
 import type { SessionStore } from '../store/sessions.js';
+import type { UsageStore } from '../store/usage.js';
+import type { Quotas, UsageMeter } from '../sim/quotas.js';
 import type { WebhookService } from '../webhooks/service.js';
 import { authenticate } from './auth.js';
 import type { ServerConfig } from './config.js';
@@ -37,6 +39,10 @@ export interface AppDeps {
   idempotencyStore: IdempotencyStore;
   webhooks: WebhookService;
   spaces: SpaceHub;
+  /** Per-org quotas and usage metering (docs/tenancy.md). */
+  quotas: Quotas;
+  usage: UsageMeter;
+  usageStore: UsageStore;
   isReady: () => boolean;
   /** Open WebSocket connections (the realtime server is attached to the HTTP server after the app). */
   realtimeConnections?: () => number;

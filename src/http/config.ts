@@ -1,6 +1,7 @@
 /** Server settings: flags override RESONANCE_* environment variables, which override defaults (README). */
 import { randomBytes } from 'node:crypto';
 import type { BackendChoice } from '../engine/types.js';
+import { QUOTA_NAMES, type QuotaName } from '../model/tenancy.js';
 import type { RealtimeSync } from '../store/spaces.js';
 
 export interface ServerConfig {
@@ -37,6 +38,22 @@ export interface ServerConfig {
   wsBufferCapBytes: number;
   /** When space deltas and member joins are acknowledged: in the WAL (`wal`) or after its fsync (`fsync`); see docs/spaces.md. */
   spaceSync: RealtimeSync;
+  /** Quota defaults for every org (RESONANCE_QUOTA_<NAME>); `resonance orgs set-quota` overrides them per org. */
+  quotaDefaults: Partial<Record<QuotaName, number>>;
+}
+
+/** RESONANCE_QUOTA_<NAME> (e.g. RESONANCE_QUOTA_HQE_SESSIONS) for each quota of the catalogue. */
+function quotaDefaults(env: NodeJS.ProcessEnv): Partial<Record<QuotaName, number>> {
+  const out: Partial<Record<QuotaName, number>> = {};
+  for (const name of QUOTA_NAMES) {
+    const variable = `RESONANCE_QUOTA_${name.toUpperCase()}`;
+    const v = env[variable];
+    if (v === undefined || v === '') continue;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${variable} must be a non-negative number (got "${v}")`);
+    out[name] = n;
+  }
+  return out;
 }
 
 const num = (v: string | undefined, fallback: number): number => {
@@ -81,6 +98,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     wsSlowBytes: num(env.RESONANCE_WS_SLOW_BYTES, 64 * 1024),
     wsBufferCapBytes: num(env.RESONANCE_WS_BUFFER_CAP_BYTES, 1024 * 1024),
     spaceSync: oneOf(env, 'RESONANCE_SPACE_SYNC', ['wal', 'fsync'] as const, 'wal'),
+    quotaDefaults: quotaDefaults(env),
     ...overrides,
   };
 }

@@ -4,6 +4,7 @@
  */
 import type { Context, Next } from 'koa';
 import type { FieldError } from '../model/normalize.js';
+import { QuotaExceededError } from '../sim/quotas.js';
 
 export const PROBLEM_TYPE_BASE = '/problems/';
 
@@ -58,6 +59,14 @@ function fromHttpError(err: { status?: number; statusCode?: number; type?: strin
   return new Problem(status, 'http_error', err.expose && err.message ? err.message : 'Request error', err.expose ? err.message : undefined);
 }
 
+/** 409 (a cap) or 429 (a rate, with Retry-After) quota_exceeded, meta {quota, limit, used}. */
+export function quotaProblem(err: QuotaExceededError): Problem {
+  return new Problem(err.status, 'quota_exceeded', 'Quota exceeded', err.message, {
+    meta: err.meta,
+    ...(err.retryAfterSeconds !== undefined ? { headers: { 'Retry-After': String(err.retryAfterSeconds) } } : {}),
+  });
+}
+
 /** Outermost error boundary: a Problem (or a client error from Koa) becomes problem+json; anything else a 500 that is logged. */
 export function problemMiddleware(log: (err: unknown, ctx: Context) => void) {
   return async (ctx: Context, next: Next): Promise<void> => {
@@ -66,7 +75,7 @@ export function problemMiddleware(log: (err: unknown, ctx: Context) => void) {
       if (ctx.status === 404 && ctx.body === undefined) throw new Problem(404, 'not_found', 'Not found', `no route for ${ctx.method} ${ctx.path}`);
       if (ctx.status === 405 && ctx.body === undefined) throw new Problem(405, 'method_not_allowed', 'Method not allowed', `${ctx.method} is not allowed on ${ctx.path}`);
     } catch (err) {
-      const problem = err instanceof Problem ? err : fromHttpError(err as object);
+      const problem = err instanceof Problem ? err : err instanceof QuotaExceededError ? quotaProblem(err) : fromHttpError(err as object);
       if (!problem) log(err, ctx);
       const p = problem ?? new Problem(500, 'internal', 'Internal error', 'the server failed; the request id identifies it in the logs');
       ctx.status = p.status;

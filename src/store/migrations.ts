@@ -131,4 +131,54 @@ export const MIGRATIONS: string[] = [
   -- The once-a-second sweep of expired members reads present ones only.
   CREATE INDEX space_members_present ON space_members(expires_at) WHERE left_at IS NULL;
   `,
+  `
+  -- Multi-tenant hardening (docs/tenancy.md).
+  -- A revoked OAuth client's access tokens, and the session tokens it minted, are refused.
+  ALTER TABLE oauth_clients ADD COLUMN revoked_at INTEGER;
+  -- Idempotency keys belong to one credential (API key id, OAuth client id or space member id), not to
+  -- the org; boot_id names the process that claimed a key, so a claim left by a process that died is
+  -- released at the next start instead of answering 409 for a day. Stored responses are disposable.
+  DROP TABLE idempotency_keys;
+  CREATE TABLE idempotency_keys (
+    subject TEXT NOT NULL,
+    key TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status INTEGER,
+    headers TEXT,
+    body TEXT,
+    boot_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (subject, key)
+  );
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  -- Purge of old webhook deliveries.
+  CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_at);
+  -- Storage charged to each session (bytes of stored event bodies) and when it ended (retention).
+  ALTER TABLE hqe_sessions ADD COLUMN event_bytes INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE hqe_sessions ADD COLUMN ended_at INTEGER;
+  UPDATE hqe_sessions SET event_bytes = (SELECT COALESCE(SUM(length(body)), 0) FROM hqe_session_events e WHERE e.session_id = hqe_sessions.id);
+  UPDATE hqe_sessions SET ended_at = updated_at WHERE status NOT IN ('initializing', 'running', 'completed');
+  CREATE INDEX hqe_sessions_ended ON hqe_sessions(ended_at) WHERE ended_at IS NOT NULL;
+  -- Storage charged to each space (bytes of its retained delta log).
+  ALTER TABLE spaces ADD COLUMN delta_bytes INTEGER NOT NULL DEFAULT 0;
+  UPDATE spaces SET delta_bytes = (SELECT COALESCE(SUM(length(ops) + length(paths)), 0) FROM space_deltas d WHERE d.space_id = spaces.id);
+  -- Usage per org, metric and hour (ms since the epoch of the hour's start); docs/tenancy.md lists the metrics.
+  CREATE TABLE usage (
+    org_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (org_id, metric, hour)
+  );
+  -- Per-org overrides of the quota defaults (resonance orgs set-quota).
+  CREATE TABLE org_quotas (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (org_id, name)
+  );
+  `,
 ];
