@@ -10,6 +10,8 @@ import { createEngine } from './engine/select.js';
 import { createApp } from './http/app.js';
 import { seedBootstrapKey } from './http/auth.js';
 import type { ServerConfig } from './http/config.js';
+import { Idempotency } from './http/idempotency.js';
+import { CredentialWatch } from './http/revocations.js';
 import { RealtimeServer } from './realtime/server.js';
 import { Scheduler } from './sim/scheduler.js';
 import { SpaceHub } from './sim/spaces.js';
@@ -19,7 +21,9 @@ import { openDb, syncStats } from './store/db.js';
 import { SqliteIdempotencyStore } from './store/idempotency.js';
 import { SqliteSessionStore } from './store/sessions.js';
 import { SqliteSpaceStore } from './store/spaces.js';
+import { Retention } from './store/retention.js';
 import { SqliteUsageStore } from './store/usage.js';
+import { MemoryRateLimiter } from './http/ratelimit.js';
 import { SqliteWebhookStore } from './store/webhooks.js';
 import { Quotas, UsageMeter } from './sim/quotas.js';
 import { WebhookService } from './webhooks/service.js';
@@ -49,10 +53,18 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   const usageStore = new SqliteUsageStore(db);
   const quotas = new Quotas(usageStore, config.quotaDefaults);
   const usage = new UsageMeter(usageStore, (err) => logger.error({ err }, 'usage flush failed'));
+  // One budget per credential for REST requests and WebSocket proposals alike.
+  const rateLimiter = new MemoryRateLimiter(config.rateLimit, config.rateWindowSeconds);
   usage.start();
+  const retention = new Retention(
+    db,
+    { sessionRetentionMs: config.sessionRetentionHours * 3_600_000, deliveryRetentionMs: config.deliveryRetentionHours * 3_600_000 },
+    (err) => logger.error({ err }, 'retention sweep failed'),
+  );
+  retention.start();
   const engine = await createEngine({ backend: config.backend });
   logger.info({ backend: engine.info.backend, adapter: engine.info.adapter }, 'engine ready');
-  const webhooks = new WebhookService({ store: new SqliteWebhookStore(db), allowPrivate: config.allowPrivateWebhooks, logger });
+  const webhooks = new WebhookService({ store: new SqliteWebhookStore(db), allowPrivate: config.allowPrivateWebhooks, ports: config.webhookPorts, logger });
   const scheduler = new Scheduler({
     engine,
     sessions,
@@ -60,6 +72,9 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       await webhooks.emit(orgId, type, data);
     },
     onError: (err) => logger.error({ err }, 'scheduler error'),
+    quotas,
+    usage,
+    storageUsed: (orgId) => usageStore.storageBytes(orgId),
   });
   const spaces = new SpaceHub({
     scheduler,
@@ -67,26 +82,45 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     maxBasis: config.maxBasis,
     idleEvictMs: config.spaceIdleEvictMs,
     checkpointEveryMs: config.spaceCheckpointMs,
+    replayMaxDeltas: config.replayMaxDeltas,
+    replayMaxBytes: config.replayMaxBytes,
     onEvent: async (orgId, type, data) => {
       await webhooks.emit(orgId, type, data);
     },
     onError: (err) => logger.error({ err }, 'space error'),
+    quotas,
+    usage,
+    storageUsed: (orgId) => usageStore.storageBytes(orgId),
   });
   await spaces.start();
   await scheduler.start();
   webhooks.start();
+  // Releases Idempotency-Key claims left in flight by a process that died, then purges expired keys.
+  const idempotency = new Idempotency(new SqliteIdempotencyStore(db), (err) => logger.error({ err }, 'idempotency purge failed'));
+  await idempotency.start();
+  // Ends WebSockets and SSE streams whose credential is revoked (by the CLI, another process) or member removed.
+  const credentials = new CredentialWatch({
+    authStore,
+    memberRemoved: async (spaceId, memberId) => (await spaces.member(spaceId, memberId))?.removedAt != null,
+    onError: (err) => logger.error({ err }, 'revocation sweep failed'),
+  });
+  credentials.start();
 
   let ready = true;
   const app = createApp({
-    config, logger, scheduler, sessions, authStore, webhooks, spaces, quotas, usage, usageStore,
-    idempotencyStore: new SqliteIdempotencyStore(db),
+    config, logger, scheduler, sessions, authStore, webhooks, spaces, quotas, usage, usageStore, rateLimiter,
+    idempotency,
+    credentials,
     isReady: () => ready,
     realtimeConnections: () => realtime.stats().connections,
-    storeStats: () => ({ ...syncStats(db), checkpoints: checkpointer.stats().checkpoints }),
+    storeStats: () => {
+      const c = checkpointer.stats();
+      return { ...syncStats(db), checkpoints: c.checkpoints, truncations: c.truncations };
+    },
   });
   const server: Server = createServer(app.callback());
   // WebSocket upgrades of /spaces/{id} on the same port.
-  const realtime = new RealtimeServer({ config, spaces, logger });
+  const realtime = new RealtimeServer({ config, spaces, logger, credentials, budget: rateLimiter, quotas, usage });
   realtime.listen(server);
   const sockets = new Set<Socket>();
   server.on('connection', (s) => {
@@ -115,10 +149,13 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       }, 2000);
       await drained;
       clearTimeout(grace);
+      await credentials.stop();
+      await idempotency.stop();
       await spaces.stop();
       await scheduler.stop();
       await webhooks.stop();
       await usage.stop();
+      await retention.stop();
       await engine.destroy();
       await checkpointer.stop();
       db.close();

@@ -286,7 +286,12 @@ describe('POST /oauth/token', () => {
 });
 
 describe('bearer tokens', () => {
-  const claims = { sub: 'rc_test', org: 'org_test', scopes: ['hqe.read'] as Scope[] };
+  // Every token speaks for a stored client: one that is revoked (or never existed) is refused.
+  const claims = { sub: '', org: '', scopes: ['hqe.read'] as Scope[] };
+  beforeAll(async () => {
+    const { record } = await store.createClient('bearer-org', ['hqe.read']);
+    Object.assign(claims, { sub: record.id, org: record.orgId });
+  });
 
   it('rejects an expired token with 401 invalid_credentials', async () => {
     // exp counts from iat in whole seconds (floored): a 2 s token lives more than 1 s and at most 2 s.
@@ -319,14 +324,19 @@ describe('bearer tokens', () => {
 });
 
 describe('space session tokens', () => {
-  const claims = { sub: 'ses_1', org: 'org_a', space: 'spc_1', role: 'writer' as const, minter: 'key_minter' };
+  // Minted by a stored API key: a token whose minter is revoked (or unknown) is refused.
+  const claims = { sub: 'ses_1', org: 'org_a', space: 'spc_1', role: 'writer' as const, minter: '', minterKind: 'api_key' as const };
+  beforeAll(async () => {
+    const { record } = await store.createApiKey('session-org', ['spaces.read', 'spaces.write']);
+    Object.assign(claims, { minter: record.id, org: record.orgId });
+  });
 
   it('authenticate as a principal confined to the space, with spaces scopes by role and the minter as rate-limit identity', async () => {
     const writer = await issueSessionToken(config.jwtSecret, claims, 60);
     const { res, body } = await call('/v1/spaces/spc_1', withBearer(writer));
     expect(res.status).toBe(200);
     expect(body).toEqual({
-      orgId: 'org_a', via: 'session', subject: 'key_minter', scopes: ['spaces.read', 'spaces.write'], session: { spaceId: 'spc_1', role: 'writer', memberId: 'ses_1' },
+      orgId: claims.org, via: 'session', subject: claims.minter, scopes: ['spaces.read', 'spaces.write'], session: { spaceId: 'spc_1', role: 'writer', memberId: 'ses_1' },
     });
     const reader = await issueSessionToken(config.jwtSecret, { ...claims, role: 'reader' }, 60);
     expect((await call('/v1/spaces/spc_1', withBearer(reader))).body.scopes).toEqual(['spaces.read']);

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { pcg4d, uniform } from '../src/model/rng.js';
-import { firstPrimes, isPrime } from '../src/model/primes.js';
-import { normalize, type FieldError } from '../src/model/normalize.js';
+import { firstPrimes, isPrime, isStrongProbablePrime } from '../src/model/primes.js';
+import { basisErrors, capFieldErrors, MAX_FIELD_ERRORS, normalize, zodErrors, type FieldError } from '../src/model/normalize.js';
+import { HQEConfig } from '../src/model/config.js';
+import { normalizeSpace, SpaceConfig } from '../src/model/space.js';
 import { basisConstants, kernelMatrix, scaffoldPhases, GOLDEN_ANGLE, SILVER_ANGLE } from '../src/model/basis.js';
 import { specFromConfig } from '../src/model/spec.js';
 
@@ -31,6 +33,137 @@ describe('primes', () => {
   it('lists the first primes', () => {
     expect(firstPrimes(10)).toEqual([2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
     expect(firstPrimes(2048).at(-1)).toBe(17863);
+  });
+
+  // The references: trial division (every odd divisor up to the square root) and the strong test in BigInt.
+  const byTrialDivision = (n: number): boolean => {
+    if (n < 2) return false;
+    if (n % 2 === 0) return n === 2;
+    for (let d = 3; d * d <= n; d += 2) if (n % d === 0) return false;
+    return true;
+  };
+  const strongByBigInt = (n: number, base: number): boolean => {
+    const N = BigInt(n);
+    let d = N - 1n;
+    let s = 0;
+    while ((d & 1n) === 0n) {
+      d >>= 1n;
+      s++;
+    }
+    let x = 1n;
+    for (let b = BigInt(base) % N, e = d; e > 0n; e >>= 1n, b = (b * b) % N) if (e & 1n) x = (x * b) % N;
+    if (x === 1n || x === N - 1n) return true;
+    for (let r = 1; r < s; r++) if ((x = (x * x) % N) === N - 1n) return true;
+    return false;
+  };
+  let seed = 2463534242;
+  const randomU32 = (): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+
+  it('agrees with trial division below 200 000, near 2^31 and 2^32, and on 100 000 random 32-bit integers', () => {
+    const disagree: number[] = [];
+    const check = (n: number): void => {
+      if (isPrime(n) !== byTrialDivision(n)) disagree.push(n);
+    };
+    for (let n = 0; n < 200_000; n++) check(n);
+    for (let n = 2 ** 31 - 30_000; n < 2 ** 31 + 30_000; n++) check(n);
+    // Around the end of the fast path (0xffff0000) and of 32 bits, where BigInt takes over.
+    for (let n = 0xffff0000 - 10_000; n < 0xffff0000 + 10_000; n++) check(n);
+    for (let n = 2 ** 32 - 20_000; n < 2 ** 32 + 2_000; n++) check(n);
+    for (let i = 0; i < 100_000; i++) check(randomU32());
+    expect(disagree).toEqual([]);
+  });
+
+  it('rejects Carmichael numbers and strong pseudoprimes that pass single bases', () => {
+    const carmichael = [561, 1105, 1729, 2465, 2821, 6601, 8911, 10585, 15841, 29341, 41041, 46657, 52633, 62745, 63973, 75361, 101101, 115921, 126217, 162401, 172081, 188461, 252601, 278545, 294409, 314821, 334153, 340561, 399001, 410041, 449065, 488881, 512461];
+    // Strong pseudoprimes to base 2 (OEIS A001262) and base 7 (A020135)...
+    const spsp2 = [2047, 3277, 4033, 4681, 8321, 15841, 29341, 42799, 49141, 52633, 65281, 74665, 80581, 85489, 88357, 90751];
+    const spsp7 = [25, 325, 703, 2101, 2353, 4525, 11041, 14089, 20197, 29857, 29891, 39331, 49241, 58825, 64681, 76627, 78937];
+    // ... and ones that pass several: 3215031751 = 151 * 751 * 28351 passes 2, 3, 5 and 7; above 2^32, the
+    // BigInt path's bases must catch 4759123141 (passes 2, 7, 61), 2152302898747 (2..11), 3474749660383 (2..13)
+    // and 341550071728321 (2..17).
+    const multi = [3215031751, 4759123141, 2152302898747, 3474749660383, 341550071728321];
+    for (const n of [...carmichael, ...spsp2, ...spsp7, ...multi]) expect(isPrime(n), String(n)).toBe(false);
+    for (const n of spsp2) expect(isStrongProbablePrime(n, 2), String(n)).toBe(true);
+    for (const n of spsp7) expect(isStrongProbablePrime(n, 7), String(n)).toBe(true);
+    for (const base of [2, 7]) expect(isStrongProbablePrime(3215031751, base)).toBe(true);
+    for (const base of [2, 7, 61]) expect(isStrongProbablePrime(4759123141, base)).toBe(true);
+    // Base 61 has its own pseudoprimes: found with the BigInt reference, each one refused.
+    const spsp61: number[] = [];
+    for (let n = 63; spsp61.length < 10; n += 2) if (!byTrialDivision(n) && strongByBigInt(n, 61)) spsp61.push(n);
+    for (const n of spsp61) {
+      expect(isStrongProbablePrime(n, 61), String(n)).toBe(true);
+      expect(isPrime(n), String(n)).toBe(false);
+    }
+    expect([2 ** 31 - 1, 4294967291, 2 ** 53 - 111].every(isPrime)).toBe(true); // the largest primes below 2^31, 2^32, 2^53
+    expect([2 ** 53, 2 ** 60, 1e300, Number.MAX_VALUE, 2 ** 31 - 1 + 0.5, -7, NaN, Infinity].some(isPrime)).toBe(false);
+  });
+
+  it('computes the strong test exactly in 32 bits: the same answer as BigInt arithmetic', () => {
+    const disagree: string[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      const n = (randomU32() | 1) >>> 0;
+      if (n < 200 || n >= 0xffff0000) continue;
+      const base = [2, 7, 61, 3 + (randomU32() % 97)][i % 4]!;
+      if (isStrongProbablePrime(n, base) !== strongByBigInt(n, base)) disagree.push(`${n}:${base}`);
+    }
+    expect(disagree).toEqual([]);
+  });
+});
+
+describe('basis errors', () => {
+  it('name at most MAX_FIELD_ERRORS values in a summary, which comes first, then the first MAX_FIELD_ERRORS indices, then counts', () => {
+    const primes = [3, ...Array.from({ length: 300 }, (_, i) => 1000 + 2 * i), 3, 3];
+    const errors = basisErrors(primes);
+    expect(errors[0]).toMatchObject({ pointer: '/primes', code: 'not_prime', message: expect.stringMatching(/^not prime: 1000, 1002, .* and 200 more$/) });
+    expect(errors[0]?.values).toHaveLength(MAX_FIELD_ERRORS);
+    expect(errors[1]).toMatchObject({ pointer: '/primes', code: 'duplicate_prime', message: 'duplicates: 3, 3', values: [3, 3] });
+    expect(errors.slice(2, 2 + MAX_FIELD_ERRORS).map((e) => e.pointer)).toEqual(Array.from({ length: MAX_FIELD_ERRORS }, (_, i) => `/primes/${i + 1}`));
+    expect(errors[2]).toEqual({ pointer: '/primes/1', code: 'not_prime', message: '1000 is not prime' });
+    expect(errors.slice(2 + MAX_FIELD_ERRORS)).toEqual([
+      { pointer: '/primes', code: 'not_prime', message: 'not prime: 200 more elements', count: 200 },
+      { pointer: '/primes', code: 'duplicate_prime', message: 'repeats: 2 more elements', count: 2 },
+    ]);
+    // A response lists the first MAX_FIELD_ERRORS and counts all of them: 2 summaries and 302 elements.
+    expect(capFieldErrors(errors)).toEqual({ errors: errors.slice(0, MAX_FIELD_ERRORS), meta: { errorCount: 304, truncated: true } });
+    expect(basisErrors([3, 4, 3])).toEqual([
+      { pointer: '/primes', code: 'not_prime', message: 'not prime: 4', values: [4] },
+      { pointer: '/primes', code: 'duplicate_prime', message: 'duplicates: 3', values: [3] },
+      { pointer: '/primes/1', code: 'not_prime', message: '4 is not prime' },
+      { pointer: '/primes/2', code: 'duplicate_prime', message: '3 repeats /primes/0' },
+    ]);
+  });
+
+  it('refuses array elements with the codes and messages zod gives them, without asking zod for each', () => {
+    const pool: unknown[] = [2, 3, 7, 'x', '', null, [], {}, true, 1.5, -1, 0, 1, -0.5, 1e-300, 2 ** 31, 2 ** 31 - 1, 1e300, -1e300, 2 ** 53, -(2 ** 53), 2 ** 53 - 1, Infinity, -Infinity, NaN, 0.3, 1e15 + 0.5];
+    let seed = 7;
+    const pick = (): unknown => pool[(seed = (Math.imul(seed, 48271) + 11) >>> 0) % pool.length];
+    const arrays = (n: number): unknown[] => Array.from({ length: n }, pick);
+    const ELEMENT = /^\/(primes|initialAmplitudes|phaseSeeding\/customPhases|resonanceTarget\/weights|basis\/primes|phases\/custom)\/\d+$/;
+    const elementErrors = (errors: FieldError[]): string[] =>
+      errors.filter((e) => ELEMENT.test(e.pointer) && e.code !== 'not_prime' && e.code !== 'duplicate_prime').map((e) => `${e.pointer} ${e.code} ${e.message}`).sort();
+    for (let trial = 0; trial < 50; trial++) {
+      const hqe = { primes: arrays(40), initialAmplitudes: arrays(10), phaseSeeding: { customPhases: arrays(10) }, resonanceTarget: { value: 0.5, weights: arrays(10) } };
+      const zod = HQEConfig.safeParse(hqe);
+      const ours = normalize(hqe);
+      expect(ours.ok).toBe(false);
+      expect(elementErrors(ours.ok ? [] : ours.errors)).toEqual(elementErrors(zod.success ? [] : zodErrors(zod.error)));
+      const space = { name: 'x', basis: { primes: arrays(40) }, phases: { custom: arrays(10) } };
+      const zodSpace = SpaceConfig.safeParse(space);
+      const oursSpace = normalizeSpace(space);
+      expect(elementErrors(oursSpace.ok ? [] : oursSpace.errors)).toEqual(elementErrors(zodSpace.success ? [] : zodErrors(zodSpace.error)));
+    }
+    // Other fields' errors are still zod's, next to the elements'.
+    const r = normalize({ primes: [2, 'x'], schedule: { dt: -1 } });
+    expect(r.ok ? [] : r.errors.map((e) => e.pointer)).toEqual(['/primes/1', '/schedule/dt']);
+  });
+
+  it('leaves values outside the schema\'s range to the schema', () => {
+    expect(basisErrors([2, 2 ** 32, 2 ** 31 + 1, 1.5, 'x', -3])).toEqual([]);
   });
 });
 

@@ -26,7 +26,9 @@ interface Snapshot {
 
 it('keeps every acknowledged delta, contiguous, and continues the simulation after SIGKILL', async () => {
   // No rate limit: the writers propose as fast as the server acknowledges.
-  const env = { RESONANCE_SPACE_CHECKPOINT_MS: '200', RESONANCE_JWT_SECRET: 'space-restart-test-secret', RESONANCE_RATE_LIMIT: '1000000' };
+  const env = {
+    RESONANCE_SPACE_CHECKPOINT_MS: '200', RESONANCE_JWT_SECRET: 'space-restart-test-secret', RESONANCE_RATE_LIMIT: '1000000', RESONANCE_QUOTA_DELTAS_PER_MINUTE: '100000000',
+  };
   const first = await startServer({ env });
   servers.push(first);
   const created = await api<{ id: string }>(first, 'POST', '/v1/spaces', {

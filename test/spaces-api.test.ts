@@ -389,8 +389,9 @@ describe('RBAC', () => {
   const EXPECTED: Record<Actor, Record<Op, number>> = {
     //                 get  snap patch shift setop sess  delm basis lock
     owner: row(200, 200, 200, 200, 200, 201, 204, 200, 200),
-    admin: row(200, 200, 200, 200, 200, 201, 403, 200, 403),
-    writer: row(200, 200, 403, 200, 403, 201, 403, 403, 403),
+    // Only org credentials mint session tokens: a session token asking for another is a 403 at any role.
+    admin: row(200, 200, 200, 200, 200, 403, 403, 200, 403),
+    writer: row(200, 200, 403, 200, 403, 403, 403, 403, 403),
     reader: row(200, 200, 403, 403, 403, 403, 403, 403, 403),
     guest: row(200, 200, 403, 403, 403, 403, 403, 403, 403),
     guest_private: row(404, 404, 404, 404, 404, 404, 404, 404, 404),
@@ -419,7 +420,7 @@ describe('RBAC', () => {
       for (const op of OPS) {
         const r = await run[op]();
         actual[actor][op] = r.status;
-        if (r.status === 403) expect(['insufficient_role', 'insufficient_scope'], `${actor} ${op}`).toContain((r.json as Json).code);
+        if (r.status === 403) expect(['insufficient_role', 'insufficient_scope', 'org_credential_required'], `${actor} ${op}`).toContain((r.json as Json).code);
         if (r.status === 404) expectProblem(r, 404, 'not_found');
       }
     }

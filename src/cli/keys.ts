@@ -1,7 +1,8 @@
 /**
  * `resonance keys` and `resonance clients`: manage API keys and OAuth2 clients in the data directory's
  * SQLite file (the server may be running: SQLite's WAL lets both use the file). Secrets are printed once,
- * at creation, and stored only as hashes.
+ * at creation, and stored only as hashes. Revoking a key or client takes effect on a running server at once
+ * for new requests and within about a second for its open WebSockets and SSE streams (src/http/revocations.ts).
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,7 +18,8 @@ export const KEYS_USAGE = `usage:
 
 export const CLIENTS_USAGE = `usage:
   resonance clients create --org NAME [--scopes hqe.read,hqe.write] [--data DIR] [--json]
-  resonance clients list --org NAME [--data DIR] [--json]`;
+  resonance clients list --org NAME [--data DIR] [--json]
+  resonance clients revoke ID [--data DIR]`;
 
 const OPTIONS = {
   org: { type: 'string' },
@@ -92,7 +94,15 @@ const keyView = (k: ApiKeyRecord) => ({
   revokedAt: k.revokedAt === null ? null : iso(k.revokedAt),
 });
 
-const clientView = (c: OAuthClientRecord) => ({ client_id: c.id, org: c.orgName, scopes: c.scopes, createdAt: iso(c.createdAt) });
+const clientView = (c: OAuthClientRecord) => ({
+  client_id: c.id,
+  org: c.orgName,
+  scopes: c.scopes,
+  createdAt: iso(c.createdAt),
+  revokedAt: c.revokedAt === null ? null : iso(c.revokedAt),
+});
+
+const status = (revokedAt: number | null): string => (revokedAt === null ? 'active' : `revoked ${iso(revokedAt)}`);
 
 async function runKeys(p: Parsed): Promise<number> {
   switch (p.action) {
@@ -111,7 +121,7 @@ async function runKeys(p: Parsed): Promise<number> {
       if (p.json) out(JSON.stringify(keys.map(keyView)));
       else if (keys.length === 0) out(`no keys for org "${org}"`);
       else {
-        const rows = keys.map((k) => [k.id, `${k.prefix}...`, k.scopes.join(' '), iso(k.createdAt), k.revokedAt === null ? 'active' : `revoked ${iso(k.revokedAt)}`]);
+        const rows = keys.map((k) => [k.id, `${k.prefix}...`, k.scopes.join(' '), iso(k.createdAt), status(k.revokedAt)]);
         out(table([['ID', 'KEY', 'SCOPES', 'CREATED', 'STATUS'], ...rows]));
       }
       return 0;
@@ -148,7 +158,18 @@ async function runClients(p: Parsed): Promise<number> {
       const clients = await withStore(p, (s) => s.listClients(org));
       if (p.json) out(JSON.stringify(clients.map(clientView)));
       else if (clients.length === 0) out(`no clients for org "${org}"`);
-      else out(table([['CLIENT_ID', 'SCOPES', 'CREATED'], ...clients.map((c) => [c.id, c.scopes.join(' '), iso(c.createdAt)])]));
+      else out(table([['CLIENT_ID', 'SCOPES', 'CREATED', 'STATUS'], ...clients.map((c) => [c.id, c.scopes.join(' '), iso(c.createdAt), status(c.revokedAt)])]));
+      return 0;
+    }
+    case 'revoke': {
+      const id = p.positionals[0];
+      if (!id) throw new UsageError('clients revoke needs the client ID (see `resonance clients list`)');
+      const found = await withStore(p, (s) => s.revokeClient(id));
+      if (!found) {
+        process.stderr.write(`resonance: no client with id ${id}\n`);
+        return 1;
+      }
+      out(`revoked ${id}`);
       return 0;
     }
     default:

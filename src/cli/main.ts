@@ -5,6 +5,7 @@ import { validateCommand } from './validate.js';
 import { serveCommand } from './serve.js';
 import { openapiCommand } from './openapi.js';
 import { clientsCommand, keysCommand } from './keys.js';
+import { orgsCommand } from './orgs.js';
 
 const USAGE = `usage: resonance <command> [options]
 
@@ -18,7 +19,8 @@ commands:
   serve                 start the HTTP service (see README for RESONANCE_* settings)
       --port N  --host ADDR  --data DIR  --backend auto|cpu|webgpu
   keys create|list|revoke   API keys (resonance keys --help)
-  clients create|list       OAuth2 clients (resonance clients --help)
+  clients create|list|revoke OAuth2 clients (resonance clients --help)
+  orgs quotas|set-quota     per-org quotas (resonance orgs --help)
   openapi               print the OpenAPI document (openapi.yaml)
 
 exit codes: 0 ok, 1 failure, 2 invalid input (each bad field is listed)`;
@@ -29,6 +31,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   serve: serveCommand,
   keys: keysCommand,
   clients: clientsCommand,
+  orgs: orgsCommand,
   openapi: openapiCommand,
 };
 

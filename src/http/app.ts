@@ -1,6 +1,7 @@
 /**
  * The Koa application: request ids and logs, metrics, problem+json, body limits, OAuth, then the
- * authenticated /v1 API (auth -> rate limit -> idempotency -> routers). Ops routes need no credentials.
+ * authenticated /v1 API (auth -> rate limit -> routers; each route: scope -> access -> idempotency -> handler).
+ * Ops routes need no credentials.
  */
 import { randomUUID } from 'node:crypto';
 import { bodyParser } from '@koa/bodyparser';
@@ -9,25 +10,27 @@ import type { Logger } from 'pino';
 import type { Scheduler } from '../sim/scheduler.js';
 import type { SpaceHub } from '../sim/spaces.js';
 import type { AuthStore } from '../store/auth.js';
-import type { IdempotencyStore } from '../store/idempotency.js';
 import type { SessionStore } from '../store/sessions.js';
 import type { UsageStore } from '../store/usage.js';
 import type { Quotas, UsageMeter } from '../sim/quotas.js';
 import type { WebhookService } from '../webhooks/service.js';
 import { authenticate } from './auth.js';
 import type { ServerConfig } from './config.js';
+import { bodyParseProblem, bodyPreflight, bodyShape } from './body.js';
 import { docsHtml } from './docs.js';
-import { idempotency } from './idempotency.js';
+import type { Idempotency } from './idempotency.js';
 import { createMetrics, type StoreStats } from './metrics.js';
 import { openApiDocument, openApiYaml } from './openapi.js';
 import { Problem, problemMiddleware } from './problem.js';
-import { MemoryRateLimiter, rateLimit } from './ratelimit.js';
+import { rateLimit, type RateLimiter } from './ratelimit.js';
 import { demoRoutes } from './routes/demo.js';
 import { hqeRoutes } from './routes/hqe.js';
 import { oauthRoutes } from './routes/oauth.js';
 import { opsRoutes } from './routes/ops.js';
 import { spacesRoutes } from './routes/spaces.js';
+import { usageRoutes } from './routes/usage.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import type { CredentialWatch } from './revocations.js';
 import type { AppState } from './types.js';
 
 export interface AppDeps {
@@ -36,13 +39,18 @@ export interface AppDeps {
   scheduler: Scheduler;
   sessions: SessionStore;
   authStore: AuthStore;
-  idempotencyStore: IdempotencyStore;
+  /** Idempotency-Key replay, a route middleware placed after each route's scope and access checks. */
+  idempotency: Idempotency;
+  /** Ends open streams whose credential is revoked. */
+  credentials: CredentialWatch;
   webhooks: WebhookService;
   spaces: SpaceHub;
   /** Per-org quotas and usage metering (docs/tenancy.md). */
   quotas: Quotas;
   usage: UsageMeter;
   usageStore: UsageStore;
+  /** Per-credential budget of requests and work (shared with the realtime server's proposals). */
+  rateLimiter: RateLimiter;
   isReady: () => boolean;
   /** Open WebSocket connections (the realtime server is attached to the HTTP server after the app). */
   realtimeConnections?: () => number;
@@ -77,7 +85,8 @@ export function createApp(deps: AppDeps): Koa<AppState> {
       return { resident: s.spaces, live: s.live };
     },
     realtimeConnections: () => deps.realtimeConnections?.() ?? 0,
-    storeStats: () => deps.storeStats?.() ?? { syncs: 0, failures: 0, checkpoints: 0 },
+    storeStats: () => deps.storeStats?.() ?? { syncs: 0, failures: 0, checkpoints: 0, truncations: 0 },
+    usage: () => deps.usage.snapshot(),
   });
 
   app.use(async (ctx: Context, next: Next) => {
@@ -90,6 +99,9 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   });
   app.use(metrics.middleware);
   app.use(problemMiddleware((err, ctx) => logger.error({ err, requestId: (ctx.state as AppState).requestId }, 'unhandled error')));
+  // Body reading (body.ts): unsupported codings and oversized declared lengths are refused before reading;
+  // what cannot be decoded or parsed, nests too deeply or names __proto__ is a 4xx, never a 500.
+  app.use(bodyPreflight(config.maxBodyBytes));
   app.use(
     bodyParser({
       enableTypes: ['json', 'form'],
@@ -97,8 +109,12 @@ export function createApp(deps: AppDeps): Koa<AppState> {
       formLimit: config.maxBodyBytes,
       // Only objects and arrays are JSON documents a route accepts; a bare scalar is malformed here.
       jsonStrict: true,
+      onError: (err, ctx) => {
+        throw bodyParseProblem(err, ctx);
+      },
     }),
   );
+  app.use(bodyShape);
 
   const ops = opsRoutes({
     health: () => ({ ...scheduler.engineInfo, store: 'sqlite' }),
@@ -106,6 +122,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     registry: metrics.registry,
     openApiYaml,
     docsHtml: () => docsHtml(openApiDocument()),
+    metrics: { token: config.metricsToken, listenHost: config.host },
   });
   app.use(ops.routes()).use(ops.allowedMethods());
   const oauth = oauthRoutes({ authStore: deps.authStore, config });
@@ -113,18 +130,18 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   app.use(demoRoutes().routes()); // the demo pages at /demo (no credentials; web/, docs/web.md)
 
   const api = [
-    hqeRoutes({ config, scheduler, sessions: deps.sessions }),
-    webhookRoutes({ webhooks: deps.webhooks }),
+    hqeRoutes({ config, scheduler, sessions: deps.sessions, idempotent: deps.idempotency.middleware, credentials: deps.credentials, quotas: deps.quotas, usage: deps.usage }),
+    webhookRoutes({ webhooks: deps.webhooks, idempotent: deps.idempotency.middleware }),
     // The spaces contract's path for the same registrations (hqe.* or spaces.* scopes).
-    webhookRoutes({ webhooks: deps.webhooks, prefix: '/v1/webhooks' }),
-    spacesRoutes({ config, hub: deps.spaces }),
+    webhookRoutes({ webhooks: deps.webhooks, prefix: '/v1/webhooks', idempotent: deps.idempotency.middleware }),
+    spacesRoutes({ config, hub: deps.spaces, idempotent: deps.idempotency.middleware, credentials: deps.credentials, usage: deps.usage }),
+    usageRoutes({ usage: deps.usage, usageStore: deps.usageStore, quotas: deps.quotas }),
   ];
   const auth = authenticate({ authStore: deps.authStore, config });
-  const limiter = rateLimit(new MemoryRateLimiter(config.rateLimit, config.rateWindowSeconds));
-  const replay = idempotency(deps.idempotencyStore);
+  const limiter = rateLimit(deps.rateLimiter);
   app.use(async (ctx: Context, next: Next) => {
     if (!ctx.path.startsWith('/v1/')) return next();
-    await auth(ctx, () => limiter(ctx, () => requireJson(ctx, () => replay(ctx, next))));
+    await auth(ctx, () => limiter(ctx, () => requireJson(ctx, next)));
   });
   for (const router of api) app.use(router.routes()).use(router.allowedMethods());
   return app;

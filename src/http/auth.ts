@@ -7,9 +7,13 @@
  *   invalid_credentials  a credential was sent and is unknown, revoked, forged or expired; the answer is
  *                        the same for all of these so it tells a prober nothing
  * A missing scope is a 403 insufficient_scope (RFC 6750 section 3.1).
+ *
+ * Access and session tokens are JWTs, valid by signature alone; revocation is stored (and written by the CLI,
+ * another process), so every request also checks the token's credential by id: the OAuth client of an access
+ * token, the API key or OAuth client that minted a session token. One point query per request.
  */
 import type { Context, Next } from 'koa';
-import type { ApiKeyRecord, AuthStore } from '../store/auth.js';
+import type { ApiKeyRecord, AuthStore, CredentialRef } from '../store/auth.js';
 import type { ServerConfig } from './config.js';
 import { Problem } from './problem.js';
 import { type SessionClaims, verifySessionToken, verifyToken } from './tokens.js';
@@ -36,7 +40,13 @@ const invalidCredentials = (challenge: string): Problem =>
     headers: { 'WWW-Authenticate': challenge },
   });
 
-const keyPrincipal = (key: ApiKeyRecord): Principal => ({ orgId: key.orgId, scopes: new Set(key.scopes), via: 'api_key', subject: key.id });
+const keyPrincipal = (key: ApiKeyRecord): Principal => ({
+  orgId: key.orgId,
+  scopes: new Set(key.scopes),
+  via: 'api_key',
+  subject: key.id,
+  credential: { kind: 'api_key', id: key.id },
+});
 
 async function fromApiKey(store: AuthStore, key: string): Promise<Principal> {
   const record = key.length <= MAX_CREDENTIAL_LENGTH ? await store.verifyApiKey(key) : null;
@@ -54,26 +64,35 @@ const sessionPrincipal = (c: SessionClaims): Principal => ({
   via: 'session',
   // The minter's budget: a key cannot multiply its rate limit by minting session tokens.
   subject: c.minter,
+  credential: { kind: c.minterKind, id: c.minter },
   session: { spaceId: c.space, role: c.role, memberId: c.sub },
 });
 
-async function fromBearer(secret: Uint8Array, token: string): Promise<Principal> {
+/** A token whose credential was revoked (or deleted) is refused like a forged one. */
+async function active(store: AuthStore, principal: Principal): Promise<Principal> {
+  if (principal.credential && !(await store.isActive(principal.credential))) throw invalidToken();
+  return principal;
+}
+
+async function fromBearer(store: AuthStore, secret: Uint8Array, token: string): Promise<Principal> {
   const usable = token && token.length <= 8 * MAX_CREDENTIAL_LENGTH;
   const claims = usable ? await verifyToken(secret, token) : null;
-  if (claims) return { orgId: claims.org, scopes: new Set(claims.scopes), via: 'oauth', subject: claims.sub };
+  if (claims) {
+    return active(store, { orgId: claims.org, scopes: new Set(claims.scopes), via: 'oauth', subject: claims.sub, credential: { kind: 'oauth_client', id: claims.sub } });
+  }
   // Not an access token: perhaps a session token (its own audience, so neither passes for the other).
   const session = usable ? await verifySessionToken(secret, token) : null;
-  if (session) return sessionPrincipal(session);
+  if (session) return active(store, sessionPrincipal(session));
   throw invalidToken();
 }
 
 /** `?token=` is read only where EventSource needs it, and only as a session token. */
 const QUERY_TOKEN_PATH = /^\/v1\/spaces\/[^/]+\/telemetry$/;
 
-async function fromQueryToken(secret: Uint8Array, token: string): Promise<Principal> {
+async function fromQueryToken(store: AuthStore, secret: Uint8Array, token: string): Promise<Principal> {
   const session = token && token.length <= 8 * MAX_CREDENTIAL_LENGTH ? await verifySessionToken(secret, token) : null;
   if (!session) throw invalidToken();
-  return sessionPrincipal(session);
+  return active(store, sessionPrincipal(session));
 }
 
 /** A session principal may only use its own space's routes: anything else is 403 insufficient_scope. */
@@ -97,8 +116,8 @@ export function authenticate(deps: AuthDeps) {
     if ([apiKey, bearer, queryToken].filter((c) => c !== undefined && c !== '' && c !== null).length > 1) throw invalidCredentials(CHALLENGE_ANY);
     let principal: Principal;
     if (apiKey) principal = await fromApiKey(deps.authStore, apiKey);
-    else if (bearer) principal = await fromBearer(deps.config.jwtSecret, (bearer[1] ?? '').trim());
-    else if (queryToken !== undefined) principal = await fromQueryToken(deps.config.jwtSecret, queryToken.trim());
+    else if (bearer) principal = await fromBearer(deps.authStore, deps.config.jwtSecret, (bearer[1] ?? '').trim());
+    else if (queryToken !== undefined) principal = await fromQueryToken(deps.authStore, deps.config.jwtSecret, queryToken.trim());
     else throw unauthorized();
     confineSession(principal, ctx.path);
     (ctx.state as AppState).principal = principal;
@@ -117,6 +136,28 @@ export function requireScope(scope: Scope) {
         headers: principal.via !== 'api_key' ? { 'WWW-Authenticate': `Bearer ${REALM}, error="insufficient_scope", scope="${scope}"` } : {},
       });
     }
+    await next();
+  };
+}
+
+/**
+ * The API key or OAuth client of an org credential. A session token is refused (403
+ * org_credential_required): were it allowed to mint its successor, access would renew for ever, past the
+ * revocation of the key that minted the first token.
+ */
+export function orgCredentialOf(principal: Principal, what: string): CredentialRef {
+  if (principal.session || !principal.credential) {
+    throw new Problem(403, 'org_credential_required', 'Org credential required', `${what} needs an API key or an OAuth access token, not a session token`);
+  }
+  return principal.credential;
+}
+
+/** Route middleware: orgCredentialOf, before the route's access checks. */
+export function requireOrgCredential(what: string) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const principal = (ctx.state as AppState).principal;
+    if (!principal) throw unauthorized();
+    orgCredentialOf(principal, what);
     await next();
   };
 }

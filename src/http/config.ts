@@ -2,7 +2,10 @@
 import { randomBytes } from 'node:crypto';
 import type { BackendChoice } from '../engine/types.js';
 import { QUOTA_NAMES, type QuotaName } from '../model/tenancy.js';
+import { DEFAULT_REPLAY_MAX_BYTES, DEFAULT_REPLAY_MAX_DELTAS } from '../sim/spaces.js';
 import type { RealtimeSync } from '../store/spaces.js';
+import { parseWebhookPorts } from '../webhooks/targets.js';
+import { DEFAULT_SEND_TIMEOUT_MS, DEFAULT_STREAM_BUFFER_BYTES } from './sse.js';
 
 export interface ServerConfig {
   host: string;
@@ -18,11 +21,20 @@ export interface ServerConfig {
   maxBasis: number;
   /** Largest steps x k^2 one /v1/hqe/run may ask for (work budget of a synchronous request). */
   maxRunWork: number;
+  /**
+   * Largest steps x (restarts + 1) x k^2 of a session's schedule, all charged at its creation; unset: what
+   * one rate window pays (rateLimit x workUnit). Longer work continues through POST .../step.
+   */
+  maxSessionWork?: number;
   /** Rate limit per key: work units per window (a request costs 1 unit, run and step cost steps x k^2 / workUnit). */
   rateLimit: number;
   rateWindowSeconds: number;
   workUnit: number;
   allowPrivateWebhooks: boolean;
+  /** Ports a webhook URL may name (RESONANCE_WEBHOOK_PORTS); any port while private webhooks are allowed. */
+  webhookPorts: number[];
+  /** When set, GET /metrics needs `Authorization: Bearer <token>`; unset, it answers only on a loopback listen address. */
+  metricsToken?: string;
   logLevel: string;
   /** Lifetime of the realtime session tokens minted by POST /v1/spaces/{id}/sessions. */
   sessionTokenTtlSeconds: number;
@@ -36,8 +48,22 @@ export interface ServerConfig {
   wsSlowBytes: number;
   /** Past this many buffered bytes a connection stops getting deltas and is sent a fresh snapshot once it drains. */
   wsBufferCapBytes: number;
+  /** Proposals one WebSocket connection may make per second (each also costs its credential one rate-limit unit). */
+  wsProposalsPerSecond: number;
+  /** Unsent bytes an SSE stream may hold for its client; past them the server ends the stream (Last-Event-ID resumes it). */
+  streamBufferBytes: number;
+  /** An SSE stream whose client takes nothing for this long while the server waits on it is ended (ms). */
+  streamSendTimeoutMs: number;
+  /** A resume (WebSocket hello.lastVersion, SSE Last-Event-ID) replays at most this many deltas; more: a snapshot instead. */
+  replayMaxDeltas: number;
+  /** ... and at most this many bytes of stored ops; more: a snapshot instead. */
+  replayMaxBytes: number;
   /** When space deltas and member joins are acknowledged: in the WAL (`wal`) or after its fsync (`fsync`); see docs/spaces.md. */
   spaceSync: RealtimeSync;
+  /** An ended HQE session and its events are deleted this long after it ended (hours). */
+  sessionRetentionHours: number;
+  /** Finished webhook deliveries are deleted this long after they were made (hours). */
+  deliveryRetentionHours: number;
   /** Quota defaults for every org (RESONANCE_QUOTA_<NAME>); `resonance orgs set-quota` overrides them per org. */
   quotaDefaults: Partial<Record<QuotaName, number>>;
 }
@@ -86,10 +112,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     maxBodyBytes: num(env.RESONANCE_MAX_BODY_BYTES, 1 << 20),
     maxBasis: num(env.RESONANCE_MAX_BASIS, 2048),
     maxRunWork: num(env.RESONANCE_MAX_RUN_WORK, 2 ** 32),
+    ...(env.RESONANCE_MAX_SESSION_WORK ? { maxSessionWork: num(env.RESONANCE_MAX_SESSION_WORK, 0) } : {}),
     rateLimit: num(env.RESONANCE_RATE_LIMIT, 600),
     rateWindowSeconds: num(env.RESONANCE_RATE_WINDOW, 60),
     workUnit: num(env.RESONANCE_WORK_UNIT, 2 ** 24),
     allowPrivateWebhooks: env.RESONANCE_ALLOW_PRIVATE_WEBHOOKS === '1' || env.RESONANCE_ALLOW_PRIVATE_WEBHOOKS === 'true',
+    webhookPorts: parseWebhookPorts(env.RESONANCE_WEBHOOK_PORTS, 'RESONANCE_WEBHOOK_PORTS'),
+    metricsToken: env.RESONANCE_METRICS_TOKEN || undefined,
     logLevel: env.RESONANCE_LOG_LEVEL ?? 'info',
     sessionTokenTtlSeconds: num(env.RESONANCE_SESSION_TOKEN_TTL, 900),
     spaceIdleEvictMs: num(env.RESONANCE_SPACE_IDLE_EVICT_MS, 60_000),
@@ -97,8 +126,15 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     wsMaxFrameBytes: num(env.RESONANCE_WS_MAX_FRAME_BYTES, 64 * 1024),
     wsSlowBytes: num(env.RESONANCE_WS_SLOW_BYTES, 64 * 1024),
     wsBufferCapBytes: num(env.RESONANCE_WS_BUFFER_CAP_BYTES, 1024 * 1024),
+    wsProposalsPerSecond: num(env.RESONANCE_WS_PROPOSALS_PER_SECOND, 50),
+    streamBufferBytes: num(env.RESONANCE_STREAM_BUFFER_BYTES, DEFAULT_STREAM_BUFFER_BYTES),
+    streamSendTimeoutMs: num(env.RESONANCE_STREAM_SEND_TIMEOUT_MS, DEFAULT_SEND_TIMEOUT_MS),
+    replayMaxDeltas: num(env.RESONANCE_REPLAY_MAX_DELTAS, DEFAULT_REPLAY_MAX_DELTAS),
+    replayMaxBytes: num(env.RESONANCE_REPLAY_MAX_BYTES, DEFAULT_REPLAY_MAX_BYTES),
     spaceSync: oneOf(env, 'RESONANCE_SPACE_SYNC', ['wal', 'fsync'] as const, 'wal'),
     quotaDefaults: quotaDefaults(env),
+    sessionRetentionHours: num(env.RESONANCE_SESSION_RETENTION_HOURS, 168),
+    deliveryRetentionHours: num(env.RESONANCE_WEBHOOK_DELIVERY_RETENTION_HOURS, 168),
     ...overrides,
   };
 }

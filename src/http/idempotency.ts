@@ -1,29 +1,97 @@
 /**
  * Idempotency-Key on POST and PATCH: the first response (status, body, Location) is stored for 24 h and
- * replayed with `Idempotent-Replayed: true`; the same key with another body is a 422; while the first
+ * replayed with `Idempotent-Replayed: true`; the same key with another request is a 422; while the first
  * request is still running, a duplicate is a 409.
+ *
+ * Keys belong to the credential that sent them (API key, OAuth client, or the member of a space session
+ * token), never to the whole org, and the replay runs as a route middleware placed after the route's scope
+ * and access checks: a caller gets a stored response only where it may make that request itself.
+ *
+ * Crashes: a claim records the process that made it (a random boot id). A claim in flight under another
+ * boot id was left by a process that died mid-request; it is released (at start, and whenever it is met)
+ * and the retry runs. So after a restart a key is either done (replayed) or free, never stuck.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { IdempotencyStore } from '../store/idempotency.js';
 import { Problem } from './problem.js';
-import type { AppState } from './types.js';
+import type { AppState, Principal } from './types.js';
 
-const TTL_MS = 24 * 3600 * 1000;
+/** How long a stored response is replayed. */
+export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 const REPLAYED_HEADERS = ['content-type', 'location'];
+/** Expired records are deleted in batches of this many, every PURGE_EVERY_MS. */
+const PURGE_BATCH = 1000;
+const PURGE_EVERY_MS = 60_000;
 
-export function idempotency(store: IdempotencyStore) {
-  return async (ctx: Context, next: Next): Promise<void> => {
+/** Whose keys: the API key or OAuth client; for a space session token its member (its own credential). */
+export const idempotencySubject = (p: Principal): string => p.session?.memberId ?? p.subject;
+
+export type RouteMiddleware = (ctx: Context, next: Next) => Promise<void>;
+
+export class Idempotency {
+  /** This process's claims carry it; any other in-flight claim is a dead process's. */
+  readonly bootId = randomUUID();
+  private timer: NodeJS.Timeout | null = null;
+  private purging: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: IdempotencyStore,
+    private readonly onError: (err: unknown) => void = () => undefined,
+  ) {}
+
+  /** Releases the claims of processes that died, purges expired records, then purges once a minute. */
+  async start(): Promise<void> {
+    await this.store.releaseStale(this.bootId);
+    await this.purge();
+    this.timer = setInterval(() => void this.purge(), PURGE_EVERY_MS);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.purging;
+  }
+
+  /** Deletes every record older than the TTL, a bounded batch at a time. */
+  purge(): Promise<void> {
+    // Cleared by .finally, which runs after the assignment even when the purge finishes synchronously.
+    this.purging ??= this.purgeAll()
+      .catch((err: unknown) => this.onError(err))
+      .finally(() => {
+        this.purging = null;
+      });
+    return this.purging;
+  }
+
+  private async purgeAll(): Promise<void> {
+    const before = Date.now() - IDEMPOTENCY_TTL_MS;
+    while ((await this.store.purgeExpired(before, PURGE_BATCH)) === PURGE_BATCH) {
+      // Let requests in between batches.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** The route middleware: put it after requireScope and the route's access check, right before the handler. */
+  readonly middleware: RouteMiddleware = async (ctx, next) => {
     const key = ctx.get('Idempotency-Key');
     const principal = (ctx.state as AppState).principal;
     if (!key || !principal || (ctx.method !== 'POST' && ctx.method !== 'PATCH')) return next();
-    if (key.length > 128) {
-      throw new Problem(400, 'validation_failed', 'Invalid request', 'Idempotency-Key is longer than 128 characters', {
-        errors: [{ pointer: '', code: 'too_long', message: 'header Idempotency-Key: at most 128 characters' }],
+    if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+      throw new Problem(400, 'validation_failed', 'Invalid request', `Idempotency-Key is longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`, {
+        errors: [{ pointer: '', code: 'too_long', message: `header Idempotency-Key: at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters` }],
       });
     }
-    const bodyHash = createHash('sha256').update(`${ctx.method} ${ctx.path}\n${JSON.stringify(ctx.request.body ?? null)}`).digest('hex');
-    const existing = await store.claim({ orgId: principal.orgId, key, method: ctx.method, path: ctx.path, bodyHash }, TTL_MS);
+    const subject = idempotencySubject(principal);
+    // The bytes as sent: hashing the parsed body would walk it (deeply nested JSON overflowed the stack).
+    const raw = (ctx.request as { rawBody?: unknown }).rawBody;
+    const bodyHash = createHash('sha256')
+      .update(`${ctx.method} ${ctx.path}\n`)
+      .update(typeof raw === 'string' ? raw : '')
+      .digest('hex');
+    const existing = await this.store.claim({ subject, key, method: ctx.method, path: ctx.path, bodyHash, bootId: this.bootId }, IDEMPOTENCY_TTL_MS);
     if (existing) {
       if (existing.bodyHash !== bodyHash) {
         throw new Problem(422, 'idempotency_key_reused', 'Idempotency key reused', 'this Idempotency-Key was used with a different request');
@@ -42,7 +110,7 @@ export function idempotency(store: IdempotencyStore) {
     try {
       await next();
     } catch (err) {
-      await store.release(principal.orgId, key);
+      await this.store.release(subject, key);
       throw err;
     }
     const headers: Record<string, string> = {};
@@ -51,6 +119,9 @@ export function idempotency(store: IdempotencyStore) {
       if (v) headers[name] = v;
     }
     const body = typeof ctx.body === 'string' ? ctx.body : JSON.stringify(ctx.body ?? null);
-    await store.complete(principal.orgId, key, ctx.status, headers, body);
+    await this.store.complete(subject, key, ctx.status, headers, body);
   };
 }
+
+/** For routers built without the service (tests of a router alone): no replay. */
+export const noIdempotency: RouteMiddleware = (_ctx, next) => next();

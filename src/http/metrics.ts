@@ -11,12 +11,16 @@ export interface MetricSources {
   spaces: () => { resident: number; live: number };
   realtimeConnections: () => number;
   storeStats: () => StoreStats;
+  /** Usage metered by this process since it started, per org and metric (docs/tenancy.md). */
+  usage: () => Array<{ orgId: string; metric: string; value: number }>;
 }
 
 export interface StoreStats {
   syncs: number;
   failures: number;
   checkpoints: number;
+  /** Checkpoints that truncated an idle WAL file to zero bytes. */
+  truncations: number;
 }
 
 export function createMetrics(sources: MetricSources): { registry: Registry; middleware: (ctx: Context, next: Next) => Promise<void> } {
@@ -49,6 +53,14 @@ export function createMetrics(sources: MetricSources): { registry: Registry; mid
   total('resonance_store_fsyncs_total', 'fsyncs of the store WAL (each covers every commit before it)', () => sources.storeStats().syncs);
   total('resonance_store_fsync_failures_total', 'fsyncs of the store WAL that failed', () => sources.storeStats().failures);
   total('resonance_store_checkpoints_total', 'WAL checkpoints run off the event loop', () => sources.storeStats().checkpoints);
+  total('resonance_store_wal_truncations_total', 'Checkpoints that truncated an idle WAL file to zero bytes', () => sources.storeStats().truncations);
+  new Counter({
+    name: 'resonance_usage_total', help: 'Usage metered per org since this process started (GET /v1/usage has the durable history)', labelNames: ['org', 'metric'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const u of sources.usage()) this.inc({ org: u.orgId, metric: u.metric }, u.value);
+    },
+  });
   const middleware = async (ctx: Context, next: Next): Promise<void> => {
     const end = latency.startTimer();
     try {

@@ -3,7 +3,7 @@
  * problems list each failing field by JSON pointer. docs/errors.md is the catalogue.
  */
 import type { Context, Next } from 'koa';
-import type { FieldError } from '../model/normalize.js';
+import { capFieldErrors, type FieldError } from '../model/normalize.js';
 import { QuotaExceededError } from '../sim/quotas.js';
 
 export const PROBLEM_TYPE_BASE = '/problems/';
@@ -34,8 +34,10 @@ export class Problem extends Error {
   body(ctx: Context): ProblemBody {
     const body: ProblemBody = { type: PROBLEM_TYPE_BASE + this.code, title: this.title, status: this.status, code: this.code, instance: ctx.path };
     if (this.detail) body.detail = this.detail;
-    if (this.extra.errors) body.errors = this.extra.errors;
-    if (this.extra.meta) body.meta = this.extra.meta;
+    // At most MAX_FIELD_ERRORS errors; meta {errorCount, truncated} when there were more.
+    const capped = this.extra.errors ? capFieldErrors(this.extra.errors) : null;
+    if (capped) body.errors = capped.errors;
+    if (this.extra.meta || capped?.meta) body.meta = { ...this.extra.meta, ...capped?.meta };
     const requestId = (ctx.state as { requestId?: string }).requestId;
     if (requestId) body.requestId = requestId;
     return body;
@@ -52,6 +54,9 @@ function fromHttpError(err: { status?: number; statusCode?: number; type?: strin
   const status = err.status ?? err.statusCode;
   if (!status || status >= 500) return null;
   if (status === 413) return new Problem(413, 'payload_too_large', 'Payload too large', 'the request body exceeds the limit');
+  if (status === 415 && /content-encoding/i.test(err.message ?? '')) {
+    return new Problem(415, 'unsupported_content_encoding', 'Unsupported content encoding', err.message);
+  }
   if (status === 415) return new Problem(415, 'unsupported_media_type', 'Unsupported media type', 'send application/json');
   if (status === 400 && /json|parse|unexpected/i.test(`${err.type ?? ''} ${err.message ?? ''}`)) {
     return new Problem(400, 'malformed_json', 'Malformed JSON', err.message);

@@ -3,6 +3,7 @@
  * source of the API's types and of openapi.yaml.
  */
 import { z } from 'zod';
+import { MAX_FIELD_ERRORS } from '../model/normalize.js';
 
 export const ProblemSchema = z
   .object({
@@ -15,7 +16,7 @@ export const ProblemSchema = z
     errors: z
       .array(z.object({ pointer: z.string(), code: z.string(), message: z.string(), values: z.array(z.number()).optional() }))
       .optional()
-      .meta({ description: 'Every failing field, by JSON pointer into the request.' }),
+      .meta({ description: `Every failing field, by JSON pointer into the request: the first ${MAX_FIELD_ERRORS}, with meta.errorCount and meta.truncated when there were more.` }),
     meta: z.record(z.string(), z.unknown()).optional(),
     requestId: z.string().optional(),
   })
@@ -96,7 +97,14 @@ export const SessionStatusSchema = z
   .enum(['initializing', 'running', 'plateau', 'converged', 'failed', 'completed', 'closed'])
   .meta({ id: 'HQESessionStatus', description: '`completed` (the schedule ran out) is an addition to the seed enum.' });
 
-export const PageSize = z.coerce.number().int().min(1).max(500).default(100);
+/** Page size of every list; paging.ts also refuses anything but plain decimal digits, and a repeated parameter. */
+export const PageSize = z.coerce
+  .number()
+  .int()
+  .min(1)
+  .max(500)
+  .default(100)
+  .meta({ description: 'Items per page, 1..500 (default 100): plain decimal digits, given at most once (else 400 at /page_size).' });
 export const Cursor = z.string().max(200).optional().meta({ description: 'Opaque cursor from next_cursor.' });
 
 /** Opaque pagination cursors: base64url JSON, so clients never depend on their content. */

@@ -4,7 +4,7 @@
  * minted for one use from being replayed at the other.
  */
 import { SignJWT, jwtVerify } from 'jose';
-import { parseScopes } from '../store/auth.js';
+import { type CredentialKind, parseScopes } from '../store/auth.js';
 import type { Scope } from './types.js';
 
 export const TOKEN_ISSUER = 'resonance';
@@ -75,11 +75,13 @@ export interface SessionClaims {
   role: 'owner' | 'admin' | 'writer' | 'reader';
   /** Who minted it (API key or OAuth client id): the rate-limit identity. */
   minter: string;
+  /** What `minter` is: revoking that credential refuses the token (and ends its sockets and streams). */
+  minterKind: CredentialKind;
 }
 
 export async function issueSessionToken(secret: Uint8Array, claims: SessionClaims, ttlSeconds: number): Promise<string> {
   const iat = Math.floor(Date.now() / 1000);
-  return new SignJWT({ org: claims.org, space: claims.space, role: claims.role, minter: claims.minter })
+  return new SignJWT({ org: claims.org, space: claims.space, role: claims.role, minter: claims.minter, minter_kind: claims.minterKind })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(claims.sub)
     .setIssuer(TOKEN_ISSUER)
@@ -96,12 +98,14 @@ export async function verifySessionToken(secret: Uint8Array, token: string): Pro
       algorithms: ['HS256'],
       issuer: TOKEN_ISSUER,
       audience: SESSION_AUDIENCE,
-      requiredClaims: ['sub', 'exp', 'org', 'space', 'role', 'minter'],
+      // A token without minter_kind names no credential that could be checked for revocation: refused.
+      requiredClaims: ['sub', 'exp', 'org', 'space', 'role', 'minter', 'minter_kind'],
     });
-    const { sub, exp, org, space, role, minter } = payload;
+    const { sub, exp, org, space, role, minter, minter_kind: minterKind } = payload;
     if (typeof sub !== 'string' || typeof exp !== 'number' || typeof org !== 'string' || typeof space !== 'string' || typeof minter !== 'string') return null;
     if (role !== 'owner' && role !== 'admin' && role !== 'writer' && role !== 'reader') return null;
-    return { sub, exp, org, space, role, minter };
+    if (minterKind !== 'api_key' && minterKind !== 'oauth_client') return null;
+    return { sub, exp, org, space, role, minter, minterKind };
   } catch {
     return null;
   }

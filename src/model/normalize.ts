@@ -1,10 +1,11 @@
 /**
  * Validation and normalisation of an HQE config (MODEL.md section 1 and 3). Every problem is reported with
- * the JSON pointer of the field at fault; nothing is dropped silently.
+ * the JSON pointer of the field at fault, or counted past the first MAX_FIELD_ERRORS of an array's
+ * elements; nothing is dropped silently. A body of the largest size must validate in tens of milliseconds.
  */
 import { z } from 'zod';
-import { HQEConfig, type NormalizedConfig } from './config.js';
-import { isPrime } from './primes.js';
+import { HQEConfig, type NormalizedConfig, PhaseSeeding, ResonanceTarget } from './config.js';
+import { isPrime, MAX_PRIME } from './primes.js';
 
 export const DEFAULT_MAX_BASIS = 2048;
 
@@ -15,6 +16,11 @@ export interface FieldError {
   message: string;
   /** The offending values, where listing them helps (composites, duplicates). */
   values?: number[];
+  /**
+   * How many errors this entry stands for, when more than one: past the first MAX_FIELD_ERRORS errors at
+   * an array's elements, the others of each kind are only counted (ElementErrors). Never in a response.
+   */
+  count?: number;
 }
 
 export type NormalizeResult =
@@ -42,40 +48,209 @@ export function zodErrors(error: z.ZodError): FieldError[] {
   });
 }
 
-/** Composites and duplicates, each at its own pointer, plus one summary entry listing every value. */
-export function basisErrors(primes: unknown[], at = '/primes'): FieldError[] {
+/** A number array of a config, by its path in the document, and the schema of its elements. */
+export interface NumberArrayField {
+  path: readonly string[];
+  element: z.ZodNumber;
+}
+
+/** The element schema of an array schema, through optional and default wrappers. */
+export function elementOf(schema: z.ZodType): z.ZodNumber {
+  let s: z.ZodType = schema;
+  while (s instanceof z.ZodOptional || s instanceof z.ZodDefault) s = s.unwrap() as z.ZodType;
+  if (!(s instanceof z.ZodArray) || !(s.element instanceof z.ZodNumber)) throw new Error('not an array of numbers');
+  return s.element;
+}
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const TYPE_CLASS: Record<string, number> = { string: 1, boolean: 2, object: 3, array: 4, null: 5, undefined: 6, bigint: 7, symbol: 8, function: 9 };
+
+/**
+ * What decides zod's verdict on a value for a number schema, as a small integer: its type; for a number,
+ * whether it is finite (else which infinity, or NaN), whether it is an integer, and where it lies against
+ * each bound (safe-integer bounds included). Values of one class get the same issues, with the same codes
+ * and messages (no message quotes the value).
+ */
+function valueClass(v: unknown, lo: number, hi: number): number {
+  if (typeof v !== 'number') return TYPE_CLASS[v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v] ?? 0;
+  if (!Number.isFinite(v)) return Number.isNaN(v) ? 10 : v > 0 ? 11 : 12;
+  const side = (b: number): number => Math.sign(v - b) + 1;
+  return (Number.isInteger(v) ? 100 : 200) + side(lo) * 27 + side(hi) * 9 + side(-MAX_SAFE) * 3 + side(MAX_SAFE);
+}
+
+/**
+ * Zod spends microseconds on every issue it reports, and a 1 MiB body holds 500 000 array elements: it
+ * spent seconds of the event loop on a body of bad ones. The elements of the config's number arrays are
+ * checked here instead, with zod's own issues parsed once per class of value (valueClass); zod then
+ * validates the rest of the document with every refused element replaced by one it accepts. Returns the
+ * document to give zod and the elements' errors, in document order.
+ */
+export function screenNumberArrays(input: unknown, fields: readonly NumberArrayField[]): { input: unknown; errors: FieldError[] } {
   const errors: FieldError[] = [];
-  const composites: number[] = [];
-  const duplicates: number[] = [];
-  const firstIndex = new Map<number, number>();
-  primes.forEach((p, i) => {
-    if (typeof p !== 'number' || !Number.isInteger(p) || p < 2) return; // the schema reports these
-    if (!isPrime(p)) {
-      composites.push(p);
-      errors.push({ pointer: `${at}/${i}`, code: 'not_prime', message: `${p} is not prime` });
+  let out = input;
+  for (const { path, element } of fields) {
+    let node: unknown = out;
+    for (const key of path) node = node !== null && typeof node === 'object' && !Array.isArray(node) ? (node as Record<string, unknown>)[key] : undefined;
+    if (!Array.isArray(node)) continue;
+    const values: unknown[] = node;
+    const lo = element.minValue ?? -Infinity;
+    const hi = element.maxValue ?? Infinity;
+    const exact = element.isInt ? Number.isSafeInteger : Number.isFinite;
+    const issues = new Map<number, Array<{ code: string; message: string }>>();
+    const found = new ElementErrors(toPointer(path));
+    let refused: Uint8Array | null = null;
+    let standIn: unknown;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      // Strictly inside the bounds: accepted, whether a bound is inclusive or not.
+      if (typeof v === 'number' && v > lo && v < hi && exact(v)) {
+        standIn ??= v;
+        continue;
+      }
+      const key = valueClass(v, lo, hi);
+      let its = issues.get(key);
+      if (!its) {
+        const r = element.safeParse(v);
+        its = r.success ? [] : r.error.issues.map((issue) => ({ code: issue.code, message: issue.message }));
+        issues.set(key, its);
+      }
+      if (its.length === 0) {
+        standIn ??= v;
+        continue;
+      }
+      for (const issue of its) found.add(i, issue.code, () => issue.message, issue.message);
+      (refused ??= new Uint8Array(values.length))[i] = 1;
+    }
+    if (!refused) continue;
+    standIn ??= [lo, hi, 0, 1, 2].find((c) => element.safeParse(c).success);
+    // No value to stand in (a schema no such candidate passes): zod reports this array itself.
+    if (standIn === undefined) continue;
+    errors.push(...found.errors());
+    out = withValue(out, path, values.map((v, i) => (refused[i] ? standIn : v)));
+  }
+  return { input: out, errors };
+}
+
+/** `doc` with the value at `path` replaced (copies along the path; the input is not changed). */
+function withValue(doc: unknown, path: readonly string[], value: unknown): unknown {
+  if (path.length === 0) return value;
+  const obj = doc as Record<string, unknown>;
+  return { ...obj, [path[0]!]: withValue(obj[path[0]!], path.slice(1), value) };
+}
+
+/**
+ * At most this many field errors go into one response; `meta.errorCount` then says how many there were
+ * (a 1 MiB body of composites is ~95 000 errors: listing them all made a 10 MB answer).
+ */
+export const MAX_FIELD_ERRORS = 100;
+
+/** The field errors a response lists, and the meta that says what was left out (errorCount: all of them). */
+export function capFieldErrors(errors: FieldError[]): { errors: FieldError[]; meta?: { errorCount: number; truncated: true } } {
+  let errorCount = 0;
+  for (const e of errors) errorCount += e.count ?? 1;
+  const listed = errors.slice(0, MAX_FIELD_ERRORS).map(({ count: _count, ...e }) => e);
+  return errorCount > listed.length ? { errors: listed, meta: { errorCount, truncated: true } } : { errors: listed };
+}
+
+/**
+ * Errors at the elements of one array: the first MAX_FIELD_ERRORS one by one, later ones only counted,
+ * into one entry per kind at the array's pointer (FieldError.count). No response lists those (more than
+ * MAX_FIELD_ERRORS errors come before them) but meta.errorCount counts them, and a 1 MiB body of bad
+ * elements costs no object or string per element.
+ */
+class ElementErrors {
+  private readonly listed: FieldError[] = [];
+  private readonly counted = new Map<string, FieldError & { count: number }>();
+
+  constructor(private readonly at: string) {}
+
+  /**
+   * The error at element `index`; `message` is only called for a listed one; `kind` (one per code) names
+   * the entry of the unlisted ones.
+   */
+  add(index: number, code: string, message: () => string, kind: string): void {
+    if (this.listed.length < MAX_FIELD_ERRORS) {
+      this.listed.push({ pointer: `${this.at}/${index}`, code, message: message() });
       return;
     }
-    const first = firstIndex.get(p);
-    if (first !== undefined) {
-      duplicates.push(p);
-      errors.push({ pointer: `${at}/${i}`, code: 'duplicate_prime', message: `${p} repeats ${at}/${first}` });
-    } else firstIndex.set(p, i);
-  });
-  if (composites.length > 0) {
-    errors.push({ pointer: at, code: 'not_prime', message: `not prime: ${composites.join(', ')}`, values: composites });
+    const entry = this.counted.get(kind);
+    if (entry) entry.count++;
+    else this.counted.set(kind, { pointer: this.at, code, message: kind, count: 1 });
   }
-  if (duplicates.length > 0) {
-    errors.push({ pointer: at, code: 'duplicate_prime', message: `duplicates: ${duplicates.join(', ')}`, values: duplicates });
+
+  errors(): FieldError[] {
+    const counted = [...this.counted.values()].map((e) => ({ ...e, message: `${e.message}: ${e.count} more elements` }));
+    return counted.length > 0 ? [...this.listed, ...counted] : this.listed;
   }
-  return errors;
 }
+
+/** `label: v1, v2, ...` naming at most MAX_FIELD_ERRORS values, and how many more there are. */
+function summary(at: string, code: string, label: string, values: number[]): FieldError {
+  const listed = values.slice(0, MAX_FIELD_ERRORS);
+  const more = values.length - listed.length;
+  return { pointer: at, code, message: `${label}: ${listed.join(', ')}${more > 0 ? ` and ${more} more` : ''}`, values: listed };
+}
+
+/**
+ * Composites and duplicates: one summary entry per kind listing the values (the first MAX_FIELD_ERRORS of
+ * them), then each at its own pointer (past MAX_FIELD_ERRORS, counted: ElementErrors). Values the schema
+ * refuses (not an integer in 2..MAX_PRIME) are left to it.
+ */
+export function basisErrors(primes: unknown[], at = '/primes'): FieldError[] {
+  const candidate = (p: unknown): p is number => typeof p === 'number' && Number.isInteger(p) && p >= 2 && p <= MAX_PRIME;
+  // Values that occur more than once, found by a numeric sort: only they need a map, so a body of distinct
+  // values costs one primality test each. The map holds a repeated value's first index when it is prime,
+  // -1 when it is composite, null until it is met.
+  const sorted = new Float64Array(primes.length);
+  let n = 0;
+  for (const p of primes) if (candidate(p)) sorted[n++] = p;
+  sorted.subarray(0, n).sort();
+  const repeated = new Map<number, number | null>();
+  for (let i = 1; i < n; i++) if (sorted[i] === sorted[i - 1]) repeated.set(sorted[i]!, null);
+  const found = new ElementErrors(at);
+  const composites: number[] = [];
+  const duplicates: number[] = [];
+  for (let i = 0; i < primes.length; i++) {
+    const p = primes[i];
+    if (!candidate(p)) continue;
+    let first = repeated.size > 0 ? repeated.get(p) : undefined;
+    if (first === null || first === undefined) {
+      const prime = isPrime(p);
+      if (first === null) repeated.set(p, prime ? i : -1);
+      if (prime) continue;
+      first = -1;
+    }
+    if (first < 0) {
+      composites.push(p);
+      found.add(i, 'not_prime', () => `${p} is not prime`, 'not prime');
+    } else {
+      duplicates.push(p);
+      found.add(i, 'duplicate_prime', () => `${p} repeats ${at}/${first}`, 'repeats');
+    }
+  }
+  const summaries: FieldError[] = [];
+  if (composites.length > 0) summaries.push(summary(at, 'not_prime', 'not prime', composites));
+  if (duplicates.length > 0) summaries.push(summary(at, 'duplicate_prime', 'duplicates', duplicates));
+  return [...summaries, ...found.errors()];
+}
+
+const HQE_NUMBER_ARRAYS: readonly NumberArrayField[] = [
+  { path: ['primes'], element: elementOf(HQEConfig.shape.primes) },
+  { path: ['initialAmplitudes'], element: elementOf(HQEConfig.shape.initialAmplitudes) },
+  { path: ['phaseSeeding', 'customPhases'], element: elementOf(PhaseSeeding.shape.customPhases) },
+  { path: ['resonanceTarget', 'weights'], element: elementOf(ResonanceTarget.shape.weights) },
+];
 
 export function normalize(input: unknown, options: NormalizeOptions = {}): NormalizeResult {
   const maxBasis = options.maxBasis ?? DEFAULT_MAX_BASIS;
-  const parsed = HQEConfig.safeParse(input);
+  const screened = screenNumberArrays(input, HQE_NUMBER_ARRAYS);
+  const parsed = HQEConfig.safeParse(screened.input);
   const rawPrimes = (input as { primes?: unknown } | null)?.primes;
   const primeErrors = Array.isArray(rawPrimes) ? basisErrors(rawPrimes) : [];
-  if (!parsed.success) return { ok: false, errors: [...zodErrors(parsed.error), ...primeErrors] };
+  // A refused array element ends validation here, as a zod issue would: the stand-ins are not the config.
+  if (!parsed.success || screened.errors.length > 0) {
+    return { ok: false, errors: [...screened.errors, ...(parsed.success ? [] : zodErrors(parsed.error)), ...primeErrors] };
+  }
 
   const cfg = parsed.data;
   const errors: FieldError[] = [...primeErrors];

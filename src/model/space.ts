@@ -4,7 +4,7 @@
  * warning, k above maxBasis is an error). Objects are closed, as for HQE configs.
  */
 import { z } from 'zod';
-import { basisErrors, DEFAULT_MAX_BASIS, drawSeed, type FieldError, zodErrors } from './normalize.js';
+import { basisErrors, DEFAULT_MAX_BASIS, drawSeed, elementOf, type FieldError, type NumberArrayField, screenNumberArrays, zodErrors } from './normalize.js';
 
 export const SpaceBasis = z
   .strictObject({
@@ -88,12 +88,21 @@ export type SpaceNormalizeResult =
  * Validate a space config. The basis is kept in the order given here; ordering by `order` (ascending, or
  * learned from the space's masses) belongs to the space, which knows its state.
  */
+/** The config's number arrays, whose elements are screened before zod (screenNumberArrays says why). */
+const SPACE_NUMBER_ARRAYS: readonly NumberArrayField[] = [
+  { path: ['basis', 'primes'], element: elementOf(SpaceBasis.shape.primes) },
+  { path: ['phases', 'custom'], element: elementOf(PhaseProfile.shape.custom) },
+];
+
 export function normalizeSpace(input: unknown, options: { maxBasis?: number; drawSeed?: () => number } = {}): SpaceNormalizeResult {
   const maxBasis = options.maxBasis ?? DEFAULT_MAX_BASIS;
-  const parsed = SpaceConfig.safeParse(input);
+  const screened = screenNumberArrays(input, SPACE_NUMBER_ARRAYS);
+  const parsed = SpaceConfig.safeParse(screened.input);
   const raw = (input as { basis?: { primes?: unknown } } | null)?.basis?.primes;
   const primeErrors = Array.isArray(raw) ? basisErrors(raw, '/basis/primes') : [];
-  if (!parsed.success) return { ok: false, errors: [...zodErrors(parsed.error), ...primeErrors] };
+  if (!parsed.success || screened.errors.length > 0) {
+    return { ok: false, errors: [...screened.errors, ...(parsed.success ? [] : zodErrors(parsed.error)), ...primeErrors] };
+  }
   const cfg = parsed.data;
   const errors = [...primeErrors];
   const warnings: string[] = [];

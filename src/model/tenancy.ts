@@ -22,8 +22,8 @@ export interface QuotaSpec {
 
 export const QUOTAS = {
   hqe_sessions: { kind: 'cap', default: 16, description: 'running HQE sessions resident in the engine' },
-  live_spaces: { kind: 'cap', default: 16, description: 'spaces resident in the engine (ticking, or idle and not yet evicted)' },
-  sockets: { kind: 'cap', default: 1000, description: 'open WebSocket connections' },
+  live_spaces: { kind: 'cap', default: 64, description: 'spaces resident in the engine (ticking, or idle and not yet evicted)' },
+  sockets: { kind: 'cap', default: 10_000, description: 'open WebSocket connections' },
   sockets_per_member: { kind: 'cap', default: 8, description: 'open WebSocket connections of one space member (session token)' },
   storage_bytes: { kind: 'cap', default: 2 ** 30, description: 'bytes of stored HQE session events and space delta logs' },
   session_storage_bytes: { kind: 'cap', default: 64 * 2 ** 20, description: 'bytes of stored events of one HQE session; a session that reaches it is closed' },

@@ -14,6 +14,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import type { SessionClaims } from '../http/tokens.js';
+import { QuotaExceededError } from '../sim/quotas.js';
 import { type DeltaFrame, SpaceError, type SpaceHub, type SpaceListener, type SpaceSnapshot } from '../sim/spaces.js';
 import { type ClientFrame, DEFAULT_KINDS, decodeFrame, type Encoding, type ServerFrame, type SubscriptionKind } from './frames.js';
 import { Encoded, type Flushable, type Flusher, ProposeOrigin, type Room, wireOf } from './room.js';
@@ -28,12 +29,16 @@ export const CloseCode = {
   INTERNAL: 1011,
   /** More than BAD_FRAME_LIMIT bad frames within BAD_FRAME_WINDOW_MS. */
   TOO_MANY_BAD_FRAMES: 4008,
+  /** The API key or OAuth client that minted the session token was revoked. */
+  CREDENTIAL_REVOKED: 4401,
   /** The member was removed from the space. */
   MEMBER_REMOVED: 4403,
   /** The space has policy.maxMembers members already. */
   SPACE_FULL: 4409,
   /** The space was archived or deleted. */
   SPACE_GONE: 4410,
+  /** An org quota refused the session (live_spaces when the space had to be loaded): docs/tenancy.md. */
+  QUOTA_EXCEEDED: 4429,
 } as const;
 
 export const BAD_FRAME_LIMIT = 10;
@@ -48,6 +53,13 @@ export interface ConnectionLimits {
   /** Replies (errors, pongs, conflicts) past this are not queued: the connection is closed with 1008. */
   hardCapBytes: number;
   helloTimeoutMs: number;
+  /** Proposals one connection may make per second; more get an error frame `rate_limited`. */
+  proposalsPerSecond: number;
+}
+
+/** The budget of the credential that minted a session token, shared with its REST requests (the HTTP rate limiter). */
+export interface ProposalBudget {
+  consume(key: string, units: number): Promise<{ allowed: boolean; limit: number; remaining: number; resetSeconds: number }>;
 }
 
 /** The server side a connection needs. */
@@ -62,6 +74,8 @@ export interface ConnectionHost {
   room(spaceId: string): Room;
   /** Ensure the member is present (rejoin if it left); throws SpaceError space_full. */
   joinMember(conn: Connection): Promise<void>;
+  /** Charged one unit per proposal, keyed by the token's minter (absent: proposals cost no budget). */
+  readonly budget?: ProposalBudget;
 }
 
 type DeltaState = 'live' | 'stale' | 'recovering';
@@ -102,6 +116,12 @@ export class Connection implements Flushable {
 
   private badFrames: number[] = [];
   private inFlight = 0;
+  /** Proposals in the current one-second window of this connection. */
+  private proposalWindow = { start: 0, count: 0 };
+  /** Budget charges run in order, so proposals reach the hub in the order they came. */
+  private charges: Promise<unknown> = Promise.resolve();
+  /** Usage not yet handed to the meter (RealtimeServer collects it about once a second). */
+  unmetered = { bytes: 0, telemetryFrames: 0 };
   readonly stats = { framesSent: 0, telemetryConflated: 0, staleEpisodes: 0, snapshotsRecovered: 0 };
 
   constructor(
@@ -186,7 +206,9 @@ export class Connection implements Flushable {
     this.outboxBytes = 0;
     if (this.ws.readyState !== WebSocket.OPEN || !this.socket.writable) return;
     // One plain write: copying a few small frames costs less than the writev path.
-    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    const chunk = out.length === 1 ? out[0]! : Buffer.concat(out);
+    this.socket.write(chunk);
+    this.unmetered.bytes += chunk.length;
     this.host.counters.writes++;
   }
 
@@ -356,7 +378,9 @@ export class Connection implements Flushable {
 
   private startFailed(err: unknown): void {
     if (this.phase === 'closed') return;
-    if (err instanceof SpaceError && (err.status === 404 || err.code === 'space_archived')) {
+    if (err instanceof QuotaExceededError) {
+      this.close(CloseCode.QUOTA_EXCEEDED, 'quota exceeded', { type: 'error', code: 'quota_exceeded', message: err.message, meta: err.meta });
+    } else if (err instanceof SpaceError && (err.status === 404 || err.code === 'space_archived')) {
       this.spaceClosed(err.status === 404 ? 'deleted' : 'archived');
     } else this.fail(err);
   }
@@ -364,11 +388,48 @@ export class Connection implements Flushable {
   private propose(frame: Extract<ClientFrame, { type: 'propose_delta' }>): void {
     if (this.phase !== 'live') return;
     const requestId = frame.requestId;
+    const rid = requestId !== undefined ? { requestId } : {};
     if (this.inFlight >= MAX_IN_FLIGHT) {
-      this.reply({ type: 'error', code: 'too_many_requests', message: `at most ${MAX_IN_FLIGHT} proposals may wait at once`, ...(requestId !== undefined ? { requestId } : {}) });
+      this.reply({ type: 'error', code: 'too_many_requests', message: `at most ${MAX_IN_FLIGHT} proposals may wait at once`, ...rid });
+      return;
+    }
+    const now = Date.now();
+    if (now - this.proposalWindow.start >= 1000) this.proposalWindow = { start: now, count: 0 };
+    if (++this.proposalWindow.count > this.host.limits.proposalsPerSecond) {
+      const retryAfterMs = this.proposalWindow.start + 1000 - now;
+      this.reply({
+        type: 'error', code: 'rate_limited', message: `at most ${this.host.limits.proposalsPerSecond} proposals per second on one connection`,
+        meta: { scope: 'connection', limit: this.host.limits.proposalsPerSecond, retryAfterMs }, ...rid,
+      });
       return;
     }
     this.inFlight++;
+    const budget = this.host.budget;
+    const charged = this.charges.then(() => budget?.consume(this.claims.minter, 1));
+    this.charges = charged.catch(() => undefined);
+    charged.then(
+      (decision) => {
+        if (decision && !decision.allowed) {
+          this.inFlight--;
+          this.reply({
+            type: 'error', code: 'rate_limited', message: `the credential's budget of ${decision.limit} units per window is spent; it resets in ${decision.resetSeconds} s`,
+            meta: { scope: 'credential', limit: decision.limit, remaining: decision.remaining, resetSeconds: decision.resetSeconds }, ...rid,
+          });
+          return;
+        }
+        this.submit(frame);
+      },
+      (err: unknown) => {
+        this.inFlight--;
+        this.host.logger.error({ err, spaceId: this.spaceId }, 'proposal budget failed');
+        this.reply({ type: 'error', code: 'internal', message: 'the server failed to apply the delta', ...rid });
+      },
+    );
+  }
+
+  /** Hand a charged proposal to the hub; its acknowledgement is the room's delta frame, or an error/conflict reply. */
+  private submit(frame: Extract<ClientFrame, { type: 'propose_delta' }>): void {
+    const requestId = frame.requestId;
     // Success needs nothing here: the room sends this connection its own copy (with requestId) in order.
     this.host.hub.propose(this.spaceId, frame.delta, this.role, this.memberId, requestId, new ProposeOrigin(this, requestId)).then(
       () => {
@@ -377,6 +438,10 @@ export class Connection implements Flushable {
       (err: unknown) => {
         this.inFlight--;
         const rid = requestId !== undefined ? { requestId } : {};
+        if (err instanceof QuotaExceededError) {
+          this.reply({ type: 'error', code: 'quota_exceeded', message: err.message, meta: err.meta, ...rid });
+          return;
+        }
         if (err instanceof SpaceError) {
           if (err.status === 409 && CONFLICT_CODES.has(err.code)) {
             const actual = typeof err.meta?.currentVersion === 'number' ? err.meta.currentVersion : -1;
@@ -407,7 +472,10 @@ export class Connection implements Flushable {
       }
       this.pendingTelemetry = null;
       this.pendingPhases = null;
-      if (wantT) this.queue(t.wire(this.encoding), false);
+      if (wantT) {
+        this.queue(t.wire(this.encoding), false);
+        this.unmetered.telemetryFrames++;
+      }
       if (wantP) this.queue(p.wire(this.encoding), false);
     }
     this.checkRecovery();
@@ -521,7 +589,10 @@ export class Connection implements Flushable {
   onWritable(): boolean {
     if (this.phase !== 'live') return true;
     if (this.buffered() > this.host.limits.slowBytes) return false;
-    if (this.pendingTelemetry) this.queue(this.pendingTelemetry.wire(this.encoding), false);
+    if (this.pendingTelemetry) {
+      this.queue(this.pendingTelemetry.wire(this.encoding), false);
+      this.unmetered.telemetryFrames++;
+    }
     if (this.pendingPhases) this.queue(this.pendingPhases.wire(this.encoding), false);
     this.pendingTelemetry = null;
     this.pendingPhases = null;

@@ -43,7 +43,15 @@ export type ServerFrame =
   | { type: 'conflict'; expectedFrom: number; actual: number; code: string; detail: string; requestId?: string }
   | { type: 'pong'; ts?: number }
   | EventFrame
-  | { type: 'error'; code: string; message: string; errors?: Array<{ pointer: string; code: string; message: string }>; requestId?: string };
+  | {
+    type: 'error';
+    code: string;
+    message: string;
+    errors?: Array<{ pointer: string; code: string; message: string }>;
+    /** Details a client acts on: the quota and limit of quota_exceeded, the retry time of rate_limited. */
+    meta?: Record<string, unknown>;
+    requestId?: string;
+  };
 
 export function encodeFrame(frame: ServerFrame, encoding: Encoding): string | Uint8Array {
   return encoding === 'json' ? JSON.stringify(frame) : encode(frame);

@@ -3,26 +3,38 @@
  * (resonance-spaces-api.md "Real-time protocol"; behaviour and close codes in docs/spaces.md "Realtime").
  *
  * The upgrade is authorised before any WebSocket exists: a session token (Authorization: Bearer, or
- * ?token=) for this space, a space that exists and is not archived. Refusals are problem+json HTTP
- * responses written on the raw socket (401 with WWW-Authenticate, 403, 404, 409, 503).
+ * ?token=) for this space whose minting API key or OAuth client is not revoked, a member not removed, a
+ * space that exists and is not archived. Refusals are problem+json HTTP responses written on the raw socket
+ * (401 with WWW-Authenticate, 403, 404, 409, 503). A socket open when its minter is revoked is closed 4401
+ * (the credential watch's sweep, about once a second).
  */
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { ServerConfig } from '../http/config.js';
+import type { CredentialWatch } from '../http/revocations.js';
 import { type SessionClaims, verifySessionToken } from '../http/tokens.js';
 import type { SpaceHub } from '../sim/spaces.js';
-import { CloseCode, Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
+import type { Quotas, UsageMeter } from '../sim/quotas.js';
+import { CloseCode, Connection, type ConnectionHost, type ConnectionLimits, type ProposalBudget } from './connection.js';
 import { type Encoding, SUBPROTOCOLS } from './frames.js';
 import { Flusher, Room, type RoomOwner } from './room.js';
 
 export interface RealtimeOptions {
-  config: Pick<ServerConfig, 'jwtSecret' | 'wsMaxFrameBytes' | 'wsSlowBytes' | 'wsBufferCapBytes'>;
+  config: Pick<ServerConfig, 'jwtSecret' | 'wsMaxFrameBytes' | 'wsSlowBytes' | 'wsBufferCapBytes' | 'wsProposalsPerSecond'>;
   spaces: SpaceHub;
   logger: Logger;
+  /** Revocation of the tokens' minters: checked at the upgrade, and open sockets closed when it happens. */
+  credentials: CredentialWatch;
   /** Without a hello within this time the session starts as if `hello {}` had come (default 2000 ms). */
   helloTimeoutMs?: number;
+  /** The HTTP rate limiter: each proposal costs its token's minter one unit, like a REST request. */
+  budget?: ProposalBudget;
+  /** sockets and sockets_per_member caps (docs/tenancy.md). */
+  quotas?: Quotas;
+  /** Metering of bytes_sent and telemetry_frames. */
+  usage?: UsageMeter;
 }
 
 /** Frames above wsMaxFrameBytes get an error frame; ws itself closes the connection (1009) above this multiple. */
@@ -37,6 +49,7 @@ interface Refusal {
   title: string;
   detail: string;
   headers?: Record<string, string>;
+  meta?: Record<string, unknown>;
 }
 
 interface Admitted {
@@ -69,6 +82,10 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
   /** Open connections per member of a space (key: spaceId + NUL + memberId). */
   private readonly members = new Map<string, Set<Connection>>();
   private readonly conns = new Set<Connection>();
+  /** Open (or upgrading) sockets per org and per member (key memberKey), for the socket quotas. */
+  private readonly socketCounts = new Map<string, number>();
+  readonly budget: ProposalBudget | undefined;
+  private meterTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
 
   constructor(private readonly options: RealtimeOptions) {
@@ -81,7 +98,16 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
       capBytes: config.wsBufferCapBytes,
       hardCapBytes: Math.max(4 * config.wsBufferCapBytes, config.wsBufferCapBytes + 4 * config.wsMaxFrameBytes),
       helloTimeoutMs: options.helloTimeoutMs ?? 2000,
+      proposalsPerSecond: config.wsProposalsPerSecond,
     };
+    this.budget = options.budget;
+    if (options.usage) {
+      const usage = options.usage;
+      this.meterTimer = setInterval(() => {
+        for (const c of this.conns) this.meter(c, usage);
+      }, 1000);
+      this.meterTimer.unref();
+    }
     // A member with an open socket stays, whatever its token's expiry.
     this.hub.setConnectionProbe((spaceId, memberId) => this.members.has(memberKey(spaceId, memberId)));
     this.wss = new WebSocketServer({
@@ -106,10 +132,20 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     // A client that goes away mid-handshake must not become an uncaught 'error'.
     socket.on('error', () => undefined);
     this.admit(req).then(
-      (result) => {
+      async (result) => {
         if ('status' in result) return refuse(socket, result, req.url ?? '/');
         if (this.closing) return refuse(socket, unavailable(), req.url ?? '/');
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, req, result));
+        const over = await this.reserve(result.claims);
+        if (over) return refuse(socket, over, req.url ?? '/');
+        // A handshake that fails (or a client that leaves) before accept() gives its reservation back.
+        let accepted = false;
+        socket.once('close', () => {
+          if (!accepted) this.unreserve(result.claims);
+        });
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          accepted = true;
+          this.accept(ws, socket, req, result);
+        });
       },
       (err: unknown) => {
         this.logger.error({ err }, 'realtime upgrade failed');
@@ -133,10 +169,10 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
       };
     }
     const claims = token.length <= MAX_TOKEN_LENGTH ? await verifySessionToken(this.options.config.jwtSecret, token) : null;
-    // Another space's token is refused exactly like a forged or expired one.
-    if (!claims || claims.space !== spaceId) {
+    // Another space's token, or one whose minter was revoked, is refused exactly like a forged or expired one.
+    if (!claims || claims.space !== spaceId || (await this.options.credentials.isRevoked({ kind: claims.minterKind, id: claims.minter }))) {
       return {
-        status: 401, code: 'invalid_credentials', title: 'Invalid credentials', detail: 'the session token is invalid, expired or for another space',
+        status: 401, code: 'invalid_credentials', title: 'Invalid credentials', detail: 'the session token is invalid, expired, revoked or for another space',
         headers: { 'WWW-Authenticate': `Bearer ${REALM}, error="invalid_token"` },
       };
     }
@@ -150,9 +186,42 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     return { claims };
   }
 
+  /**
+   * Count a socket against the org's `sockets` and the member's `sockets_per_member` quotas before the
+   * upgrade (a refusal is a 409 problem quota_exceeded); null when it fits, and then it is counted.
+   */
+  private async reserve(claims: SessionClaims): Promise<Refusal | null> {
+    const quotas = this.options.quotas;
+    if (!quotas) return null;
+    const [perOrg, perMember] = await Promise.all([quotas.limit(claims.org, 'sockets'), quotas.limit(claims.org, 'sockets_per_member')]);
+    // Counted synchronously after the limits are known, so concurrent upgrades cannot both take the last place.
+    const member = memberKey(claims.space, claims.sub);
+    const usedOrg = this.socketCounts.get(claims.org) ?? 0;
+    const usedMember = this.socketCounts.get(member) ?? 0;
+    const over = usedMember + 1 > perMember ? { quota: 'sockets_per_member', limit: perMember, used: usedMember } : usedOrg + 1 > perOrg ? { quota: 'sockets', limit: perOrg, used: usedOrg } : null;
+    if (over) {
+      return {
+        status: 409, code: 'quota_exceeded', title: 'Quota exceeded', meta: over,
+        detail: over.quota === 'sockets' ? `the org has its maximum of ${over.limit} open WebSocket connections` : `this member has its maximum of ${over.limit} open WebSocket connections`,
+      };
+    }
+    this.socketCounts.set(claims.org, usedOrg + 1);
+    this.socketCounts.set(member, usedMember + 1);
+    return null;
+  }
+
+  private unreserve(claims: SessionClaims): void {
+    for (const key of [claims.org, memberKey(claims.space, claims.sub)]) {
+      const n = (this.socketCounts.get(key) ?? 0) - 1;
+      if (n > 0) this.socketCounts.set(key, n);
+      else this.socketCounts.delete(key);
+    }
+  }
+
   private accept(ws: WebSocket, socket: Duplex, req: IncomingMessage, admitted: Admitted): void {
     const encoding: Encoding = (ws.protocol && SUBPROTOCOLS[ws.protocol]) || 'json';
     if (this.closing) {
+      this.unreserve(admitted.claims);
       ws.close(CloseCode.GOING_AWAY, 'server shutting down');
       return;
     }
@@ -171,13 +240,31 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
       }
     });
     ws.on('error', (err) => this.logger.debug({ err, spaceId: conn.spaceId }, 'websocket error'));
-    ws.on('close', () => this.closed(conn, key));
+    const unwatch = this.options.credentials.watch({ kind: admitted.claims.minterKind, id: admitted.claims.minter }, () =>
+      conn.close(CloseCode.CREDENTIAL_REVOKED, 'credential revoked', {
+        type: 'error', code: 'credential_revoked', message: 'the API key or OAuth client that opened this session was revoked',
+      }),
+    );
+    ws.on('close', () => {
+      unwatch();
+      this.closed(conn, key);
+    });
     socket.on('drain', () => conn.onWritable());
     this.logger.debug({ spaceId: conn.spaceId, memberId: conn.memberId, encoding, ip: req.socket.remoteAddress }, 'realtime connected');
   }
 
+  /** Hand a connection's bytes and telemetry frames since the last call to the usage meter. */
+  private meter(conn: Connection, usage: UsageMeter): void {
+    const u = conn.unmetered;
+    usage.add(conn.claims.org, 'bytes_sent', u.bytes);
+    usage.add(conn.claims.org, 'telemetry_frames', u.telemetryFrames);
+    conn.unmetered = { bytes: 0, telemetryFrames: 0 };
+  }
+
   private closed(conn: Connection, key: string): void {
     conn.onClosed();
+    if (this.options.quotas) this.unreserve(conn.claims);
+    if (this.options.usage) this.meter(conn, this.options.usage);
     this.conns.delete(conn);
     const set = this.members.get(key);
     set?.delete(conn);
@@ -243,6 +330,7 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
       clearTimeout(timer);
       for (const c of conns) if (c.ws.readyState !== WebSocket.CLOSED) c.ws.terminate();
       await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+      if (this.meterTimer) clearInterval(this.meterTimer);
       this.logger.info({ frames: this.counters.frames, writes: this.counters.writes }, 'realtime stopped');
     })());
   }
@@ -258,7 +346,9 @@ function refuse(socket: Duplex, r: Refusal, path: string): void {
     socket.destroy();
     return;
   }
-  const body = JSON.stringify({ type: `/problems/${r.code}`, title: r.title, status: r.status, code: r.code, detail: r.detail, instance: path.split('?')[0] });
+  const body = JSON.stringify({
+    type: `/problems/${r.code}`, title: r.title, status: r.status, code: r.code, detail: r.detail, instance: path.split('?')[0], ...(r.meta ? { meta: r.meta } : {}),
+  });
   const headers = {
     Connection: 'close',
     'Content-Type': 'application/problem+json',

@@ -51,8 +51,11 @@ interface PendingProposal {
   reject: (err: Error) => void;
 }
 
-/** Close codes after which reconnecting cannot help (docs/spaces.md, "Realtime"). */
-const FINAL_CLOSE_CODES = new Set([1000, 4008, 4403, 4409, 4410]);
+/**
+ * Close codes after which reconnecting cannot help (docs/spaces.md, "Realtime"). 4429 (an org quota) is
+ * not among them: a resident space frees its place when another goes idle, so backing off may succeed.
+ */
+const FINAL_CLOSE_CODES = new Set([1000, 4008, 4401, 4403, 4409, 4410]);
 
 export class LiveSession {
   /** The space's version as this session knows it: every delta up to it has been received. -1 before the first. */

@@ -3,7 +3,8 @@
  * role checks, and the version rules. The server is authoritative and assigns versions: `shift_phase`
  * commutes and is always rebased onto the current version; a `set_*` op whose path was written after the
  * delta's `fromVersion` conflicts; a delta older than the retained history, or from another epoch, is stale.
- * Pure: the space owns the history and applies what this accepts.
+ * Pure: the space keeps the last version that wrote each path and applies what this accepts. Deciding
+ * costs O(ops), whatever the length of the retained history.
  */
 import { z } from 'zod';
 import type { FieldError } from '../model/normalize.js';
@@ -40,21 +41,16 @@ export interface AcceptedOp {
   value: number | boolean;
 }
 
-/** What the history keeps of each accepted delta. */
-export interface DeltaRecord {
-  epoch: number;
-  fromVersion: number;
-  toVersion: number;
-  paths: string[];
-}
-
 export interface DeltaContext {
   epoch: number;
   version: number;
   /** The oldest version a delta may start from (older history was dropped). */
   oldestVersion: number;
-  /** Accepted deltas after oldestVersion, oldest first. */
-  history: readonly DeltaRecord[];
+  /**
+   * The last version that wrote each path, for at least every path written after oldestVersion (an entry
+   * at or below it can never conflict: a delta that is not stale starts at oldestVersion or later).
+   */
+  lastWrites: ReadonlyMap<string, number>;
   /** Number of primes: phase indices are 0..k-1. */
   k: number;
   role: Role;
@@ -117,7 +113,7 @@ function checkOp(op: Delta['ops'][number], index: number, k: number): { accepted
   return { accepted: { op: op.op, path: op.path, value: parsed.data } };
 }
 
-/** Accept or refuse a proposed delta against the space's current version, history and the caller's role. */
+/** Accept or refuse a proposed delta against the space's current version, last writes and the caller's role. */
 export function decideDelta(delta: Delta, ctx: DeltaContext): DeltaDecision {
   const refuse = (status: 400 | 403 | 409, code: string, detail: string, errors?: FieldError[]): DeltaDecision => ({
     ok: false, status, code, detail, currentVersion: ctx.version, ...(errors ? { errors } : {}),
@@ -139,9 +135,7 @@ export function decideDelta(delta: Delta, ctx: DeltaContext): DeltaDecision {
   if (delta.fromVersion < ctx.oldestVersion) {
     return refuse(409, 'stale_version', `fromVersion ${delta.fromVersion} is older than the retained history (from ${ctx.oldestVersion}); take a snapshot`);
   }
-  const written = new Set<string>();
-  for (const rec of ctx.history) if (rec.toVersion > delta.fromVersion) for (const p of rec.paths) written.add(p);
-  const clash = accepted.find((op) => op.op !== 'shift_phase' && written.has(op.path));
+  const clash = accepted.find((op) => op.op !== 'shift_phase' && (ctx.lastWrites.get(op.path) ?? -1) > delta.fromVersion);
   if (clash) return refuse(409, 'conflict', `${clash.path} changed after version ${delta.fromVersion}`);
   return { ok: true, ops: accepted };
 }

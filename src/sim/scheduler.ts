@@ -7,6 +7,8 @@ import type { NormalizedConfig } from '../model/config.js';
 import { specFromConfig } from '../model/spec.js';
 import { type Engine, Flag, type SimCheckpoint, type SimReport, type SimStatus, type TickRecord } from '../engine/types.js';
 import type { NewSessionEvent, SessionChange, SessionEvent, SessionRow, SessionStatus, SessionStore } from '../store/sessions.js';
+import type { Quotas, UsageMeter } from './quotas.js';
+import { ADVANCE_MS, ADVANCE_MS_LIVE, ADVANCE_WORK, ADVANCE_WORK_LIVE, newShare, type Share, shareAdvance } from './fair-share.js';
 import { eventsOf, type HqeRunResult, resultFromRecords, type Snapshot, snapshotOf } from './run.js';
 
 export type HqeEventType = 'hqe.plateau' | 'hqe.converged' | 'hqe.failed';
@@ -23,6 +25,12 @@ export interface SchedulerDeps {
   onError?: (err: unknown) => void;
   /** How often a running session's engine state is checkpointed to the store. */
   checkpointEveryMs?: number;
+  /** The session_storage_bytes quota: a session whose stored events reach it is closed (docs/tenancy.md). */
+  quotas?: Quotas;
+  /** Metering of stored bytes (storage_bytes_written). */
+  usage?: UsageMeter;
+  /** Bytes the org stores now (for the storage_bytes quota). */
+  storageUsed?: (orgId: string) => Promise<number>;
 }
 
 interface Waiter {
@@ -37,6 +45,10 @@ interface Resident {
   status: SimStatus;
   step: number;
   restart: number;
+  /** The org whose share of the engine this simulation runs in ('' for runs started outside the API). */
+  orgId: string;
+  /** Its place in the fair sharing of advances (shareAdvance). */
+  share: Share;
   /** Sessions only. */
   session?: {
     id: string;
@@ -44,6 +56,8 @@ interface Resident {
     waiters: Waiter[];
     lastSnapshot: Snapshot | null;
     lastCheckpoint: number;
+    /** Bytes of its stored events (its storage charge). */
+    storedBytes: number;
     /**
      * The furthest step the session has reported. After recovery the engine replays from the checkpoint,
      * behind this: the stored session never moves backwards and step targets count from here.
@@ -72,11 +86,6 @@ export class SessionEndedError extends Error {
 
 const EVENT_TYPES: Partial<Record<string, HqeEventType>> = { plateau: 'hqe.plateau', converged: 'hqe.converged', failed: 'hqe.failed' };
 
-/** Ticks per advance: about 2^21 kernel entries of work, so commands and readers wait milliseconds, not seconds. */
-function ticksPerAdvance(work: number): number {
-  return Math.max(1, Math.min(256, Math.floor(2 ** 21 / Math.max(1, work))));
-}
-
 export class Scheduler {
   private readonly residents = new Map<number, Resident>();
   private readonly bySession = new Map<string, Resident>();
@@ -86,8 +95,13 @@ export class Scheduler {
   private engineLock: Promise<unknown> = Promise.resolve();
   private wake: (() => void) | null = null;
   private ticker: Ticker | null = null;
-  /** Milliseconds per kernel entry x tick, measured: keeps advances short while live spaces wait to tick. */
-  private msPerWork = 0;
+  /**
+   * Engine time and HQE work of recent advances (decaying sums): their ratio, milliseconds per unit of
+   * work, sizes each advance's budget. Weighted by work, so tiny advances (mostly fixed costs) hardly count.
+   */
+  private measured = { ms: 0, work: 0 };
+  /** Advances so far (the fair share's clock). */
+  private advances = 0;
   private stopping = false;
   private loopDone: Promise<void> | null = null;
   private simSteps = 0;
@@ -145,7 +159,21 @@ export class Scheduler {
     return { sessions, runs, simSteps: this.simSteps };
   }
 
+  /**
+   * Running sessions of one org resident in the engine (its hqe_sessions quota counts these), and those
+   * that a step request is about to run again.
+   */
+  runningSessionsOf(orgId: string): number {
+    let n = 0;
+    for (const r of this.residents.values()) {
+      if (r.session && r.orgId === orgId && (r.status === 'running' || this.stepping.has(r.session.id))) n++;
+    }
+    return n;
+  }
+
   async createSession(id: string, orgId: string, config: NormalizedConfig): Promise<SessionRow> {
+    // An org whose stored bytes reached its storage_bytes quota starts nothing that stores more.
+    if (this.deps.quotas && this.deps.storageUsed) await this.deps.quotas.checkCap(orgId, 'storage_bytes', await this.deps.storageUsed(orgId));
     const row = await this.deps.sessions.create({ id, orgId, config, status: 'running' });
     // The first event of every stream, before the loop can append any of the simulation's.
     await this.deps.sessions.appendEvents(id, [statusEvent('running', 0, 0)]);
@@ -154,13 +182,13 @@ export class Scheduler {
     return row;
   }
 
-  /** Run a config to its end inside the shared batch. */
-  run(config: NormalizedConfig, warnings: string[]): Promise<HqeRunResult> {
+  /** Run a config to its end inside the shared batch, in `orgId`'s share of the engine. */
+  run(config: NormalizedConfig, warnings: string[], orgId = ''): Promise<HqeRunResult> {
     return new Promise<HqeRunResult>((resolve, reject) => {
       this.withEngine(async () => {
         const engineId = this.deps.engine.add(specFromConfig(config));
         this.residents.set(engineId, {
-          engineId, config, status: 'running', step: 0, restart: 0,
+          engineId, config, status: 'running', step: 0, restart: 0, orgId, share: newShare(config),
           run: { records: [], warnings, started: performance.now(), resolve, reject },
         });
         this.kick();
@@ -249,7 +277,8 @@ export class Scheduler {
     const resident: Resident = {
       engineId, config: row.config, status: row.status === 'completed' ? 'completed' : 'running',
       step: checkpoint?.step ?? 0, restart: checkpoint?.restart ?? 0,
-      session: { id: row.id, orgId: row.orgId, waiters: [], lastSnapshot: null, lastCheckpoint: Date.now(), highWater: row.step },
+      orgId: row.orgId, share: newShare(row.config),
+      session: { id: row.id, orgId: row.orgId, waiters: [], lastSnapshot: null, lastCheckpoint: Date.now(), highWater: row.step, storedBytes: row.eventBytes },
     };
     this.residents.set(engineId, resident);
     this.bySession.set(row.id, resident);
@@ -291,20 +320,32 @@ export class Scheduler {
 
   /** One advance of the batch; or, with nothing to run, the time to sleep until (Infinity: until kicked). */
   private async advanceOnce(): Promise<number | null> {
-    let work = 0;
-    for (const r of this.residents.values()) if (r.status === 'running') work += r.config.primes.length ** 2;
+    const running: Resident[] = [];
+    for (const r of this.residents.values()) if (r.status === 'running') running.push(r);
     const plan = this.ticker ? await this.ticker.prepare(this.deps.engine, Date.now()) : { limits: new Map<number, number>(), wakeAt: null };
     let ticking = false;
     for (const n of plan.limits.values()) if (n > 0) ticking = true;
-    if (work === 0 && !ticking) return plan.wakeAt ?? Infinity;
-    let ticks = work === 0 ? 1 : ticksPerAdvance(work);
-    // Live spaces tick at their publishHz: keep HQE advances to a few milliseconds while any is live.
-    if (work > 0 && plan.wakeAt !== null && this.msPerWork > 0) ticks = Math.max(1, Math.min(ticks, Math.floor(4 / (this.msPerWork * work))));
+    if (running.length === 0 && !ticking) return plan.wakeAt ?? Infinity;
+    // Live spaces tick at their publishHz: keep HQE advances shorter while any is live.
+    const [targetMs, floor] = plan.wakeAt !== null ? [ADVANCE_MS_LIVE, ADVANCE_WORK_LIVE] : [ADVANCE_MS, ADVANCE_WORK];
+    const budget = this.measured.work > 0 ? Math.max(floor, (targetMs * this.measured.work) / this.measured.ms) : ADVANCE_WORK;
+    // Every HQE simulation gets its own limit (0 holds it still; the ticker's simulations keep theirs);
+    // the engine's `ticks` is the largest of them.
+    const limits = new Map(plan.limits);
+    let ticks = ticking ? 1 : 0;
+    let work = 0;
+    const grants = shareAdvance(running, budget, this.advances++);
+    for (const r of running) {
+      const n = grants.get(r) ?? 0;
+      limits.set(r.engineId, n);
+      ticks = Math.max(ticks, n);
+      work += n * r.share.cost;
+    }
     const started = performance.now();
-    const reports = await this.deps.engine.advance(ticks, plan.limits);
+    const reports = await this.deps.engine.advance(ticks, limits);
     if (work > 0) {
-      const sample = (performance.now() - started) / (work * ticks);
-      this.msPerWork = this.msPerWork === 0 ? sample : 0.8 * this.msPerWork + 0.2 * sample;
+      this.measured.ms = 0.8 * this.measured.ms + Math.max(1e-3, performance.now() - started);
+      this.measured.work = 0.8 * this.measured.work + work;
     }
     await this.process(reports);
     await this.ticker?.settle(reports);
@@ -370,6 +411,7 @@ export class Scheduler {
     // after an event or a reply sees its row there.
     this.notify(r, await this.append(r, events, change));
     for (const resolve of reached) resolve();
+    if (report.status === 'running' && (await this.overStorage(r))) return;
     if (report.status !== 'running') {
       // Ended before the target: the state it ended on (its terminal snapshot).
       for (const w of s.waiters) {
@@ -391,7 +433,30 @@ export class Scheduler {
   /** Store a session's new events (a replayed one is stored once) with its row's `change`; returns those inserted. */
   private async append(r: Resident, events: NewSessionEvent[], change?: SessionChange): Promise<SessionEvent[]> {
     if (!r.session || (events.length === 0 && !change)) return [];
-    return (await this.deps.sessions.appendEvents(r.session.id, events, change)).filter((e): e is SessionEvent => e !== null);
+    const inserted = (await this.deps.sessions.appendEvents(r.session.id, events, change)).filter((e): e is SessionEvent => e !== null);
+    let bytes = 0;
+    for (const e of inserted) bytes += Buffer.byteLength(e.body);
+    r.session.storedBytes += bytes;
+    this.deps.usage?.add(r.session.orgId, 'storage_bytes_written', bytes);
+    return inserted;
+  }
+
+  /**
+   * A session whose stored events reached its org's session_storage_bytes quota is closed: it can store no
+   * more, and running on unrecorded would bill work nobody can read. Its final status event says why.
+   */
+  private async overStorage(r: Resident): Promise<boolean> {
+    const s = r.session;
+    if (!s || !this.deps.quotas) return false;
+    const limit = await this.deps.quotas.limit(s.orgId, 'session_storage_bytes');
+    if (s.storedBytes < limit) return false;
+    this.evict(r);
+    for (const w of s.waiters) w.reject(new SessionEndedError('closed'));
+    s.waiters = [];
+    const reason = { reason: 'quota_exceeded', quota: 'session_storage_bytes', limit, used: s.storedBytes };
+    const event: NewSessionEvent = { kind: 'status', step: r.step, restart: r.restart, body: JSON.stringify({ status: 'closed', step: r.step, restart: r.restart, ...reason }) };
+    this.notify(r, await this.append(r, [event], { status: 'closed' }));
+    return true;
   }
 
   private notify(r: Resident, inserted: SessionEvent[]): void {

@@ -12,9 +12,14 @@ import type { FieldError } from '../model/normalize.js';
 import { type NormalizedSpaceConfig, normalizeSpace } from '../model/space.js';
 import { specFromSpace } from '../model/spec.js';
 import type { MemberRole, MemberRow, SpaceRow, SpaceStatus, SpaceStore, StoredDelta } from '../store/spaces.js';
-import { type AcceptedOp, type Delta, type DeltaRecord, decideDelta, type Role } from './deltas.js';
+import { type AcceptedOp, type Delta, decideDelta, type Role } from './deltas.js';
+import type { Quotas, UsageMeter } from './quotas.js';
 import type { Scheduler, Ticker } from './scheduler.js';
 import { carryState, orderBasis } from './space-basis.js';
+
+/** Defaults of RESONANCE_REPLAY_MAX_DELTAS and RESONANCE_REPLAY_MAX_BYTES: past either, a resume gets a snapshot. */
+export const DEFAULT_REPLAY_MAX_DELTAS = 1000;
+export const DEFAULT_REPLAY_MAX_BYTES = 1024 * 1024;
 
 // ---- what listeners receive (the realtime frames carry these as they are) ----
 
@@ -71,10 +76,13 @@ export interface EventFrame {
   data: Record<string, unknown>;
 }
 
+/** The path of a basis change in the log (no client op can name it). */
+const BASIS_PATH = '/state/basis';
+
 /** The log entry of a basis change (server-made; clients cannot propose it). */
 export interface BasisOp {
   op: 'replace_basis';
-  path: '/state/basis';
+  path: typeof BASIS_PATH;
   value: { primes: number[]; order: 'ascending' | 'learned'; cutoff: number };
 }
 
@@ -115,6 +123,19 @@ export interface SpaceHubDeps {
   maxBasis: number;
   idleEvictMs: number;
   checkpointEveryMs: number;
+  /** A resume replays at most this many deltas (default DEFAULT_REPLAY_MAX_DELTAS); more: a snapshot instead. */
+  replayMaxDeltas?: number;
+  /** ... and at most this many bytes of stored ops (default DEFAULT_REPLAY_MAX_BYTES). */
+  replayMaxBytes?: number;
+  /**
+   * Per-org quotas (docs/tenancy.md): live_spaces caps the org's spaces resident in the engine,
+   * deltas_per_minute its accepted deltas, storage_bytes what a new space may start from.
+   */
+  quotas?: Quotas;
+  /** Metering: deltas, space_minutes, storage_bytes_written. */
+  usage?: UsageMeter;
+  /** Bytes the org stores now (for the storage_bytes quota). */
+  storageUsed?: (orgId: string) => Promise<number>;
   /** Webhook events (awaited: a crash after it re-emits, never loses). */
   onEvent?: (orgId: string, name: SpaceEventName, data: Record<string, unknown>) => Promise<void>;
   onError?: (err: unknown) => void;
@@ -139,7 +160,11 @@ interface Live {
   /** Highest version whose deltas the engine holds. */
   applied: number;
   pending: Pending;
-  history: DeltaRecord[];
+  /**
+   * The last version that wrote each path (for the conflict check, O(ops) per delta whatever the history's
+   * length); entries at or below `oldest` are dropped at checkpoints. Bounded by the distinct valid paths.
+   */
+  lastWrites: Map<string, number>;
   /** Deltas from before this version are stale (older than the retained history or the epoch). */
   oldest: number;
   epochStart: number;
@@ -205,6 +230,7 @@ const SECTION_OP = { operators: 'set_operator', entropy: 'set_entropy', policy: 
 export class SpaceHub implements Ticker {
   private readonly live = new Map<string, Live>();
   private readonly byEngine = new Map<number, Live>();
+  private readonly loading = new Map<string, Promise<Live>>();
   private maintenance: NodeJS.Timeout | null = null;
   private connected: (spaceId: string, memberId: string) => boolean = () => false;
 
@@ -242,6 +268,7 @@ export class SpaceHub implements Ticker {
     const result = normalizeSpace(input, { maxBasis: this.deps.maxBasis });
     if (!result.ok) throw new SpaceError(400, 'validation_failed', 'the space config is invalid', result.errors);
     const cfg = result.normalized;
+    if (this.deps.quotas && this.deps.storageUsed) await this.deps.quotas.checkCap(orgId, 'storage_bytes', await this.deps.storageUsed(orgId));
     const config = { ...cfg, basis: { ...cfg.basis, primes: orderBasis(cfg.basis.primes, cfg.basis.order) } };
     const row = await this.deps.store.create({ id: `spc_${randomUUID().replaceAll('-', '')}`, orgId, name: config.name, config });
     return { row, warnings: result.warnings };
@@ -376,7 +403,7 @@ export class SpaceHub implements Ticker {
       // The reply's snapshot needs the state: a space never loaded into the engine has no phases yet.
       if (l.engineId === null && l.phases.length === 0) await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
       const decision = decideDelta(delta, {
-        epoch: l.row.epoch, version: l.row.version, oldestVersion: l.oldest, history: l.history, k: l.row.config.basis.primes.length, role,
+        epoch: l.row.epoch, version: l.row.version, oldestVersion: l.oldest, lastWrites: l.lastWrites, k: l.row.config.basis.primes.length, role,
       });
       if (!decision.ok) throw new SpaceError(decision.status, decision.code, decision.detail, decision.errors, { currentVersion: decision.currentVersion });
       if (delta.fromVersion < l.epochStart) {
@@ -385,7 +412,11 @@ export class SpaceHub implements Ticker {
       let config = l.row.config;
       for (const op of decision.ops) if (op.op !== 'set_phase' && op.op !== 'shift_phase') config = withLeaf(config, op.path, op.value);
       const changed = config !== l.row.config;
+      // Charged once the delta is known to be acceptable: a refused one costs nothing.
+      await this.deps.quotas?.charge(l.row.orgId, 'deltas_per_minute', 1);
       const frame = await this.append(l, l.row.epoch, delta.fromVersion, decision.ops, author, changed ? config : undefined, requestId, origin);
+      this.deps.usage?.add(l.row.orgId, 'deltas', 1);
+      this.deps.usage?.add(l.row.orgId, 'storage_bytes_written', Buffer.byteLength(JSON.stringify(decision.ops)));
       if (changed) await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version });
       return { frame, snapshot: () => this.snapshotOf(l) };
     });
@@ -393,7 +424,8 @@ export class SpaceHub implements Ticker {
 
   /**
    * Listen to a space; the space ticks while anyone listens. Resolves with the state to start from: the
-   * deltas after `lastVersion` when they are all still in history, else a snapshot.
+   * deltas after `lastVersion` when they are all still in history and within the replay bounds (count
+   * and bytes of their stored ops), else a snapshot.
    */
   async attach(
     id: string,
@@ -404,9 +436,15 @@ export class SpaceHub implements Ticker {
       if (l.row.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space does not simulate');
       await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
       let replay: DeltaFrame[] | null = null;
-      if (lastVersion !== undefined && lastVersion >= l.oldest && lastVersion >= l.epochStart && lastVersion <= l.row.version) {
-        const stored = await this.deps.store.deltasSince(id, lastVersion, l.row.version - lastVersion);
-        if (stored.length === l.row.version - lastVersion) replay = stored.map(frameOf);
+      // Versions are contiguous: the count is known without reading, and at most the bound is read.
+      const count = lastVersion === undefined ? -1 : l.row.version - lastVersion;
+      const maxDeltas = this.deps.replayMaxDeltas ?? DEFAULT_REPLAY_MAX_DELTAS;
+      if (lastVersion !== undefined && lastVersion >= l.oldest && lastVersion >= l.epochStart && count >= 0 && count <= maxDeltas) {
+        const stored = await this.deps.store.deltasSince(id, lastVersion, count);
+        const maxBytes = this.deps.replayMaxBytes ?? DEFAULT_REPLAY_MAX_BYTES;
+        let bytes = 0;
+        for (const d of stored) if ((bytes += Buffer.byteLength(JSON.stringify(d.ops))) > maxBytes) break;
+        if (stored.length === count && bytes <= maxBytes) replay = stored.map(frameOf);
       }
       l.listeners.add(listener);
       if (l.listeners.size === 1) {
@@ -500,6 +538,7 @@ export class SpaceHub implements Ticker {
     for (const [engineId, report] of reports) {
       const l = this.byEngine.get(engineId);
       if (!l || report.records.length === 0) continue;
+      this.deps.usage?.add(l.row.orgId, 'space_minutes', report.records.length / l.row.config.policy.publishHz / 60);
       for (const rec of report.records) {
         l.t = rec.step;
         l.metrics = metricsOf(rec.metrics);
@@ -538,30 +577,31 @@ export class SpaceHub implements Ticker {
     return run;
   }
 
-  private async load(id: string): Promise<Live> {
+  /** The space in memory; callers that arrive while it loads share that load (the log summary is read once). */
+  private load(id: string): Promise<Live> {
     const existing = this.live.get(id);
-    if (existing) return existing;
+    if (existing) return Promise.resolve(existing);
+    let loading = this.loading.get(id);
+    if (!loading) {
+      loading = this.loadFromStore(id).finally(() => this.loading.delete(id));
+      this.loading.set(id, loading);
+    }
+    return loading;
+  }
+
+  private async loadFromStore(id: string): Promise<Live> {
     const row = await this.deps.store.get(id);
     if (!row) throw notFound(id);
+    // The last write of each path, streamed from the log by the store: the retained deltas are never all
+    // in memory. The basis's last replacement is where the epoch starts (0 when it left the history,
+    // which is then no older than it).
+    const { oldestVersion, byPath: lastWrites } = await this.deps.store.lastWrites(id);
     const again = this.live.get(id);
     if (again) return again;
-    const history: DeltaRecord[] = [];
-    let epochStart = 0;
-    let oldest = row.version;
-    for (let after = 0; ; ) {
-      const batch = await this.deps.store.deltasSince(id, after, 5000);
-      for (const d of batch) {
-        if (history.length === 0) oldest = d.version - 1;
-        history.push({ epoch: d.epoch, fromVersion: d.fromVersion, toVersion: d.version, paths: d.paths });
-        if ((d.ops[0] as { op?: string } | undefined)?.op === 'replace_basis') epochStart = d.version;
-      }
-      if (batch.length < 5000) break;
-      after = batch[batch.length - 1]!.version;
-    }
     const l: Live = {
       row, engineId: null, precision: 'f64', t: 0, metrics: null, phases: [], masses: [], applied: row.version, pending: emptyPending(),
-      history, oldest, epochStart, listeners: new Set(), nextTickAt: 0, idleSince: Date.now(), lastCheckpointAt: Date.now(),
-      queue: Promise.resolve(), ops: 0, failed: false,
+      lastWrites, oldest: oldestVersion ?? row.version, epochStart: lastWrites.get(BASIS_PATH) ?? 0, listeners: new Set(), nextTickAt: 0,
+      idleSince: Date.now(), lastCheckpointAt: Date.now(), queue: Promise.resolve(), ops: 0, failed: false,
     };
     this.live.set(id, l);
     return l;
@@ -570,6 +610,11 @@ export class SpaceHub implements Ticker {
   /** Into the engine from the checkpoint, then the logged deltas after it (under the engine lock). */
   private async ensureResident(engine: Engine, l: Live): Promise<void> {
     if (l.engineId !== null) return;
+    if (this.deps.quotas) {
+      let resident = 0;
+      for (const other of this.live.values()) if (other.engineId !== null && other.row.orgId === l.row.orgId) resident++;
+      await this.deps.quotas.checkCap(l.row.orgId, 'live_spaces', resident);
+    }
     const checkpoint = l.row.checkpoint ? (JSON.parse(l.row.checkpoint) as SimCheckpoint) : undefined;
     const from = checkpoint ? (l.row.checkpointVersion ?? 0) : l.epochStart;
     const engineId = engine.add(specFromSpace(l.row.config), checkpoint);
@@ -625,8 +670,15 @@ export class SpaceHub implements Ticker {
     const stored = await this.deps.store.appendDelta(l.row.id, l.row.version, { epoch, fromVersion, ops, paths, author }, config);
     if (!stored) throw new Error(`space ${l.row.id}: the stored version moved under the hub`);
     l.row = { ...l.row, version: stored.version, epoch, ...(config ? { config } : {}) };
-    l.history.push({ epoch, fromVersion, toVersion: stored.version, paths });
+    for (const path of paths) l.lastWrites.set(path, stored.version);
     if ((ops[0] as { op: string }).op !== 'replace_basis') addOps(l.pending, ops as AcceptedOp[]);
+    if (l.engineId === null) {
+      // Not in the engine (evicted, nobody listens): fold the edits into the host copy now. Loading the
+      // space replays the log after its checkpoint anyway, and pending edits kept here would grow, and be
+      // replayed by every snapshot, for as long as REST deltas come.
+      applyPhaseEdits(l.phases, l.pending.sets, l.pending.shifts, l.precision);
+      l.pending = emptyPending();
+    }
     const frame = frameOf(stored);
     for (const listener of l.listeners) listener.delta(frame, origin);
     return requestId ? { ...frame, requestId } : frame;
@@ -655,7 +707,8 @@ export class SpaceHub implements Ticker {
     const before = Date.now() - l.row.config.policy.historySeconds * 1000;
     const resumable = await this.deps.store.pruneDeltas(l.row.id, before, l.applied);
     l.oldest = Math.max(l.oldest, Math.min(resumable, l.row.version));
-    l.history = l.history.filter((h) => h.toVersion > l.oldest);
+    // No delta from `oldest` on can conflict with a write at or below it; the map stays one entry per path.
+    for (const [path, version] of l.lastWrites) if (version <= l.oldest) l.lastWrites.delete(path);
   }
 
   private async evict(engine: Engine, l: Live): Promise<void> {

@@ -39,6 +39,14 @@ export interface OAuthClientRecord {
   orgName: string;
   scopes: Scope[];
   createdAt: number;
+  revokedAt: number | null;
+}
+
+/** The stored credentials a request (or a session token, through its minter) stands on. */
+export type CredentialKind = 'api_key' | 'oauth_client';
+export interface CredentialRef {
+  kind: CredentialKind;
+  id: string;
 }
 
 export interface AuthStore {
@@ -59,8 +67,15 @@ export interface AuthStore {
   verifyApiKey(key: string): Promise<ApiKeyRecord | null>;
   createClient(orgName: string, scopes: Scope[]): Promise<{ record: OAuthClientRecord; secret: string }>;
   listClients(orgName: string): Promise<OAuthClientRecord[]>;
-  /** The client when id and secret match, else null (the caller cannot tell which was wrong). */
+  /** False when no client has this id; revoking twice keeps the first revocation time. */
+  revokeClient(id: string): Promise<boolean>;
+  /** The active client when id and secret match, else null (the caller cannot tell which was wrong). */
   verifyClient(clientId: string, secret: string): Promise<OAuthClientRecord | null>;
+  /**
+   * True while the API key or OAuth client exists and is not revoked: one point query by id, made on every
+   * request that carries an access token or a session token (revocation is written by another process).
+   */
+  isActive(credential: CredentialRef): Promise<boolean>;
 }
 
 /** Recognisable prefixes let secret scanners (and people) tell a Resonance key from a client secret. */
@@ -99,6 +114,7 @@ interface ClientRow {
   secret_hash: string;
   scopes: string;
   created_at: number;
+  revoked_at: number | null;
 }
 
 const toOrg = (r: OrgRow): Org => ({ id: r.id, name: r.name, createdAt: r.created_at });
@@ -117,10 +133,11 @@ const toClient = (r: ClientRow): OAuthClientRecord => ({
   orgName: r.org_name,
   scopes: parseScopes(r.scopes),
   createdAt: r.created_at,
+  revokedAt: r.revoked_at,
 });
 
 const KEY_COLUMNS = 'k.id, k.org_id, o.name AS org_name, k.prefix, k.scopes, k.created_at, k.revoked_at';
-const CLIENT_COLUMNS = 'c.id, c.org_id, o.name AS org_name, c.secret_hash, c.scopes, c.created_at';
+const CLIENT_COLUMNS = 'c.id, c.org_id, o.name AS org_name, c.secret_hash, c.scopes, c.created_at, c.revoked_at';
 
 /** AuthStore over the embedded SQLite file. better-sqlite3 is synchronous; the async surface is the contract. */
 export class SqliteAuthStore implements AuthStore {
@@ -221,6 +238,20 @@ export class SqliteAuthStore implements AuthStore {
     // Hash and compare even for an unknown id so both failures cost the same.
     const stored = Buffer.from(row?.secret_hash ?? sha256(''), 'hex');
     const match = given.length === stored.length && timingSafeEqual(given, stored);
-    return row && match ? toClient(row) : null;
+    return row && match && row.revoked_at === null ? toClient(row) : null;
+  }
+
+  async revokeClient(id: string): Promise<boolean> {
+    return write(this.db, () => {
+      const found = stmt(this.db, 'SELECT 1 FROM oauth_clients WHERE id = ?').get(id) !== undefined;
+      if (found) stmt(this.db, 'UPDATE oauth_clients SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now(), id);
+      return found;
+    });
+  }
+
+  async isActive(credential: CredentialRef): Promise<boolean> {
+    const table = credential.kind === 'api_key' ? 'api_keys' : 'oauth_clients';
+    const row = stmt(this.db, `SELECT revoked_at FROM ${table} WHERE id = ?`).get(credential.id) as { revoked_at: number | null } | undefined;
+    return row !== undefined && row.revoked_at === null;
   }
 }

@@ -18,11 +18,16 @@ export interface CheckpointStats {
   /** The last checkpoint: frames in the WAL and frames in the database file. */
   last: { log: number; checkpointed: number } | null;
   failures: number;
+  /** TRUNCATE checkpoints that cut the WAL file back to zero bytes. */
+  truncations: number;
 }
+
+/** A WAL file larger than this is cut back once fully checkpointed (see checkpoint-worker.ts). */
+export const WAL_TRUNCATE_ABOVE_BYTES = 16 * 2 ** 20;
 
 export class Checkpointer {
   private readonly worker: Worker;
-  private readonly counts: CheckpointStats = { checkpoints: 0, last: null, failures: 0 };
+  private readonly counts: CheckpointStats = { checkpoints: 0, last: null, failures: 0, truncations: 0 };
   private stopped = false;
   private readonly exited: Promise<void>;
 
@@ -31,15 +36,17 @@ export class Checkpointer {
     path: string,
     everyMs = 1000,
     private readonly onError: (message: string) => void = () => undefined,
+    truncateAboveBytes = WAL_TRUNCATE_ABOVE_BYTES,
   ) {
     db.pragma('wal_autocheckpoint = 0');
-    const data: CheckpointWorkerData = { path, everyMs };
+    const data: CheckpointWorkerData = { path, everyMs, truncateAboveBytes };
     this.worker = new Worker(workerUrl(), { workerData: data });
     this.worker.unref();
     this.worker.on('message', (m: CheckpointReport | { type: 'error'; message: string }) => {
       if (m.type === 'checkpoint') {
         this.counts.checkpoints++;
         this.counts.last = { log: m.log, checkpointed: m.checkpointed };
+        if (m.truncated) this.counts.truncations++;
       } else {
         this.counts.failures++;
         this.onError(m.message);

@@ -21,6 +21,9 @@ export function openDb(path: string): Db {
     // Commits reach the WAL without an fsync; every write then waits for a group fsync on the threadpool
     // (wal-sync.ts), so an acknowledged write survives power loss and the event loop never waits on the disk.
     db.pragma('synchronous = NORMAL');
+    // When the writer starts the WAL over, it cuts a file grown past this back to it (the checkpointer
+    // truncates an idle one to zero).
+    db.pragma(`journal_size_limit = ${16 * 2 ** 20}`);
     const totalChanges = db.prepare('SELECT total_changes()').pluck();
     syncs.set(db, new WalSync(`${path}-wal`, () => totalChanges.get() as number));
   }

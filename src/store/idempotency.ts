@@ -1,8 +1,13 @@
-/** Stored responses of POSTs sent with an Idempotency-Key (24 h). */
+/**
+ * Stored responses of POSTs sent with an Idempotency-Key (24 h), one namespace per credential (`subject`).
+ * Each claim records the process that made it (`bootId`): a claim still in flight under another process's
+ * boot id was left by a process that died, and is released instead of answering 409 for a day.
+ */
 import { type Db, now, stmt, write, written } from './db.js';
 
 export interface IdempotencyRecord {
-  orgId: string;
+  /** API key id, OAuth client id or space member id: keys of one credential never meet another's. */
+  subject: string;
   key: string;
   method: string;
   path: string;
@@ -11,19 +16,30 @@ export interface IdempotencyRecord {
   status: number | null;
   headers: Record<string, string> | null;
   body: string | null;
+  /** The process that claimed the key. */
+  bootId: string;
   createdAt: number;
 }
 
+export type IdempotencyClaim = Pick<IdempotencyRecord, 'subject' | 'key' | 'method' | 'path' | 'bodyHash' | 'bootId'>;
+
 export interface IdempotencyStore {
-  /** Claim the key; returns the existing record when it was already claimed (and not expired). */
-  claim(rec: Pick<IdempotencyRecord, 'orgId' | 'key' | 'method' | 'path' | 'bodyHash'>, ttlMs: number): Promise<IdempotencyRecord | null>;
-  complete(orgId: string, key: string, status: number, headers: Record<string, string>, body: string): Promise<void>;
+  /**
+   * Claim the key for `claim.bootId`; returns the existing record when it was already claimed and is neither
+   * expired nor an in-flight claim of another process (those are dropped and the key is claimed anew).
+   */
+  claim(claim: IdempotencyClaim, ttlMs: number): Promise<IdempotencyRecord | null>;
+  complete(subject: string, key: string, status: number, headers: Record<string, string>, body: string): Promise<void>;
   /** Forget a claim whose request failed before producing a response worth replaying. */
-  release(orgId: string, key: string): Promise<void>;
+  release(subject: string, key: string): Promise<void>;
+  /** Drop the in-flight claims of every process but `bootId` (run at start: those processes are gone). */
+  releaseStale(bootId: string): Promise<number>;
+  /** Delete up to `limit` records created before `before`; returns how many went. */
+  purgeExpired(before: number, limit: number): Promise<number>;
 }
 
 interface Row {
-  org_id: string;
+  subject: string;
   key: string;
   method: string;
   path: string;
@@ -32,44 +48,59 @@ interface Row {
   status: number | null;
   headers: string | null;
   body: string | null;
+  boot_id: string;
   created_at: number;
 }
+
+const toRecord = (r: Row): IdempotencyRecord => ({
+  subject: r.subject,
+  key: r.key,
+  method: r.method,
+  path: r.path,
+  bodyHash: r.body_hash,
+  state: r.state,
+  status: r.status,
+  headers: r.headers ? (JSON.parse(r.headers) as Record<string, string>) : null,
+  body: r.body,
+  bootId: r.boot_id,
+  createdAt: r.created_at,
+});
 
 export class SqliteIdempotencyStore implements IdempotencyStore {
   constructor(private readonly db: Db) {}
 
-  async claim(rec: Pick<IdempotencyRecord, 'orgId' | 'key' | 'method' | 'path' | 'bodyHash'>, ttlMs: number): Promise<IdempotencyRecord | null> {
+  async claim(c: IdempotencyClaim, ttlMs: number): Promise<IdempotencyRecord | null> {
     return write(this.db, () => {
-      stmt(this.db, 'DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at < ?').run(rec.orgId, rec.key, now() - ttlMs);
-      const existing = stmt(this.db, 'SELECT * FROM idempotency_keys WHERE org_id = ? AND key = ?').get(rec.orgId, rec.key) as Row | undefined;
-      if (existing) {
-        return {
-          orgId: existing.org_id,
-          key: existing.key,
-          method: existing.method,
-          path: existing.path,
-          bodyHash: existing.body_hash,
-          state: existing.state,
-          status: existing.status,
-          headers: existing.headers ? (JSON.parse(existing.headers) as Record<string, string>) : null,
-          body: existing.body,
-          createdAt: existing.created_at,
-        };
-      }
-      stmt(this.db, "INSERT INTO idempotency_keys (org_id, key, method, path, body_hash, state, created_at) VALUES (?, ?, ?, ?, ?, 'in_flight', ?)")
-        .run(rec.orgId, rec.key, rec.method, rec.path, rec.bodyHash, now());
+      stmt(this.db, "DELETE FROM idempotency_keys WHERE subject = ? AND key = ? AND (created_at < ? OR (state = 'in_flight' AND boot_id <> ?))")
+        .run(c.subject, c.key, now() - ttlMs, c.bootId);
+      const existing = stmt(this.db, 'SELECT * FROM idempotency_keys WHERE subject = ? AND key = ?').get(c.subject, c.key) as Row | undefined;
+      if (existing) return toRecord(existing);
+      stmt(this.db, "INSERT INTO idempotency_keys (subject, key, method, path, body_hash, state, boot_id, created_at) VALUES (?, ?, ?, ?, ?, 'in_flight', ?, ?)")
+        .run(c.subject, c.key, c.method, c.path, c.bodyHash, c.bootId, now());
       return null;
     });
   }
 
-  async complete(orgId: string, key: string, status: number, headers: Record<string, string>, body: string): Promise<void> {
+  async complete(subject: string, key: string, status: number, headers: Record<string, string>, body: string): Promise<void> {
     await written(this.db, () =>
-      stmt(this.db, "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ? WHERE org_id = ? AND key = ?")
-        .run(status, JSON.stringify(headers), body, orgId, key),
+      stmt(this.db, "UPDATE idempotency_keys SET state = 'done', status = ?, headers = ?, body = ? WHERE subject = ? AND key = ?")
+        .run(status, JSON.stringify(headers), body, subject, key),
     );
   }
 
-  async release(orgId: string, key: string): Promise<void> {
-    await written(this.db, () => stmt(this.db, "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND state = 'in_flight'").run(orgId, key));
+  async release(subject: string, key: string): Promise<void> {
+    await written(this.db, () => stmt(this.db, "DELETE FROM idempotency_keys WHERE subject = ? AND key = ? AND state = 'in_flight'").run(subject, key));
+  }
+
+  async releaseStale(bootId: string): Promise<number> {
+    return written(this.db, () => stmt(this.db, "DELETE FROM idempotency_keys WHERE state = 'in_flight' AND boot_id <> ?").run(bootId).changes);
+  }
+
+  async purgeExpired(before: number, limit: number): Promise<number> {
+    // Bounded (by the created_at index) so one purge never holds the write lock for long.
+    return written(this.db, () =>
+      stmt(this.db, 'DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT ?)')
+        .run(before, limit).changes,
+    );
   }
 }

@@ -154,6 +154,8 @@ export const MIGRATIONS: string[] = [
     PRIMARY KEY (subject, key)
   );
   CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  -- A session's events in order (stream replays): without it a read of all kinds sorts every event of the session.
+  CREATE INDEX hqe_session_events_seq ON hqe_session_events(session_id, seq);
   -- Purge of old webhook deliveries.
   CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_at);
   -- Storage charged to each session (bytes of stored event bodies) and when it ended (retention).

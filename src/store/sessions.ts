@@ -17,6 +17,10 @@ export interface SessionRow {
   extraSteps: number;
   /** Engine checkpoint (JSON), when one was taken. */
   checkpoint: string | null;
+  /** Bytes of the event bodies stored for it (its storage charge). */
+  eventBytes: number;
+  /** When it ended for good (converged, plateau, failed, closed); retention counts from here. */
+  endedAt: number | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -66,6 +70,8 @@ interface Row {
   metrics: string | null;
   extra_steps: number;
   checkpoint: string | null;
+  event_bytes: number;
+  ended_at: number | null;
   created_at: number;
   updated_at: number;
 }
@@ -80,6 +86,8 @@ const fromRow = (r: Row): SessionRow => ({
   metrics: r.metrics ? (JSON.parse(r.metrics) as SessionRow['metrics']) : null,
   extraSteps: r.extra_steps,
   checkpoint: r.checkpoint,
+  eventBytes: r.event_bytes,
+  endedAt: r.ended_at,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -91,7 +99,15 @@ const COLUMNS: Record<string, string> = {
   metrics: 'metrics',
   extraSteps: 'extra_steps',
   checkpoint: 'checkpoint',
+  endedAt: 'ended_at',
 };
+
+/** Statuses a session never leaves (`completed` may be stepped on). */
+const ENDED: ReadonlySet<SessionStatus> = new Set(['plateau', 'converged', 'failed', 'closed']);
+
+/** The change as stored: a status that ends the session also stamps ended_at. */
+const withEnd = (change: SessionChange): SessionChange & { endedAt?: number } =>
+  change.status !== undefined && ENDED.has(change.status) ? { ...change, endedAt: now() } : change;
 
 export class SqliteSessionStore implements SessionStore {
   private readonly insertEvent;
@@ -124,16 +140,19 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async update(id: string, change: SessionChange): Promise<void> {
-    await written(this.db, () => updateRow(this.db, 'hqe_sessions', id, change, COLUMNS, ['metrics']));
+    await written(this.db, () => updateRow(this.db, 'hqe_sessions', id, withEnd(change), COLUMNS, ['metrics']));
   }
 
   async appendEvents(sessionId: string, events: NewSessionEvent[], change?: SessionChange): Promise<Array<SessionEvent | null>> {
     return write(this.db, () => {
+      let bytes = 0;
       const out = events.map((e) => {
         const r = this.insertEvent.get(sessionId, e.kind, e.step, e.restart, e.body) as { seq: number } | undefined;
+        if (r) bytes += Buffer.byteLength(e.body);
         return r ? { seq: r.seq, ...e } : null;
       });
-      if (change) updateRow(this.db, 'hqe_sessions', sessionId, change, COLUMNS, ['metrics']);
+      if (bytes > 0) stmt(this.db, 'UPDATE hqe_sessions SET event_bytes = event_bytes + ? WHERE id = ?').run(bytes, sessionId);
+      if (change) updateRow(this.db, 'hqe_sessions', sessionId, withEnd(change), COLUMNS, ['metrics']);
       return out;
     });
   }

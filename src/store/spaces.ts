@@ -1,5 +1,6 @@
 /** Live spaces: their config and status, the durable delta log, and members. */
 import type { NormalizedSpaceConfig } from '../model/space.js';
+import { setImmediate } from 'node:timers/promises';
 import { type Db, durable, flushBehind, now, stmt, updateRow, write, written } from './db.js';
 
 export type SpaceStatus = 'active' | 'locked' | 'archived';
@@ -64,8 +65,14 @@ export interface SpaceStore {
   /** Deltas with version > after, oldest first. */
   deltasSince(spaceId: string, after: number, limit: number): Promise<StoredDelta[]>;
   /**
-   * Drop deltas created before `before` (ms) with version <= `upTo` (a delta not yet in a checkpoint is
-   * kept: recovery replays it); returns the version a client may still resume from.
+   * The retained log in brief, without holding it in memory: the version before its oldest delta (null
+   * when it is empty) and, per path, the last version that wrote it.
+   */
+  lastWrites(spaceId: string): Promise<{ oldestVersion: number | null; byPath: Map<string, number> }>;
+  /**
+   * Drop the oldest deltas, up to the first one created at or after `before` (ms) or above `upTo` (a delta
+   * not yet in a checkpoint is kept: recovery replays it); returns the version a client may still resume
+   * from. Costs what it drops, not what it keeps.
    */
   pruneDeltas(spaceId: string, before: number, upTo?: number): Promise<number>;
   delete(id: string): Promise<void>;
@@ -131,6 +138,9 @@ const fromDelta = (r: DeltaRow): StoredDelta => ({
   createdAt: r.created_at,
 });
 
+/** Deltas per statement when the log is summarised: each chunk is one short stretch of the event loop. */
+const SUMMARY_CHUNK = 10_000;
+
 const COLUMNS: Record<string, string> = { config: 'config', status: 'status', epoch: 'epoch', checkpoint: 'checkpoint', checkpointVersion: 'checkpoint_version' };
 
 /**
@@ -187,13 +197,16 @@ export class SqliteSpaceStore implements SpaceStore {
     config?: NormalizedSpaceConfig,
   ): Promise<StoredDelta | null> {
     const stored = this.db.transaction(() => {
-      const moved = stmt(this.db, 'UPDATE spaces SET version = version + 1, epoch = ?, updated_at = ? WHERE id = ? AND version = ?')
-        .run(d.epoch, now(), spaceId, expectedVersion);
+      const ops = JSON.stringify(d.ops);
+      const paths = JSON.stringify(d.paths);
+      // delta_bytes counts what the log holds, measured as migration 4 measured it: length(ops) + length(paths).
+      const moved = stmt(this.db, 'UPDATE spaces SET version = version + 1, epoch = ?, updated_at = ?, delta_bytes = delta_bytes + length(?) + length(?) WHERE id = ? AND version = ?')
+        .run(d.epoch, now(), ops, paths, spaceId, expectedVersion);
       if (moved.changes !== 1) return null;
       if (config) stmt(this.db, 'UPDATE spaces SET config = ? WHERE id = ?').run(JSON.stringify(config), spaceId);
       const stored: StoredDelta = { ...d, version: expectedVersion + 1, createdAt: now() };
       stmt(this.db, 'INSERT INTO space_deltas (space_id, version, epoch, from_version, ops, paths, author, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(spaceId, stored.version, stored.epoch, stored.fromVersion, JSON.stringify(stored.ops), JSON.stringify(stored.paths), stored.author, stored.createdAt);
+        .run(spaceId, stored.version, stored.epoch, stored.fromVersion, ops, paths, stored.author, stored.createdAt);
       return stored;
     })();
     await (config ? durable(this.db) : this.logged());
@@ -206,9 +219,38 @@ export class SqliteSpaceStore implements SpaceStore {
     return rows.map(fromDelta);
   }
 
+  async lastWrites(spaceId: string): Promise<{ oldestVersion: number | null; byPath: Map<string, number> }> {
+    // Two statements: SQLite reads a lone MIN or MAX off the index, but scans every row for both at once.
+    const lo = (stmt(this.db, 'SELECT MIN(version) AS v FROM space_deltas WHERE space_id = ?').get(spaceId) as { v: number | null }).v;
+    const hi = (stmt(this.db, 'SELECT MAX(version) AS v FROM space_deltas WHERE space_id = ?').get(spaceId) as { v: number | null }).v;
+    const byPath = new Map<string, number>();
+    if (lo === null || hi === null) return { oldestVersion: null, byPath };
+    // SQLite reads the paths (json_each) and keeps one row per distinct path; chunks of versions, oldest
+    // first, so a later chunk's version replaces an earlier one, and other work runs between them.
+    const chunk = stmt(
+      this.db,
+      'SELECT j.value AS path, MAX(d.version) AS version FROM space_deltas d, json_each(d.paths) j WHERE d.space_id = ? AND d.version >= ? AND d.version < ? GROUP BY j.value',
+    );
+    for (let from = lo; from <= hi; from += SUMMARY_CHUNK) {
+      if (from > lo) await setImmediate();
+      for (const r of chunk.all(spaceId, from, from + SUMMARY_CHUNK) as Array<{ path: string; version: number }>) byPath.set(r.path, r.version);
+    }
+    return { oldestVersion: lo - 1, byPath };
+  }
+
   async pruneDeltas(spaceId: string, before: number, upTo = Number.MAX_SAFE_INTEGER): Promise<number> {
     return write(this.db, () => {
-      stmt(this.db, 'DELETE FROM space_deltas WHERE space_id = ? AND created_at < ? AND version <= ?').run(spaceId, before, upTo);
+      // Only a prefix of the log goes (it stays contiguous even if the clock stepped back): the scan from
+      // the oldest delta stops at the first one to keep, so a checkpoint costs the deltas it drops.
+      const keep = stmt(this.db, 'SELECT version FROM space_deltas WHERE space_id = ? AND version <= ? AND created_at >= ? ORDER BY version LIMIT 1')
+        .get(spaceId, upTo, before) as { version: number } | undefined;
+      const below = keep ? keep.version : upTo + 1;
+      const dropped = stmt(this.db, 'SELECT COUNT(*) AS n, COALESCE(SUM(length(ops) + length(paths)), 0) AS bytes FROM space_deltas WHERE space_id = ? AND version < ?')
+        .get(spaceId, below) as { n: number; bytes: number };
+      if (dropped.n > 0) {
+        stmt(this.db, 'DELETE FROM space_deltas WHERE space_id = ? AND version < ?').run(spaceId, below);
+        stmt(this.db, 'UPDATE spaces SET delta_bytes = MAX(0, delta_bytes - ?) WHERE id = ?').run(dropped.bytes, spaceId);
+      }
       const oldest = stmt(this.db, 'SELECT MIN(version) AS v FROM space_deltas WHERE space_id = ?').get(spaceId) as { v: number | null };
       const space = stmt(this.db, 'SELECT version FROM spaces WHERE id = ?').get(spaceId) as { version: number } | undefined;
       // A client may resume from the version just before the oldest retained delta.

@@ -9,11 +9,18 @@
  * so a crash between the receiver's 2xx and that write repeats the delivery (receivers dedupe on
  * `X-RS-Delivery` or the payload `id`). Rows outlive the process: a restarted dispatcher picks up pending
  * rows, and rows claimed by a process that died become due again once their lease (timeout + grace) ends.
+ *
+ * Every attempt resolves the target and checks it again (targets.ts), then connects to exactly the addresses
+ * that check vetted: the HTTP client gets a lookup that answers with them, so DNS cannot send the request
+ * elsewhere in between (rebinding). TLS still verifies the certificate against the URL's host name.
  */
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import type { ClaimedDelivery, DeliveryRecord, PageAfter, WebhookRecord, WebhookStore } from '../store/webhooks.js';
 import { generateSecret, sign } from './signing.js';
-import { checkTarget, type LookupAll } from './targets.js';
+import { checkTarget, type LookupAll, pinnedLookup, targetHost } from './targets.js';
 
 export const WEBHOOK_EVENT_TYPES = [
   'hqe.plateau', 'hqe.converged', 'hqe.failed',
@@ -68,11 +75,14 @@ export interface WebhookServiceOptions {
   allowPrivate: boolean;
   timing?: Partial<WebhookTiming>;
   logger?: WebhookLogger;
-  /** Host resolution for the target guard; default dns.lookup with all: true. */
+  /** Host resolution of the target guard, whose answer each attempt connects to; default dns.lookup with all: true. */
   lookup?: LookupAll;
+  /**
+   * Target ports allowed when private targets are not (checked at registration and at every attempt);
+   * undefined allows every port. The server passes RESONANCE_WEBHOOK_PORTS (default 80, 443, 8080, 8443).
+   */
+  ports?: readonly number[];
   userAgent?: string;
-  /** Default global fetch. */
-  fetch?: typeof fetch;
   /** Default Math.random (jitter). */
   random?: () => number;
 }
@@ -125,6 +135,9 @@ function view(w: WebhookRecord): WebhookView {
 function describeError(err: unknown, timeoutMs: number): string {
   if (err instanceof Error) {
     if (err.name === 'TimeoutError' || err.name === 'AbortError') return `timeout after ${timeoutMs} ms`;
+    // node:http errors carry the errno code (ECONNREFUSED, ERR_TLS_CERT_ALTNAME_INVALID, …) beside the message.
+    const ownCode = (err as Error & { code?: string }).code;
+    if (ownCode && !err.message.includes(ownCode)) return `${err.message} (${ownCode})`;
     const cause = (err as Error & { cause?: unknown }).cause;
     if (cause instanceof Error) {
       const code = (cause as Error & { code?: string }).code;
@@ -155,8 +168,8 @@ export class WebhookService {
   private readonly allowPrivate: boolean;
   private readonly log: WebhookLogger;
   private readonly lookup: LookupAll | undefined;
+  private readonly ports: readonly number[] | undefined;
   private readonly userAgent: string;
-  private readonly fetchImpl: typeof fetch;
   private readonly random: () => number;
 
   private running = false;
@@ -170,8 +183,8 @@ export class WebhookService {
     this.timing = Object.freeze({ ...DEFAULT_WEBHOOK_TIMING, ...opts.timing });
     this.log = opts.logger ?? silentLogger;
     this.lookup = opts.lookup;
+    this.ports = opts.ports === undefined ? undefined : Object.freeze([...opts.ports]);
     this.userAgent = opts.userAgent ?? WEBHOOK_USER_AGENT;
-    this.fetchImpl = opts.fetch ?? fetch;
     this.random = opts.random ?? Math.random;
     if (!(this.timing.concurrency >= 1)) throw new Error('webhook concurrency must be at least 1');
   }
@@ -183,7 +196,7 @@ export class WebhookService {
    * The result carries `secret` only when the server generated it: it is shown this once.
    */
   async register(orgId: string, input: RegisterInput): Promise<WebhookView & { secret?: string }> {
-    const check = await checkTarget(input.url, { allowPrivate: this.allowPrivate, lookup: this.lookup });
+    const check = await checkTarget(input.url, { allowPrivate: this.allowPrivate, lookup: this.lookup, ports: this.ports });
     if (!check.ok) throw new WebhookTargetError(check.code, check.message);
     const generated = input.secret === undefined ? generateSecret() : undefined;
     const record: WebhookRecord = {
@@ -335,37 +348,60 @@ export class WebhookService {
     });
   }
 
+  /**
+   * POSTs `body` to `url` over a connection to one of `addresses` (pinned: the host name is not resolved
+   * again), within timeoutMs; resolves with the status. Redirects are not followed; the response body is not
+   * read. The Host header and TLS server name are the URL's, so virtual hosts and certificates work as usual.
+   */
+  private post(url: URL, addresses: readonly string[], headers: Record<string, string>, body: string): Promise<number> {
+    const host = targetHost(url);
+    const options: RequestOptions & { servername?: string } = {
+      method: 'POST',
+      hostname: host,
+      port: url.port || undefined,
+      path: `${url.pathname}${url.search}`,
+      headers: { ...headers, Host: url.host, 'Content-Length': String(Buffer.byteLength(body)) },
+      // A fresh connection per attempt: a pooled socket could outlive the check it was made under.
+      agent: false,
+      signal: AbortSignal.timeout(this.timing.timeoutMs),
+    };
+    // An IP literal is connected to as is; a name only ever to the addresses the guard vetted.
+    if (!isIP(host)) {
+      options.lookup = pinnedLookup(addresses);
+      if (url.protocol === 'https:') options.servername = host;
+    }
+    return new Promise<number>((resolve, reject) => {
+      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(options, (res: IncomingMessage) => {
+        resolve(res.statusCode ?? 0);
+        res.destroy();
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
   /** One attempt of one delivery; never throws. */
   private async attempt(d: ClaimedDelivery): Promise<void> {
     const started = Date.now();
     let error: string | null = null;
     let status: number | undefined;
     try {
-      if (!this.allowPrivate) {
-        const check = await checkTarget(d.url, { allowPrivate: false, lookup: this.lookup });
-        if (!check.ok) error = `${check.code}: ${check.message}`;
-      }
-      if (error === null) {
+      // Resolved and vetted now, and the request connects to exactly these addresses (no second lookup).
+      const check = await checkTarget(d.url, { allowPrivate: this.allowPrivate, lookup: this.lookup, ports: this.ports, resolve: true });
+      if (!check.ok) error = `${check.code}: ${check.message}`;
+      else {
         const timestamp = Math.floor(Date.now() / 1000);
-        const res = await this.fetchImpl(d.url, {
-          method: 'POST',
-          headers: {
-            'Content-Type': 'application/json',
-            'User-Agent': this.userAgent,
-            'X-RS-Event': d.eventType,
-            'X-RS-Delivery': d.id,
-            'X-RS-Timestamp': String(timestamp),
-            'X-RS-Signature': sign(d.secret, timestamp, d.payload),
-            'X-RS-Attempt': String(d.attempts),
-          },
-          body: d.payload,
-          redirect: 'manual',
-          signal: AbortSignal.timeout(this.timing.timeoutMs),
-        });
-        status = res.status;
-        await res.body?.cancel().catch(() => undefined);
-        if (res.status < 200 || res.status >= 300) {
-          error = res.status >= 300 && res.status < 400 ? `HTTP ${res.status} (redirects are not followed)` : `HTTP ${res.status}`;
+        status = await this.post(check.url, check.addresses, {
+          'Content-Type': 'application/json',
+          'User-Agent': this.userAgent,
+          'X-RS-Event': d.eventType,
+          'X-RS-Delivery': d.id,
+          'X-RS-Timestamp': String(timestamp),
+          'X-RS-Signature': sign(d.secret, timestamp, d.payload),
+          'X-RS-Attempt': String(d.attempts),
+        }, d.payload);
+        if (status < 200 || status >= 300) {
+          error = status >= 300 && status < 400 ? `HTTP ${status} (redirects are not followed)` : `HTTP ${status}`;
         }
       }
     } catch (err) {

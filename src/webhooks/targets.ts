@@ -3,8 +3,12 @@
  * credentials, and every address its host resolves to must be publicly routable: private, loopback,
  * link-local, unique-local, CGNAT, unspecified, multicast, reserved and documentation ranges are refused,
  * for IPv4 and IPv6 alike, including IPv4 embedded in IPv6 (mapped, compatible, NAT64, 6to4).
- * Checked at registration and again before every delivery attempt (DNS can change).
+ * Checked at registration and again before every delivery attempt (DNS can change); an attempt then
+ * connects to the addresses that check vetted (`pinnedLookup`), never to a second resolution of the name,
+ * so a name that rebinds to a private address between the check and the connection cannot be reached.
+ * Target ports are limited to a list (RESONANCE_WEBHOOK_PORTS) unless private targets are allowed.
  */
+import type { LookupAddress, LookupOptions } from 'node:dns';
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, isIPv4 } from 'node:net';
 
@@ -122,6 +126,25 @@ export type TargetCheck =
   | { ok: true; url: URL; addresses: string[] }
   | { ok: false; code: 'invalid_url' | 'webhook_target_forbidden' | 'webhook_target_unresolvable'; message: string };
 
+/** Ports a webhook may target when private targets are not allowed, unless the server configures others. */
+export const DEFAULT_WEBHOOK_PORTS: readonly number[] = Object.freeze([80, 443, 8080, 8443]);
+
+/** A comma-separated port list (e.g. "80,443,8080,8443"); unset or empty gives the default. Errors name `variable`. */
+export function parseWebhookPorts(value: string | undefined, variable: string): number[] {
+  if (value === undefined || value.trim() === '') return [...DEFAULT_WEBHOOK_PORTS];
+  return value.split(',').map((part) => {
+    const port = Number(part.trim());
+    if (!/^\d+$/.test(part.trim()) || port < 1 || port > 65535) throw new Error(`${variable} must be a comma-separated list of ports 1..65535 (got "${value}")`);
+    return port;
+  });
+}
+
+/** The URL's port, or the scheme's default (80 for http, 443 for https). */
+export const targetPort = (url: URL): number => (url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80);
+
+/** The URL's host without IPv6 brackets or a trailing dot, lower-cased: what DNS is asked and the guard judges. */
+export const targetHost = (url: URL): string => url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+
 /** Shape of the URL only (no DNS): http(s), a host, no credentials. */
 export function parseTargetUrl(raw: string): { ok: true; url: URL } | { ok: false; message: string } {
   let url: URL;
@@ -136,18 +159,39 @@ export function parseTargetUrl(raw: string): { ok: true; url: URL } | { ok: fals
   return { ok: true, url };
 }
 
+export interface TargetCheckOptions {
+  /** Private, loopback and other non-public addresses pass, and so does any port (tests, closed networks). */
+  allowPrivate: boolean;
+  lookup?: LookupAll | undefined;
+  /** Ports allowed when private targets are not; undefined allows every port. */
+  ports?: readonly number[] | undefined;
+  /**
+   * Resolve the host even when private targets are allowed (a delivery attempt does, to connect to what it
+   * resolved); registration with allowPrivate only checks the URL's shape.
+   */
+  resolve?: boolean;
+}
+
 /**
- * Whether a URL may receive webhooks. With allowPrivate every well-formed http(s) URL passes and nothing is
- * resolved; otherwise the host (an IP literal, or every address DNS gives for the name) must be public.
+ * Whether a URL may receive webhooks. With allowPrivate every well-formed http(s) URL passes (resolved only
+ * with `resolve`); otherwise its port must be in `ports` and the host (an IP literal, or every address DNS
+ * gives for the name) must be public. `addresses` are the vetted addresses (empty when nothing was resolved).
  */
-export async function checkTarget(raw: string, opts: { allowPrivate: boolean; lookup?: LookupAll }): Promise<TargetCheck> {
+export async function checkTarget(raw: string, opts: TargetCheckOptions): Promise<TargetCheck> {
   const parsed = parseTargetUrl(raw);
   if (!parsed.ok) return { ok: false, code: 'invalid_url', message: `url ${parsed.message}` };
   const { url } = parsed;
-  if (opts.allowPrivate) return { ok: true, url, addresses: [] };
+  if (!opts.allowPrivate && opts.ports && !opts.ports.includes(targetPort(url))) {
+    return {
+      ok: false,
+      code: 'webhook_target_forbidden',
+      message: `the target port ${targetPort(url)} is not allowed (allowed: ${opts.ports.join(', ')})`,
+    };
+  }
+  if (opts.allowPrivate && !opts.resolve) return { ok: true, url, addresses: [] };
   // WHATWG URL already canonicalises IPv4 shorthand (0x7f.1, 2130706433) and brackets IPv6 literals.
-  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) {
+  const host = targetHost(url);
+  if (!opts.allowPrivate && (host === 'localhost' || host.endsWith('.localhost'))) {
     return { ok: false, code: 'webhook_target_forbidden', message: `the target host ${host} is a loopback name` };
   }
   let addresses: string[];
@@ -161,11 +205,36 @@ export async function checkTarget(raw: string, opts: { allowPrivate: boolean; lo
     }
     if (addresses.length === 0) return { ok: false, code: 'webhook_target_unresolvable', message: `the target host ${host} has no addresses` };
   }
-  for (const address of addresses) {
-    const reason = forbiddenAddressReason(address);
-    if (reason) {
-      return { ok: false, code: 'webhook_target_forbidden', message: `the target ${host} resolves to ${address}, a ${reason} address` };
+  if (!opts.allowPrivate) {
+    for (const address of addresses) {
+      const reason = forbiddenAddressReason(address);
+      if (reason) {
+        return { ok: false, code: 'webhook_target_forbidden', message: `the target ${host} resolves to ${address}, a ${reason} address` };
+      }
     }
   }
   return { ok: true, url, addresses };
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/**
+ * A `lookup` for node:net / node:http(s) that answers with the already vetted `addresses` and never asks DNS:
+ * the connection goes where the guard looked. Both call shapes are served (`all: true` is what Node's
+ * happy-eyeballs connect asks for).
+ */
+export function pinnedLookup(addresses: readonly string[]): (hostname: string, options: LookupOptions, callback: LookupCallback) => void {
+  const entries: LookupAddress[] = addresses.map((address) => ({ address: address.replace(/^\[|\]$/g, ''), family: isIP(address.replace(/^\[|\]$/g, '')) === 6 ? 6 : 4 }));
+  return (hostname, options, callback) => {
+    const wanted = options.family === 4 || options.family === 6 ? entries.filter((e) => e.family === options.family) : entries;
+    const first = wanted[0];
+    if (!first) {
+      const err: NodeJS.ErrnoException = new Error(`no vetted address of ${hostname} for family ${String(options.family)}`);
+      err.code = 'ENOTFOUND';
+      process.nextTick(callback, err, '', 0);
+      return;
+    }
+    if (options.all) process.nextTick(callback, null, wanted);
+    else process.nextTick(callback, null, first.address, first.family);
+  };
 }

@@ -153,7 +153,7 @@ export function cli(args: string[], dataDir: string): Promise<{ code: number; st
 /** `keys create --json`: a new API key of `org` with `scopes`. */
 export async function createKey(dataDir: string, org: string, scopes = 'hqe.read,hqe.write'): Promise<string> {
   const r = await cli(['keys', 'create', '--org', org, '--scopes', scopes, '--json'], dataDir);
-  if (r.code !== 0) throw new Error(`keys create failed (${r.code}): ${r.stderr}`);
+  if (r.code !== 0 || !r.stdout.trim()) throw new Error(`keys create failed (exit ${r.code}): stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}`);
   return (JSON.parse(r.stdout) as { key: string }).key;
 }
 

@@ -1,7 +1,8 @@
 /**
  * The demo pages (web/, bundled into dist/web by scripts/build-web.mjs): GET /demo (an index), /demo/playground,
  * /demo/space and their assets. No credentials: the pages ask for an API key themselves. A strict CSP: only
- * this origin's scripts, styles and connections (plus WebSockets), nothing inline, no frames.
+ * this origin's scripts, styles and connections (its WebSockets included, none to other hosts), nothing
+ * inline, no frames.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -16,7 +17,8 @@ export const DEMO_CSP = [
   "style-src 'self'",
   "img-src 'self' data:",
   "font-src 'self'",
-  "connect-src 'self' ws: wss:",
+  // CSP3: 'self' also matches ws: and wss: on this host and port, which is all the space viewer connects to.
+  "connect-src 'self'",
   "worker-src 'self'",
   "object-src 'none'",
   "base-uri 'none'",

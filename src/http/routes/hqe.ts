@@ -5,7 +5,8 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import { HQEConfig, type NormalizedConfig } from '../../model/config.js';
-import { normalize } from '../../model/normalize.js';
+import { normalize, zodErrors } from '../../model/normalize.js';
+import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import { type Scheduler, SessionEndedError } from '../../sim/scheduler.js';
 import type { SessionEvent, SessionRow, SessionStore } from '../../store/sessions.js';
 import { requireScope } from '../auth.js';
@@ -17,6 +18,8 @@ import {
   SessionStatusSchema, SnapshotSchema,
 } from '../schemas.js';
 import { pageQuery } from '../paging.js';
+import type { RouteMiddleware } from '../idempotency.js';
+import type { CredentialWatch } from '../revocations.js';
 import { openSse } from '../sse.js';
 import type { AppState } from '../types.js';
 
@@ -24,6 +27,14 @@ export interface HqeDeps {
   config: ServerConfig;
   scheduler: Scheduler;
   sessions: SessionStore;
+  /** work_units_per_hour (runs, sessions, steps) and hqe_sessions (running sessions of an org). */
+  quotas: Quotas;
+  /** Meters the work units charged (work_units). */
+  usage: UsageMeter;
+  /** Idempotency-Key replay (after the scope check of each POST). */
+  idempotent: RouteMiddleware;
+  /** Ends a stream whose credential is revoked. */
+  credentials: CredentialWatch;
 }
 
 // ---- schemas ----
@@ -74,6 +85,26 @@ function normalized(ctx: Context, config: ServerConfig): { cfg: NormalizedConfig
 /** steps x (restarts + 1) x k^2: the dense work a config may cost at most. */
 const workOf = (cfg: NormalizedConfig, steps = cfg.schedule.steps * (cfg.schedule.restarts + 1)): number => steps * cfg.primes.length ** 2;
 
+/** The largest schedule a session may be created with (README, "Charging HQE work"). */
+const sessionWorkLimit = (config: ServerConfig): number => config.maxSessionWork ?? config.rateLimit * config.workUnit;
+
+/**
+ * Runs `fn` after every earlier admission of the same org has finished: the count of its running sessions
+ * that the hqe_sessions cap checks is then the count `fn` adds to, even under concurrent requests.
+ */
+function serialPerOrg(): <T>(orgId: string, fn: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>();
+  return (orgId, fn) => {
+    const run = (tails.get(orgId) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.catch(() => undefined);
+    tails.set(orgId, tail);
+    void tail.then(() => {
+      if (tails.get(orgId) === tail) tails.delete(orgId);
+    });
+    return run;
+  };
+}
+
 function sessionView(row: SessionRow): z.input<typeof HQESession> {
   return {
     id: row.id,
@@ -98,15 +129,30 @@ async function ownSession(ctx: Context, sessions: SessionStore): Promise<Session
 // ---- routes ----
 
 export function hqeRoutes(deps: HqeDeps): Router {
-  const { config, scheduler, sessions } = deps;
+  const { config, scheduler, sessions, idempotent, credentials } = deps;
   const router = new Router({ prefix: '/v1/hqe' });
+  const admitting = serialPerOrg();
 
-  router.post('/validate', requireScope('hqe.read'), (ctx) => {
+  /**
+   * Charges `work` (kernel entries x steps) before it starts: work units against the key's rate budget,
+   * then the org's work_units_per_hour quota (429 rate_limited / quota_exceeded, nothing started); then
+   * meters them. A quota refusal leaves the request's rate units spent (the rate window is short).
+   */
+  const chargeHqeWork = async (ctx: Context, work: number): Promise<void> => {
+    const { orgId } = principalOf(ctx);
+    const units = Math.ceil(work / config.workUnit);
+    await chargeWork(ctx, units);
+    await deps.quotas.charge(orgId, 'work_units_per_hour', units);
+    deps.usage.add(orgId, 'work_units', units);
+  };
+  const checkSessionCap = (orgId: string): Promise<void> => deps.quotas.checkCap(orgId, 'hqe_sessions', scheduler.runningSessionsOf(orgId));
+
+  router.post('/validate', requireScope('hqe.read'), idempotent, (ctx) => {
     const { cfg, warnings } = normalized(ctx, config);
     ctx.body = { ok: true, warnings, normalized: cfg };
   });
 
-  router.post('/run', requireScope('hqe.write'), async (ctx) => {
+  router.post('/run', requireScope('hqe.write'), idempotent, async (ctx) => {
     const { cfg, warnings } = normalized(ctx, config);
     const work = workOf(cfg);
     if (work > config.maxRunWork) {
@@ -115,13 +161,27 @@ export function hqeRoutes(deps: HqeDeps): Router {
         meta: { work, limit: config.maxRunWork },
       });
     }
-    await chargeWork(ctx, Math.ceil(work / config.workUnit));
-    ctx.body = await scheduler.run(cfg, warnings);
+    await chargeHqeWork(ctx, work);
+    ctx.body = await scheduler.run(cfg, warnings, principalOf(ctx).orgId);
   });
 
-  router.post('/sessions', requireScope('hqe.write'), async (ctx) => {
+  router.post('/sessions', requireScope('hqe.write'), idempotent, async (ctx) => {
     const { cfg } = normalized(ctx, config);
-    const row = await scheduler.createSession(randomUUID(), principalOf(ctx).orgId, cfg);
+    const work = workOf(cfg);
+    const limit = sessionWorkLimit(config);
+    if (work > limit) {
+      throw new Problem(400, 'session_too_large', 'Session too large', `steps x (restarts + 1) x k^2 = ${work} exceeds the limit ${limit} of a session's schedule; create a shorter one and extend it with POST /v1/hqe/sessions/{id}/step`, {
+        errors: [{ pointer: '/schedule/steps', code: 'session_too_large', message: `at most ${limit} of steps x (restarts + 1) x k^2` }],
+        meta: { work, limit },
+      });
+    }
+    const { orgId } = principalOf(ctx);
+    const row = await admitting(orgId, async () => {
+      await checkSessionCap(orgId);
+      // The whole schedule is paid for now; the session then runs it in the background with no further charge.
+      await chargeHqeWork(ctx, work);
+      return scheduler.createSession(randomUUID(), orgId, cfg);
+    });
     ctx.status = 201;
     ctx.set('Location', `/v1/hqe/sessions/${row.id}`);
     ctx.body = sessionView(row);
@@ -137,21 +197,37 @@ export function hqeRoutes(deps: HqeDeps): Router {
     ctx.status = 204;
   });
 
-  router.post('/sessions/:id/step', requireScope('hqe.write'), async (ctx) => {
+  router.post('/sessions/:id/step', requireScope('hqe.write'), idempotent, async (ctx) => {
     const row = await ownSession(ctx, sessions);
     const parsed = StepRequest.safeParse(ctx.request.body ?? {});
     if (!parsed.success) {
-      throw validationProblem(parsed.error.issues.map((i) => ({ pointer: i.path.map((p) => `/${String(p)}`).join(''), code: i.code, message: i.message })));
+      throw validationProblem(zodErrors(parsed.error));
     }
-    await chargeWork(ctx, Math.ceil(workOf(row.config, parsed.data.steps) / config.workUnit));
+    const sessionEnded = (status: string): Problem =>
+      new Problem(409, 'session_ended', 'Session ended', `the session ended with status ${status}; only running or completed sessions can be stepped`, {
+        meta: { status },
+      });
+    // Refused before anything is charged.
+    if (isTerminal(row.status)) throw sessionEnded(row.status);
+    const { steps } = parsed.data;
+    // The steps extend the current restart and every later one, so they may cost that many times over.
+    const work = workOf(row.config, steps * (row.config.schedule.restarts - Math.min(row.restart, row.config.schedule.restarts) + 1));
     try {
-      ctx.body = await scheduler.step(row.id, parsed.data.steps);
-    } catch (err) {
-      if (err instanceof SessionEndedError) {
-        throw new Problem(409, 'session_ended', 'Session ended', `the session ended with status ${err.status}; only running or completed sessions can be stepped`, {
-          meta: { status: err.status },
+      if (row.status === 'completed') {
+        // A completed session runs again: it counts against the hqe_sessions cap once more, from the
+        // moment its step is requested (Scheduler.runningSessionsOf).
+        const requested = await admitting(row.orgId, async () => {
+          await checkSessionCap(row.orgId);
+          await chargeHqeWork(ctx, work);
+          return { snapshot: scheduler.step(row.id, steps) };
         });
+        ctx.body = await requested.snapshot;
+      } else {
+        await chargeHqeWork(ctx, work);
+        ctx.body = await scheduler.step(row.id, steps);
       }
+    } catch (err) {
+      if (err instanceof SessionEndedError) throw sessionEnded(err.status);
       throw err;
     }
   });
@@ -170,26 +246,48 @@ export function hqeRoutes(deps: HqeDeps): Router {
   router.get('/sessions/:id/stream', requireScope('hqe.read'), async (ctx) => {
     const row = await ownSession(ctx, sessions);
     const lastId = Number(ctx.get('Last-Event-ID') || ctx.query.lastEventId || 0);
-    const sse = openSse(ctx);
-    // Subscribe first, buffer, then replay from the store: no event falls between the two.
-    const pending: SessionEvent[] = [];
-    let live = false;
+    const { orgId } = principalOf(ctx);
+    const sse = openSse(ctx, {
+      maxBufferBytes: config.streamBufferBytes, sendTimeoutMs: config.streamSendTimeoutMs, onWrite: (bytes) => deps.usage.add(orgId, 'bytes_sent', bytes),
+    });
     let last = Number.isFinite(lastId) ? lastId : 0;
     const deliver = (e: SessionEvent): void => {
       if (e.seq <= last) return;
+      // Not sent (the client is past its buffer and the stream was ended): it resumes from `last`.
+      if (!sse.send(e.kind === 'event' ? 'event' : e.kind, e.body, e.seq)) return;
       last = e.seq;
-      const kind = e.kind === 'event' ? 'event' : e.kind;
-      sse.send(kind, e.body, e.seq);
       if (e.kind === 'status' && isTerminal((JSON.parse(e.body) as { status: string }).status)) sse.close();
     };
-    const unsubscribe = scheduler.subscribe(row.id, (e) => (live ? deliver(e) : pending.push(e)));
+    // Subscribed before the replay reads the store. Events are stored before they are announced, so one
+    // announced during the replay is in the store: the replay only notes it and reads on, and nothing
+    // piles up in memory for a client that is still catching up.
+    let live = false;
+    let announced = false;
+    const unsubscribe = scheduler.subscribe(row.id, (e) => {
+      if (live) deliver(e);
+      else announced = true;
+    });
     sse.onClose(unsubscribe);
-    for (;;) {
-      const batch = await sessions.events(row.id, last, 500);
-      for (const e of batch) deliver(e);
-      if (batch.length < 500 || sse.closed) break;
+    sse.onClose(credentials.watchPrincipal(principalOf(ctx), () => sse.close()));
+    // The replay is paced by the client: the next event is written only once the socket drains. Reads
+    // are sized to about REPLAY_BATCH_BYTES (what a stalled client keeps in memory), and each is a turn
+    // of the event loop of its own, so a fast reader does not hold it for the whole history.
+    let rows = 32;
+    while (!sse.closed) {
+      announced = false;
+      const batch = await sessions.events(row.id, last, rows);
+      const more = batch.length === rows;
+      let bytes = 0;
+      for (const e of batch) {
+        bytes += e.body.length;
+        deliver(e);
+        if (!(await sse.drained())) return;
+      }
+      if (!more && !announced) break;
+      if (batch.length > 0) rows = Math.max(1, Math.min(REPLAY_MAX_ROWS, Math.floor((REPLAY_BATCH_BYTES * batch.length) / Math.max(1, bytes))));
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    for (const e of pending) deliver(e);
+    if (sse.closed) return;
     live = true;
     const current = await sessions.get(row.id);
     if (current && isTerminal(current.status) && !sse.closed) sse.close();
@@ -197,6 +295,10 @@ export function hqeRoutes(deps: HqeDeps): Router {
 
   return router;
 }
+
+/** A stream's replay reads the store in batches of about this many bytes of events, at most REPLAY_MAX_ROWS. */
+const REPLAY_BATCH_BYTES = 256 * 1024;
+const REPLAY_MAX_ROWS = 500;
 
 const isTerminal = (status: string): boolean => status !== 'running' && status !== 'initializing' && status !== 'completed';
 
@@ -207,6 +309,7 @@ const idempotencyHeader = z.object({
   'Idempotency-Key': z.string().max(128).optional().meta({ description: 'Replays the first response for 24 h (UUID recommended).' }),
 });
 const invalid = { '400': problemResponse('Invalid config: every failing field by JSON pointer') };
+const workRefused = problemResponse("The key's rate budget (code rate_limited) or the org's work_units_per_hour quota (code quota_exceeded) cannot pay for the work; see Retry-After");
 
 export const hqePaths: ZodOpenApiPathsObject = {
   '/v1/hqe/validate': {
@@ -225,6 +328,7 @@ export const hqePaths: ZodOpenApiPathsObject = {
         ...bodyProblems,
         ...authProblems,
         ...idempotencyProblems,
+        '429': workRefused,
       },
     },
   },
@@ -232,7 +336,15 @@ export const hqePaths: ZodOpenApiPathsObject = {
     post: {
       tags: ['HQE'], summary: 'Create a long-running session (runs its schedule in the background)', requestParams: { header: idempotencyHeader },
       requestBody: json(HQEConfig),
-      responses: { '201': { description: 'Session created', headers: RateLimitHeaders, ...json(HQESession) }, ...invalid, ...bodyProblems, ...authProblems, ...idempotencyProblems },
+      responses: {
+        '201': { description: 'Session created', headers: RateLimitHeaders, ...json(HQESession) },
+        '400': problemResponse('Invalid config, or a schedule of more work than a session may be created with (code session_too_large)'),
+        ...bodyProblems,
+        ...authProblems,
+        ...idempotencyProblems,
+        '409': problemResponse('The org runs as many sessions as its hqe_sessions quota allows (code quota_exceeded), or a request with this Idempotency-Key is in flight (code idempotency_in_flight)'),
+        '429': workRefused,
+      },
     },
   },
   '/v1/hqe/sessions/{id}': {
@@ -255,7 +367,10 @@ export const hqePaths: ZodOpenApiPathsObject = {
         ...bodyProblems,
         ...authProblems,
         ...idempotencyProblems,
-        '409': problemResponse('The session has ended (code session_ended), or a request with this Idempotency-Key is in flight (code idempotency_in_flight)'),
+        '409': problemResponse(
+          'The session has ended (code session_ended), a completed session would run again past the org\'s hqe_sessions quota (code quota_exceeded), or a request with this Idempotency-Key is in flight (code idempotency_in_flight)',
+        ),
+        '429': workRefused,
       },
     },
   },

@@ -8,7 +8,7 @@
  *   400 invalid_request         malformed request, or two client authentication methods
  *   400 unsupported_grant_type  grant_type other than client_credentials
  *   400 invalid_scope           a requested scope the client does not hold
- *   401 invalid_client          unknown client, wrong secret or no client authentication (WWW-Authenticate: Basic)
+ *   401 invalid_client          unknown or revoked client, wrong secret or no client authentication (WWW-Authenticate: Basic)
  * invalid_grant never occurs: the client credentials grant carries no grant that could be invalid.
  */
 import Router from '@koa/router';
@@ -134,6 +134,7 @@ export function oauthRoutes(deps: OAuthDeps): Router {
 
   router.post('/oauth/token', async (ctx) => {
     const { request, credentials } = parseRequest(ctx);
+    // A revoked client gets no new token; the tokens it holds are refused by every request (auth.ts).
     const client = await authStore.verifyClient(credentials.id, credentials.secret);
     if (!client) throw invalidClient();
     const scopes = grantedScopes(client, request.scope);
@@ -172,7 +173,7 @@ export const oauthPaths: ZodOpenApiPathsObject = {
           content: { 'application/json': { schema: TokenResponse } },
         },
         '400': problemResponse('invalid_request, unsupported_grant_type or invalid_scope'),
-        '401': problemResponse('invalid_client: unknown client, wrong secret or no client authentication'),
+        '401': problemResponse('invalid_client: unknown or revoked client, wrong secret or no client authentication'),
         '413': problemResponse('payload_too_large: the body exceeds the size limit'),
         '415': problemResponse('unsupported_media_type: the body is neither form nor JSON'),
       },

@@ -1,8 +1,12 @@
 /** Operations: health, readiness, Prometheus metrics, the OpenAPI document and a docs page. */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 import Router from '@koa/router';
 import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import type { Registry } from 'prom-client';
+import { Problem } from '../problem.js';
+import { problemResponse } from '../schemas.js';
 
 export interface OpsDeps {
   health: () => { backend: string; adapter: string; precision: string; store: string };
@@ -10,6 +14,46 @@ export interface OpsDeps {
   registry: Registry;
   openApiYaml: () => string;
   docsHtml: () => string;
+  /** Who may read /metrics (see metricsAccess). */
+  metrics: MetricsAccess;
+}
+
+/**
+ * /metrics tells whoever reads it about traffic and tenants, so it is not public by default: with a token
+ * it needs `Authorization: Bearer <token>`; without one it answers only when the server listens on a
+ * loopback address (then only this host can reach it), and is a 404 otherwise.
+ */
+export interface MetricsAccess {
+  token?: string | undefined;
+  /** The address the server listens on (RESONANCE_HOST / --host). */
+  listenHost: string;
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** Whether a listen address only accepts connections from this host (127.0.0.0/8, ::1 and IPv4-mapped forms, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost') return true;
+  const family = isIP(h);
+  return family !== 0 && LOOPBACK.check(h, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+/** Throws the problem that keeps the caller out of /metrics, if any. */
+function checkMetricsAccess(access: MetricsAccess, authorization: string): void {
+  if (access.token === undefined) {
+    if (!isLoopbackHost(access.listenHost)) throw new Problem(404, 'not_found', 'Not found', 'no route for GET /metrics');
+    return;
+  }
+  const challenge = { headers: { 'WWW-Authenticate': 'Bearer realm="metrics"' } };
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  if (!match) throw new Problem(401, 'unauthorized', 'Unauthorized', 'GET /metrics needs Authorization: Bearer <RESONANCE_METRICS_TOKEN>', challenge);
+  // Compared as digests: constant time, whatever the lengths.
+  if (!timingSafeEqual(digest(match[1]!), digest(access.token))) throw new Problem(401, 'invalid_credentials', 'Invalid credentials', 'the metrics token is wrong', challenge);
 }
 
 export const Health = z
@@ -30,6 +74,7 @@ export function opsRoutes(deps: OpsDeps): Router {
     ctx.body = { ready };
   });
   router.get('/metrics', async (ctx) => {
+    checkMetricsAccess(deps.metrics, ctx.get('Authorization'));
     ctx.type = deps.registry.contentType;
     ctx.body = await deps.registry.metrics();
   });
@@ -63,8 +108,16 @@ export const opsPaths: ZodOpenApiPathsObject = {
   },
   '/metrics': {
     get: {
-      tags: ['Ops'], summary: 'Prometheus metrics', security: noAuth,
-      responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: z.string() } } } },
+      tags: ['Ops'],
+      summary: 'Prometheus metrics',
+      description:
+        'With RESONANCE_METRICS_TOKEN set: needs `Authorization: Bearer <token>`. Without it: answers only when the server listens on a loopback address, else 404.',
+      security: noAuth,
+      responses: {
+        '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: z.string() } } },
+        '401': problemResponse('RESONANCE_METRICS_TOKEN is set and the request lacks it (code unauthorized) or has another (code invalid_credentials)'),
+        '404': problemResponse('No token is configured and the server listens on a non-loopback address (code not_found)'),
+      },
     },
   },
 };

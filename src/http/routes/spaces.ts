@@ -13,12 +13,15 @@ import type { ZodOpenApiPathsObject, ZodOpenApiSchemaObject } from 'zod-openapi'
 import { EntropyField, OperatorSet, PhaseProfile, SpaceBasis, SpaceConfig, SpacePolicy } from '../../model/space.js';
 import { DeltaSchema } from '../../sim/deltas.js';
 import { type DeltaFrame, type EventFrame, type SpaceHub, type SpaceListener, type SpacePatch, SpaceError, type SpaceSnapshot, type TelemetryFrame } from '../../sim/spaces.js';
+import type { UsageMeter } from '../../sim/quotas.js';
 import type { MemberRow, SpaceRow } from '../../store/spaces.js';
-import { requireScope } from '../auth.js';
+import { orgCredentialOf, requireOrgCredential, requireScope } from '../auth.js';
 import type { ServerConfig } from '../config.js';
 import { notFound, Problem, validationProblem } from '../problem.js';
 import { authProblems, bodyProblems, Cursor, encodeCursor, idempotencyProblems, PageSize, problemResponse, RateLimitHeaders } from '../schemas.js';
 import { pageQuery } from '../paging.js';
+import type { RouteMiddleware } from '../idempotency.js';
+import type { CredentialWatch } from '../revocations.js';
 import { openSse } from '../sse.js';
 import { issueSessionToken } from '../tokens.js';
 import type { AppState, Principal, SpaceRole } from '../types.js';
@@ -27,6 +30,12 @@ import { fieldErrors } from './webhooks.js';
 export interface SpacesDeps {
   config: ServerConfig;
   hub: SpaceHub;
+  /** Idempotency-Key replay, placed after each route's scope and access checks. */
+  idempotent: RouteMiddleware;
+  /** Ends a telemetry stream whose credential is revoked or whose member is removed. */
+  credentials: CredentialWatch;
+  /** Metering of the telemetry stream: bytes_sent and telemetry_frames, charged to the subscriber's org. */
+  usage: UsageMeter;
 }
 
 // ---- schemas ----
@@ -225,7 +234,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typ
 // ---- routes ----
 
 export function spacesRoutes(deps: SpacesDeps): Router {
-  const { config, hub } = deps;
+  const { config, hub, idempotent, credentials, usage } = deps;
   const router = new Router({ prefix: '/v1/spaces' });
 
   const spaceView = async (row: SpaceRow): Promise<z.input<typeof SpaceSchema>> => ({
@@ -241,23 +250,44 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     status: row.status,
   });
 
+  type Access = { row: SpaceRow; role: SpaceRole; principal: Principal };
+  /** Looked up once per request: the route middleware checks first, the handler asks again. */
+  const looked = new WeakMap<Context, Access>();
+
   /** The space of the route and the caller's role on it; 404 when the caller may not see it, 403 below `need`. */
-  async function access(ctx: Context, need: SpaceRole, what: string): Promise<{ row: SpaceRow; role: SpaceRole; principal: Principal }> {
-    const principal = principalOf(ctx);
-    const id = String(ctx.params.id);
-    const row = await hub.get(id);
-    const role = row ? roleOn(principal, row) : null;
-    if (!row || !role) throw notFound(`space ${id}`);
-    if (principal.session && (await hub.member(row.id, principal.session.memberId))?.removedAt != null) {
-      throw new Problem(403, 'member_removed', 'Member removed', 'this session\'s member was removed from the space');
+  async function access(ctx: Context, need: SpaceRole, what: string): Promise<Access> {
+    let found = looked.get(ctx);
+    if (!found) {
+      const principal = principalOf(ctx);
+      const id = String(ctx.params.id);
+      const row = await hub.get(id);
+      const role = row ? roleOn(principal, row) : null;
+      if (!row || !role) throw notFound(`space ${id}`);
+      if (principal.session && (await hub.member(row.id, principal.session.memberId))?.removedAt != null) {
+        throw new Problem(403, 'member_removed', 'Member removed', 'this session\'s member was removed from the space');
+      }
+      looked.set(ctx, (found = { row, role, principal }));
     }
-    if (RANK[role] < RANK[need]) throw insufficientRole(role, need, what);
-    return { row, role, principal };
+    if (RANK[found.role] < RANK[need]) throw insufficientRole(found.role, need, what);
+    return found;
   }
+
+  /**
+   * Route middleware: access() before the Idempotency-Key replay, so that a stored response goes only to a
+   * caller who may still make the request (a removed member, or one below the role, is refused first).
+   */
+  const allowed = (need: SpaceRole | ((ctx: Context) => [SpaceRole, string]), what = ''): RouteMiddleware => async (ctx, next) => {
+    const [role, doing] = typeof need === 'function' ? need(ctx) : [need, what];
+    await access(ctx, role, doing);
+    await next();
+  };
+  /** PATCH needs admin, and owner when it changes the status (as its handler decides). */
+  const patchNeed = (ctx: Context): [SpaceRole, string] =>
+    isObject(ctx.request.body) && ctx.request.body.status !== undefined ? ['owner', 'changing the status'] : ['admin', 'PATCH'];
 
   const author = (p: Principal): string => p.session?.memberId ?? p.subject;
 
-  router.post('/', requireScope('spaces.write'), async (ctx) => {
+  router.post('/', requireScope('spaces.write'), idempotent, async (ctx) => {
     const { row } = await hubCall(hub.create(principalOf(ctx).orgId, ctx.request.body));
     ctx.status = 201;
     ctx.set('Location', `/v1/spaces/${row.id}`);
@@ -280,7 +310,7 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     ctx.body = await spaceView((await access(ctx, 'reader', 'reading the space')).row);
   });
 
-  router.patch('/:id', requireScope('spaces.write'), async (ctx) => {
+  router.patch('/:id', requireScope('spaces.write'), allowed(patchNeed), idempotent, async (ctx) => {
     const parsed = SpacePatchRequest.safeParse(ctx.request.body ?? {});
     if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
     const { status } = parsed.data;
@@ -301,7 +331,7 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     ctx.status = 204;
   });
 
-  router.post('/:id/basis', requireScope('spaces.write'), async (ctx) => {
+  router.post('/:id/basis', requireScope('spaces.write'), allowed('admin', 'replacing the basis'), idempotent, async (ctx) => {
     const { row, principal } = await access(ctx, 'admin', 'replacing the basis');
     const body: unknown = ctx.request.body;
     if (!isObject(body)) throw validationProblem([{ pointer: '', code: 'invalid_type', message: 'the body is an object {primes, order?, cutoff?}' }]);
@@ -313,7 +343,7 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     ctx.body = await hubCall(hub.snapshot(row.id));
   });
 
-  router.post('/:id/deltas', requireScope('spaces.write'), async (ctx) => {
+  router.post('/:id/deltas', requireScope('spaces.write'), allowed('reader', 'proposing a delta'), idempotent, async (ctx) => {
     // Per-op roles (writer: phases; admin: operators, entropy, policy) are the hub's: it is given the role.
     const { row, role, principal } = await access(ctx, 'reader', 'proposing a delta');
     const parsed = DeltaSchema.safeParse(ctx.request.body);
@@ -322,10 +352,13 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     ctx.body = { ...snapshot(), toVersion: frame.toVersion };
   });
 
-  router.post('/:id/sessions', requireScope('spaces.read'), async (ctx) => {
+  const opening = 'opening a session';
+  router.post('/:id/sessions', requireScope('spaces.read'), requireOrgCredential(opening), allowed('reader', opening), idempotent, async (ctx) => {
     const parsed = SessionRequest.safeParse(ctx.request.body ?? {});
     if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
-    const { row, role: callerRole, principal } = await access(ctx, 'reader', 'opening a session');
+    const { row, role: callerRole, principal } = await access(ctx, 'reader', opening);
+    // The token names its minter: revoking that key or client refuses the token and ends its connections.
+    const minter = orgCredentialOf(principal, opening);
     const role: SpaceRole = parsed.data.role ?? (RANK[callerRole] >= RANK.writer ? 'writer' : 'reader');
     if (RANK[role] > RANK[callerRole]) throw insufficientRole(callerRole, role, `a ${role} session`);
     if (role !== 'reader' && !principal.scopes.has('spaces.write')) {
@@ -337,7 +370,11 @@ export function spacesRoutes(deps: SpacesDeps): Router {
       id: sessionId, userId: principal.subject, orgId: principal.orgId, role, displayName: parsed.data.displayName ?? null,
       expiresAt: Date.now() + config.sessionTokenTtlSeconds * 1000,
     }));
-    const token = await issueSessionToken(config.jwtSecret, { sub: sessionId, org: principal.orgId, space: row.id, role, minter: principal.subject }, config.sessionTokenTtlSeconds);
+    const token = await issueSessionToken(
+      config.jwtSecret,
+      { sub: sessionId, org: principal.orgId, space: row.id, role, minter: minter.id, minterKind: minter.kind },
+      config.sessionTokenTtlSeconds,
+    );
     const wsScheme = ctx.protocol === 'https' ? 'wss' : 'ws';
     ctx.status = 201;
     ctx.body = {
@@ -364,30 +401,35 @@ export function spacesRoutes(deps: SpacesDeps): Router {
   });
 
   router.get('/:id/telemetry', requireScope('spaces.read'), async (ctx) => {
-    const { row, role } = await access(ctx, 'reader', 'subscribing');
+    const { row, role, principal } = await access(ctx, 'reader', 'subscribing');
+    const { orgId } = principal;
     const lastRaw = ctx.get('Last-Event-ID') || (typeof ctx.query.lastEventId === 'string' ? ctx.query.lastEventId : '');
     const lastVersion = /^(0|[1-9][0-9]{0,15})$/.test(lastRaw.trim()) ? Number(lastRaw.trim()) : undefined;
 
-    // Frames that arrive before the stream has sent its start are held back, in order.
+    // Frames that arrive before the stream has sent its start (welcome and replay) are held back, in
+    // order; of telemetry only the latest. A client that lets more than a replay's worth pile up while
+    // its replay is paced is cut off: it resumes with Last-Event-ID.
     let sse: ReturnType<typeof openSse> | null = null;
+    let started = false;
     const held: Array<() => void> = [];
+    let heldTelemetry: TelemetryFrame | null = null;
     const now = (fn: () => void): void => {
-      if (sse) fn();
-      else held.push(fn);
+      if (started) fn();
+      else if (held.push(fn) > config.replayMaxDeltas) sse?.cutOff();
     };
+    const sendTelemetry = (frame: TelemetryFrame): void => {
+      // Conflated: a backed-up stream skips telemetry (the next tick's replaces it).
+      if (sse!.backlog <= config.wsSlowBytes && sse!.send('telemetry', JSON.stringify(sseData(frame)))) usage.add(orgId, 'telemetry_frames', 1);
+    };
+    // Every send goes through the stream's buffer cap: past it the stream is ended, never a frame dropped
+    // from the middle, and Last-Event-ID resumes it.
     const listener: SpaceListener = {
       telemetry(frame: TelemetryFrame) {
-        now(() => {
-          // Conflated: a backed-up stream skips telemetry (the next tick's replaces it).
-          if (sse!.backlog <= config.wsSlowBytes) sse!.send('telemetry', JSON.stringify(sseData(frame)));
-        });
+        if (started) sendTelemetry(frame);
+        else heldTelemetry = frame;
       },
       delta(frame: DeltaFrame) {
-        now(() => {
-          // Deltas are never dropped: a stream too far behind is ended, and Last-Event-ID resumes it.
-          if (sse!.backlog > config.wsBufferCapBytes) return sse!.close();
-          sse!.send('delta', JSON.stringify(sseData(frame)), frame.toVersion);
-        });
+        now(() => sse!.send('delta', JSON.stringify(sseData(frame)), frame.toVersion));
       },
       snapshot(s: SpaceSnapshot) {
         now(() => sse!.send('snapshot', JSON.stringify(s), s.version));
@@ -403,14 +445,24 @@ export function spacesRoutes(deps: SpacesDeps): Router {
       },
     };
     const attached = await hubCall(hub.attach(row.id, listener, lastVersion));
-    sse = openSse(ctx);
+    sse = openSse(ctx, {
+      maxBufferBytes: config.streamBufferBytes, sendTimeoutMs: config.streamSendTimeoutMs, onWrite: (bytes) => usage.add(orgId, 'bytes_sent', bytes),
+    });
     sse.onClose(attached.detach);
+    sse.onClose(credentials.watchPrincipal(principalOf(ctx), () => sse?.close()));
     // The client may have gone while the space was being attached: no 'close' event will come then.
     if (ctx.req.socket.destroyed) return sse.close();
     sse.send('welcome', JSON.stringify({ spaceId: attached.row.id, epoch: attached.row.epoch, version: attached.row.version, role }));
-    if (attached.replay) for (const frame of attached.replay) sse.send('delta', JSON.stringify(sseData(frame)), frame.toVersion);
-    else if (attached.snapshot) sse.send('snapshot', JSON.stringify(attached.snapshot), attached.snapshot.version);
+    if (attached.replay) {
+      // Bounded by the hub (RESONANCE_REPLAY_MAX_*), and paced by the socket draining.
+      for (const frame of attached.replay) {
+        sse.send('delta', JSON.stringify(sseData(frame)), frame.toVersion);
+        if (!(await sse.drained())) return;
+      }
+    } else if (attached.snapshot) sse.send('snapshot', JSON.stringify(attached.snapshot), attached.snapshot.version);
+    started = true;
     for (const fn of held.splice(0)) fn();
+    if (heldTelemetry && !sse.closed) sendTelemetry(heldTelemetry);
   });
 
   return router;
@@ -524,8 +576,11 @@ export const spacesPaths: ZodOpenApiPathsObject = {
   },
   '/v1/spaces/{id}/sessions': {
     post: {
-      tags: ['Sessions'], security: orgOrSession('spaces.read'),
+      tags: ['Sessions'], security: orgOnly('spaces.read'),
       summary: 'Join: a member and its session token for WebSocket, SSE and this space\'s REST routes (role at most the caller\'s; guests: reader only)',
+      description:
+        'Only org credentials (an API key or an OAuth access token) mint session tokens: a session token gets 403 org_credential_required. ' +
+        'The token names the key or client that minted it; revoking that credential refuses the token (401 invalid_credentials) and ends its WebSockets (4401) and SSE streams.',
       requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: false, ...json(SessionRequest) },
       responses: {
         '201': { description: 'Session token', ...json(SessionTokenSchema) },

@@ -9,6 +9,7 @@ import { WEBHOOK_EVENT_TYPES, WebhookNotFoundError, type WebhookService, Webhook
 import { parseTargetUrl } from '../../webhooks/targets.js';
 import { notFound, Problem, validationProblem } from '../problem.js';
 import { authProblems, Cursor, encodeCursor, PageSize, problemResponse, bodyProblems, idempotencyProblems } from '../schemas.js';
+import { noIdempotency, type RouteMiddleware } from '../idempotency.js';
 import { pageQuery } from '../paging.js';
 import type { AppState, Principal, Scope } from '../types.js';
 
@@ -160,15 +161,15 @@ async function asProblem<T>(work: Promise<T>): Promise<T> {
  * Mounted twice over the same registrations: `/v1/hqe/webhooks` (the HQE contract; hqe.* scopes) and
  * `/v1/webhooks` (the spaces contract; hqe.* or spaces.* scopes). Every event type can be chosen at both.
  */
-export function webhookRoutes(deps: { webhooks: WebhookService; prefix?: '/v1/hqe/webhooks' | '/v1/webhooks' }): Router {
-  const { webhooks } = deps;
+export function webhookRoutes(deps: { webhooks: WebhookService; prefix?: '/v1/hqe/webhooks' | '/v1/webhooks'; idempotent?: RouteMiddleware }): Router {
+  const { webhooks, idempotent = noIdempotency } = deps;
   const prefix = deps.prefix ?? '/v1/hqe/webhooks';
   const router = new Router({ prefix });
   const spaces = prefix === '/v1/webhooks';
   const read: Scope[] = spaces ? ['hqe.read', 'spaces.read'] : ['hqe.read'];
   const write: Scope[] = spaces ? ['hqe.write', 'spaces.write'] : ['hqe.write'];
 
-  router.post('/', needScope(...write), async (ctx) => {
+  router.post('/', needScope(...write), idempotent, async (ctx) => {
     const { orgId } = principalOf(ctx);
     const parsed = WebhookCreateRequest.safeParse(ctx.request.body);
     if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));

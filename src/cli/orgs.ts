@@ -1,0 +1,73 @@
+/**
+ * `resonance orgs`: an org's quotas (docs/tenancy.md), in the data directory's SQLite file. A running
+ * server reads overrides again within seconds, so no restart is needed.
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { isQuotaName, QUOTA_NAMES, QUOTAS } from '../model/tenancy.js';
+import { SqliteAuthStore } from '../store/auth.js';
+import { openDb } from '../store/db.js';
+import { SqliteUsageStore } from '../store/usage.js';
+import { exitCodeFor, UsageError } from './input.js';
+
+export const ORGS_USAGE = `usage:
+  resonance orgs quotas ORG [--data DIR] [--json]          the org's quotas (default or override)
+  resonance orgs set-quota ORG NAME VALUE [--data DIR]     override a quota for the org
+  resonance orgs set-quota ORG NAME default [--data DIR]   back to the server's default
+
+quotas: ${QUOTA_NAMES.join(', ')}`;
+
+const out = (text: string): void => void process.stdout.write(text + '\n');
+
+export async function orgsCommand(args: string[]): Promise<number> {
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args, allowPositionals: true, strict: true,
+        options: { data: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      });
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    const { values, positionals } = parsed;
+    const [action, orgName, name, value] = positionals;
+    if (values.help) {
+      out(ORGS_USAGE);
+      return 0;
+    }
+    if (action !== 'quotas' && action !== 'set-quota') throw new UsageError(action ? `unknown orgs action "${action}"\n\n${ORGS_USAGE}` : ORGS_USAGE);
+    if (!orgName?.trim()) throw new UsageError(`orgs ${action} needs the org name`);
+    const db = openDb(join(values.data ?? (process.env.RESONANCE_DATA || './data'), 'resonance.db'));
+    try {
+      const org = await new SqliteAuthStore(db).findOrg(orgName);
+      if (!org) {
+        process.stderr.write(`resonance: no org named "${orgName}"\n`);
+        return 1;
+      }
+      const usage = new SqliteUsageStore(db);
+      if (action === 'set-quota') {
+        if (!name || !isQuotaName(name)) throw new UsageError(`unknown quota "${name ?? ''}" (known: ${QUOTA_NAMES.join(', ')})`);
+        if (value === undefined) throw new UsageError('set-quota needs a VALUE (a non-negative number, or "default")');
+        const n = value === 'default' ? null : Number(value);
+        if (n !== null && (!Number.isFinite(n) || n < 0 || value.trim() === '')) throw new UsageError(`VALUE must be a non-negative number or "default" (got "${value}")`);
+        await usage.setQuota(org.id, name, n);
+        out(n === null ? `${org.name}: ${name} back to the default` : `${org.name}: ${name} = ${n}`);
+        return 0;
+      }
+      const overrides = await usage.quotaOverrides(org.id);
+      const rows = QUOTA_NAMES.map((q) => ({ name: q, kind: QUOTAS[q].kind, value: overrides[q] ?? null, default: QUOTAS[q].default }));
+      if (values.json) out(JSON.stringify({ org: org.name, quotas: rows }));
+      else {
+        for (const r of rows) {
+          out(`${r.name.padEnd(24)} ${r.kind.padEnd(5)} ${r.value === null ? `default (${r.default}; RESONANCE_QUOTA_${r.name.toUpperCase()} may change it)` : String(r.value)}`);
+        }
+      }
+      return 0;
+    } finally {
+      db.close();
+    }
+  } catch (err) {
+    return exitCodeFor(err);
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The org's metered usage and its quotas (docs/tenancy.md): `GET /v1/usage?from=&to=&granularity=hour|day`.
+ * Any org credential (API key or OAuth token) with a read scope; a space session token speaks for one
+ * member of one space, not for the org, and is refused.
+ */
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { z } from 'zod';
+import type { ZodOpenApiPathsObject } from 'zod-openapi';
+import { QUOTA_NAMES, QUOTAS, USAGE_METRICS, type UsageMetric } from '../../model/tenancy.js';
+import type { Quotas, UsageMeter } from '../../sim/quotas.js';
+import type { UsageStore } from '../../store/usage.js';
+import { orgCredentialOf } from '../auth.js';
+import { Problem, validationProblem } from '../problem.js';
+import { authProblems, problemResponse, RateLimitHeaders } from '../schemas.js';
+import type { AppState, Principal } from '../types.js';
+
+export interface UsageDeps {
+  usage: UsageMeter;
+  usageStore: UsageStore;
+  quotas: Quotas;
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+/** The longest range one request may cover, per granularity (a bounded answer). */
+const MAX_RANGE_MS = { hour: 31 * DAY_MS, day: 400 * DAY_MS } as const;
+
+const Metrics = z.object(Object.fromEntries(USAGE_METRICS.map((m) => [m, z.number()])) as Record<UsageMetric, z.ZodNumber>);
+
+export const UsageQuery = z.strictObject({
+  from: z.iso.datetime({ offset: true }).optional().meta({ description: 'Start (inclusive), RFC 3339; rounded down to the bucket. Default: `to` minus 24 h (hour) or 30 days (day).' }),
+  to: z.iso.datetime({ offset: true }).optional().meta({ description: 'End (exclusive), RFC 3339; rounded up to the bucket. Default: now.' }),
+  granularity: z.enum(['hour', 'day']).default('hour').meta({ description: 'Bucket size (UTC). A range covers at most 31 days of hours or 400 days.' }),
+});
+
+export const UsageReport = z
+  .object({
+    orgId: z.string(),
+    from: z.string().meta({ format: 'date-time' }),
+    to: z.string().meta({ format: 'date-time' }),
+    granularity: z.enum(['hour', 'day']),
+    buckets: z
+      .array(z.object({ start: z.string().meta({ format: 'date-time' }), ...Metrics.shape }))
+      .meta({ description: 'Buckets with any usage, oldest first.' }),
+    totals: Metrics.meta({ description: 'Sums over the range.' }),
+    storageBytes: z.number().int().meta({ description: 'Bytes stored now: HQE session events and space delta logs.' }),
+    quotas: z
+      .record(z.string(), z.object({ kind: z.enum(['cap', 'rate']), limit: z.number(), windowSeconds: z.number().int().optional(), description: z.string() }))
+      .meta({ description: 'The org\'s quotas (defaults, or overrides set with `resonance orgs set-quota`).' }),
+  })
+  .meta({
+    id: 'UsageReport',
+    description:
+      'Metered usage per bucket. space_minutes: minutes of live (ticking) spaces; deltas: space deltas accepted; bytes_sent: WebSocket and SSE bytes; ' +
+      'telemetry_frames: telemetry frames sent; work_units: HQE work charged (steps x (restarts+1) x k^2 / RESONANCE_WORK_UNIT); ' +
+      'storage_bytes_written: bytes of session events and space deltas stored.',
+  });
+
+function orgPrincipal(ctx: Context): Principal {
+  const p = (ctx.state as AppState).principal;
+  if (!p) throw new Problem(401, 'unauthorized', 'Unauthorized', 'credentials required');
+  orgCredentialOf(p, 'reading usage');
+  if (!p.scopes.has('hqe.read') && !p.scopes.has('spaces.read')) {
+    throw new Problem(403, 'insufficient_scope', 'Insufficient scope', 'reading usage needs the hqe.read or spaces.read scope', { meta: { required: 'hqe.read' } });
+  }
+  return p;
+}
+
+/** Query parameters as single strings: a repeated one is refused rather than one of them silently picked. */
+function singleQuery(ctx: Context): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(ctx.query)) {
+    if (Array.isArray(value)) throw validationProblem([{ pointer: `/${name}`, code: 'repeated', message: `${name} may be given once` }]);
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}
+
+const zero = (): Record<UsageMetric, number> => Object.fromEntries(USAGE_METRICS.map((m) => [m, 0])) as Record<UsageMetric, number>;
+
+export function usageRoutes(deps: UsageDeps): Router {
+  const router = new Router();
+
+  router.get('/v1/usage', async (ctx) => {
+    const { orgId } = orgPrincipal(ctx);
+    const parsed = UsageQuery.safeParse(singleQuery(ctx));
+    if (!parsed.success) {
+      throw validationProblem(parsed.error.issues.map((i) => ({ pointer: `/${i.path.map(String).join('/')}`, code: i.code, message: i.message })));
+    }
+    const { granularity } = parsed.data;
+    const size = granularity === 'hour' ? HOUR_MS : DAY_MS;
+    const to = Math.ceil((parsed.data.to ? Date.parse(parsed.data.to) : Date.now() + 1) / size) * size;
+    const from = Math.floor((parsed.data.from ? Date.parse(parsed.data.from) : to - (granularity === 'hour' ? DAY_MS : 30 * DAY_MS)) / size) * size;
+    if (from >= to) throw validationProblem([{ pointer: '/from', code: 'invalid_range', message: 'from must be before to' }]);
+    if (to - from > MAX_RANGE_MS[granularity]) {
+      throw validationProblem([{ pointer: '/from', code: 'range_too_long', message: `a ${granularity} report covers at most ${MAX_RANGE_MS[granularity] / DAY_MS} days` }]);
+    }
+    // What was metered since the last periodic write is part of the answer.
+    await deps.usage.flush();
+    const rows = await deps.usageStore.usage(orgId, from, to, granularity);
+    const buckets = new Map<number, Record<UsageMetric, number>>();
+    const totals = zero();
+    for (const r of rows) {
+      let b = buckets.get(r.start);
+      if (!b) buckets.set(r.start, (b = zero()));
+      b[r.metric] += r.value;
+      totals[r.metric] += r.value;
+    }
+    const quotas: Record<string, { kind: 'cap' | 'rate'; limit: number; windowSeconds?: number; description: string }> = {};
+    for (const name of QUOTA_NAMES) {
+      const spec: { kind: 'cap' | 'rate'; windowSeconds?: number; description: string } = QUOTAS[name];
+      quotas[name] = {
+        kind: spec.kind, limit: await deps.quotas.limit(orgId, name), description: spec.description,
+        ...(spec.windowSeconds !== undefined ? { windowSeconds: spec.windowSeconds } : {}),
+      };
+    }
+    ctx.body = {
+      orgId,
+      from: new Date(from).toISOString(),
+      to: new Date(to).toISOString(),
+      granularity,
+      buckets: [...buckets].map(([start, values]) => ({ start: new Date(start).toISOString(), ...values })),
+      totals,
+      storageBytes: await deps.usageStore.storageBytes(orgId),
+      quotas,
+    } satisfies z.input<typeof UsageReport>;
+  });
+
+  return router;
+}
+
+export const usagePaths: ZodOpenApiPathsObject = {
+  '/v1/usage': {
+    get: {
+      tags: ['Usage'],
+      summary: "The caller's org's metered usage per hour or day, and its quotas (addition; any org credential with hqe.read or spaces.read)",
+      requestParams: { query: UsageQuery },
+      responses: {
+        '200': { description: 'Usage report', headers: RateLimitHeaders, content: { 'application/json': { schema: UsageReport } } },
+        '400': problemResponse('Bad from/to/granularity, a repeated parameter, or a range too long'),
+        ...authProblems,
+      },
+    },
+  },
+};
