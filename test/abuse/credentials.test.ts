@@ -7,28 +7,15 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
-import { cli, DEMO_ROOM, DEV_KEY, readSse, type SseRead, startServer, type TestServer, waitFor } from '../helpers/server.js';
+import { Client, refused, type Session } from '../helpers/realtime.js';
+import { cli, DEMO_ROOM, DEV_KEY, readSse, type Reply, request, type SseRead, startServer, type TestServer, waitFor } from '../helpers/server.js';
 
 type Json = Record<string, unknown>;
 
-interface Reply {
-  status: number;
-  headers: Headers;
-  json: Json;
-}
 
 let srv: TestServer;
 
-async function call(method: string, path: string, headers: Record<string, string>, body?: unknown, base = srv.url): Promise<Reply> {
-  const res = await fetch(base + path, {
-    method,
-    headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, json: text ? (JSON.parse(text) as Json) : {} };
-}
+const call = (method: string, path: string, headers: Record<string, string>, body?: unknown, base = srv.url): Promise<Reply> => request(base, method, path, headers, body);
 
 const key = (k: string): Record<string, string> => ({ 'X-Api-Key': k });
 const bearer = (t: string): Record<string, string> => ({ Authorization: `Bearer ${t}` });
@@ -50,52 +37,10 @@ async function newSpace(headers: Record<string, string>, body: Json = {}): Promi
   return r.json.id as string;
 }
 
-async function mint(spaceId: string, headers: Record<string, string>, body: Json = {}): Promise<{ token: string; sessionId: string; websocketUrl: string }> {
+async function mint(spaceId: string, headers: Record<string, string>, body: Json = {}): Promise<Session> {
   const r = await call('POST', `/v1/spaces/${spaceId}/sessions`, headers, body);
   expect(r.status, JSON.stringify(r.json)).toBe(201);
-  return r.json as { token: string; sessionId: string; websocketUrl: string };
-}
-
-/** A WebSocket client that keeps its frames and its close code. */
-class Socket {
-  readonly frames: Json[] = [];
-  readonly closed: Promise<number>;
-
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data: Buffer) => this.frames.push(JSON.parse(data.toString('utf8')) as Json));
-    this.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
-  }
-
-  static async started(url: string, token: string): Promise<Socket> {
-    const ws = new WebSocket(url, ['resonance.v1.json'], { headers: bearer(token) });
-    const s = new Socket(ws);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-      ws.once('error', reject);
-    });
-    ws.send(JSON.stringify({ type: 'hello' }));
-    await waitFor('welcome', async () => s.frames.find((f) => f.type === 'welcome'));
-    return s;
-  }
-}
-
-/** The HTTP answer to an upgrade that must be refused. */
-function refusedUpgrade(url: string, token: string): Promise<{ status: number; json: Json }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: bearer(token) });
-    ws.once('open', () => {
-      ws.close();
-      reject(new Error('the upgrade was accepted'));
-    });
-    ws.once('unexpected-response', (_req, res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as Json }));
-    });
-    ws.once('error', () => undefined);
-  });
+  return r.json as unknown as Session;
 }
 
 /** An SSE stream read in the background: `opened` once its headers came, `done` when it ends (or after 20 s). */
@@ -143,7 +88,7 @@ describe('revoking an API key', () => {
     const minter = await newKey();
     const space = await newSpace(key(minter.key));
     const [wsSession, sseSession] = [await mint(space, key(minter.key)), await mint(space, key(minter.key), { role: 'reader' })];
-    const socket = await Socket.started(wsSession.websocketUrl, wsSession.token);
+    const socket = await Client.started(wsSession);
     const telemetry = stream(`/v1/spaces/${space}/telemetry`, bearer(sseSession.token));
     const hqe = await call('POST', '/v1/hqe/sessions', key(minter.key), { ...slowRun(1_000_000, 3), primes: [2, 3, 5, 7] });
     expect(hqe.status).toBe(201);
@@ -161,8 +106,8 @@ describe('revoking an API key', () => {
     const sse = await fetch(`${srv.url}/v1/spaces/${space}/telemetry?token=${sseSession.token}`);
     expect(sse.status).toBe(401);
     expect(((await sse.json()) as Json).code).toBe('invalid_credentials');
-    const upgrade = await refusedUpgrade(wsSession.websocketUrl, wsSession.token);
-    expect([upgrade.status, upgrade.json.code]).toEqual([401, 'invalid_credentials']);
+    const upgrade = await refused(wsSession.websocketUrl, bearer(wsSession.token));
+    expect([upgrade.status, upgrade.body.code]).toEqual([401, 'invalid_credentials']);
 
     // Within the sweep, for what was already open.
     expect(await socket.closed).toBe(4401);
@@ -186,7 +131,7 @@ describe('revoking an OAuth client', () => {
     const access = issued.json.access_token as string;
     const space = await newSpace(bearer(access));
     const session = await mint(space, bearer(access));
-    const socket = await Socket.started(session.websocketUrl, session.token);
+    const socket = await Client.started(session);
 
     const revoked = await cli(['clients', 'revoke', client.client_id], srv.dataDir);
     expect(revoked.code, revoked.stderr).toBe(0);

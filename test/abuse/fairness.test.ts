@@ -5,15 +5,10 @@
  * does not hold another org's small run back.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cli, createKey, startServer, type TestServer, waitFor } from '../helpers/server.js';
+import { cli, createKey, type Reply, request, startServer, type TestServer, waitFor } from '../helpers/server.js';
 
 type Json = Record<string, unknown>;
 
-interface Reply {
-  status: number;
-  headers: Headers;
-  json: Json;
-}
 
 let srv: TestServer;
 /** The cap of running sessions per org on this server. */
@@ -22,15 +17,9 @@ const WORK_UNIT = 2 ** 24;
 const RATE_LIMIT = 600;
 
 async function call(method: string, path: string, apiKey: string, body?: unknown): Promise<Reply> {
-  const res = await fetch(srv.url + path, {
-    method,
-    headers: { 'X-Api-Key': apiKey, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  const json = text ? (JSON.parse(text) as Json) : {};
-  if (method === 'POST' && path === '/v1/hqe/sessions' && res.status === 201) opened.push({ id: json.id as string, apiKey });
-  return { status: res.status, headers: res.headers, json };
+  const r = await request(srv.url, method, path, { 'X-Api-Key': apiKey }, body);
+  if (method === 'POST' && path === '/v1/hqe/sessions' && r.status === 201) opened.push({ id: r.json.id as string, apiKey });
+  return r;
 }
 
 /** Sessions created by a test: each test closes what it opened, so none runs on into the next one. */

@@ -5,25 +5,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Api, Client, type Frame, refused } from '../helpers/realtime.js';
-import { cli, createKey, DEV_KEY, readSse, sleep, startServer, type TestServer, waitFor } from '../helpers/server.js';
+import { cli, createKey, DEV_KEY, readSse, type Reply, request, sleep, startServer, type TestServer, waitFor } from '../helpers/server.js';
 
 const SPACE = { name: 'quota-room', basis: { primes: [2, 3, 5, 7, 11, 13] }, policy: { publishHz: 20 } };
 const shift = (fromVersion: number, i = 0): Record<string, unknown> => ({ fromVersion, ops: [{ op: 'shift_phase', path: `/state/phases/${i}`, value: 0.01 }] });
 
-interface Json {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  [k: string]: any;
-}
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 
-async function call(url: string, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Json; headers: Headers }> {
-  const res = await fetch(url + path, {
-    method,
-    headers: { 'x-api-key': key, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? (JSON.parse(text) as Json) : {}, headers: res.headers };
-}
+const call = (url: string, key: string, method: string, path: string, body?: unknown): Promise<Reply<Json>> => request<Json>(url, method, path, { 'x-api-key': key }, body);
 
 describe('quotas and usage', () => {
   let server: TestServer;

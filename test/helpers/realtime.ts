@@ -4,7 +4,7 @@
  */
 import { decode, encode } from '@msgpack/msgpack';
 import WebSocket from 'ws';
-import { DEV_KEY } from './server.js';
+import { DEV_KEY, type Reply, request } from './server.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Frame = Record<string, any> & { type: string };
@@ -23,14 +23,8 @@ export class Api {
     readonly key: string = DEV_KEY,
   ) {}
 
-  async call(method: string, path: string, body?: unknown): Promise<{ status: number; json: Frame }> {
-    const res = await fetch(this.url + path, {
-      method,
-      headers: { 'x-api-key': this.key, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, json: text ? (JSON.parse(text) as Frame) : ({} as Frame) };
+  call(method: string, path: string, body?: unknown): Promise<Reply<Frame>> {
+    return request<Frame>(this.url, method, path, { 'x-api-key': this.key }, body);
   }
 
   async space(body: Record<string, unknown> = {}): Promise<{ id: string; version: number; epoch: number }> {

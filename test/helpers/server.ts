@@ -140,6 +140,24 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   };
 }
 
+/** A JSON reply: status, headers and the parsed body ({} when empty). */
+export interface Reply<T = Record<string, unknown>> {
+  status: number;
+  headers: Headers;
+  json: T;
+}
+
+/** One HTTP request with a JSON body (when given) to `base + path`. */
+export async function request<T = Record<string, unknown>>(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: unknown): Promise<Reply<T>> {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: (text ? JSON.parse(text) : {}) as T };
+}
+
 /** Runs the resonance CLI (e.g. `keys create --org other --json`) against `dataDir`. */
 export function cli(args: string[], dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
   requireBuild();
