@@ -64,7 +64,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   retention.start();
   const engine = await createEngine({ backend: config.backend });
   logger.info({ backend: engine.info.backend, adapter: engine.info.adapter }, 'engine ready');
-  const webhooks = new WebhookService({ store: new SqliteWebhookStore(db), allowPrivate: config.allowPrivateWebhooks, ports: config.webhookPorts, logger });
+  const webhooks = new WebhookService({ store: new SqliteWebhookStore(db), allowPrivate: config.allowPrivateWebhooks, ports: config.webhookPorts, logger, quotas });
   const scheduler = new Scheduler({
     engine,
     sessions,

@@ -17,7 +17,7 @@ import { clientsCommand, keysCommand } from '../src/cli/keys.js';
 import { authenticate, requireScope, seedBootstrapKey } from '../src/http/auth.js';
 import { configFromEnv } from '../src/http/config.js';
 import { notFound, problemMiddleware } from '../src/http/problem.js';
-import { chargeWork, MemoryRateLimiter, rateLimit, workCost } from '../src/http/ratelimit.js';
+import { chargeWork, MemoryRateLimiter, rateLimit, workUnits } from '../src/http/ratelimit.js';
 import { oauthRoutes } from '../src/http/routes/oauth.js';
 import { issueSessionToken, issueToken, verifyToken } from '../src/http/tokens.js';
 import { ALL_SCOPES, type AppState, type Scope } from '../src/http/types.js';
@@ -49,7 +49,7 @@ function buildApp(): Koa {
   });
   api.post('/work', requireScope('hqe.write'), async (ctx) => {
     const { steps, k } = ctx.request.body as { steps: number; k: number };
-    await chargeWork(ctx, workCost(steps, k, config.workUnit));
+    await chargeWork(ctx, workUnits(steps * k * k, config.workUnit));
     workDone++;
     ctx.body = { ok: true };
   });
@@ -429,10 +429,10 @@ describe('rate limits', () => {
     expect(rate(r.res).remaining).toBe(0);
   });
 
-  it('workCost rounds steps x k^2 / workUnit up', () => {
-    expect(workCost(256, 2048, 2 ** 24)).toBe(64);
-    expect(workCost(1, 2, 2 ** 24)).toBe(1);
-    expect(workCost(0, 2048, 2 ** 24)).toBe(0);
+  it('workUnits rounds kernel entries / workUnit up', () => {
+    expect(workUnits(256 * 2048 * 2048, 2 ** 24)).toBe(64);
+    expect(workUnits(1 * 2 * 2, 2 ** 24)).toBe(1);
+    expect(workUnits(0, 2 ** 24)).toBe(0);
   });
 
   it('MemoryRateLimiter opens a fresh window when the old one ends and reports exact seconds to reset', async () => {

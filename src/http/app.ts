@@ -134,7 +134,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     webhookRoutes({ webhooks: deps.webhooks, idempotent: deps.idempotency.middleware }),
     // The spaces contract's path for the same registrations (hqe.* or spaces.* scopes).
     webhookRoutes({ webhooks: deps.webhooks, prefix: '/v1/webhooks', idempotent: deps.idempotency.middleware }),
-    spacesRoutes({ config, hub: deps.spaces, idempotent: deps.idempotency.middleware, credentials: deps.credentials, usage: deps.usage }),
+    spacesRoutes({ config, hub: deps.spaces, idempotent: deps.idempotency.middleware, credentials: deps.credentials, usage: deps.usage, quotas: deps.quotas }),
     usageRoutes({ usage: deps.usage, usageStore: deps.usageStore, quotas: deps.quotas }),
   ];
   const auth = authenticate({ authStore: deps.authStore, config });

@@ -23,10 +23,11 @@ export interface ServerConfig {
   maxRunWork: number;
   /**
    * Largest steps x (restarts + 1) x k^2 of a session's schedule, all charged at its creation; unset: what
-   * one rate window pays (rateLimit x workUnit). Longer work continues through POST .../step.
+   * one rate window pays besides the request's own unit ((rateLimit - 1) x workUnit). Longer work continues
+   * through POST .../step.
    */
   maxSessionWork?: number;
-  /** Rate limit per key: work units per window (a request costs 1 unit, run and step cost steps x k^2 / workUnit). */
+  /** Rate limit per key: work units per window (a request costs 1 unit; runs, sessions and steps also their work, README "Charging HQE work"). */
   rateLimit: number;
   rateWindowSeconds: number;
   workUnit: number;

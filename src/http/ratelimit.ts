@@ -79,8 +79,8 @@ export class MemoryRateLimiter implements RateLimiter {
   }
 }
 
-/** Work units of `steps` steps of a basis of size k: steps x k^2 / workUnit, rounded up. */
-export const workCost = (steps: number, k: number, workUnit: number): number => Math.ceil((steps * k * k) / workUnit);
+/** Work units of `entries` kernel entries (steps x (restarts + 1) x k^2 of a run or session): entries / workUnit, rounded up. */
+export const workUnits = (entries: number, workUnit: number): number => Math.ceil(entries / workUnit);
 
 /** Which limiter and key a request charges; set by rateLimit() so chargeWork() needs only the context. */
 const bindings = new WeakMap<object, { limiter: RateLimiter; key: string }>();
@@ -131,7 +131,7 @@ export function rateLimit(limiter: RateLimiter) {
 
 /**
  * Charges `units` more for work a route is about to do, throwing the 429 before the work starts when the
- * budget cannot cover it (then nothing is charged). Use workCost() for runs and steps. Await it: the
+ * budget cannot cover it (then nothing is charged). Use workUnits() for runs, sessions and steps. Await it: the
  * limiter may be remote (Redis), so the 429 arrives as a rejection.
  */
 export async function chargeWork(ctx: HeaderTarget, units: number): Promise<void> {

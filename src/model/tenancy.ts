@@ -23,11 +23,14 @@ export interface QuotaSpec {
 export const QUOTAS = {
   hqe_sessions: { kind: 'cap', default: 16, description: 'running HQE sessions resident in the engine' },
   live_spaces: { kind: 'cap', default: 64, description: 'spaces resident in the engine (ticking, or idle and not yet evicted)' },
+  spaces: { kind: 'cap', default: 1000, description: 'spaces stored (active, locked or archived; deleting one frees its place)' },
+  webhooks: { kind: 'cap', default: 25, description: 'webhook registrations (each event is delivered to every subscribed one)' },
   sockets: { kind: 'cap', default: 10_000, description: 'open WebSocket connections' },
+  streams: { kind: 'cap', default: 1000, description: 'open SSE streams (HQE session streams and space telemetry)' },
   sockets_per_member: { kind: 'cap', default: 8, description: 'open WebSocket connections of one space member (session token)' },
   storage_bytes: { kind: 'cap', default: 2 ** 30, description: 'bytes of stored HQE session events and space delta logs' },
   session_storage_bytes: { kind: 'cap', default: 64 * 2 ** 20, description: 'bytes of stored events of one HQE session; a session that reaches it is closed' },
-  deltas_per_minute: { kind: 'rate', default: 6000, windowSeconds: 60, description: 'space deltas accepted (REST and WebSocket)' },
+  deltas_per_minute: { kind: 'rate', default: 6000, windowSeconds: 60, description: 'space deltas logged (proposals over REST and WebSocket, PATCH and basis changes)' },
   work_units_per_hour: { kind: 'rate', default: 200_000, windowSeconds: 3600, description: 'HQE work units (steps x (restarts+1) x k^2 / RESONANCE_WORK_UNIT) of runs, sessions and steps' },
 } as const satisfies Record<string, QuotaSpec>;
 

@@ -16,7 +16,7 @@ import type { ServerConfig } from '../http/config.js';
 import type { CredentialWatch } from '../http/revocations.js';
 import { type SessionClaims, verifySessionToken } from '../http/tokens.js';
 import type { SpaceHub } from '../sim/spaces.js';
-import type { Quotas, UsageMeter } from '../sim/quotas.js';
+import { QuotaExceededError, type Quotas, type UsageMeter } from '../sim/quotas.js';
 import { CloseCode, Connection, type ConnectionHost, type ConnectionLimits, type ProposalBudget } from './connection.js';
 import { type Encoding, SUBPROTOCOLS } from './frames.js';
 import { Flusher, Room, type RoomOwner } from './room.js';
@@ -82,8 +82,6 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
   /** Open connections per member of a space (key: spaceId + NUL + memberId). */
   private readonly members = new Map<string, Set<Connection>>();
   private readonly conns = new Set<Connection>();
-  /** Open (or upgrading) sockets per org and per member (key memberKey), for the socket quotas. */
-  private readonly socketCounts = new Map<string, number>();
   readonly budget: ProposalBudget | undefined;
   private meterTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
@@ -131,27 +129,29 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // A client that goes away mid-handshake must not become an uncaught 'error'.
     socket.on('error', () => undefined);
-    this.admit(req).then(
-      async (result) => {
-        if ('status' in result) return refuse(socket, result, req.url ?? '/');
-        if (this.closing) return refuse(socket, unavailable(), req.url ?? '/');
-        const over = await this.reserve(result.claims);
-        if (over) return refuse(socket, over, req.url ?? '/');
-        // A handshake that fails (or a client that leaves) before accept() gives its reservation back.
-        let accepted = false;
-        socket.once('close', () => {
-          if (!accepted) this.unreserve(result.claims);
-        });
-        this.wss.handleUpgrade(req, socket, head, (ws) => {
-          accepted = true;
-          this.accept(ws, socket, req, result);
-        });
-      },
-      (err: unknown) => {
-        this.logger.error({ err }, 'realtime upgrade failed');
-        refuse(socket, { status: 500, code: 'internal', title: 'Internal error', detail: 'the server failed' }, req.url ?? '/');
-      },
-    );
+    this.upgrade(req, socket, head).catch((err: unknown) => {
+      this.logger.error({ err }, 'realtime upgrade failed');
+      refuse(socket, { status: 500, code: 'internal', title: 'Internal error', detail: 'the server failed' }, req.url ?? '/');
+    });
+  }
+
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const result = await this.admit(req);
+    if ('status' in result) return refuse(socket, result, req.url ?? '/');
+    if (this.closing) return refuse(socket, unavailable(), req.url ?? '/');
+    const held = await this.hold(result.claims);
+    if ('status' in held) return refuse(socket, held, req.url ?? '/');
+    // The client may have left while its places were taken: its 'close' has fired already.
+    if (socket.destroyed) return held.release();
+    // A handshake that fails (or a client that leaves) before accept() gives its places back.
+    let accepted = false;
+    socket.once('close', () => {
+      if (!accepted) held.release();
+    });
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      accepted = true;
+      this.accept(ws, socket, req, result, held.release);
+    });
   }
 
   private async admit(req: IncomingMessage): Promise<Admitted | Refusal> {
@@ -187,41 +187,37 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
   }
 
   /**
-   * Count a socket against the org's `sockets` and the member's `sockets_per_member` quotas before the
-   * upgrade (a refusal is a 409 problem quota_exceeded); null when it fits, and then it is counted.
+   * Take the socket's places in the org's `sockets` and the member's `sockets_per_member` quotas before
+   * the upgrade (a refusal is a 409 problem quota_exceeded); released when the socket closes.
    */
-  private async reserve(claims: SessionClaims): Promise<Refusal | null> {
+  private async hold(claims: SessionClaims): Promise<{ release: () => void } | Refusal> {
     const quotas = this.options.quotas;
-    if (!quotas) return null;
-    const [perOrg, perMember] = await Promise.all([quotas.limit(claims.org, 'sockets'), quotas.limit(claims.org, 'sockets_per_member')]);
-    // Counted synchronously after the limits are known, so concurrent upgrades cannot both take the last place.
-    const member = memberKey(claims.space, claims.sub);
-    const usedOrg = this.socketCounts.get(claims.org) ?? 0;
-    const usedMember = this.socketCounts.get(member) ?? 0;
-    const over = usedMember + 1 > perMember ? { quota: 'sockets_per_member', limit: perMember, used: usedMember } : usedOrg + 1 > perOrg ? { quota: 'sockets', limit: perOrg, used: usedOrg } : null;
-    if (over) {
+    if (!quotas) return { release: () => undefined };
+    let member: (() => void) | null = null;
+    try {
+      member = await quotas.acquire(claims.org, 'sockets_per_member', memberKey(claims.space, claims.sub));
+      const org = await quotas.acquire(claims.org, 'sockets');
+      const mine = member;
       return {
-        status: 409, code: 'quota_exceeded', title: 'Quota exceeded', meta: over,
-        detail: over.quota === 'sockets' ? `the org has its maximum of ${over.limit} open WebSocket connections` : `this member has its maximum of ${over.limit} open WebSocket connections`,
+        release: () => {
+          mine();
+          org();
+        },
+      };
+    } catch (err) {
+      member?.();
+      if (!(err instanceof QuotaExceededError)) throw err;
+      return {
+        status: 409, code: 'quota_exceeded', title: 'Quota exceeded', meta: err.meta,
+        detail: err.quota === 'sockets' ? `the org has its maximum of ${err.limit} open WebSocket connections` : `this member has its maximum of ${err.limit} open WebSocket connections`,
       };
     }
-    this.socketCounts.set(claims.org, usedOrg + 1);
-    this.socketCounts.set(member, usedMember + 1);
-    return null;
   }
 
-  private unreserve(claims: SessionClaims): void {
-    for (const key of [claims.org, memberKey(claims.space, claims.sub)]) {
-      const n = (this.socketCounts.get(key) ?? 0) - 1;
-      if (n > 0) this.socketCounts.set(key, n);
-      else this.socketCounts.delete(key);
-    }
-  }
-
-  private accept(ws: WebSocket, socket: Duplex, req: IncomingMessage, admitted: Admitted): void {
+  private accept(ws: WebSocket, socket: Duplex, req: IncomingMessage, admitted: Admitted, release: () => void): void {
     const encoding: Encoding = (ws.protocol && SUBPROTOCOLS[ws.protocol]) || 'json';
+    ws.once('close', release);
     if (this.closing) {
-      this.unreserve(admitted.claims);
       ws.close(CloseCode.GOING_AWAY, 'server shutting down');
       return;
     }
@@ -263,7 +259,6 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
 
   private closed(conn: Connection, key: string): void {
     conn.onClosed();
-    if (this.options.quotas) this.unreserve(conn.claims);
     if (this.options.usage) this.meter(conn, this.options.usage);
     this.conns.delete(conn);
     const set = this.members.get(key);

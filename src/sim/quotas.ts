@@ -2,8 +2,6 @@
 import { QUOTAS, type QuotaName, type QuotaSpec, type UsageMetric } from '../model/tenancy.js';
 import type { UsageStore } from '../store/usage.js';
 
-export { QUOTAS, QUOTA_NAMES, type QuotaName, type UsageMetric, USAGE_METRICS, isQuotaName } from '../model/tenancy.js';
-
 /** A quota refused the request; the HTTP layer answers problem quota_exceeded, the realtime layer an error frame. */
 export class QuotaExceededError extends Error {
   readonly status: 409 | 429;
@@ -45,6 +43,8 @@ interface Window {
 export class Quotas {
   private readonly overrides = new Map<string, { at: number; values: Partial<Record<QuotaName, number>> }>();
   private readonly windows = new Map<string, Window>();
+  /** Places held of in-process caps (acquire), by quota and key. */
+  private readonly held = new Map<string, number>();
   private nextSweep = 0;
 
   constructor(
@@ -69,6 +69,28 @@ export class Quotas {
   async checkCap(orgId: string, name: QuotaName, used: number, adding = 1): Promise<void> {
     const limit = await this.limit(orgId, name);
     if (used + adding > limit) throw new QuotaExceededError(name, limit, used);
+  }
+
+  /**
+   * Holds one place of a cap counted in this process (open sockets and streams) for as long as the
+   * returned release function is not called; throws QuotaExceededError when the org's cap is full. `key`
+   * narrows what is counted (a member's sockets); by default the org's. Releasing twice releases once.
+   */
+  async acquire(orgId: string, name: QuotaName, key: string = orgId): Promise<() => void> {
+    const limit = await this.limit(orgId, name);
+    // Counted synchronously once the limit is known: concurrent requests cannot both take the last place.
+    const held = `${name}\u0000${key}`;
+    const used = this.held.get(held) ?? 0;
+    if (used + 1 > limit) throw new QuotaExceededError(name, limit, used);
+    this.held.set(held, used + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.held.get(held) ?? 1) - 1;
+      if (n > 0) this.held.set(held, n);
+      else this.held.delete(held);
+    };
   }
 
   /** Charges `units` to a rate quota, all or nothing; throws QuotaExceededError (nothing charged) when they do not fit. */

@@ -92,6 +92,8 @@ export class Scheduler {
   private readonly listeners = new Map<string, Set<(e: SessionEvent) => void>>();
   /** The step request of each session that runs last (POST .../step is serialised per session). */
   private readonly stepping = new Map<string, Promise<Snapshot>>();
+  /** The org of each session in `stepping` (the hqe_sessions quota counts them). */
+  private readonly steppingOrg = new Map<string, string>();
   private engineLock: Promise<unknown> = Promise.resolve();
   private wake: (() => void) | null = null;
   private ticker: Ticker | null = null;
@@ -160,20 +162,24 @@ export class Scheduler {
   }
 
   /**
-   * Running sessions of one org resident in the engine (its hqe_sessions quota counts these), and those
-   * that a step request is about to run again.
+   * Sessions of one org that run (its hqe_sessions quota counts these): those running in the engine, and
+   * those a step request is about to run again (a completed session is out of the engine until stepped).
+   * `except`: the session a step is asked for, which does not count against itself.
    */
-  runningSessionsOf(orgId: string): number {
-    let n = 0;
-    for (const r of this.residents.values()) {
-      if (r.session && r.orgId === orgId && (r.status === 'running' || this.stepping.has(r.session.id))) n++;
-    }
-    return n;
+  runningSessionsOf(orgId: string, except?: string): number {
+    const ids = new Set<string>();
+    for (const r of this.residents.values()) if (r.session && r.orgId === orgId && r.status === 'running') ids.add(r.session.id);
+    for (const [id, org] of this.steppingOrg) if (org === orgId) ids.add(id);
+    if (except !== undefined) ids.delete(except);
+    return ids.size;
+  }
+
+  /** Throws QuotaExceededError when the org's stored bytes reached its storage_bytes quota: it starts nothing that stores more. */
+  async checkStorage(orgId: string): Promise<void> {
+    if (this.deps.quotas && this.deps.storageUsed) await this.deps.quotas.checkCap(orgId, 'storage_bytes', await this.deps.storageUsed(orgId));
   }
 
   async createSession(id: string, orgId: string, config: NormalizedConfig): Promise<SessionRow> {
-    // An org whose stored bytes reached its storage_bytes quota starts nothing that stores more.
-    if (this.deps.quotas && this.deps.storageUsed) await this.deps.quotas.checkCap(orgId, 'storage_bytes', await this.deps.storageUsed(orgId));
     const row = await this.deps.sessions.create({ id, orgId, config, status: 'running' });
     // The first event of every stream, before the loop can append any of the simulation's.
     await this.deps.sessions.appendEvents(id, [statusEvent('running', 0, 0)]);
@@ -200,15 +206,18 @@ export class Scheduler {
    * Advance a session `steps` further than where it is now (extending its schedule) and resolve with the
    * snapshot of that state, or of the state it ended on first.
    */
-  step(sessionId: string, steps: number): Promise<Snapshot> {
+  step(sessionId: string, steps: number, orgId: string): Promise<Snapshot> {
     // One at a time per session: each request's target is where the previous one left the session.
     const run = (this.stepping.get(sessionId) ?? Promise.resolve()).then(
       () => this.stepNow(sessionId, steps),
       () => this.stepNow(sessionId, steps),
     );
     this.stepping.set(sessionId, run);
+    this.steppingOrg.set(sessionId, orgId);
     const forget = (): void => {
-      if (this.stepping.get(sessionId) === run) this.stepping.delete(sessionId);
+      if (this.stepping.get(sessionId) !== run) return;
+      this.stepping.delete(sessionId);
+      this.steppingOrg.delete(sessionId);
     };
     run.then(forget, forget);
     return run;
@@ -421,8 +430,10 @@ export class Scheduler {
       s.waiters = [];
     }
     if (report.status === 'completed') {
-      // Kept resident, and checkpointed, because POST .../step may extend it.
+      // Checkpointed, because POST .../step may extend it, and out of the engine until then (a step brings
+      // it back from the checkpoint): finished sessions must not pile up in engine memory.
       await this.checkpoint(r);
+      this.evict(r);
     } else if (report.status !== 'running') {
       this.evict(r);
     } else if (Date.now() - s.lastCheckpoint > (this.deps.checkpointEveryMs ?? 5000)) {

@@ -268,7 +268,10 @@ export class SpaceHub implements Ticker {
     const result = normalizeSpace(input, { maxBasis: this.deps.maxBasis });
     if (!result.ok) throw new SpaceError(400, 'validation_failed', 'the space config is invalid', result.errors);
     const cfg = result.normalized;
-    if (this.deps.quotas && this.deps.storageUsed) await this.deps.quotas.checkCap(orgId, 'storage_bytes', await this.deps.storageUsed(orgId));
+    if (this.deps.quotas) {
+      await this.deps.quotas.checkCap(orgId, 'spaces', await this.deps.store.count(orgId));
+      if (this.deps.storageUsed) await this.deps.quotas.checkCap(orgId, 'storage_bytes', await this.deps.storageUsed(orgId));
+    }
     const config = { ...cfg, basis: { ...cfg.basis, primes: orderBasis(cfg.basis.primes, cfg.basis.order) } };
     const row = await this.deps.store.create({ id: `spc_${randomUUID().replaceAll('-', '')}`, orgId, name: config.name, config });
     return { row, warnings: result.warnings };
@@ -412,11 +415,7 @@ export class SpaceHub implements Ticker {
       let config = l.row.config;
       for (const op of decision.ops) if (op.op !== 'set_phase' && op.op !== 'shift_phase') config = withLeaf(config, op.path, op.value);
       const changed = config !== l.row.config;
-      // Charged once the delta is known to be acceptable: a refused one costs nothing.
-      await this.deps.quotas?.charge(l.row.orgId, 'deltas_per_minute', 1);
       const frame = await this.append(l, l.row.epoch, delta.fromVersion, decision.ops, author, changed ? config : undefined, requestId, origin);
-      this.deps.usage?.add(l.row.orgId, 'deltas', 1);
-      this.deps.usage?.add(l.row.orgId, 'storage_bytes_written', Buffer.byteLength(JSON.stringify(decision.ops)));
       if (changed) await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version });
       return { frame, snapshot: () => this.snapshotOf(l) };
     });
@@ -667,8 +666,13 @@ export class SpaceHub implements Ticker {
     l: Live, epoch: number, fromVersion: number, ops: AcceptedOp[] | BasisOp[], author: string | null, config?: NormalizedSpaceConfig, requestId?: string, origin?: unknown,
   ): Promise<DeltaFrame> {
     const paths = ops.map((o) => o.path);
+    // Every logged delta (proposals, PATCH, basis changes) is charged, once it is known to be acceptable:
+    // a refused one costs nothing.
+    await this.deps.quotas?.charge(l.row.orgId, 'deltas_per_minute', 1);
     const stored = await this.deps.store.appendDelta(l.row.id, l.row.version, { epoch, fromVersion, ops, paths, author }, config);
     if (!stored) throw new Error(`space ${l.row.id}: the stored version moved under the hub`);
+    this.deps.usage?.add(l.row.orgId, 'deltas', 1);
+    this.deps.usage?.add(l.row.orgId, 'storage_bytes_written', Buffer.byteLength(JSON.stringify(ops)) + Buffer.byteLength(JSON.stringify(paths)));
     l.row = { ...l.row, version: stored.version, epoch, ...(config ? { config } : {}) };
     for (const path of paths) l.lastWrites.set(path, stored.version);
     if ((ops[0] as { op: string }).op !== 'replace_basis') addOps(l.pending, ops as AcceptedOp[]);

@@ -161,12 +161,12 @@ export const MIGRATIONS: string[] = [
   -- Storage charged to each session (bytes of stored event bodies) and when it ended (retention).
   ALTER TABLE hqe_sessions ADD COLUMN event_bytes INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE hqe_sessions ADD COLUMN ended_at INTEGER;
-  UPDATE hqe_sessions SET event_bytes = (SELECT COALESCE(SUM(length(body)), 0) FROM hqe_session_events e WHERE e.session_id = hqe_sessions.id);
+  UPDATE hqe_sessions SET event_bytes = (SELECT COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM hqe_session_events e WHERE e.session_id = hqe_sessions.id);
   UPDATE hqe_sessions SET ended_at = updated_at WHERE status NOT IN ('initializing', 'running', 'completed');
   CREATE INDEX hqe_sessions_ended ON hqe_sessions(ended_at) WHERE ended_at IS NOT NULL;
   -- Storage charged to each space (bytes of its retained delta log).
   ALTER TABLE spaces ADD COLUMN delta_bytes INTEGER NOT NULL DEFAULT 0;
-  UPDATE spaces SET delta_bytes = (SELECT COALESCE(SUM(length(ops) + length(paths)), 0) FROM space_deltas d WHERE d.space_id = spaces.id);
+  UPDATE spaces SET delta_bytes = (SELECT COALESCE(SUM(length(CAST(ops AS BLOB)) + length(CAST(paths AS BLOB))), 0) FROM space_deltas d WHERE d.space_id = spaces.id);
   -- Usage per org, metric and hour (ms since the epoch of the hour's start); docs/tenancy.md lists the metrics.
   CREATE TABLE usage (
     org_id TEXT NOT NULL,

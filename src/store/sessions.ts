@@ -99,15 +99,16 @@ const COLUMNS: Record<string, string> = {
   metrics: 'metrics',
   extraSteps: 'extra_steps',
   checkpoint: 'checkpoint',
-  endedAt: 'ended_at',
 };
 
 /** Statuses a session never leaves (`completed` may be stepped on). */
 const ENDED: ReadonlySet<SessionStatus> = new Set(['plateau', 'converged', 'failed', 'closed']);
 
-/** The change as stored: a status that ends the session also stamps ended_at. */
-const withEnd = (change: SessionChange): SessionChange & { endedAt?: number } =>
-  change.status !== undefined && ENDED.has(change.status) ? { ...change, endedAt: now() } : change;
+/** Store `change`; a status that ends the session stamps ended_at the first time only (retention counts from there). */
+function updateSession(db: Db, id: string, change: SessionChange): void {
+  updateRow(db, 'hqe_sessions', id, change, COLUMNS, ['metrics']);
+  if (change.status !== undefined && ENDED.has(change.status)) stmt(db, 'UPDATE hqe_sessions SET ended_at = COALESCE(ended_at, ?) WHERE id = ?').run(now(), id);
+}
 
 export class SqliteSessionStore implements SessionStore {
   private readonly insertEvent;
@@ -140,7 +141,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async update(id: string, change: SessionChange): Promise<void> {
-    await written(this.db, () => updateRow(this.db, 'hqe_sessions', id, withEnd(change), COLUMNS, ['metrics']));
+    await write(this.db, () => updateSession(this.db, id, change));
   }
 
   async appendEvents(sessionId: string, events: NewSessionEvent[], change?: SessionChange): Promise<Array<SessionEvent | null>> {
@@ -152,7 +153,7 @@ export class SqliteSessionStore implements SessionStore {
         return r ? { seq: r.seq, ...e } : null;
       });
       if (bytes > 0) stmt(this.db, 'UPDATE hqe_sessions SET event_bytes = event_bytes + ? WHERE id = ?').run(bytes, sessionId);
-      if (change) updateRow(this.db, 'hqe_sessions', sessionId, withEnd(change), COLUMNS, ['metrics']);
+      if (change) updateSession(this.db, sessionId, change);
       return out;
     });
   }

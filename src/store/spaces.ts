@@ -51,6 +51,8 @@ export interface SpaceStore {
   create(row: Pick<SpaceRow, 'id' | 'orgId' | 'name' | 'config'>): Promise<SpaceRow>;
   get(id: string): Promise<SpaceRow | null>;
   list(orgId: string, after: { createdAt: number; id: string } | null, limit: number): Promise<SpaceRow[]>;
+  /** Spaces the org stores (its spaces quota). */
+  count(orgId: string): Promise<number>;
   update(id: string, change: Partial<Pick<SpaceRow, 'config' | 'status' | 'epoch' | 'checkpoint' | 'checkpointVersion'>>): Promise<void>;
   /**
    * Append a delta as the next version, atomically with the space's version: durable when this resolves.
@@ -186,6 +188,10 @@ export class SqliteSpaceStore implements SpaceStore {
     return rows.map(fromRow);
   }
 
+  async count(orgId: string): Promise<number> {
+    return (stmt(this.db, 'SELECT COUNT(*) AS n FROM spaces WHERE org_id = ?').get(orgId) as { n: number }).n;
+  }
+
   async update(id: string, change: Partial<Pick<SpaceRow, 'config' | 'status' | 'epoch' | 'checkpoint' | 'checkpointVersion'>>): Promise<void> {
     await written(this.db, () => updateRow(this.db, 'spaces', id, change, COLUMNS, ['config']));
   }
@@ -199,8 +205,8 @@ export class SqliteSpaceStore implements SpaceStore {
     const stored = this.db.transaction(() => {
       const ops = JSON.stringify(d.ops);
       const paths = JSON.stringify(d.paths);
-      // delta_bytes counts what the log holds, measured as migration 4 measured it: length(ops) + length(paths).
-      const moved = stmt(this.db, 'UPDATE spaces SET version = version + 1, epoch = ?, updated_at = ?, delta_bytes = delta_bytes + length(?) + length(?) WHERE id = ? AND version = ?')
+      // delta_bytes counts what the log holds in UTF-8 bytes (as migration 4 measured it): ops + paths.
+      const moved = stmt(this.db, 'UPDATE spaces SET version = version + 1, epoch = ?, updated_at = ?, delta_bytes = delta_bytes + length(CAST(? AS BLOB)) + length(CAST(? AS BLOB)) WHERE id = ? AND version = ?')
         .run(d.epoch, now(), ops, paths, spaceId, expectedVersion);
       if (moved.changes !== 1) return null;
       if (config) stmt(this.db, 'UPDATE spaces SET config = ? WHERE id = ?').run(JSON.stringify(config), spaceId);
@@ -245,7 +251,7 @@ export class SqliteSpaceStore implements SpaceStore {
       const keep = stmt(this.db, 'SELECT version FROM space_deltas WHERE space_id = ? AND version <= ? AND created_at >= ? ORDER BY version LIMIT 1')
         .get(spaceId, upTo, before) as { version: number } | undefined;
       const below = keep ? keep.version : upTo + 1;
-      const dropped = stmt(this.db, 'SELECT COUNT(*) AS n, COALESCE(SUM(length(ops) + length(paths)), 0) AS bytes FROM space_deltas WHERE space_id = ? AND version < ?')
+      const dropped = stmt(this.db, 'SELECT COUNT(*) AS n, COALESCE(SUM(length(CAST(ops AS BLOB)) + length(CAST(paths AS BLOB))), 0) AS bytes FROM space_deltas WHERE space_id = ? AND version < ?')
         .get(spaceId, below) as { n: number; bytes: number };
       if (dropped.n > 0) {
         stmt(this.db, 'DELETE FROM space_deltas WHERE space_id = ? AND version < ?').run(spaceId, below);

@@ -5,7 +5,7 @@
  * mid-attempt leaves a row that becomes due again when the lease runs out. Every state change after a
  * claim is guarded by the attempt number, so a stale worker cannot overwrite a newer outcome.
  */
-import { type Db, written } from './db.js';
+import { type Db, stmt, written } from './db.js';
 
 export interface WebhookRecord {
   id: string;
@@ -62,6 +62,8 @@ export interface WebhookStore {
   listWebhooks(orgId: string, opts: { after?: PageAfter; limit: number }): Promise<WebhookRecord[]>;
   /** Deletes the webhook and cancels its pending deliveries; false when the org has no such webhook. */
   deleteWebhook(orgId: string, id: string): Promise<boolean>;
+  /** Webhooks the org has registered (its webhooks quota). */
+  countWebhooks(orgId: string): Promise<number>;
   /** In one transaction: one pending delivery (due at event.createdAt) per org webhook subscribed to event.type. */
   enqueueEvent(orgId: string, event: OutboxEvent, newDeliveryId: () => string): Promise<DeliveryRecord[]>;
   /**
@@ -257,6 +259,10 @@ export class SqliteWebhookStore implements WebhookStore {
 
   async deleteWebhook(orgId: string, id: string): Promise<boolean> {
     return written(this.db, () => this.deleteTx(orgId, id));
+  }
+
+  async countWebhooks(orgId: string): Promise<number> {
+    return (stmt(this.db, 'SELECT COUNT(*) AS n FROM webhooks WHERE org_id = ?').get(orgId) as { n: number }).n;
   }
 
   async enqueueEvent(orgId: string, event: OutboxEvent, newDeliveryId: () => string): Promise<DeliveryRecord[]> {

@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
+import type { Quotas } from '../sim/quotas.js';
 import type { ClaimedDelivery, DeliveryRecord, PageAfter, WebhookRecord, WebhookStore } from '../store/webhooks.js';
 import { generateSecret, sign } from './signing.js';
 import { checkTarget, type LookupAll, pinnedLookup, targetHost } from './targets.js';
@@ -83,6 +84,8 @@ export interface WebhookServiceOptions {
    */
   ports?: readonly number[];
   userAgent?: string;
+  /** The org's webhooks quota (registrations); absent: no cap. */
+  quotas?: Pick<Quotas, 'checkCap'>;
   /** Default Math.random (jitter). */
   random?: () => number;
 }
@@ -171,6 +174,7 @@ export class WebhookService {
   private readonly ports: readonly number[] | undefined;
   private readonly userAgent: string;
   private readonly random: () => number;
+  private readonly quotas: Pick<Quotas, 'checkCap'> | undefined;
 
   private running = false;
   private timer: NodeJS.Timeout | null = null;
@@ -186,6 +190,7 @@ export class WebhookService {
     this.ports = opts.ports === undefined ? undefined : Object.freeze([...opts.ports]);
     this.userAgent = opts.userAgent ?? WEBHOOK_USER_AGENT;
     this.random = opts.random ?? Math.random;
+    this.quotas = opts.quotas;
     if (!(this.timing.concurrency >= 1)) throw new Error('webhook concurrency must be at least 1');
   }
 
@@ -198,6 +203,7 @@ export class WebhookService {
   async register(orgId: string, input: RegisterInput): Promise<WebhookView & { secret?: string }> {
     const check = await checkTarget(input.url, { allowPrivate: this.allowPrivate, lookup: this.lookup, ports: this.ports });
     if (!check.ok) throw new WebhookTargetError(check.code, check.message);
+    await this.quotas?.checkCap(orgId, 'webhooks', await this.store.countWebhooks(orgId));
     const generated = input.secret === undefined ? generateSecret() : undefined;
     const record: WebhookRecord = {
       id: newId('wh'),

@@ -60,7 +60,7 @@ describe('charging HQE sessions by their work', () => {
     const huge = { primes: firstPrimes(2048), schedule: { steps: 1_000_000_000, restarts: 1000 }, seed: 1 };
     const r = await call('POST', '/v1/hqe/sessions', key, huge);
     const problem = expectProblem(r, 400, 'session_too_large');
-    expect(problem.meta).toEqual({ work: 1e9 * 1001 * 2048 ** 2, limit: RATE_LIMIT * WORK_UNIT });
+    expect(problem.meta).toEqual({ work: 1e9 * 1001 * 2048 ** 2, limit: (RATE_LIMIT - 1) * WORK_UNIT });
     expect(problem.errors).toEqual([expect.objectContaining({ pointer: '/schedule/steps', code: 'session_too_large' })]);
     // Only the request itself was charged.
     expect(remaining(r)).toBe(RATE_LIMIT - 1);

@@ -3,6 +3,7 @@
  * real SQLite file, real WebSocket clients, quotas set with the CLI (`resonance orgs set-quota`) and
  * defaults from RESONANCE_QUOTA_*.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Api, Client, type Frame, refused } from '../helpers/realtime.js';
 import { cli, createKey, DEV_KEY, readSse, type Reply, request, sleep, startServer, type TestServer, waitFor } from '../helpers/server.js';
@@ -26,6 +27,7 @@ describe('quotas and usage', () => {
         RESONANCE_QUOTA_SOCKETS_PER_MEMBER: '2',
         RESONANCE_WS_PROPOSALS_PER_SECOND: '5',
         RESONANCE_QUOTA_SESSION_STORAGE_BYTES: '30000',
+        RESONANCE_QUOTA_STREAMS: '3',
       },
     });
     api = new Api(server.url);
@@ -111,6 +113,10 @@ describe('quotas and usage', () => {
     expect(over.json.code).toBe('quota_exceeded');
     expect(over.json.meta).toEqual({ quota: 'deltas_per_minute', limit: 3, used: 3 });
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    // PATCH logs a delta too, and is charged like one.
+    const patch = await call(server.url, key, 'PATCH', `/v1/spaces/${space.id}`, { operators: { resonanceTarget: 0.5 } });
+    expect(patch.status).toBe(429);
+    expect(patch.json.meta.quota).toBe('deltas_per_minute');
     // Nothing was written: the version is still 3.
     expect((await a.call('GET', `/v1/spaces/${space.id}`)).json.version).toBe(3);
 
@@ -148,7 +154,14 @@ describe('quotas and usage', () => {
     expect(third.body.code).toBe('quota_exceeded');
     expect(third.body.meta).toMatchObject({ quota: 'sockets_per_member', limit: 2, used: 2 });
     await c2.close();
-    // The closed socket gave its place back.
+    // The closed socket gave its place back; so do handshakes the client abandons half way.
+    for (let i = 0; i < 5; i++) {
+      const { port } = new URL(server.url);
+      const raw = connect(Number(port), '127.0.0.1');
+      raw.write(`GET /spaces/${first.id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${Buffer.from(`abandoned-${i}-key`).toString('base64')}\r\nAuthorization: Bearer ${session.token}\r\n\r\n`);
+      raw.destroy();
+    }
+    await sleep(300);
     const c3 = await Client.started(session);
 
     // live_spaces = 1: the first space is resident, a second cannot be loaded.
@@ -184,6 +197,52 @@ describe('quotas and usage', () => {
     expect(report.storageBytes).toBeGreaterThanOrEqual(30000);
     // Stepping it is over.
     expect((await call(server.url, DEV_KEY, 'POST', `/v1/hqe/sessions/${id}/step`, { steps: 1 })).status).toBe(409);
+  });
+
+  it('caps open SSE streams per org (409 quota_exceeded); a closed stream frees its place', async () => {
+    const key = await createKey(server.dataDir, 'streamer', 'spaces.read,spaces.write');
+    const a = new Api(server.url, key);
+    const space = await a.space(SPACE);
+    const open = async (): Promise<{ status: number; abort: AbortController; body: string }> => {
+      const abort = new AbortController();
+      const res = await fetch(`${server.url}/v1/spaces/${space.id}/telemetry`, { headers: { 'x-api-key': key }, signal: abort.signal });
+      return { status: res.status, abort, body: res.status === 200 ? '' : await res.text() };
+    };
+    const streams = [await open(), await open(), await open()];
+    expect(streams.map((s) => s.status)).toEqual([200, 200, 200]);
+    const fourth = await open();
+    expect(fourth.status).toBe(409);
+    expect(JSON.parse(fourth.body)).toMatchObject({ code: 'quota_exceeded', meta: { quota: 'streams', limit: 3, used: 3 } });
+    streams[0]!.abort.abort();
+    const again = await waitFor('a place freed', async () => {
+      const s = await open();
+      if (s.status === 200) return s;
+      return undefined;
+    });
+    for (const s of [...streams.slice(1), again]) s.abort.abort();
+  });
+
+  it('caps stored spaces and webhook registrations per org; deleting one frees its place', async () => {
+    const key = await createKey(server.dataDir, 'collector', 'hqe.read,hqe.write,spaces.read,spaces.write');
+    expect((await cli(['orgs', 'set-quota', 'collector', 'spaces', '2'], server.dataDir)).code).toBe(0);
+    expect((await cli(['orgs', 'set-quota', 'collector', 'webhooks', '1'], server.dataDir)).code).toBe(0);
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await call(server.url, key, 'POST', '/v1/spaces', SPACE);
+      expect(r.status).toBe(201);
+      ids.push(r.json.id as string);
+    }
+    const third = await call(server.url, key, 'POST', '/v1/spaces', SPACE);
+    expect(third.status).toBe(409);
+    expect(third.json.meta).toEqual({ quota: 'spaces', limit: 2, used: 2 });
+    expect((await call(server.url, key, 'DELETE', `/v1/spaces/${ids[0]!}`)).status).toBe(204);
+    expect((await call(server.url, key, 'POST', '/v1/spaces', SPACE)).status).toBe(201);
+
+    const hook = { url: 'http://127.0.0.1:9/hook', events: ['hqe.converged'] };
+    expect((await call(server.url, key, 'POST', '/v1/hqe/webhooks', hook)).status).toBe(201);
+    const second = await call(server.url, key, 'POST', '/v1/hqe/webhooks', hook);
+    expect(second.status).toBe(409);
+    expect(second.json).toMatchObject({ code: 'quota_exceeded', meta: { quota: 'webhooks', limit: 1, used: 1 } });
   });
 
   it('refuses new sessions and spaces of an org whose stored bytes reached storage_bytes', async () => {

@@ -12,7 +12,7 @@ import type { SessionEvent, SessionRow, SessionStore } from '../../store/session
 import { requireScope } from '../auth.js';
 import type { ServerConfig } from '../config.js';
 import { Problem, notFound, validationProblem } from '../problem.js';
-import { chargeWork } from '../ratelimit.js';
+import { chargeWork, workUnits } from '../ratelimit.js';
 import {
   authProblems, bodyProblems, Cursor, idempotencyProblems, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
   SessionStatusSchema, SnapshotSchema,
@@ -86,7 +86,8 @@ function normalized(ctx: Context, config: ServerConfig): { cfg: NormalizedConfig
 const workOf = (cfg: NormalizedConfig, steps = cfg.schedule.steps * (cfg.schedule.restarts + 1)): number => steps * cfg.primes.length ** 2;
 
 /** The largest schedule a session may be created with (README, "Charging HQE work"). */
-const sessionWorkLimit = (config: ServerConfig): number => config.maxSessionWork ?? config.rateLimit * config.workUnit;
+// One unit less than the window: the request itself costs one unit of it.
+const sessionWorkLimit = (config: ServerConfig): number => config.maxSessionWork ?? (config.rateLimit - 1) * config.workUnit;
 
 /**
  * Runs `fn` after every earlier admission of the same org has finished: the count of its running sessions
@@ -140,12 +141,12 @@ export function hqeRoutes(deps: HqeDeps): Router {
    */
   const chargeHqeWork = async (ctx: Context, work: number): Promise<void> => {
     const { orgId } = principalOf(ctx);
-    const units = Math.ceil(work / config.workUnit);
+    const units = workUnits(work, config.workUnit);
     await chargeWork(ctx, units);
     await deps.quotas.charge(orgId, 'work_units_per_hour', units);
     deps.usage.add(orgId, 'work_units', units);
   };
-  const checkSessionCap = (orgId: string): Promise<void> => deps.quotas.checkCap(orgId, 'hqe_sessions', scheduler.runningSessionsOf(orgId));
+  const checkSessionCap = (orgId: string, except?: string): Promise<void> => deps.quotas.checkCap(orgId, 'hqe_sessions', scheduler.runningSessionsOf(orgId, except));
 
   router.post('/validate', requireScope('hqe.read'), idempotent, (ctx) => {
     const { cfg, warnings } = normalized(ctx, config);
@@ -178,6 +179,8 @@ export function hqeRoutes(deps: HqeDeps): Router {
     const { orgId } = principalOf(ctx);
     const row = await admitting(orgId, async () => {
       await checkSessionCap(orgId);
+      // Refused before anything is charged.
+      await scheduler.checkStorage(orgId);
       // The whole schedule is paid for now; the session then runs it in the background with no further charge.
       await chargeHqeWork(ctx, work);
       return scheduler.createSession(randomUUID(), orgId, cfg);
@@ -217,14 +220,14 @@ export function hqeRoutes(deps: HqeDeps): Router {
         // A completed session runs again: it counts against the hqe_sessions cap once more, from the
         // moment its step is requested (Scheduler.runningSessionsOf).
         const requested = await admitting(row.orgId, async () => {
-          await checkSessionCap(row.orgId);
+          await checkSessionCap(row.orgId, row.id);
           await chargeHqeWork(ctx, work);
-          return { snapshot: scheduler.step(row.id, steps) };
+          return { snapshot: scheduler.step(row.id, steps, row.orgId) };
         });
         ctx.body = await requested.snapshot;
       } else {
         await chargeHqeWork(ctx, work);
-        ctx.body = await scheduler.step(row.id, steps);
+        ctx.body = await scheduler.step(row.id, steps, row.orgId);
       }
     } catch (err) {
       if (err instanceof SessionEndedError) throw sessionEnded(err.status);
@@ -247,9 +250,12 @@ export function hqeRoutes(deps: HqeDeps): Router {
     const row = await ownSession(ctx, sessions);
     const lastId = Number(ctx.get('Last-Event-ID') || ctx.query.lastEventId || 0);
     const { orgId } = principalOf(ctx);
+    // A place in the org's streams quota (409 quota_exceeded), held while the stream is open.
+    const release = await deps.quotas.acquire(orgId, 'streams');
     const sse = openSse(ctx, {
       maxBufferBytes: config.streamBufferBytes, sendTimeoutMs: config.streamSendTimeoutMs, onWrite: (bytes) => deps.usage.add(orgId, 'bytes_sent', bytes),
     });
+    sse.onClose(release);
     let last = Number.isFinite(lastId) ? lastId : 0;
     const deliver = (e: SessionEvent): void => {
       if (e.seq <= last) return;

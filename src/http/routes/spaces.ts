@@ -13,7 +13,7 @@ import type { ZodOpenApiPathsObject, ZodOpenApiSchemaObject } from 'zod-openapi'
 import { EntropyField, OperatorSet, PhaseProfile, SpaceBasis, SpaceConfig, SpacePolicy } from '../../model/space.js';
 import { DeltaSchema } from '../../sim/deltas.js';
 import { type DeltaFrame, type EventFrame, type SpaceHub, type SpaceListener, type SpacePatch, SpaceError, type SpaceSnapshot, type TelemetryFrame } from '../../sim/spaces.js';
-import type { UsageMeter } from '../../sim/quotas.js';
+import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import type { MemberRow, SpaceRow } from '../../store/spaces.js';
 import { orgCredentialOf, requireOrgCredential, requireScope } from '../auth.js';
 import type { ServerConfig } from '../config.js';
@@ -36,6 +36,8 @@ export interface SpacesDeps {
   credentials: CredentialWatch;
   /** Metering of the telemetry stream: bytes_sent and telemetry_frames, charged to the subscriber's org. */
   usage: UsageMeter;
+  /** The streams quota of the subscriber's org. */
+  quotas: Pick<Quotas, 'acquire'>;
 }
 
 // ---- schemas ----
@@ -234,7 +236,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typ
 // ---- routes ----
 
 export function spacesRoutes(deps: SpacesDeps): Router {
-  const { config, hub, idempotent, credentials, usage } = deps;
+  const { config, hub, idempotent, credentials, usage, quotas } = deps;
   const router = new Router({ prefix: '/v1/spaces' });
 
   const spaceView = async (row: SpaceRow): Promise<z.input<typeof SpaceSchema>> => ({
@@ -444,10 +446,19 @@ export function spacesRoutes(deps: SpacesDeps): Router {
         });
       },
     };
-    const attached = await hubCall(hub.attach(row.id, listener, lastVersion));
+    // A place in the org's streams quota (409 quota_exceeded), held while the stream is open.
+    const release = await quotas.acquire(orgId, 'streams');
+    let attached: Awaited<ReturnType<SpaceHub['attach']>>;
+    try {
+      attached = await hubCall(hub.attach(row.id, listener, lastVersion));
+    } catch (err) {
+      release();
+      throw err;
+    }
     sse = openSse(ctx, {
       maxBufferBytes: config.streamBufferBytes, sendTimeoutMs: config.streamSendTimeoutMs, onWrite: (bytes) => usage.add(orgId, 'bytes_sent', bytes),
     });
+    sse.onClose(release);
     sse.onClose(attached.detach);
     sse.onClose(credentials.watchPrincipal(principalOf(ctx), () => sse?.close()));
     // The client may have gone while the space was being attached: no 'close' event will come then.
@@ -511,6 +522,7 @@ export const spacesPaths: ZodOpenApiPathsObject = {
         '201': { description: 'Space created', headers: RateLimitHeaders.extend({ Location: z.string() }), ...json(SpaceSchema) },
         '400': problemResponse('Invalid config: every failing field by JSON pointer (code validation_failed)'),
         ...bodyProblems, ...authProblems, ...idempotencyProblems,
+        '409': problemResponse('The org\'s spaces or storage_bytes quota is reached (code quota_exceeded), or a request with this Idempotency-Key is in flight (code idempotency_in_flight)'),
       },
     },
     get: {
@@ -555,7 +567,10 @@ export const spacesPaths: ZodOpenApiPathsObject = {
   '/v1/spaces/{id}/snapshot': {
     get: {
       tags: ['State'], security: orgOrSession('spaces.read'), summary: 'The current compact snapshot, for catch-up (any role)', requestParams: { path: SpaceId },
-      responses: { '200': { description: 'Snapshot', ...json(SpaceSnapshotSchema) }, ...noSpace, ...roleProblems },
+      responses: {
+        '200': { description: 'Snapshot', ...json(SpaceSnapshotSchema) }, ...noSpace, ...roleProblems,
+        '409': problemResponse('An idle space must be loaded and the org has as many resident spaces as its live_spaces quota allows (code quota_exceeded)'),
+      },
     },
   },
   '/v1/spaces/{id}/deltas': {
@@ -569,7 +584,8 @@ export const spacesPaths: ZodOpenApiPathsObject = {
         ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
         '409': problemResponse(
           'Refused; `meta.currentVersion` is the space\'s version: conflict (a set_* path was written after fromVersion), stale_version (older than the retained history), ' +
-            'version_ahead, stale_epoch (the basis changed), space_locked, space_archived; fetch the snapshot and retry. Or idempotency_in_flight.',
+            'version_ahead, stale_epoch (the basis changed), space_locked, space_archived; fetch the snapshot and retry. Or idempotency_in_flight, or quota_exceeded ' +
+            '(an idle space must be loaded past the org\'s live_spaces quota). The org\'s deltas_per_minute quota answers 429 quota_exceeded.',
         ),
       },
     },
@@ -605,7 +621,7 @@ export const spacesPaths: ZodOpenApiPathsObject = {
       responses: {
         '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
         ...noSpace, ...roleProblems,
-        '409': problemResponse(archived),
+        '409': problemResponse(`${archived}; or quota_exceeded: the space must be loaded past the org's live_spaces quota`),
       },
     },
   },

@@ -1,7 +1,7 @@
 /**
  * The org's metered usage and its quotas (docs/tenancy.md): `GET /v1/usage?from=&to=&granularity=hour|day`.
  * Any org credential (API key or OAuth token) with a read scope; a space session token speaks for one
- * member of one space, not for the org, and is refused.
+ * member of one space, not for the org, and is refused like anywhere outside its space (authenticate).
  */
 import Router from '@koa/router';
 import type { Context } from 'koa';
@@ -10,7 +10,6 @@ import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import { QUOTA_NAMES, QUOTAS, USAGE_METRICS, type UsageMetric } from '../../model/tenancy.js';
 import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import type { UsageStore } from '../../store/usage.js';
-import { orgCredentialOf } from '../auth.js';
 import { Problem, validationProblem } from '../problem.js';
 import { authProblems, problemResponse, RateLimitHeaders } from '../schemas.js';
 import type { AppState, Principal } from '../types.js';
@@ -60,7 +59,6 @@ export const UsageReport = z
 function orgPrincipal(ctx: Context): Principal {
   const p = (ctx.state as AppState).principal;
   if (!p) throw new Problem(401, 'unauthorized', 'Unauthorized', 'credentials required');
-  orgCredentialOf(p, 'reading usage');
   if (!p.scopes.has('hqe.read') && !p.scopes.has('spaces.read')) {
     throw new Problem(403, 'insufficient_scope', 'Insufficient scope', 'reading usage needs the hqe.read or spaces.read scope', { meta: { required: 'hqe.read' } });
   }

@@ -223,6 +223,7 @@ function pathsAt(prefix: '/v1/hqe/webhooks' | '/v1/webhooks'): ZodOpenApiPathsOb
           ...bodyProblems,
           ...authProblems,
           ...idempotencyProblems,
+          '409': problemResponse('The org has as many webhooks as its webhooks quota allows (code quota_exceeded), or a request with this Idempotency-Key is in flight (code idempotency_in_flight)'),
         },
       },
       get: {
