@@ -395,6 +395,7 @@ export const hqePaths: ZodOpenApiPathsObject = {
       responses: {
         '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
         '404': problemResponse('No such session'), ...authProblems,
+        '409': problemResponse('The org has as many open streams as its streams quota allows (code quota_exceeded)'),
       },
     },
   },

@@ -621,7 +621,7 @@ export const spacesPaths: ZodOpenApiPathsObject = {
       responses: {
         '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
         ...noSpace, ...roleProblems,
-        '409': problemResponse(`${archived}; or quota_exceeded: the space must be loaded past the org's live_spaces quota`),
+        '409': problemResponse(`${archived}; or quota_exceeded: the org's streams quota is full, or the space must be loaded past its live_spaces quota`),
       },
     },
   },
