@@ -323,7 +323,7 @@ async function main(): Promise<void> {
   // Limits far above the load: this measures fan-out, not quotas (1000 subscribers of one org, 210 spaces in the join run).
   const env = {
     RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'], RESONANCE_SPACE_SYNC: spaceSync,
-    RESONANCE_QUOTA_SOCKETS: '1000000', RESONANCE_QUOTA_SOCKETS_PER_MEMBER: '1000000', RESONANCE_QUOTA_LIVE_SPACES: '100000', RESONANCE_QUOTA_DELTAS_PER_MINUTE: '100000000',
+    RESONANCE_WS_PROPOSALS_PER_SECOND: '100000', RESONANCE_QUOTA_SOCKETS: '1000000', RESONANCE_QUOTA_SOCKETS_PER_MEMBER: '1000000', RESONANCE_QUOTA_LIVE_SPACES: '100000', RESONANCE_QUOTA_DELTAS_PER_MINUTE: '100000000',
   };
   const runs = [];
   const probeDir = await mkdtemp(join(tmpdir(), 'resonance-probe-'));

@@ -127,7 +127,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     wsMaxFrameBytes: num(env.RESONANCE_WS_MAX_FRAME_BYTES, 64 * 1024),
     wsSlowBytes: num(env.RESONANCE_WS_SLOW_BYTES, 64 * 1024),
     wsBufferCapBytes: num(env.RESONANCE_WS_BUFFER_CAP_BYTES, 1024 * 1024),
-    wsProposalsPerSecond: num(env.RESONANCE_WS_PROPOSALS_PER_SECOND, 50),
+    wsProposalsPerSecond: num(env.RESONANCE_WS_PROPOSALS_PER_SECOND, 100),
     streamBufferBytes: num(env.RESONANCE_STREAM_BUFFER_BYTES, DEFAULT_STREAM_BUFFER_BYTES),
     streamSendTimeoutMs: num(env.RESONANCE_STREAM_SEND_TIMEOUT_MS, DEFAULT_SEND_TIMEOUT_MS),
     replayMaxDeltas: num(env.RESONANCE_REPLAY_MAX_DELTAS, DEFAULT_REPLAY_MAX_DELTAS),

@@ -101,9 +101,7 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     this.budget = options.budget;
     if (options.usage) {
       const usage = options.usage;
-      this.meterTimer = setInterval(() => {
-        for (const c of this.conns) this.meter(c, usage);
-      }, 1000);
+      this.meterTimer = setInterval(() => this.meterAll(usage), 1000);
       this.meterTimer.unref();
     }
     // A member with an open socket stays, whatever its token's expiry.
@@ -255,6 +253,26 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     usage.add(conn.claims.org, 'bytes_sent', u.bytes);
     usage.add(conn.claims.org, 'telemetry_frames', u.telemetryFrames);
     conn.unmetered = { bytes: 0, telemetryFrames: 0 };
+  }
+
+  /** Every connection's usage, summed per org first: one meter entry per org, not per socket, each second. */
+  private meterAll(usage: UsageMeter): void {
+    const byOrg = new Map<string, { bytes: number; telemetryFrames: number }>();
+    for (const c of this.conns) {
+      const u = c.unmetered;
+      if (u.bytes === 0 && u.telemetryFrames === 0) continue;
+      const sum = byOrg.get(c.claims.org);
+      if (sum) {
+        sum.bytes += u.bytes;
+        sum.telemetryFrames += u.telemetryFrames;
+      } else byOrg.set(c.claims.org, { ...u });
+      u.bytes = 0;
+      u.telemetryFrames = 0;
+    }
+    for (const [org, u] of byOrg) {
+      usage.add(org, 'bytes_sent', u.bytes);
+      usage.add(org, 'telemetry_frames', u.telemetryFrames);
+    }
   }
 
   private closed(conn: Connection, key: string): void {
