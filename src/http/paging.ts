@@ -5,7 +5,7 @@ import { validationProblem } from './problem.js';
 import { decodeCursor, PageSize } from './schemas.js';
 
 /** A query parameter given at most once: a repeated one is refused rather than one of its values picked. */
-function single(ctx: Context, name: string): string | undefined {
+export function single(ctx: Context, name: string): string | undefined {
   const value = ctx.query[name];
   if (Array.isArray(value)) throw validationProblem([{ pointer: `/${name}`, code: 'repeated', message: `${name} must be given at most once` }]);
   return value;

@@ -8,6 +8,7 @@
  * and a 429 carries Retry-After (the same delta) as well.
  */
 import type { Context, Next } from 'koa';
+import { FixedWindows } from '../sim/fixed-windows.js';
 import { Problem } from './problem.js';
 import type { AppState } from './types.js';
 
@@ -29,53 +30,23 @@ export interface RateLimiter {
   consume(key: string, units: number): Promise<RateDecision>;
 }
 
-interface Window {
-  start: number;
-  used: number;
-}
-
-/**
- * Fixed windows that start at a key's first charge (not at wall-clock boundaries, so keys do not all reset
- * in the same millisecond). The known cost of fixed windows: a client can spend up to twice the budget
- * across a window boundary; the budget is a fairness device here, not a hard capacity guarantee, and in
- * exchange the state is two numbers per key and Reset is exact.
- */
+/** Per-key windows of `limit` units each (sim/fixed-windows.ts): the budget is a fairness device, not a hard capacity guarantee. */
 export class MemoryRateLimiter implements RateLimiter {
-  private readonly windows = new Map<string, Window>();
+  private readonly windows: FixedWindows;
   private readonly windowMs: number;
-  private nextSweep = 0;
 
   constructor(
     private readonly limit: number,
     windowSeconds: number,
-    private readonly clock: () => number = Date.now,
+    clock: () => number = Date.now,
   ) {
     this.windowMs = windowSeconds * 1000;
+    this.windows = new FixedWindows(clock);
   }
 
   async consume(key: string, units: number): Promise<RateDecision> {
-    const t = this.clock();
-    this.sweep(t);
-    let w = this.windows.get(key);
-    if (!w || t >= w.start + this.windowMs) {
-      w = { start: t, used: 0 };
-      this.windows.set(key, w);
-    }
-    const allowed = w.used + units <= this.limit;
-    if (allowed) w.used += units;
-    return {
-      allowed,
-      limit: this.limit,
-      remaining: Math.max(0, this.limit - w.used),
-      resetSeconds: Math.max(1, Math.ceil((w.start + this.windowMs - t) / 1000)),
-    };
-  }
-
-  /** Drops ended windows at most once per window length, so memory follows active keys without a timer. */
-  private sweep(t: number): void {
-    if (t < this.nextSweep) return;
-    this.nextSweep = t + this.windowMs;
-    for (const [key, w] of this.windows) if (t >= w.start + this.windowMs) this.windows.delete(key);
+    const { allowed, used, resetSeconds } = this.windows.consume(key, units, this.limit, this.windowMs);
+    return { allowed, limit: this.limit, remaining: Math.max(0, this.limit - used), resetSeconds };
   }
 }
 

@@ -101,7 +101,7 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     this.budget = options.budget;
     if (options.usage) {
       const usage = options.usage;
-      this.meterTimer = setInterval(() => this.meterAll(usage), 1000);
+      this.meterTimer = setInterval(() => this.meter(this.conns, usage), 1000);
       this.meterTimer.unref();
     }
     // A member with an open socket stays, whatever its token's expiry.
@@ -247,18 +247,13 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     this.logger.debug({ spaceId: conn.spaceId, memberId: conn.memberId, encoding, ip: req.socket.remoteAddress }, 'realtime connected');
   }
 
-  /** Hand a connection's bytes and telemetry frames since the last call to the usage meter. */
-  private meter(conn: Connection, usage: UsageMeter): void {
-    const u = conn.unmetered;
-    usage.add(conn.claims.org, 'bytes_sent', u.bytes);
-    usage.add(conn.claims.org, 'telemetry_frames', u.telemetryFrames);
-    conn.unmetered = { bytes: 0, telemetryFrames: 0 };
-  }
-
-  /** Every connection's usage, summed per org first: one meter entry per org, not per socket, each second. */
-  private meterAll(usage: UsageMeter): void {
+  /**
+   * Hand the connections' bytes and telemetry frames since the last call to the usage meter, summed per
+   * org first: one meter entry per org, not per socket, each second (and once more as a socket closes).
+   */
+  private meter(conns: Iterable<Connection>, usage: UsageMeter): void {
     const byOrg = new Map<string, { bytes: number; telemetryFrames: number }>();
-    for (const c of this.conns) {
+    for (const c of conns) {
       const u = c.unmetered;
       if (u.bytes === 0 && u.telemetryFrames === 0) continue;
       const sum = byOrg.get(c.claims.org);
@@ -277,7 +272,7 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
 
   private closed(conn: Connection, key: string): void {
     conn.onClosed();
-    if (this.options.usage) this.meter(conn, this.options.usage);
+    if (this.options.usage) this.meter([conn], this.options.usage);
     this.conns.delete(conn);
     const set = this.members.get(key);
     set?.delete(conn);

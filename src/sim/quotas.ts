@@ -1,6 +1,7 @@
 /** Quota enforcement and usage metering (the catalogue is src/model/tenancy.ts; docs/tenancy.md). */
 import { QUOTAS, type QuotaName, type QuotaSpec, type UsageMetric } from '../model/tenancy.js';
 import type { UsageStore } from '../store/usage.js';
+import { FixedWindows } from './fixed-windows.js';
 
 /** A quota refused the request; the HTTP layer answers problem quota_exceeded, the realtime layer an error frame. */
 export class QuotaExceededError extends Error {
@@ -35,24 +36,21 @@ const HOUR_MS = 3_600_000;
 /** Overrides are re-read this often, so `orgs set-quota` takes effect on a running server within seconds. */
 const OVERRIDE_TTL_MS = 5_000;
 
-interface Window {
-  start: number;
-  used: number;
-}
-
 export class Quotas {
   private readonly overrides = new Map<string, { at: number; values: Partial<Record<QuotaName, number>> }>();
-  private readonly windows = new Map<string, Window>();
+  private readonly windows: FixedWindows;
+  private nextSweep = 0;
   /** Places held of in-process caps (acquire), by quota and key. */
   private readonly held = new Map<string, number>();
-  private nextSweep = 0;
 
   constructor(
     private readonly source: QuotaOverrides,
     /** Server-wide defaults (RESONANCE_QUOTA_*), falling back to the catalogue. */
     private readonly defaults: Partial<Record<QuotaName, number>> = {},
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    this.windows = new FixedWindows(clock);
+  }
 
   /** The org's limit for `name`. */
   async limit(orgId: string, name: QuotaName): Promise<number> {
@@ -61,6 +59,11 @@ export class Quotas {
     if (!cached || t - cached.at > OVERRIDE_TTL_MS) {
       cached = { at: t, values: await this.source.quotaOverrides(orgId) };
       this.overrides.set(orgId, cached);
+      // Entries of orgs gone quiet are dropped at most once a minute: the cache follows active orgs.
+      if (t >= this.nextSweep) {
+        this.nextSweep = t + 60_000;
+        for (const [org, o] of this.overrides) if (t - o.at > OVERRIDE_TTL_MS) this.overrides.delete(org);
+      }
     }
     return cached.values[name] ?? this.defaults[name] ?? QUOTAS[name].default;
   }
@@ -98,21 +101,8 @@ export class Quotas {
     const spec: QuotaSpec = QUOTAS[name];
     if (spec.kind !== 'rate' || units <= 0) return;
     const limit = await this.limit(orgId, name);
-    const t = this.clock();
-    const windowMs = (spec.windowSeconds ?? 60) * 1000;
-    this.sweep(t, windowMs);
-    const key = `${orgId}\u0000${name}`;
-    let w = this.windows.get(key);
-    if (!w || t >= w.start + windowMs) this.windows.set(key, (w = { start: t, used: 0 }));
-    if (w.used + units > limit) throw new QuotaExceededError(name, limit, w.used, Math.max(1, Math.ceil((w.start + windowMs - t) / 1000)));
-    w.used += units;
-  }
-
-  private sweep(t: number, windowMs: number): void {
-    if (t < this.nextSweep) return;
-    this.nextSweep = t + 60_000;
-    for (const [key, w] of this.windows) if (t >= w.start + Math.max(windowMs, HOUR_MS)) this.windows.delete(key);
-    for (const [org, o] of this.overrides) if (t - o.at > OVERRIDE_TTL_MS) this.overrides.delete(org);
+    const r = this.windows.consume(`${orgId}\u0000${name}`, units, limit, (spec.windowSeconds ?? 60) * 1000);
+    if (!r.allowed) throw new QuotaExceededError(name, limit, r.used, r.resetSeconds);
   }
 }
 

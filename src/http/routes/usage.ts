@@ -7,9 +7,11 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
+import { zodErrors } from '../../model/normalize.js';
 import { QUOTA_NAMES, QUOTAS, USAGE_METRICS, type UsageMetric } from '../../model/tenancy.js';
 import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import type { UsageStore } from '../../store/usage.js';
+import { single } from '../paging.js';
 import { Problem, validationProblem } from '../problem.js';
 import { authProblems, problemResponse, RateLimitHeaders } from '../schemas.js';
 import type { AppState, Principal } from '../types.js';
@@ -65,11 +67,11 @@ function orgPrincipal(ctx: Context): Principal {
   return p;
 }
 
-/** Query parameters as single strings: a repeated one is refused rather than one of them silently picked. */
+/** Every query parameter as one string (a repeated one is a 400); unknown ones reach the strict schema. */
 function singleQuery(ctx: Context): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(ctx.query)) {
-    if (Array.isArray(value)) throw validationProblem([{ pointer: `/${name}`, code: 'repeated', message: `${name} may be given once` }]);
+  for (const name of Object.keys(ctx.query)) {
+    const value = single(ctx, name);
     if (value !== undefined) out[name] = value;
   }
   return out;
@@ -84,7 +86,7 @@ export function usageRoutes(deps: UsageDeps): Router {
     const { orgId } = orgPrincipal(ctx);
     const parsed = UsageQuery.safeParse(singleQuery(ctx));
     if (!parsed.success) {
-      throw validationProblem(parsed.error.issues.map((i) => ({ pointer: `/${i.path.map(String).join('/')}`, code: i.code, message: i.message })));
+      throw validationProblem(zodErrors(parsed.error));
     }
     const { granularity } = parsed.data;
     const size = granularity === 'hour' ? HOUR_MS : DAY_MS;
