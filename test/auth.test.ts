@@ -17,7 +17,7 @@ import { clientsCommand, keysCommand } from '../src/cli/keys.js';
 import { authenticate, requireScope, seedBootstrapKey } from '../src/http/auth.js';
 import { configFromEnv } from '../src/http/config.js';
 import { notFound, problemMiddleware } from '../src/http/problem.js';
-import { chargeWork, MemoryRateLimiter, rateLimit, workUnits } from '../src/http/ratelimit.js';
+import { chargeWork, WindowRateLimiter, rateLimit, workUnits } from '../src/http/ratelimit.js';
 import { oauthRoutes } from '../src/http/routes/oauth.js';
 import { issueSessionToken, issueToken, verifyToken } from '../src/http/tokens.js';
 import { ALL_SCOPES, type AppState, type Scope } from '../src/http/types.js';
@@ -42,7 +42,7 @@ function buildApp(): Koa {
   app.use(bodyParser());
   app.use(oauthRoutes({ authStore: store, config }).routes());
   const api = new Router({ prefix: '/v1' });
-  api.use(authenticate({ authStore: store, config }), rateLimit(new MemoryRateLimiter(config.rateLimit, config.rateWindowSeconds)));
+  api.use(authenticate({ authStore: store, config }), rateLimit(new WindowRateLimiter(config.rateLimit, config.rateWindowSeconds)));
   api.get('/read', requireScope('hqe.read'), (ctx) => {
     const p = (ctx.state as AppState).principal!;
     ctx.body = { orgId: p.orgId, via: p.via, subject: p.subject, scopes: [...p.scopes] };
@@ -435,9 +435,9 @@ describe('rate limits', () => {
     expect(workUnits(0, 2 ** 24)).toBe(0);
   });
 
-  it('MemoryRateLimiter opens a fresh window when the old one ends and reports exact seconds to reset', async () => {
+  it('WindowRateLimiter opens a fresh window when the old one ends and reports exact seconds to reset', async () => {
     let t = 1_000_000;
-    const limiter = new MemoryRateLimiter(5, 10, () => t);
+    const limiter = new WindowRateLimiter(5, 10, () => t);
     expect(await limiter.consume('a', 5)).toEqual({ allowed: true, limit: 5, remaining: 0, resetSeconds: 10 });
     t += 2_500;
     expect(await limiter.consume('a', 1)).toEqual({ allowed: false, limit: 5, remaining: 0, resetSeconds: 8 });

@@ -12,9 +12,9 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_KEY, readSse, RecordingClient, sleep, startServer, type StatusRecord, type TestServer, waitFor } from './helpers/server.js';
+import { openStoreOf } from './helpers/stores.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -116,14 +116,14 @@ function expectConsecutive(snaps: Json[]): void {
   expect(bad, `snapshot steps break at index ${bad}: ${JSON.stringify(steps.slice(Math.max(0, bad - 3), bad + 3))}`).toBe(-1);
 }
 
-/** The stored checkpoint's step, read from the data directory's SQLite file (read-only, beside the server). */
-function checkpointStep(id: string): number | null {
-  const db = new Database(join(dataDir, 'resonance.db'), { readonly: true, fileMustExist: true });
+/** The stored checkpoint's step, read from the server's store (opened beside it). */
+async function checkpointStep(id: string): Promise<number | null> {
+  const store = await openStoreOf(dataDir);
   try {
-    const row = db.prepare('SELECT checkpoint FROM hqe_sessions WHERE id = ?').get(id) as { checkpoint: string | null } | undefined;
+    const row = await store.sessions.get(id);
     return row?.checkpoint ? ((JSON.parse(row.checkpoint) as { step: number }).step) : null;
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
@@ -180,8 +180,8 @@ describe('restart', () => {
     expect(t.status, t.text).toBe(201);
     steppedId = (t.json as Json).id as string;
     const checkpoint = await waitFor('checkpoints of the long sessions', async () => {
-      const step = checkpointStep(longId);
-      const other = checkpointStep(steppedId);
+      const step = await checkpointStep(longId);
+      const other = await checkpointStep(steppedId);
       return step !== null && step > 0 && other !== null && other > 0 ? step : undefined;
     }, 15_000, 200);
     // Let it run past the checkpoint so the restart has states to replay.
@@ -298,7 +298,7 @@ describe('restart', () => {
     expect(exit, `graceful stop\n${server!.logs().slice(-2000)}`).toEqual({ code: 0, signal: null });
     // The whole shutdown ran, to its last line (after the store is closed), not cut short by an early exit.
     expect(server!.logs()).toMatch(/"msg":"stopped"/);
-    const atShutdown = checkpointStep(longId);
+    const atShutdown = await checkpointStep(longId);
     expect(atShutdown).not.toBeNull();
     expect(atShutdown!).toBeGreaterThanOrEqual(before.step as number);
     const snapshotsAtShutdown = await (async () => {

@@ -7,6 +7,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Presence } from '../src/cluster/broker.js';
+import { MemoryBroker } from '../src/cluster/memory-broker.js';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { wrapPhase } from '../src/engine/types.js';
 import { normalize } from '../src/model/normalize.js';
@@ -27,14 +29,14 @@ interface Node {
 
 const running: Node[] = [];
 
-async function start(file: string, options: { idleEvictMs?: number; checkpointEveryMs?: number } = {}): Promise<Node> {
+async function start(file: string, options: { idleEvictMs?: number; checkpointEveryMs?: number; presence?: Presence } = {}): Promise<Node> {
   const db = openDb(file);
   const engine = new CpuEngine({ precision: 'f64', threads: 0 });
   const scheduler = new Scheduler({ engine, sessions: new SqliteSessionStore(db) });
   const events: Node['events'] = [];
   const hub = new SpaceHub({
     scheduler, store: new SqliteSpaceStore(db), maxBasis: 2048,
-    idleEvictMs: options.idleEvictMs ?? 60_000, checkpointEveryMs: options.checkpointEveryMs ?? 60_000,
+    idleEvictMs: options.idleEvictMs ?? 60_000, checkpointEveryMs: options.checkpointEveryMs ?? 60_000, presence: options.presence,
     onEvent: async (_org, name, data) => {
       events.push({ name, data });
     },
@@ -214,11 +216,11 @@ describe('SpaceHub', () => {
   });
 
   it('a member whose token expired leaves unless it is connected; a removed one cannot come back', async () => {
-    const node = await start(dbFile());
+    const broker = new MemoryBroker('test');
+    const node = await start(dbFile(), { presence: broker.presence });
     const { row } = await node.hub.create('org', demo());
     const member = (id: string, expiresAt: number) => ({ id, userId: 'key', orgId: 'org', role: 'writer' as const, displayName: null, expiresAt });
-    const connected = new Set(['online']);
-    node.hub.setConnectionProbe((_space, id) => connected.has(id));
+    await broker.presence.enter(row.id, 'online');
     await node.hub.join(row.id, member('stale', Date.now() - 1));
     await node.hub.join(row.id, member('online', Date.now() - 1));
     await node.hub.join(row.id, member('fresh', Date.now() + 60_000));

@@ -4,10 +4,9 @@
  * at creation, and stored only as hashes. Revoking a key or client takes effect on a running server at once
  * for new requests and within about a second for its open WebSockets and SSE streams (src/http/revocations.ts).
  */
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Db, openDb } from '../store/db.js';
-import { type ApiKeyRecord, type OAuthClientRecord, SqliteAuthStore } from '../store/auth.js';
+import type { ApiKeyRecord, AuthStore, OAuthClientRecord } from '../store/auth.js';
+import { openCliStore } from './store.js';
 import { ALL_SCOPES, type Scope } from '../http/types.js';
 import { exitCodeFor, UsageError } from './input.js';
 
@@ -68,12 +67,12 @@ const requireOrg = (p: Parsed): string => {
 /** --data, else RESONANCE_DATA, else ./data: the same directory `resonance serve` uses. */
 const dataDir = (p: Parsed): string => p.data ?? (process.env.RESONANCE_DATA || './data');
 
-async function withStore<T>(p: Parsed, fn: (store: SqliteAuthStore) => Promise<T>): Promise<T> {
-  const db: Db = openDb(join(dataDir(p), 'resonance.db'));
+async function withStore<T>(p: Parsed, fn: (store: AuthStore) => Promise<T>): Promise<T> {
+  const store = await openCliStore(dataDir(p));
   try {
-    return await fn(new SqliteAuthStore(db));
+    return await fn(store.auth);
   } finally {
-    db.close();
+    await store.close();
   }
 }
 

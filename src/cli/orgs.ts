@@ -1,14 +1,11 @@
 /**
- * `resonance orgs`: an org's quotas (docs/tenancy.md), in the data directory's SQLite file. A running
+ * `resonance orgs`: an org's quotas (docs/tenancy.md), in the server's store (cli/store.ts). A running
  * server reads overrides again within seconds, so no restart is needed.
  */
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isQuotaName, QUOTA_NAMES, QUOTAS } from '../model/tenancy.js';
-import { SqliteAuthStore } from '../store/auth.js';
-import { openDb } from '../store/db.js';
-import { SqliteUsageStore } from '../store/usage.js';
 import { exitCodeFor, UsageError } from './input.js';
+import { openCliStore } from './store.js';
 
 export const ORGS_USAGE = `usage:
   resonance orgs quotas ORG [--data DIR] [--json]          the org's quotas (default or override)
@@ -38,14 +35,14 @@ export async function orgsCommand(args: string[]): Promise<number> {
     }
     if (action !== 'quotas' && action !== 'set-quota') throw new UsageError(action ? `unknown orgs action "${action}"\n\n${ORGS_USAGE}` : ORGS_USAGE);
     if (!orgName?.trim()) throw new UsageError(`orgs ${action} needs the org name`);
-    const db = openDb(join(values.data ?? (process.env.RESONANCE_DATA || './data'), 'resonance.db'));
+    const store = await openCliStore(values.data ?? (process.env.RESONANCE_DATA || './data'));
     try {
-      const org = await new SqliteAuthStore(db).findOrg(orgName);
+      const org = await store.auth.findOrg(orgName);
       if (!org) {
         process.stderr.write(`resonance: no org named "${orgName}"\n`);
         return 1;
       }
-      const usage = new SqliteUsageStore(db);
+      const usage = store.usage;
       if (action === 'set-quota') {
         if (!name || !isQuotaName(name)) throw new UsageError(`unknown quota "${name ?? ''}" (known: ${QUOTA_NAMES.join(', ')})`);
         if (value === undefined) throw new UsageError('set-quota needs a VALUE (a non-negative number, or "default")');
@@ -65,7 +62,7 @@ export async function orgsCommand(args: string[]): Promise<number> {
       }
       return 0;
     } finally {
-      db.close();
+      await store.close();
     }
   } catch (err) {
     return exitCodeFor(err);

@@ -16,18 +16,22 @@ import type { Quotas, UsageMeter } from '../sim/quotas.js';
 import type { WebhookService } from '../webhooks/service.js';
 import { authenticate } from './auth.js';
 import type { ServerConfig } from './config.js';
+import type { CredentialCache } from './credential-cache.js';
 import { bodyParseProblem, bodyPreflight, bodyShape } from './body.js';
 import { docsHtml } from './docs.js';
 import type { Idempotency } from './idempotency.js';
-import { createMetrics, type StoreStats } from './metrics.js';
+import type { ClusterStore } from '../store/leases.js';
+import type { StoreKind, StoreStats } from '../store/store.js';
+import { createMetrics } from './metrics.js';
 import { openApiDocument, openApiYaml } from './openapi.js';
 import { Problem, problemMiddleware } from './problem.js';
 import { rateLimit, type RateLimiter } from './ratelimit.js';
 import { demoRoutes } from './routes/demo.js';
 import { hqeRoutes } from './routes/hqe.js';
 import { oauthRoutes } from './routes/oauth.js';
-import { opsRoutes } from './routes/ops.js';
-import { spacesRoutes } from './routes/spaces.js';
+import { type Connections, opsRoutes } from './routes/ops.js';
+import { clusterRoutes } from './routes/cluster.js';
+import { type SpaceStreams, spacesRoutes } from './routes/spaces.js';
 import { usageRoutes } from './routes/usage.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import type { CredentialWatch } from './revocations.js';
@@ -43,8 +47,12 @@ export interface AppDeps {
   idempotency: Idempotency;
   /** Ends open streams whose credential is revoked. */
   credentials: CredentialWatch;
+  /** What authenticate asks instead of authStore: store answers trusted for RESONANCE_AUTH_CACHE_MS. */
+  credentialCache: CredentialCache;
   webhooks: WebhookService;
   spaces: SpaceHub;
+  /** The spaces' live feeds, shared by WebSocket and SSE subscribers (the realtime server). */
+  spaceStreams: SpaceStreams;
   /** Per-org quotas and usage metering (docs/tenancy.md). */
   quotas: Quotas;
   usage: UsageMeter;
@@ -52,6 +60,14 @@ export interface AppDeps {
   /** Per-credential budget of requests and work (shared with the realtime server's proposals). */
   rateLimiter: RateLimiter;
   isReady: () => boolean;
+  /** This node's name (RESONANCE_NODE_ID; every response carries it in X-Resonance-Node). */
+  nodeId: () => string;
+  storeKind: StoreKind;
+  /** Whether the store and the broker answer (/healthz, /readyz). */
+  connections: () => Promise<Connections>;
+  /** Nodes and ownership leases (GET /v1/cluster). */
+  cluster: ClusterStore;
+  leaseTtlMs: number;
   /** Open WebSocket connections (the realtime server is attached to the HTTP server after the app). */
   realtimeConnections?: () => number;
   /** fsyncs of the store's WAL, failed ones, and WAL checkpoints. */
@@ -62,10 +78,17 @@ export interface AppDeps {
 async function requireJson(ctx: Context, next: Next): Promise<void> {
   // A body is chunked or has a non-zero Content-Length; an empty one is no body (routing decides, e.g. 405).
   const hasBody = ctx.get('Transfer-Encoding') !== '' || (ctx.request.length ?? 0) > 0;
-  if ((ctx.method === 'POST' || ctx.method === 'PATCH') && hasBody && !ctx.is('application/json')) {
+  // The usual header is exactly `application/json`: taken as it is, without parsing the media type.
+  const json = (type: string): boolean => type === 'application/json' || Boolean(ctx.is('application/json'));
+  if ((ctx.method === 'POST' || ctx.method === 'PATCH') && hasBody && !json(ctx.get('Content-Type'))) {
     throw new Problem(415, 'unsupported_media_type', 'Unsupported media type', 'send the body as application/json');
   }
   await next();
+}
+
+/** `middleware` for the requests outside /v1 only. */
+function outsideV1<C extends Context>(middleware: (ctx: C, next: Next) => unknown): (ctx: C, next: Next) => unknown {
+  return (ctx, next) => (ctx.path.startsWith('/v1/') ? next() : middleware(ctx, next));
 }
 
 export function createApp(deps: AppDeps): Koa<AppState> {
@@ -93,6 +116,8 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     const requestId = randomUUID();
     (ctx.state as AppState).requestId = requestId;
     ctx.set('X-Request-Id', requestId);
+    // Which node answered: behind a load balancer, the one to look at in its logs.
+    ctx.set('X-Resonance-Node', deps.nodeId());
     const started = performance.now();
     await next();
     logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
@@ -117,27 +142,31 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   app.use(bodyShape);
 
   const ops = opsRoutes({
-    health: () => ({ ...scheduler.engineInfo, store: 'sqlite' }),
+    health: () => ({ ...scheduler.engineInfo, store: deps.storeKind, node: deps.nodeId() }),
+    connections: deps.connections,
     ready: deps.isReady,
     registry: metrics.registry,
     openApiYaml,
     docsHtml: () => docsHtml(openApiDocument()),
     metrics: { token: config.metricsToken, listenHost: config.host },
   });
-  app.use(ops.routes()).use(ops.allowedMethods());
   const oauth = oauthRoutes({ authStore: deps.authStore, config });
-  app.use(oauth.routes()).use(oauth.allowedMethods());
-  app.use(demoRoutes().routes()); // the demo pages at /demo (no credentials; web/, docs/web.md)
+  // The routes outside /v1: ops, OAuth and the demo pages at /demo (no credentials; web/, docs/web.md). A /v1
+  // request skips them: each router matches every request against all its routes (and parses Host) first.
+  app.use(outsideV1(ops.routes())).use(outsideV1(ops.allowedMethods()));
+  app.use(outsideV1(oauth.routes())).use(outsideV1(oauth.allowedMethods()));
+  app.use(outsideV1(demoRoutes().routes()));
 
   const api = [
     hqeRoutes({ config, scheduler, sessions: deps.sessions, idempotent: deps.idempotency.middleware, credentials: deps.credentials, quotas: deps.quotas, usage: deps.usage }),
     webhookRoutes({ webhooks: deps.webhooks, idempotent: deps.idempotency.middleware }),
     // The spaces contract's path for the same registrations (hqe.* or spaces.* scopes).
     webhookRoutes({ webhooks: deps.webhooks, prefix: '/v1/webhooks', idempotent: deps.idempotency.middleware }),
-    spacesRoutes({ config, hub: deps.spaces, idempotent: deps.idempotency.middleware, credentials: deps.credentials, usage: deps.usage, quotas: deps.quotas }),
+    spacesRoutes({ config, hub: deps.spaces, idempotent: deps.idempotency.middleware, credentials: deps.credentials, usage: deps.usage, quotas: deps.quotas, streams: deps.spaceStreams }),
     usageRoutes({ usage: deps.usage, usageStore: deps.usageStore, quotas: deps.quotas }),
+    clusterRoutes({ cluster: deps.cluster, nodeId: deps.nodeId, leaseTtlMs: deps.leaseTtlMs }),
   ];
-  const auth = authenticate({ authStore: deps.authStore, config });
+  const auth = authenticate({ authStore: deps.credentialCache, config });
   const limiter = rateLimit(deps.rateLimiter);
   app.use(async (ctx: Context, next: Next) => {
     if (!ctx.path.startsWith('/v1/')) return next();

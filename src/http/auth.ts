@@ -10,17 +10,20 @@
  *
  * Access and session tokens are JWTs, valid by signature alone; revocation is stored (and written by the CLI,
  * another process), so every request also checks the token's credential by id: the OAuth client of an access
- * token, the API key or OAuth client that minted a session token. One point query per request.
+ * token, the API key or OAuth client that minted a session token. The server asks through a CredentialCache
+ * (credential-cache.ts): one point query per credential per RESONANCE_AUTH_CACHE_MS at most, not per request.
  */
 import type { Context, Next } from 'koa';
 import type { ApiKeyRecord, AuthStore, CredentialRef } from '../store/auth.js';
 import type { ServerConfig } from './config.js';
+import type { CredentialLookups } from './credential-cache.js';
 import { Problem } from './problem.js';
 import { type SessionClaims, verifySessionToken, verifyToken } from './tokens.js';
 import { ALL_SCOPES, type AppState, type Principal, type Scope } from './types.js';
 
 export interface AuthDeps {
-  authStore: AuthStore;
+  /** The store, or a CredentialCache in front of it (the server's). */
+  authStore: CredentialLookups;
   config: Pick<ServerConfig, 'jwtSecret'>;
 }
 
@@ -48,7 +51,7 @@ const keyPrincipal = (key: ApiKeyRecord): Principal => ({
   credential: { kind: 'api_key', id: key.id },
 });
 
-async function fromApiKey(store: AuthStore, key: string): Promise<Principal> {
+async function fromApiKey(store: CredentialLookups, key: string): Promise<Principal> {
   const record = key.length <= MAX_CREDENTIAL_LENGTH ? await store.verifyApiKey(key) : null;
   if (!record) throw invalidCredentials(`ApiKey ${REALM}`);
   return keyPrincipal(record);
@@ -69,12 +72,12 @@ const sessionPrincipal = (c: SessionClaims): Principal => ({
 });
 
 /** A token whose credential was revoked (or deleted) is refused like a forged one. */
-async function active(store: AuthStore, principal: Principal): Promise<Principal> {
+async function active(store: CredentialLookups, principal: Principal): Promise<Principal> {
   if (principal.credential && !(await store.isActive(principal.credential))) throw invalidToken();
   return principal;
 }
 
-async function fromBearer(store: AuthStore, secret: Uint8Array, token: string): Promise<Principal> {
+async function fromBearer(store: CredentialLookups, secret: Uint8Array, token: string): Promise<Principal> {
   const usable = token && token.length <= 8 * MAX_CREDENTIAL_LENGTH;
   const claims = usable ? await verifyToken(secret, token) : null;
   if (claims) {
@@ -89,7 +92,7 @@ async function fromBearer(store: AuthStore, secret: Uint8Array, token: string): 
 /** `?token=` is read only where EventSource needs it, and only as a session token. */
 const QUERY_TOKEN_PATH = /^\/v1\/spaces\/[^/]+\/telemetry$/;
 
-async function fromQueryToken(store: AuthStore, secret: Uint8Array, token: string): Promise<Principal> {
+async function fromQueryToken(store: CredentialLookups, secret: Uint8Array, token: string): Promise<Principal> {
   const session = token && token.length <= 8 * MAX_CREDENTIAL_LENGTH ? await verifySessionToken(secret, token) : null;
   if (!session) throw invalidToken();
   return active(store, sessionPrincipal(session));

@@ -5,18 +5,34 @@ import { QUOTA_NAMES, type QuotaName } from '../model/tenancy.js';
 import { DEFAULT_REPLAY_MAX_BYTES, DEFAULT_REPLAY_MAX_DELTAS } from '../sim/spaces.js';
 import type { RealtimeSync } from '../store/spaces.js';
 import { parseWebhookPorts } from '../webhooks/targets.js';
+import { DEFAULT_AUTH_CACHE_MS } from './credential-cache.js';
 import { DEFAULT_SEND_TIMEOUT_MS, DEFAULT_STREAM_BUFFER_BYTES } from './sse.js';
 
 export interface ServerConfig {
   host: string;
   port: number;
   dataDir: string;
+  /** Postgres instead of the SQLite file under dataDir (RESONANCE_DATABASE_URL; docs/scaling.md). */
+  databaseUrl?: string;
+  /** Makes the process a cluster node: Redis carries what the nodes share (RESONANCE_REDIS_URL; docs/scaling.md). */
+  redisUrl?: string;
+  /** Starts every Redis key and channel of this deployment (RESONANCE_REDIS_PREFIX). */
+  redisPrefix: string;
+  /** This node's name (RESONANCE_NODE_ID); default host:port as listening (the machine's name for a wildcard host). */
+  nodeId?: string;
+  /** How long an owner's lease on a space or HQE session outlives its last renewal: the longest failover wait (ms). */
+  leaseTtlMs: number;
   backend: BackendChoice;
   /** A dev API key created at start-up for org "dev" (never logged). */
   bootstrapKey?: string;
   /** HS256 key of access and session tokens; random per process when unset (tokens then die with it). */
   jwtSecret: Uint8Array;
   tokenTtlSeconds: number;
+  /**
+   * How long (ms) a credential the store found active is trusted without asking again (credential-cache.ts):
+   * the most a revocation written by another process takes to reach this one. 0: ask on every request.
+   */
+  authCacheMs: number;
   maxBodyBytes: number;
   maxBasis: number;
   /** Largest steps x k^2 one /v1/hqe/run may ask for (work budget of a synchronous request). */
@@ -90,6 +106,15 @@ const num = (v: string | undefined, fallback: number): number => {
   return n;
 };
 
+/** The variable `name` of `env` as a number >= 0, `fallback` when unset; anything else is an error naming it. */
+function nonNegative(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number (got "${v}")`);
+  return n;
+}
+
 /** The variable `name` of `env` when it is one of `allowed`, `fallback` when unset; anything else is an error naming it. */
 function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[], fallback: T): T {
   const v = env[name];
@@ -100,16 +125,46 @@ function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: 
   return v as T;
 }
 
+/** A postgres:// URL, checked at start so that a typo is named rather than met as a connection error. */
+function databaseUrl(v: string): string {
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    throw new Error('RESONANCE_DATABASE_URL must be a postgres:// URL');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw new Error(`RESONANCE_DATABASE_URL must be a postgres:// URL (got ${url.protocol}//…)`);
+  return v;
+}
+
+function redisUrl(v: string): string {
+  const ok = URL.canParse(v) && ['redis:', 'rediss:'].includes(new URL(v).protocol);
+  if (!ok) throw new Error('RESONANCE_REDIS_URL must be a redis:// or rediss:// URL');
+  return v;
+}
+
+/** Shown in headers and logs and used in Redis channel names: printable, no spaces, bounded. */
+function nodeId(v: string): string {
+  if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(v)) throw new Error(`RESONANCE_NODE_ID must be 1-128 characters of A-Z a-z 0-9 . _ : @ - (got "${v}")`);
+  return v;
+}
+
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<ServerConfig> = {}): ServerConfig {
   const backend = oneOf<BackendChoice>(env, 'RESONANCE_BACKEND', ['auto', 'cpu', 'webgpu'], 'auto');
   return {
     host: env.RESONANCE_HOST ?? '127.0.0.1',
     port: num(env.RESONANCE_PORT ?? env.PORT, 8080),
     dataDir: env.RESONANCE_DATA ?? './data',
+    ...(env.RESONANCE_DATABASE_URL ? { databaseUrl: databaseUrl(env.RESONANCE_DATABASE_URL) } : {}),
+    ...(env.RESONANCE_REDIS_URL ? { redisUrl: redisUrl(env.RESONANCE_REDIS_URL) } : {}),
+    redisPrefix: env.RESONANCE_REDIS_PREFIX || 'resonance:',
+    ...(env.RESONANCE_NODE_ID ? { nodeId: nodeId(env.RESONANCE_NODE_ID) } : {}),
+    leaseTtlMs: num(env.RESONANCE_LEASE_TTL_MS, 5000),
     backend,
     bootstrapKey: env.RESONANCE_BOOTSTRAP_KEY || undefined,
     jwtSecret: env.RESONANCE_JWT_SECRET ? new TextEncoder().encode(env.RESONANCE_JWT_SECRET) : randomBytes(32),
     tokenTtlSeconds: num(env.RESONANCE_TOKEN_TTL, 3600),
+    authCacheMs: nonNegative(env, 'RESONANCE_AUTH_CACHE_MS', DEFAULT_AUTH_CACHE_MS),
     maxBodyBytes: num(env.RESONANCE_MAX_BODY_BYTES, 1 << 20),
     maxBasis: num(env.RESONANCE_MAX_BASIS, 2048),
     maxRunWork: num(env.RESONANCE_MAX_RUN_WORK, 2 ** 32),

@@ -11,7 +11,7 @@
  * boot id was left by a process that died mid-request; it is released (at start, and whenever it is met)
  * and the retry runs. So after a restart a key is either done (replayed) or free, never stuck.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { IdempotencyStore } from '../store/idempotency.js';
 import { Problem } from './problem.js';
@@ -31,13 +31,16 @@ export const idempotencySubject = (p: Principal): string => p.session?.memberId 
 export type RouteMiddleware = (ctx: Context, next: Next) => Promise<void>;
 
 export class Idempotency {
-  /** This process's claims carry it; any other in-flight claim is a dead process's. */
-  readonly bootId = randomUUID();
   private timer: NodeJS.Timeout | null = null;
   private purging: Promise<void> | null = null;
 
   constructor(
     private readonly store: IdempotencyStore,
+    /**
+     * This run of the process: its claims carry it. Another boot id's in-flight claim is a dead process's
+     * (one process), or a node's that no longer beats (a cluster: the store checks its heartbeat).
+     */
+    readonly bootId: string,
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 

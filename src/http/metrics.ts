@@ -1,6 +1,7 @@
 /** Prometheus metrics of one server: HTTP traffic, engine throughput, residency and queue depths. */
 import type { Context, Next } from 'koa';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { StoreStats } from '../store/store.js';
 
 export interface MetricSources {
   simSteps: () => number;
@@ -13,14 +14,6 @@ export interface MetricSources {
   storeStats: () => StoreStats;
   /** Usage metered by this process since it started, per org and metric (docs/tenancy.md). */
   usage: () => Array<{ orgId: string; metric: string; value: number }>;
-}
-
-export interface StoreStats {
-  syncs: number;
-  failures: number;
-  checkpoints: number;
-  /** Checkpoints that truncated an idle WAL file to zero bytes. */
-  truncations: number;
 }
 
 export function createMetrics(sources: MetricSources): { registry: Registry; middleware: (ctx: Context, next: Next) => Promise<void> } {

@@ -5,11 +5,12 @@ import { hqePaths } from './routes/hqe.js';
 import { oauthPaths } from './routes/oauth.js';
 import { opsPaths } from './routes/ops.js';
 import { spacesComponents, spacesPaths } from './routes/spaces.js';
+import { clusterPaths } from './routes/cluster.js';
 import { usagePaths } from './routes/usage.js';
 import { webhookEventPaths, webhookPaths } from './routes/webhooks.js';
 
 export function openApiDocument(): ReturnType<typeof createDocument> {
-  const paths: ZodOpenApiPathsObject = { ...hqePaths, ...spacesPaths, ...webhookPaths, ...usagePaths, ...oauthPaths, ...opsPaths };
+  const paths: ZodOpenApiPathsObject = { ...hqePaths, ...spacesPaths, ...webhookPaths, ...usagePaths, ...clusterPaths, ...oauthPaths, ...opsPaths };
   return createDocument({
     openapi: '3.1.0',
     info: {
@@ -24,7 +25,7 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
     },
     servers: [{ url: '/' }],
     tags: [
-      { name: 'HQE' }, { name: 'Spaces' }, { name: 'Sessions' }, { name: 'State' }, { name: 'Telemetry' }, { name: 'Webhooks' }, { name: 'Usage' }, { name: 'Auth' }, { name: 'Ops' },
+      { name: 'HQE' }, { name: 'Spaces' }, { name: 'Sessions' }, { name: 'State' }, { name: 'Telemetry' }, { name: 'Webhooks' }, { name: 'Usage' }, { name: 'Cluster' }, { name: 'Auth' }, { name: 'Ops' },
     ],
     security: [{ ApiKeyAuth: [] }, { OAuth2CC: ['hqe.read', 'hqe.write'] }],
     components: {

@@ -5,6 +5,7 @@
 import type { Context, Next } from 'koa';
 import { capFieldErrors, type FieldError } from '../model/normalize.js';
 import { QuotaExceededError } from '../sim/quotas.js';
+import { isUnavailable } from '../store/unavailable.js';
 
 export const PROBLEM_TYPE_BASE = '/problems/';
 
@@ -72,6 +73,10 @@ export function quotaProblem(err: QuotaExceededError): Problem {
   });
 }
 
+/** The store or the broker cannot be reached now; the node reconnects by itself. */
+export const unavailableProblem = (): Problem =>
+  new Problem(503, 'service_unavailable', 'Service unavailable', 'a service this server depends on cannot be reached; retry shortly', { headers: { 'Retry-After': '1' } });
+
 /** Outermost error boundary: a Problem (or a client error from Koa) becomes problem+json; anything else a 500 that is logged. */
 export function problemMiddleware(log: (err: unknown, ctx: Context) => void) {
   return async (ctx: Context, next: Next): Promise<void> => {
@@ -80,7 +85,11 @@ export function problemMiddleware(log: (err: unknown, ctx: Context) => void) {
       if (ctx.status === 404 && ctx.body === undefined) throw new Problem(404, 'not_found', 'Not found', `no route for ${ctx.method} ${ctx.path}`);
       if (ctx.status === 405 && ctx.body === undefined) throw new Problem(405, 'method_not_allowed', 'Method not allowed', `${ctx.method} is not allowed on ${ctx.path}`);
     } catch (err) {
-      const problem = err instanceof Problem ? err : err instanceof QuotaExceededError ? quotaProblem(err) : fromHttpError(err as object);
+      const problem =
+        err instanceof Problem ? err
+        : err instanceof QuotaExceededError ? quotaProblem(err)
+        : isUnavailable(err) ? unavailableProblem()
+        : fromHttpError(err as object);
       if (!problem) log(err, ctx);
       const p = problem ?? new Problem(500, 'internal', 'Internal error', 'the server failed; the request id identifies it in the logs');
       ctx.status = p.status;

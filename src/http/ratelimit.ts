@@ -8,7 +8,7 @@
  * and a 429 carries Retry-After (the same delta) as well.
  */
 import type { Context, Next } from 'koa';
-import { FixedWindows } from '../sim/fixed-windows.js';
+import { FixedWindows, type WindowCounter } from '../cluster/fixed-windows.js';
 import { Problem } from './problem.js';
 import type { AppState } from './types.js';
 
@@ -30,22 +30,24 @@ export interface RateLimiter {
   consume(key: string, units: number): Promise<RateDecision>;
 }
 
-/** Per-key windows of `limit` units each (sim/fixed-windows.ts): the budget is a fairness device, not a hard capacity guarantee. */
-export class MemoryRateLimiter implements RateLimiter {
-  private readonly windows: FixedWindows;
+/** Per-key windows of `limit` units each (cluster/fixed-windows.ts): the budget is a fairness device, not a hard capacity guarantee. */
+export class WindowRateLimiter implements RateLimiter {
+  private readonly windows: WindowCounter;
   private readonly windowMs: number;
 
+  /** `windows`: this process's counters, or the cluster's (Redis) so that every node charges one budget. */
   constructor(
     private readonly limit: number,
     windowSeconds: number,
     clock: () => number = Date.now,
+    windows?: WindowCounter,
   ) {
     this.windowMs = windowSeconds * 1000;
-    this.windows = new FixedWindows(clock);
+    this.windows = windows ?? new FixedWindows(clock);
   }
 
   async consume(key: string, units: number): Promise<RateDecision> {
-    const { allowed, used, resetSeconds } = this.windows.consume(key, units, this.limit, this.windowMs);
+    const { allowed, used, resetSeconds } = await this.windows.consume(`rate:${key}`, units, this.limit, this.windowMs);
     return { allowed, limit: this.limit, remaining: Math.max(0, this.limit - used), resetSeconds };
   }
 }

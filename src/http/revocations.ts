@@ -4,16 +4,23 @@
  * into the same SQLite file) or a space member removed must still end it. CredentialWatch keeps, per
  * credential, the callbacks of the connections standing on it, and once a second asks the store about each
  * watched credential (a point query by id each: no scan, however many keys exist) and runs the callbacks of
- * those revoked. New requests do not wait for the sweep: authenticate checks the credential on every request.
+ * those revoked. New requests do not wait for the sweep: authenticate checks the credential on every request,
+ * through the CredentialCache, which trusts an answer for at most RESONANCE_AUTH_CACHE_MS (default 1 s). A
+ * revocation seen here (by the sweep, or revoked() when this process revoked) also drops the credential
+ * from that cache at once.
  */
 import type { AuthStore, CredentialRef } from '../store/auth.js';
+import type { CredentialCache } from './credential-cache.js';
 import type { Principal } from './types.js';
 
 /** What can be revoked under an open connection: the API key or OAuth client, or a session token's member. */
 export type Watched = CredentialRef | { kind: 'member'; spaceId: string; memberId: string };
 
 export interface CredentialWatchDeps {
+  /** The store itself, never a cache: the sweep is how a revocation written elsewhere is seen. */
   authStore: Pick<AuthStore, 'isActive'>;
+  /** Forgets a revoked credential at once (the authentication path's CredentialCache). */
+  cache?: Pick<CredentialCache, 'invalidate'>;
   /** True once the member was removed from the space (its session token is refused from then on). */
   memberRemoved: (spaceId: string, memberId: string) => Promise<boolean>;
   /** Sweep period; default REVOCATION_SWEEP_MS. */
@@ -82,6 +89,18 @@ export class CredentialWatch {
     };
   }
 
+  /**
+   * This process revoked `credential` (its store write is done): new requests are refused from now on and
+   * the connections standing on it end now, not at the next sweep.
+   */
+  revoked(credential: CredentialRef): void {
+    this.deps.cache?.invalidate(credential.id);
+    const entry = this.watched.get(keyOf(credential));
+    if (!entry) return;
+    this.watched.delete(keyOf(credential));
+    this.fire(entry.callbacks);
+  }
+
   /** One pass over the watched credentials; runs the callbacks of the revoked ones (one pass at a time). */
   sweep(): Promise<void> {
     // Cleared by .finally, which runs after the assignment even when the pass finishes synchronously.
@@ -100,14 +119,20 @@ export class CredentialWatch {
         this.deps.onError?.(err);
         continue;
       }
-      if (!revoked || this.watched.get(key) !== entry) continue;
+      if (!revoked) continue;
+      if (entry.target.kind !== 'member') this.deps.cache?.invalidate(entry.target.id);
+      if (this.watched.get(key) !== entry) continue;
       this.watched.delete(key);
-      for (const callback of entry.callbacks) {
-        try {
-          callback();
-        } catch (err) {
-          this.deps.onError?.(err);
-        }
+      this.fire(entry.callbacks);
+    }
+  }
+
+  private fire(callbacks: Iterable<() => void>): void {
+    for (const callback of callbacks) {
+      try {
+        callback();
+      } catch (err) {
+        this.deps.onError?.(err);
       }
     }
   }

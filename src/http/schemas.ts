@@ -44,6 +44,9 @@ export const authProblems = {
   '401': problemResponse('Missing, invalid or expired credentials'),
   '403': problemResponse('The credentials lack the scope this operation needs'),
   '429': problemResponse('Rate limited; see Retry-After'),
+  '503': problemResponse(
+    'service_unavailable: the store or the broker cannot be reached now; owner_unreachable / owner_changed: the node that owns the space or session did not answer, or it is changing hands. Retry after Retry-After',
+  ),
 };
 
 const metric = () => z.number().nullable().meta({ description: 'In [0, 1]; null only for a non-finite value of a failed state.' });

@@ -31,9 +31,20 @@ export interface SseOptions {
   onWrite?: (bytes: number) => void;
 }
 
+/** One event as written on the stream: `id` (when given), `event`, one `data` line per line of `data`, a blank line. */
+export function sseEvent(event: string, data: string, id?: string | number): string {
+  let frame = '';
+  if (id !== undefined) frame += `id: ${id}\n`;
+  frame += `event: ${event}\n`;
+  for (const line of data.split('\n')) frame += `data: ${line}\n`;
+  return frame + '\n';
+}
+
 export interface SseStream {
   /** Queue one event. False when the stream is closed, or was just ended because the client is past its buffer. */
   send(event: string, data: string, id?: string | number): boolean;
+  /** Queue one event made by sseEvent() (made once, it may go to many streams); as send(). */
+  sendEvent(text: string): boolean;
   close(): void;
   readonly closed: boolean;
   /** True when the server ended the stream because the client did not keep up. */
@@ -124,12 +135,9 @@ export function openSse(ctx: Context, options: SseOptions): SseStream {
   return {
     send(event, data, id) {
       if (closed) return false;
-      let frame = '';
-      if (id !== undefined) frame += `id: ${id}\n`;
-      frame += `event: ${event}\n`;
-      for (const line of data.split('\n')) frame += `data: ${line}\n`;
-      return write(frame + '\n');
+      return write(sseEvent(event, data, id));
     },
+    sendEvent: write,
     close,
     get closed() {
       return closed;

@@ -96,8 +96,9 @@ export function screenNumberArrays(input: unknown, fields: readonly NumberArrayF
     const lo = element.minValue ?? -Infinity;
     const hi = element.maxValue ?? Infinity;
     const exact = element.isInt ? Number.isSafeInteger : Number.isFinite;
-    const issues = new Map<number, Array<{ code: string; message: string }>>();
-    const found = new ElementErrors(toPointer(path));
+    // Made at the first element that is not plainly accepted: most arrays have none.
+    let issues: Map<number, Array<{ code: string; message: string }>> | undefined;
+    let found: ElementErrors | undefined;
     let refused: Uint8Array | null = null;
     let standIn: unknown;
     for (let i = 0; i < values.length; i++) {
@@ -108,6 +109,7 @@ export function screenNumberArrays(input: unknown, fields: readonly NumberArrayF
         continue;
       }
       const key = valueClass(v, lo, hi);
+      issues ??= new Map();
       let its = issues.get(key);
       if (!its) {
         const r = element.safeParse(v);
@@ -118,10 +120,11 @@ export function screenNumberArrays(input: unknown, fields: readonly NumberArrayF
         standIn ??= v;
         continue;
       }
+      found ??= new ElementErrors(toPointer(path));
       for (const issue of its) found.add(i, issue.code, () => issue.message, issue.message);
       (refused ??= new Uint8Array(values.length))[i] = 1;
     }
-    if (!refused) continue;
+    if (!refused || !found) continue;
     standIn ??= [lo, hi, 0, 1, 2].find((c) => element.safeParse(c).success);
     // No value to stand in (a schema no such candidate passes): zod reports this array itself.
     if (standIn === undefined) continue;
@@ -191,6 +194,9 @@ function summary(at: string, code: string, label: string, values: number[]): Fie
   return { pointer: at, code, message: `${label}: ${listed.join(', ')}${more > 0 ? ` and ${more} more` : ''}`, values: listed };
 }
 
+/** Up to this many primes, basisErrors finds repeats by comparing pairs (at most 496 comparisons). */
+const SMALL_BASIS = 32;
+
 /**
  * Composites and duplicates: one summary entry per kind listing the values (the first MAX_FIELD_ERRORS of
  * them), then each at its own pointer (past MAX_FIELD_ERRORS, counted: ElementErrors). Values the schema
@@ -198,16 +204,30 @@ function summary(at: string, code: string, label: string, values: number[]): Fie
  */
 export function basisErrors(primes: unknown[], at = '/primes'): FieldError[] {
   const candidate = (p: unknown): p is number => typeof p === 'number' && Number.isInteger(p) && p >= 2 && p <= MAX_PRIME;
-  // Values that occur more than once, found by a numeric sort: only they need a map, so a body of distinct
-  // values costs one primality test each. The map holds a repeated value's first index when it is prime,
-  // -1 when it is composite, null until it is met.
-  const sorted = new Float64Array(primes.length);
-  let n = 0;
-  for (const p of primes) if (candidate(p)) sorted[n++] = p;
-  sorted.subarray(0, n).sort();
+  // Values that occur more than once, found by a numeric sort (a small basis, the usual request, by
+  // comparing pairs: no sort, no copy): only they need a map, so a body of distinct values costs one
+  // primality test each. The map holds a repeated value's first index when it is prime, -1 when it is
+  // composite, null until it is met.
   const repeated = new Map<number, number | null>();
-  for (let i = 1; i < n; i++) if (sorted[i] === sorted[i - 1]) repeated.set(sorted[i]!, null);
-  const found = new ElementErrors(at);
+  if (primes.length <= SMALL_BASIS) {
+    for (let i = 1; i < primes.length; i++) {
+      const p = primes[i];
+      if (!candidate(p)) continue;
+      for (let j = 0; j < i; j++) {
+        if (primes[j] === p) {
+          repeated.set(p, null);
+          break;
+        }
+      }
+    }
+  } else {
+    const sorted = new Float64Array(primes.length);
+    let n = 0;
+    for (const p of primes) if (candidate(p)) sorted[n++] = p;
+    sorted.subarray(0, n).sort();
+    for (let i = 1; i < n; i++) if (sorted[i] === sorted[i - 1]) repeated.set(sorted[i]!, null);
+  }
+  let found: ElementErrors | undefined;
   const composites: number[] = [];
   const duplicates: number[] = [];
   for (let i = 0; i < primes.length; i++) {
@@ -222,16 +242,16 @@ export function basisErrors(primes: unknown[], at = '/primes'): FieldError[] {
     }
     if (first < 0) {
       composites.push(p);
-      found.add(i, 'not_prime', () => `${p} is not prime`, 'not prime');
+      (found ??= new ElementErrors(at)).add(i, 'not_prime', () => `${p} is not prime`, 'not prime');
     } else {
       duplicates.push(p);
-      found.add(i, 'duplicate_prime', () => `${p} repeats ${at}/${first}`, 'repeats');
+      (found ??= new ElementErrors(at)).add(i, 'duplicate_prime', () => `${p} repeats ${at}/${first}`, 'repeats');
     }
   }
   const summaries: FieldError[] = [];
   if (composites.length > 0) summaries.push(summary(at, 'not_prime', 'not prime', composites));
   if (duplicates.length > 0) summaries.push(summary(at, 'duplicate_prime', 'duplicates', duplicates));
-  return [...summaries, ...found.errors()];
+  return found ? [...summaries, ...found.errors()] : summaries;
 }
 
 const HQE_NUMBER_ARRAYS: readonly NumberArrayField[] = [
@@ -291,38 +311,76 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Norma
     order.sort((a, b) => cfg.primes[a]! - cfg.primes[b]!);
     warnings.push('primes were not in ascending order; sorted (per-prime arrays reordered with them)');
   }
-  const permute = (values: number[] | undefined, missing: number): number[] | undefined =>
-    values && order.map((i) => values[i] ?? missing);
+  const permute = (values: number[], missing: number): number[] => order.map((i) => plainNumber(values[i] ?? missing));
 
-  const mixer = { ...cfg.mixer, gammaMax: cfg.mixer.gammaMax ?? Math.max(1, cfg.mixer.gamma0) };
-  if (mixer.gammaMax < mixer.gamma0) {
-    warnings.push(`mixer.gamma0 ${mixer.gamma0} is above mixer.gammaMax ${mixer.gammaMax}; coupling starts at gammaMax`);
+  const gammaMax = cfg.mixer.gammaMax ?? Math.max(1, cfg.mixer.gamma0);
+  if (gammaMax < cfg.mixer.gamma0) {
+    warnings.push(`mixer.gamma0 ${cfg.mixer.gamma0} is above mixer.gammaMax ${gammaMax}; coupling starts at gammaMax`);
   }
-  if (mixer.type === 'learned' && cfg.schedule.dt * mixer.learningRate > 1) {
+  if (cfg.mixer.type === 'learned' && cfg.schedule.dt * cfg.mixer.learningRate > 1) {
     warnings.push('schedule.dt * mixer.learningRate > 1: the learned matrix overshoots each step');
   }
   if (!cfg.boundary.enforceUnitNorm && !target) {
     warnings.push('boundary.enforceUnitNorm is false but there is no resonanceTarget: the norm channel stays at 1');
   }
 
-  const normalized: NormalizedConfig = {
-    ...cfg,
-    primes: order.map((i) => cfg.primes[i]!),
-    initialAmplitudes: permute(amps, 1),
-    phaseSeeding: { ...cfg.phaseSeeding, customPhases: permute(custom, 0) },
-    resonanceTarget: target && { ...target, weights: target.operator === 'custom' ? permute(target.weights, 0) : undefined },
-    mixer,
-    seed: cfg.seed ?? (options.drawSeed ?? drawSeed)(),
-  };
-  return { ok: true, normalized: stripUndefined(normalized), warnings };
+  // A deep copy (no object shared with zod's defaults or the input), then the resolved fields in place: the
+  // keys keep the order of the parsed config, and those it lacked (seed, mixer.gammaMax) come last.
+  const normalized = plainCopy(cfg) as NormalizedConfig;
+  if (!sorted) normalized.primes = order.map((i) => cfg.primes[i]!);
+  if (amps) normalized.initialAmplitudes = permute(amps, 1);
+  if (custom) normalized.phaseSeeding.customPhases = permute(custom, 0);
+  if (target && normalized.resonanceTarget) {
+    if (target.operator === 'custom' && target.weights) normalized.resonanceTarget.weights = permute(target.weights, 0);
+    else delete normalized.resonanceTarget.weights;
+  }
+  normalized.mixer.gammaMax = plainNumber(gammaMax);
+  normalized.seed = plainNumber(cfg.seed ?? (options.drawSeed ?? drawSeed)());
+  return { ok: true, normalized, warnings };
 }
+
+/**
+ * Seeds drawn ahead from the platform CSPRNG, SEED_BATCH at a time: one call into it cost more than the
+ * rest of normalising a small config. Each seed is still a uniformly random u32 from the CSPRNG, used once,
+ * so a seed says nothing about the next one; they are unpredictable, not secret (every response reports its seed).
+ */
+const SEED_BATCH = 256;
+const seedPool = new Uint32Array(SEED_BATCH);
+let seedsLeft = 0;
 
 /** A uniformly random u32 from the platform CSPRNG (Node and browsers alike). */
 export function drawSeed(): number {
-  return globalThis.crypto.getRandomValues(new Uint32Array(1))[0]!;
+  if (seedsLeft === 0) {
+    globalThis.crypto.getRandomValues(seedPool);
+    seedsLeft = SEED_BATCH;
+  }
+  return seedPool[--seedsLeft]!;
 }
 
-/** JSON output without `"x": undefined` noise, so a normalized config round-trips through normalize(). */
-function stripUndefined<T>(value: T): T {
-  return JSON.parse(JSON.stringify(value)) as T;
+/** -0 as JSON writes it (0); every other number as it is. */
+const plainNumber = (v: number): number => (v === 0 ? 0 : v);
+
+/**
+ * What JSON.parse(JSON.stringify(value)) gives for a parsed config, without the text in between (that
+ * round trip was a quarter of normalising a small config): a deep copy with `"x": undefined` fields left out,
+ * so a normalized config round-trips through normalize() and shares no object with zod's defaults; -0
+ * becomes 0 as JSON writes it. Only plain objects, arrays, finite numbers, strings and booleans reach it.
+ */
+function plainCopy(value: unknown): unknown {
+  if (typeof value === 'number') return plainNumber(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    const items = value as unknown[];
+    const out = new Array<unknown>(items.length);
+    for (let i = 0; i < items.length; i++) out[i] = plainCopy(items[i]) ?? null;
+    return out;
+  }
+  const out: Record<string, unknown> = {};
+  const fields = value as Record<string, unknown>;
+  for (const key in fields) {
+    if (!Object.hasOwn(fields, key)) continue;
+    const copy = plainCopy(fields[key]);
+    if (copy !== undefined) out[key] = copy;
+  }
+  return out;
 }

@@ -4,6 +4,7 @@
  * warning, k above maxBasis is an error). Objects are closed, as for HQE configs.
  */
 import { z } from 'zod';
+import { label } from './label.js';
 import { basisErrors, DEFAULT_MAX_BASIS, drawSeed, elementOf, type FieldError, type NumberArrayField, screenNumberArrays, zodErrors } from './normalize.js';
 
 export const SpaceBasis = z
@@ -64,7 +65,7 @@ export const SpacePolicy = z
 
 export const SpaceConfig = z
   .strictObject({
-    name: z.string().min(1).max(200),
+    name: label(200),
     basis: SpaceBasis,
     phases: PhaseProfile.default({ golden: true, silver: true }),
     operators: OperatorSet.default({

@@ -1,6 +1,7 @@
 /**
- * One WebSocket connection to a space: its session (member, role, encoding, subscription), the start
- * (hello -> welcome -> replay or snapshot -> live frames), client frames, and backpressure:
+ * One WebSocket connection to a space, a subscriber of the space's feed (feed.ts): its session (member,
+ * role, encoding, subscription), the start (hello -> welcome -> replay or snapshot -> live frames), client
+ * frames, write coalescing (Flusher), and backpressure:
  *
  * - telemetry and phases are conflated while the send buffer holds more than `slowBytes`: only the
  *   latest is kept and sent once the buffer drains (checked on every tick, on the socket's 'drain' and
@@ -15,9 +16,10 @@ import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import type { SessionClaims } from '../http/tokens.js';
 import { QuotaExceededError } from '../sim/quotas.js';
-import { type DeltaFrame, SpaceError, type SpaceHub, type SpaceListener, type SpaceSnapshot } from '../sim/spaces.js';
+import { type DeltaFrame, SpaceError, type SpaceHub, type SpaceSnapshot } from '../sim/spaces.js';
+import { type Encoded, ProposeOrigin, type SpaceFeed, wireOf } from './feed.js';
 import { type ClientFrame, DEFAULT_KINDS, decodeFrame, type Encoding, type ServerFrame, type SubscriptionKind } from './frames.js';
-import { Encoded, type Flushable, type Flusher, ProposeOrigin, type Room, wireOf } from './room.js';
+import type { FeedStart, SpaceSubscriber } from './subscriber.js';
 
 /** Close codes of the realtime protocol (docs/spaces.md, "Realtime"). */
 export const CloseCode = {
@@ -62,6 +64,60 @@ export interface ProposalBudget {
   consume(key: string, units: number): Promise<{ allowed: boolean; limit: number; remaining: number; resetSeconds: number }>;
 }
 
+/** How long telemetry may wait for a delta's flush to share its write. */
+export const TELEMETRY_HOLD_MS = 20;
+
+/** Something with queued frames to write. */
+export interface Flushable {
+  flush(): void;
+}
+
+/**
+ * One per process: the connections with queued frames, flushed together. A socket write costs far more
+ * than building a frame (on loopback about 10-30 us per write whatever its size, measured in
+ * bench/README.md), so each connection's queued frames go out in one write per flush. An urgent frame
+ * (delta, snapshot, event, reply) schedules a flush in the same event-loop turn (setImmediate); telemetry
+ * alone schedules one TELEMETRY_HOLD_MS later, to share the write of the next delta.
+ */
+export class Flusher {
+  private dirty: Flushable[] = [];
+  private immediate: NodeJS.Immediate | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  /** `conn` has just queued its first frame since its last flush. */
+  add(conn: Flushable): void {
+    this.dirty.push(conn);
+  }
+
+  schedule(urgent: boolean): void {
+    if (this.immediate) return;
+    if (urgent) {
+      this.immediate = setImmediate(this.run);
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+    } else this.timer ??= setTimeout(this.run, TELEMETRY_HOLD_MS);
+  }
+
+  private readonly run = (): void => {
+    this.immediate = null;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const dirty = this.dirty;
+    this.dirty = [];
+    for (const c of dirty) {
+      try {
+        c.flush();
+      } catch {
+        // A socket that fails here is closing; the others still get their frames.
+      }
+    }
+  };
+}
+
 /** The server side a connection needs. */
 export interface ConnectionHost {
   readonly hub: SpaceHub;
@@ -70,8 +126,8 @@ export interface ConnectionHost {
   readonly flusher: Flusher;
   /** Process-wide: frames queued and socket writes made (a write carries one or more frames). */
   readonly counters: { frames: number; writes: number };
-  /** The room of the space (created on demand). */
-  room(spaceId: string): Room;
+  /** The feed of the space (created on demand). */
+  feed(spaceId: string): SpaceFeed;
   /** Ensure the member is present (rejoin if it left); throws SpaceError space_full. */
   joinMember(conn: Connection): Promise<void>;
   /** Charged one unit per proposal, keyed by the token's minter (absent: proposals cost no budget). */
@@ -84,19 +140,19 @@ type Buffered =
   | { kind: 'snapshot'; version: number; e: Encoded }
   | { kind: 'event'; e: Encoded };
 
-export class Connection implements Flushable {
+export class Connection implements Flushable, SpaceSubscriber {
   readonly spaceId: string;
   readonly memberId: string;
   readonly role: SessionClaims['role'];
   encoding: Encoding;
   kinds = new Set<SubscriptionKind>(DEFAULT_KINDS);
-  /** joining -> ready (member present) -> syncing (attach) -> live (in the room) -> closed. */
+  /** joining -> ready (member present) -> syncing (attach) -> live (in the feed) -> closed. */
   phase: 'joining' | 'ready' | 'syncing' | 'live' | 'closed' = 'joining';
   /** Set once, by hello or the hello timeout (or the first propose_delta). */
   private started: Promise<void> | null = null;
   private joined: Promise<boolean>;
   private helloTimer: NodeJS.Timeout | null = null;
-  private room: Room | null = null;
+  private feed: SpaceFeed | null = null;
   /** The member was removed: its sockets are closed and it must not be made to leave again. */
   removed = false;
 
@@ -159,6 +215,10 @@ export class Connection implements Flushable {
     this.helloTimer.unref();
   }
 
+  get closed(): boolean {
+    return this.phase === 'closed';
+  }
+
   /** Whether the member was present when this connection started (for the leave on close). */
   wasJoined(): Promise<boolean> {
     return this.joined;
@@ -176,7 +236,7 @@ export class Connection implements Flushable {
   }
 
   /**
-   * Queue one WebSocket frame (see room.ts, Flusher). Urgent frames are flushed in this event-loop turn;
+   * Queue one WebSocket frame (see Flusher). Urgent frames are flushed in this event-loop turn;
    * telemetry may wait a little for company.
    */
   private queue(wire: Buffer, urgent = true): void {
@@ -244,13 +304,13 @@ export class Connection implements Flushable {
     });
   }
 
-  /** The socket closed (either side): leave the room. The server handles the member. */
+  /** The socket closed (either side): leave the feed. The server handles the member. */
   onClosed(): void {
     this.phase = 'closed';
     this.clearTimers();
-    if (this.room) {
-      this.room.release(this);
-      this.room = null;
+    if (this.feed) {
+      this.feed.release(this);
+      this.feed = null;
     }
   }
 
@@ -322,58 +382,26 @@ export class Connection implements Flushable {
     return this.started;
   }
 
-  /**
-   * Attach to the space and put the start on the wire: welcome, then the replayed deltas after
-   * `lastVersion` (when still in history) or a snapshot, then the frames that arrived meanwhile, then
-   * live frames from the room. The room already listens (acquired first); a per-connection listener held
-   * over hub.attach() catches what the room fans out before this connection is in it. The hub runs the
-   * attach in order with the space's mutations, so that listener sees exactly the frames after the
-   * attach's state: nothing is lost and nothing comes twice.
-   */
+  /** Join the space's feed, which puts the start on the wire (begin) and then the live frames. */
   private async sync(lastVersion: number | undefined): Promise<void> {
     this.phase = 'syncing';
-    const room = this.host.room(this.spaceId);
-    this.room = room;
+    const feed = this.host.feed(this.spaceId);
+    this.feed = feed;
     try {
-      await room.acquire();
+      await feed.join(this, lastVersion);
     } catch (err) {
       this.startFailed(err);
-      return;
     }
-    if (this.phase !== 'syncing') return;
-    const held: Buffered[] = [];
-    let closedReason: 'archived' | 'deleted' | null = null;
-    const catcher: SpaceListener = {
-      telemetry: () => undefined,
-      delta: (frame: DeltaFrame) => held.push({ kind: 'delta', version: frame.toVersion, e: new Encoded(frame), own: false, requestId: undefined }),
-      snapshot: (s: SpaceSnapshot) => held.push({ kind: 'snapshot', version: s.version, e: new Encoded({ type: 'snapshot', snapshot: s }) }),
-      event: (f) => held.push({ kind: 'event', e: new Encoded(f) }),
-      closed: (reason) => {
-        closedReason = reason;
-      },
-    };
-    let start: Awaited<ReturnType<SpaceHub['attach']>>;
-    try {
-      start = await this.host.hub.attach(this.spaceId, catcher, lastVersion);
-    } catch (err) {
-      this.startFailed(err);
-      return;
-    }
-    start.detach();
-    if (this.phase !== 'syncing') return;
-    const gone = closedReason ?? room.closedReason;
-    if (gone) {
-      this.spaceClosed(gone);
-      return;
-    }
+  }
+
+  /** Welcome, then the replayed deltas after the hello's `lastVersion` or a snapshot; live from then on. */
+  begin(start: FeedStart): void {
     this.sendFrame({
       type: 'welcome', spaceId: this.spaceId, epoch: start.row.epoch, version: start.row.version, role: this.role, encoding: this.encoding, sessionId: this.memberId,
     });
     if (start.replay) for (const frame of start.replay) this.sendFrame(frame);
     else this.sendFrame({ type: 'snapshot', snapshot: start.snapshot! });
     this.phase = 'live';
-    room.add(this);
-    for (const b of held) this.redeliver(b);
   }
 
   private startFailed(err: unknown): void {
@@ -427,10 +455,10 @@ export class Connection implements Flushable {
     );
   }
 
-  /** Hand a charged proposal to the hub; its acknowledgement is the room's delta frame, or an error/conflict reply. */
+  /** Hand a charged proposal to the hub; its acknowledgement is the feed's delta frame, or an error/conflict reply. */
   private submit(frame: Extract<ClientFrame, { type: 'propose_delta' }>): void {
     const requestId = frame.requestId;
-    // Success needs nothing here: the room sends this connection its own copy (with requestId) in order.
+    // Success needs nothing here: the feed sends this connection its own copy (with requestId) in order.
     this.host.hub.propose(this.spaceId, frame.delta, this.role, this.memberId, requestId, new ProposeOrigin(this, requestId)).then(
       () => {
         this.inFlight--;
@@ -457,7 +485,7 @@ export class Connection implements Flushable {
     );
   }
 
-  // ---- frames from the room ----
+  // ---- frames from the feed ----
 
   deliverTelemetry(t: Encoded, p: Encoded): void {
     const wantT = this.kinds.has('telemetry');
@@ -467,7 +495,7 @@ export class Connection implements Flushable {
         if (wantT) this.pendingTelemetry = t;
         if (wantP) this.pendingPhases = p;
         this.stats.telemetryConflated++;
-        this.room?.watch(this);
+        this.feed?.watch(this);
         return;
       }
       this.pendingTelemetry = null;
@@ -503,7 +531,7 @@ export class Connection implements Flushable {
           this.deltaState = 'stale';
           this.stats.staleEpisodes++;
           this.skip(version, own, requestId);
-          this.room?.watch(this);
+          this.feed?.watch(this);
           return;
         }
         this.queue(own ? this.ownCopy(e, requestId) : e.wire(this.encoding));
@@ -529,7 +557,7 @@ export class Connection implements Flushable {
           this.deltaState = 'stale';
           this.stats.staleEpisodes++;
           this.lastSkipped = version;
-          this.room?.watch(this);
+          this.feed?.watch(this);
           return;
         }
         this.queue(e.wire(this.encoding));
@@ -552,26 +580,26 @@ export class Connection implements Flushable {
     if (own && requestId !== undefined) this.skippedAcks.push({ requestId, toVersion: version });
   }
 
-  /** A frame held while starting or recovering, handed to the ordinary path. */
+  /** A frame held while recovering, handed to the ordinary path. */
   private redeliver(b: Buffered): void {
     if (b.kind === 'delta') this.deliverDelta(b.e, b.own, b.requestId);
     else if (b.kind === 'snapshot') this.deliverSnapshot(b.e, b.version);
     else this.deliverEvent(b.e);
   }
 
-  /** A stale connection whose buffer drained asks its room for a fresh snapshot. */
+  /** A stale connection whose buffer drained asks its feed for a fresh snapshot. */
   private checkRecovery(): void {
     if (this.deltaState !== 'stale' || this.phase !== 'live' || !this.kinds.has('deltas')) return;
     if (this.buffered() > this.host.limits.slowBytes) {
-      this.room?.watch(this);
+      this.feed?.watch(this);
       return;
     }
     this.deltaState = 'recovering';
     this.recoveryBuffer = [];
-    this.room?.requestSnapshot(this);
+    this.feed?.requestSnapshot(this);
   }
 
-  /** The room's fresh snapshot (version >= lastSkipped): send it, then what came after it, in order. */
+  /** The feed's fresh snapshot (version >= lastSkipped): send it, then what came after it, in order. */
   recovered(snapshot: SpaceSnapshot, e: Encoded): void {
     if (this.deltaState !== 'recovering' || this.phase !== 'live') return;
     const held = this.recoveryBuffer;
@@ -585,7 +613,7 @@ export class Connection implements Flushable {
     for (const b of held) if (b.kind === 'event' || b.version > snapshot.version) this.redeliver(b);
   }
 
-  /** The send buffer may have drained (socket 'drain', a tick, or the room's lag timer). True: nothing left to wait for. */
+  /** The send buffer may have drained (socket 'drain', a tick, or the feed's lag timer). True: nothing left to wait for. */
   onWritable(): boolean {
     if (this.phase !== 'live') return true;
     if (this.buffered() > this.host.limits.slowBytes) return false;

@@ -5,6 +5,7 @@
  */
 import { decode, encode } from '@msgpack/msgpack';
 import { z } from 'zod';
+import { sseEvent } from '../http/sse.js';
 import { DeltaSchema } from '../sim/deltas.js';
 import type { DeltaFrame, EventFrame, PhasesFrame, SpaceSnapshot, TelemetryFrame } from '../sim/spaces.js';
 
@@ -65,6 +66,32 @@ export function encodeFrameBytes(frame: ServerFrame, encoding: Encoding): Buffer
   if (encoding === 'json') return Buffer.from(JSON.stringify(frame), 'utf8');
   const bytes = encode(frame, { ignoreUndefined: true });
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A frame's fields without `type` (and the proposer's `requestId`): the data of its SSE event. */
+const sseData = <T extends { type?: string; requestId?: string }>(frame: T): Omit<T, 'type' | 'requestId'> => {
+  const { type: _type, requestId: _requestId, ...rest } = frame;
+  return rest;
+};
+
+/**
+ * The SSE event of a frame of the space telemetry stream (docs/spaces.md, "Telemetry (SSE)"): `telemetry`,
+ * `delta` (id = toVersion) and `event` carry the realtime frame without `type`, `snapshot` (id = its version)
+ * the snapshot itself. Other frames have no SSE form.
+ */
+export function sseEventOf(frame: ServerFrame): string {
+  switch (frame.type) {
+    case 'telemetry':
+      return sseEvent('telemetry', JSON.stringify(sseData(frame)));
+    case 'delta':
+      return sseEvent('delta', JSON.stringify(sseData(frame)), frame.toVersion);
+    case 'snapshot':
+      return sseEvent('snapshot', JSON.stringify(frame.snapshot), frame.snapshot.version);
+    case 'event':
+      return sseEvent('event', JSON.stringify(sseData(frame)));
+    default:
+      throw new Error(`a ${frame.type} frame has no SSE event`);
+  }
 }
 
 export type Decoded = { ok: true; frame: ClientFrame } | { ok: false; error: Extract<ServerFrame, { type: 'error' }> };

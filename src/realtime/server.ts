@@ -1,29 +1,39 @@
 /**
  * The WebSocket endpoint of live spaces: `GET /spaces/{id}` upgraded on the HTTP server's port
- * (resonance-spaces-api.md "Real-time protocol"; behaviour and close codes in docs/spaces.md "Realtime").
+ * (resonance-spaces-api.md "Real-time protocol"; behaviour and close codes in docs/spaces.md "Realtime"),
+ * and the per-space feeds (feed.ts) that its connections and the SSE telemetry streams of the HTTP API
+ * (SpaceStreams) subscribe to alike.
  *
  * The upgrade is authorised before any WebSocket exists: a session token (Authorization: Bearer, or
  * ?token=) for this space whose minting API key or OAuth client is not revoked, a member not removed, a
  * space that exists and is not archived. Refusals are problem+json HTTP responses written on the raw socket
  * (401 with WWW-Authenticate, 403, 404, 409, 503). A socket open when its minter is revoked is closed 4401
  * (the credential watch's sweep, about once a second).
+ *
+ * Presence goes through the broker (src/cluster/broker.ts): an open socket makes its member present there,
+ * and the hub asks the broker, not this server, before it expires a member.
  */
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
+import type { Presence } from '../cluster/broker.js';
 import type { ServerConfig } from '../http/config.js';
 import type { CredentialWatch } from '../http/revocations.js';
+import type { SpaceStreamRequest, SpaceStreams } from '../http/routes/spaces.js';
 import { type SessionClaims, verifySessionToken } from '../http/tokens.js';
 import type { SpaceHub } from '../sim/spaces.js';
 import { QuotaExceededError, type Quotas, type UsageMeter } from '../sim/quotas.js';
-import { CloseCode, Connection, type ConnectionHost, type ConnectionLimits, type ProposalBudget } from './connection.js';
+import { CloseCode, Connection, type ConnectionHost, type ConnectionLimits, Flusher, type ProposalBudget } from './connection.js';
+import { type FeedOwner, SpaceFeed } from './feed.js';
 import { type Encoding, SUBPROTOCOLS } from './frames.js';
-import { Flusher, Room, type RoomOwner } from './room.js';
+import { SseSubscriber } from './sse-subscriber.js';
 
 export interface RealtimeOptions {
-  config: Pick<ServerConfig, 'jwtSecret' | 'wsMaxFrameBytes' | 'wsSlowBytes' | 'wsBufferCapBytes' | 'wsProposalsPerSecond'>;
+  config: Pick<ServerConfig, 'jwtSecret' | 'wsMaxFrameBytes' | 'wsSlowBytes' | 'wsBufferCapBytes' | 'wsProposalsPerSecond' | 'replayMaxDeltas'>;
   spaces: SpaceHub;
+  /** Where an open socket makes its member present (the broker's; the hub reads it). */
+  presence: Presence;
   logger: Logger;
   /** Revocation of the tokens' minters: checked at the upgrade, and open sockets closed when it happens. */
   credentials: CredentialWatch;
@@ -71,15 +81,15 @@ function bearer(req: IncomingMessage, url: URL): string | null {
   return url.searchParams.get('token');
 }
 
-export class RealtimeServer implements RoomOwner, ConnectionHost {
+export class RealtimeServer implements FeedOwner, ConnectionHost, SpaceStreams {
   readonly wss: WebSocketServer;
   readonly hub: SpaceHub;
   readonly logger: Logger;
   readonly limits: ConnectionLimits;
   readonly flusher = new Flusher();
   readonly counters = { frames: 0, writes: 0 };
-  private readonly rooms = new Map<string, Room>();
-  /** Open connections per member of a space (key: spaceId + NUL + memberId). */
+  private readonly feeds = new Map<string, SpaceFeed>();
+  /** This server's open connections per member of a space (key: spaceId + NUL + memberId), to close a removed member's. */
   private readonly members = new Map<string, Set<Connection>>();
   private readonly conns = new Set<Connection>();
   readonly budget: ProposalBudget | undefined;
@@ -104,8 +114,6 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
       this.meterTimer = setInterval(() => this.meter(this.conns, usage), 1000);
       this.meterTimer.unref();
     }
-    // A member with an open socket stays, whatever its token's expiry.
-    this.hub.setConnectionProbe((spaceId, memberId) => this.members.has(memberKey(spaceId, memberId)));
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_PAYLOAD_FACTOR * config.wsMaxFrameBytes,
@@ -120,8 +128,8 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
   }
 
-  stats(): { connections: number; rooms: number; frames: number; writes: number } {
-    return { connections: this.conns.size, rooms: this.rooms.size, ...this.counters };
+  stats(): { connections: number; feeds: number; frames: number; writes: number } {
+    return { connections: this.conns.size, feeds: this.feeds.size, ...this.counters };
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -222,7 +230,10 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     const key = memberKey(admitted.claims.space, admitted.claims.sub);
     let set = this.members.get(key);
     if (!set) this.members.set(key, (set = new Set()));
-    // Registered before the join so that a close of another of its sockets does not make the member leave.
+    // Present before the join, so that a close of another of its sockets does not make the member leave,
+    // and whatever its token's expiry: the hub expires only members without a socket.
+    const entered = this.options.presence.enter(admitted.claims.space, admitted.claims.sub);
+    entered.catch((err: unknown) => this.onError(err, `presence of ${admitted.claims.sub}`));
     const conn = new Connection(ws, socket, admitted.claims, encoding, this);
     set.add(conn);
     this.conns.add(conn);
@@ -241,7 +252,7 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     );
     ws.on('close', () => {
       unwatch();
-      this.closed(conn, key);
+      this.closed(conn, key, entered);
     });
     socket.on('drain', () => conn.onWritable());
     this.logger.debug({ spaceId: conn.spaceId, memberId: conn.memberId, encoding, ip: req.socket.remoteAddress }, 'realtime connected');
@@ -270,29 +281,39 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     }
   }
 
-  private closed(conn: Connection, key: string): void {
+  private closed(conn: Connection, key: string, entered: Promise<() => Promise<void>>): void {
     conn.onClosed();
     if (this.options.usage) this.meter([conn], this.options.usage);
     this.conns.delete(conn);
     const set = this.members.get(key);
     set?.delete(conn);
     if (set && set.size === 0) this.members.delete(key);
-    if (this.closing || conn.removed) return;
-    void conn.wasJoined().then((joined) => {
-      // The member leaves when its last socket is gone (and none opened meanwhile).
-      if (!joined || this.closing || this.members.has(key)) return;
-      this.hub.leave(conn.spaceId, conn.memberId, 'disconnected').catch((err: unknown) => {
-        if ((err as { status?: number }).status !== 404) this.onError(err, `leave of ${conn.memberId}`);
-      });
-    });
+    const left = entered.then((leave) => leave());
+    if (this.closing || conn.removed) {
+      left.catch((err: unknown) => this.onError(err, `presence of ${conn.memberId}`));
+      return;
+    }
+    const { spaceId, memberId } = conn;
+    void Promise.all([conn.wasJoined(), left])
+      // The member leaves when its last socket is gone (and none opened meanwhile, on any node).
+      .then(async ([joined]) => joined && !this.closing && !(await this.options.presence.has(spaceId, memberId)))
+      .then(
+        (leaves) => {
+          if (!leaves) return;
+          this.hub.leave(spaceId, memberId, 'disconnected').catch((err: unknown) => {
+            if ((err as { status?: number }).status !== 404) this.onError(err, `leave of ${memberId}`);
+          });
+        },
+        (err: unknown) => this.onError(err, `presence of ${memberId}`),
+      );
   }
 
   // ---- ConnectionHost ----
 
-  room(spaceId: string): Room {
-    let room = this.rooms.get(spaceId);
-    if (!room) this.rooms.set(spaceId, (room = new Room(spaceId, this.hub, this)));
-    return room;
+  feed(spaceId: string): SpaceFeed {
+    let feed = this.feeds.get(spaceId);
+    if (!feed) this.feeds.set(spaceId, (feed = new SpaceFeed(spaceId, this.hub, this)));
+    return feed;
   }
 
   async joinMember(conn: Connection): Promise<void> {
@@ -309,10 +330,24 @@ export class RealtimeServer implements RoomOwner, ConnectionHost {
     });
   }
 
-  // ---- RoomOwner ----
+  // ---- SpaceStreams: an SSE telemetry stream joins the same feed ----
 
-  dropRoom(room: Room): void {
-    if (this.rooms.get(room.spaceId) === room) this.rooms.delete(room.spaceId);
+  async open(spaceId: string, request: SpaceStreamRequest): Promise<void> {
+    const feed = this.feed(spaceId);
+    // An SSE stream neither joins nor leaves the space, nor makes its member present (docs/spaces.md).
+    const sub = new SseSubscriber(feed, request, { slowBytes: this.limits.slowBytes, maxHeld: this.options.config.replayMaxDeltas });
+    try {
+      await feed.join(sub, request.lastVersion);
+    } catch (err) {
+      sub.release();
+      throw err;
+    }
+  }
+
+  // ---- FeedOwner ----
+
+  dropFeed(feed: SpaceFeed): void {
+    if (this.feeds.get(feed.spaceId) === feed) this.feeds.delete(feed.spaceId);
   }
 
   memberRemoved(spaceId: string, memberId: string): void {

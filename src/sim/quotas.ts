@@ -1,7 +1,7 @@
 /** Quota enforcement and usage metering (the catalogue is src/model/tenancy.ts; docs/tenancy.md). */
 import { QUOTAS, type QuotaName, type QuotaSpec, type UsageMetric } from '../model/tenancy.js';
 import type { UsageStore } from '../store/usage.js';
-import { FixedWindows } from './fixed-windows.js';
+import { FixedWindows, type WindowCounter } from '../cluster/fixed-windows.js';
 
 /** A quota refused the request; the HTTP layer answers problem quota_exceeded, the realtime layer an error frame. */
 export class QuotaExceededError extends Error {
@@ -38,7 +38,7 @@ const OVERRIDE_TTL_MS = 5_000;
 
 export class Quotas {
   private readonly overrides = new Map<string, { at: number; values: Partial<Record<QuotaName, number>> }>();
-  private readonly windows: FixedWindows;
+  private readonly windows: WindowCounter;
   private nextSweep = 0;
   /** Places held of in-process caps (acquire), by quota and key. */
   private readonly held = new Map<string, number>();
@@ -48,8 +48,10 @@ export class Quotas {
     /** Server-wide defaults (RESONANCE_QUOTA_*), falling back to the catalogue. */
     private readonly defaults: Partial<Record<QuotaName, number>> = {},
     private readonly clock: () => number = Date.now,
+    /** Rate quotas' windows: this process's, or the cluster's (Redis) so that every node charges one quota. */
+    windows?: WindowCounter,
   ) {
-    this.windows = new FixedWindows(clock);
+    this.windows = windows ?? new FixedWindows(clock);
   }
 
   /** The org's limit for `name`. */
@@ -101,7 +103,7 @@ export class Quotas {
     const spec: QuotaSpec = QUOTAS[name];
     if (spec.kind !== 'rate' || units <= 0) return;
     const limit = await this.limit(orgId, name);
-    const r = this.windows.consume(`${orgId}\u0000${name}`, units, limit, (spec.windowSeconds ?? 60) * 1000);
+    const r = await this.windows.consume(`quota:${orgId}\u0000${name}`, units, limit, (spec.windowSeconds ?? 60) * 1000);
     if (!r.allowed) throw new QuotaExceededError(name, limit, r.used, r.resetSeconds);
   }
 }

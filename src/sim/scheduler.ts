@@ -2,11 +2,23 @@
  * The scheduler owns the engine and every simulation resident in it: HQE sessions (long-lived, persisted,
  * streamed) and HQE runs (ephemeral, awaited). One loop advances the whole batch; every other engine call
  * (add, patch, export, remove) is serialised with it, between advances.
+ *
+ * In a cluster (docs/engine.md, "Sessions in a cluster") a session is simulated by the node that holds its
+ * lease, and every write for it is fenced by that lease: the scheduler takes the lease before it admits a
+ * session, gives it up when the session leaves its engine, and drops a session at once, without writing,
+ * when its lease is lost. Step and close requests for a session another node holds are forwarded there.
  */
+import { RpcRemoteError, RpcTimeout } from '../cluster/rpc.js';
 import type { NormalizedConfig } from '../model/config.js';
 import { specFromConfig } from '../model/spec.js';
+import { soloCluster } from '../cluster/node.js';
 import { type Engine, Flag, type SimCheckpoint, type SimReport, type SimStatus, type TickRecord } from '../engine/types.js';
-import type { NewSessionEvent, SessionChange, SessionEvent, SessionRow, SessionStatus, SessionStore } from '../store/sessions.js';
+import { type Fence, FencedError, type Lease, type LeaseResource } from '../store/leases.js';
+import type { NewSessionEvent, SessionChange, SessionEvent, SessionRef, SessionRow, SessionStatus, SessionStore } from '../store/sessions.js';
+import {
+  type CommitListener, NotOwnerError, type Outcome, OwnerUnreachableError, type SessionCluster, SessionFeeds, sessionResource, type StepReply,
+  StepTickets,
+} from './session-cluster.js';
 import type { Quotas, UsageMeter } from './quotas.js';
 import { ADVANCE_MS, ADVANCE_MS_LIVE, ADVANCE_WORK, ADVANCE_WORK_LIVE, newShare, type Share, shareAdvance } from './fair-share.js';
 import { eventsOf, type HqeRunResult, resultFromRecords, type Snapshot, snapshotOf } from './run.js';
@@ -31,7 +43,16 @@ export interface SchedulerDeps {
   usage?: UsageMeter;
   /** Bytes the org stores now (for the storage_bytes quota). */
   storageUsed?: (orgId: string) => Promise<number>;
+  /** Leases, forwarding and commit notices between nodes; by default a single process (soloCluster). */
+  cluster?: SessionCluster;
+  /** Told when a session changes hands (taken over here, or dropped because another node took it). */
+  onWarning?: (message: string, fields: Record<string, unknown>) => void;
 }
+
+/** Statuses of a session that runs (or must): whoever holds no lease on one takes it over. */
+const ACTIVE: ReadonlySet<SessionStatus> = new Set(['initializing', 'running']);
+/** Sessions one periodic scan looks at for take-over (the scan at start reads them all). */
+const SCAN_PAGE = 32;
 
 interface Waiter {
   target: number;
@@ -63,6 +84,8 @@ interface Resident {
      * behind this: the stored session never moves backwards and step targets count from here.
      */
     highWater: number;
+    /** The highest seq of its events this node committed; null until its first commit here (SessionCommit.after). */
+    lastSeq: number | null;
   };
   /** Runs only. */
   run?: { records: TickRecord[]; warnings: string[]; started: number; resolve: (r: HqeRunResult) => void; reject: (e: Error) => void };
@@ -89,7 +112,6 @@ const EVENT_TYPES: Partial<Record<string, HqeEventType>> = { plateau: 'hqe.plate
 export class Scheduler {
   private readonly residents = new Map<number, Resident>();
   private readonly bySession = new Map<string, Resident>();
-  private readonly listeners = new Map<string, Set<(e: SessionEvent) => void>>();
   /** The step request of each session that runs last (POST .../step is serialised per session). */
   private readonly stepping = new Map<string, Promise<Snapshot>>();
   /** The org of each session in `stepping` (the hqe_sessions quota counts them). */
@@ -107,8 +129,34 @@ export class Scheduler {
   private stopping = false;
   private loopDone: Promise<void> | null = null;
   private simSteps = 0;
+  private readonly cluster: SessionCluster;
+  private readonly feeds: SessionFeeds;
+  /** Steps other nodes forwarded here that are still running. */
+  private readonly tickets = new StepTickets<Snapshot>();
+  /** Sessions being created here: not yet admitted, and not to be taken over. */
+  private readonly creating = new Set<string>();
+  /** Requests acting on a session here (step, close), by session: its lease is not given up under them. */
+  private readonly pinned = new Map<string, number>();
+  private scanTimer: NodeJS.Timeout | null = null;
+  private scanning: Promise<void> | null = null;
+  /** Where the next periodic scan for sessions without an owner continues (null: from the start). */
+  private scanAfter: string | null = null;
 
-  constructor(private readonly deps: SchedulerDeps) {}
+  constructor(private readonly deps: SchedulerDeps) {
+    this.cluster = deps.cluster ?? soloCluster();
+    this.feeds = new SessionFeeds(this.cluster.broker, (err) => this.deps.onError?.(err));
+    // What other nodes forward to the holder of a session's lease. Replies carry an Outcome rather than
+    // throwing, so that a refusal keeps its status and code whatever the Rpc's own error mapping is.
+    this.cluster.handle('session.step', (args, from) => {
+      const { id, orgId, steps } = args as { id: string; orgId: string; steps: number };
+      return this.tickets.hold(this.outcome(this.here(id, orgId, () => this.stepHere(id, steps, orgId))), from);
+    });
+    this.cluster.handle('session.stepResult', (args, from) => this.tickets.poll(String((args as { ticket: unknown }).ticket), from));
+    this.cluster.handle('session.close', (args) => {
+      const { id, orgId } = args as { id: string; orgId: string };
+      return this.outcome(this.here(id, orgId, () => this.closeHere(id)).then(() => null));
+    });
+  }
 
   get engineInfo(): Engine['info'] {
     return this.deps.engine.info;
@@ -132,22 +180,53 @@ export class Scheduler {
     this.wake?.();
   }
 
-  /** Resume every session that was running when the process stopped, then start the loop. */
+  /**
+   * Resume every session that was running when the process stopped and that no other node holds, then
+   * start the loop; from then on, every third of the lease TTL, take over sessions whose owner is gone.
+   */
   async start(): Promise<void> {
-    for (const row of await this.deps.sessions.listActive()) {
-      await this.withEngine(async () => this.admit(row));
-    }
+    // All of them, this node's own leases of a previous run included (its heartbeat renewed them).
+    await this.scan(Infinity, this.cluster.nodeId);
     this.loopDone = this.loop();
+    this.scanTimer = setInterval(() => {
+      this.scanning ??= this.scan(1)
+        .catch((err: unknown) => this.deps.onError?.(err))
+        .finally(() => {
+          this.scanning = null;
+        });
+    }, this.cluster.leaseTtlMs / 3);
+    this.scanTimer.unref();
   }
 
+  /** Stops the loop and checkpoints every running session (fenced); the caller then hands the leases over. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.scanTimer) clearInterval(this.scanTimer);
+    await this.scanning;
     this.wake?.();
     await this.loopDone;
     await this.withEngine(async () => {
-      for (const r of this.residents.values()) if (r.session && r.status === 'running') await this.checkpoint(r);
+      for (const r of [...this.residents.values()]) {
+        if (!r.session || r.status !== 'running') continue;
+        try {
+          await this.checkpoint(r);
+        } catch (err) {
+          if (!(err instanceof FencedError)) throw err;
+          this.lose(r);
+        }
+      }
     });
     for (const r of this.residents.values()) r.run?.reject(new Error('server shutting down'));
+  }
+
+  /** Ownership's onLost for `session:<id>`: another node took the session; drop it without writing. */
+  leaseLost(resource: LeaseResource): void {
+    if (!resource.startsWith('session:')) return;
+    const id = resource.slice('session:'.length);
+    void this.withEngine(async () => {
+      const r = this.bySession.get(id);
+      if (r) this.lose(r);
+    });
   }
 
   stats(): { sessions: number; runs: number; simSteps: number } {
@@ -180,12 +259,30 @@ export class Scheduler {
   }
 
   async createSession(id: string, orgId: string, config: NormalizedConfig): Promise<SessionRow> {
-    const row = await this.deps.sessions.create({ id, orgId, config, status: 'running' });
-    // The first event of every stream, before the loop can append any of the simulation's.
-    await this.deps.sessions.appendEvents(id, [statusEvent('running', 0, 0)]);
-    await this.withEngine(async () => this.admit(row));
-    this.kick();
-    return row;
+    const resource = sessionResource(id);
+    this.creating.add(id);
+    try {
+      if (!(await this.cluster.acquire(resource, orgId))) throw new Error(`the lease of the new session ${id} is held by another node`);
+      const row = await this.deps.sessions.create({ id, orgId, config, status: 'running' });
+      await this.withEngine(async () => {
+        const r = this.admit(row);
+        try {
+          // The first event of every stream, before the loop can append any of the simulation's.
+          await this.commit(r, [statusEvent('running', 0, 0)]);
+        } catch (err) {
+          this.evict(r);
+          throw err;
+        }
+      });
+      this.kick();
+      return row;
+    } catch (err) {
+      // A row left behind runs wherever the next scan takes it.
+      await this.cluster.release(resource).catch(() => undefined);
+      throw err;
+    } finally {
+      this.creating.delete(id);
+    }
   }
 
   /** Run a config to its end inside the shared batch, in `orgId`'s share of the engine. */
@@ -204,9 +301,20 @@ export class Scheduler {
 
   /**
    * Advance a session `steps` further than where it is now (extending its schedule) and resolve with the
-   * snapshot of that state, or of the state it ended on first.
+   * snapshot of that state, or of the state it ended on first. On the node that holds the session's lease
+   * (taken here when free); forwarded to that node otherwise.
    */
   step(sessionId: string, steps: number, orgId: string): Promise<Snapshot> {
+    return this.routed(sessionId, orgId, () => this.stepHere(sessionId, steps, orgId), async (owner) => {
+      let reply = await this.callOwner<StepReply<Snapshot>>(owner, 'session.step', { id: sessionId, orgId, steps });
+      // A long step answers with a ticket: ask again until its snapshot is there.
+      while (!reply.done) reply = await this.callOwner<StepReply<Snapshot>>(owner, 'session.stepResult', { ticket: reply.ticket });
+      return unwrap(reply.outcome, sessionId);
+    });
+  }
+
+  /** step() on this node, which holds the lease. */
+  private stepHere(sessionId: string, steps: number, orgId: string): Promise<Snapshot> {
     // One at a time per session: each request's target is where the previous one left the session.
     const run = (this.stepping.get(sessionId) ?? Promise.resolve()).then(
       () => this.stepNow(sessionId, steps),
@@ -228,9 +336,10 @@ export class Scheduler {
       this.withEngine(async () => {
         let r = this.bySession.get(sessionId);
         if (!r) {
-          // A session that completed before a restart is not resident: bring it back from its checkpoint.
+          // A completed session is out of the engine, and a running one whose owner is gone is not here
+          // yet: bring it back from its checkpoint (this node holds its lease).
           const row = await this.deps.sessions.get(sessionId);
-          if (row?.status === 'completed') r = this.admit(row);
+          if (row && (row.status === 'completed' || ACTIVE.has(row.status))) r = this.admitHeld(row);
           else throw new SessionEndedError(row?.status ?? 'closed');
         }
         if (!r.session || (r.status !== 'running' && r.status !== 'completed')) throw new SessionEndedError(r.status as SessionStatus);
@@ -238,8 +347,15 @@ export class Scheduler {
         this.deps.engine.patch(r.engineId, { extraSteps: steps, snapshotAt: target });
         const row = await this.deps.sessions.get(sessionId);
         const change = { extraSteps: (row?.extraSteps ?? 0) + steps, status: 'running' as const };
-        if (r.status === 'completed') this.notify(r, await this.append(r, [statusEvent('running', r.step, r.restart)], change));
-        else await this.deps.sessions.update(sessionId, change);
+        try {
+          if (r.status === 'completed') await this.commit(r, [statusEvent('running', r.step, r.restart)], change);
+          else await this.deps.sessions.update(sessionId, change, this.fenceOf(sessionId));
+        } catch (err) {
+          if (!(err instanceof FencedError)) throw err;
+          // Nothing was written: the step may be asked of the new owner.
+          this.lose(r);
+          throw new NotOwnerError(sessionId);
+        }
         r.status = 'running';
         r.session.waiters.push({ target, resolve, reject });
         this.kick();
@@ -247,26 +363,186 @@ export class Scheduler {
     });
   }
 
-  async close(sessionId: string): Promise<void> {
-    await this.withEngine(async () => {
-      const r = this.bySession.get(sessionId);
-      if (r?.session) {
-        this.evict(r);
-        for (const w of r.session.waiters) w.reject(new SessionEndedError('closed'));
-        this.notify(r, await this.append(r, [statusEvent('closed', r.step, r.restart)], { status: 'closed' }));
-      } else await this.deps.sessions.update(sessionId, { status: 'closed' });
+  /** Close a session, on the node that holds its lease (as step()). */
+  close(sessionId: string, orgId: string): Promise<void> {
+    return this.routed(sessionId, orgId, () => this.closeHere(sessionId), async (owner) => {
+      unwrap(await this.callOwner<Outcome<null>>(owner, 'session.close', { id: sessionId, orgId }), sessionId);
     });
   }
 
-  /** Live events of a session, after those already stored. Returns the unsubscribe function. */
-  subscribe(sessionId: string, listener: (e: SessionEvent) => void): () => void {
-    let set = this.listeners.get(sessionId);
-    if (!set) this.listeners.set(sessionId, (set = new Set()));
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(sessionId);
-    };
+  private async closeHere(sessionId: string): Promise<void> {
+    await this.withEngine(async () => {
+      const r = this.bySession.get(sessionId);
+      if (r?.session) {
+        try {
+          await this.commit(r, [statusEvent('closed', r.step, r.restart)], { status: 'closed' });
+        } catch (err) {
+          if (!(err instanceof FencedError)) throw err;
+          this.lose(r);
+          throw new NotOwnerError(sessionId);
+        }
+        this.evict(r);
+        for (const w of r.session.waiters) w.reject(new SessionEndedError('closed'));
+        await this.cluster.release(sessionResource(sessionId));
+        return;
+      }
+      const row = await this.deps.sessions.get(sessionId);
+      if (!row) return;
+      const fence = this.fenceOf(sessionId);
+      if (row.status === 'completed' || ACTIVE.has(row.status)) {
+        // Not in an engine (completed, or its owner is gone): its streams still get the closing status.
+        await this.appendFenced(sessionId, row.orgId, [statusEvent('closed', row.step, row.restart)], { status: 'closed' }, null);
+      } else await this.deps.sessions.update(sessionId, { status: 'closed' }, fence);
+    });
+  }
+
+  /**
+   * The commits of a session (SessionCommit), whichever node makes them, from now on; resolves once
+   * subscribed (rejects when the broker cannot be reached). Returns the unsubscribe function.
+   */
+  subscribe(sessionId: string, listener: CommitListener): Promise<() => void> {
+    return this.feeds.subscribe(sessionId, listener);
+  }
+
+  // ---- cluster ----
+
+  /**
+   * Runs `here` on this node when it holds the session's lease or can take it (free or lapsed), else
+   * `remote` with the holder. A holder that turns out not to hold it any more, or a lease that changes
+   * hands meanwhile, is asked about again, for up to a lease TTL and a second.
+   */
+  private async routed<T>(sessionId: string, orgId: string, here: () => Promise<T>, remote: (owner: Lease) => Promise<T>): Promise<T> {
+    const resource = sessionResource(sessionId);
+    const deadline = Date.now() + this.cluster.leaseTtlMs + 1000;
+    for (;;) {
+      let wait = 100;
+      try {
+        if (this.cluster.fence(resource)) return await this.here(sessionId, orgId, here);
+        const [lease] = await this.cluster.leases([resource]);
+        const other = lease && lease.nodeId !== this.cluster.nodeId && lease.expiresAt > Date.now() ? lease : null;
+        if (!other) return await this.here(sessionId, orgId, here);
+        if (this.cluster.broker.health().kind !== 'memory') return await remote(other);
+        // Without a broker no other node can be reached: the holder is this node's previous run under
+        // another name. Its lease lapses by itself.
+        wait = Math.max(50, other.expiresAt - Date.now() + 20);
+      } catch (err) {
+        if (!(err instanceof NotOwnerError)) throw err;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new OwnerUnreachableError(`session ${sessionId} is changing hands; retry shortly`);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, left)));
+    }
+  }
+
+  /**
+   * `fn` on this node under the session's lease (taken when free or lapsed; NotOwnerError, with nothing
+   * done, while another node holds it). The lease is given up afterwards unless the session stays here.
+   */
+  private async here<T>(sessionId: string, orgId: string, fn: () => Promise<T>): Promise<T> {
+    const resource = sessionResource(sessionId);
+    this.pinned.set(sessionId, (this.pinned.get(sessionId) ?? 0) + 1);
+    try {
+      if (!this.cluster.fence(resource) && !(await this.cluster.acquire(resource, orgId))) throw new NotOwnerError(sessionId);
+      return await fn();
+    } finally {
+      const n = (this.pinned.get(sessionId) ?? 1) - 1;
+      if (n > 0) this.pinned.set(sessionId, n);
+      else this.pinned.delete(sessionId);
+      await this.withEngine(async () => {
+        if (!this.bySession.has(sessionId) && !this.pinned.has(sessionId) && !this.creating.has(sessionId) && this.cluster.fence(resource)) {
+          await this.cluster.release(resource);
+        }
+      }).catch((err: unknown) => this.deps.onError?.(err));
+    }
+  }
+
+  /** A call to the session's owner; no answer in time is OwnerUnreachableError, to retry once its lease may have lapsed. */
+  private async callOwner<T>(owner: Lease, method: string, args: unknown): Promise<T> {
+    try {
+      return await this.cluster.call<T>(owner.nodeId, method, args);
+    } catch (err) {
+      if (err instanceof RpcTimeout) {
+        throw new OwnerUnreachableError(`the node that simulates this session (${owner.nodeId}) did not answer; retry shortly`, Math.max(1, Math.ceil((owner.expiresAt - Date.now()) / 1000)));
+      }
+      // The owner could not run the handler at all (an older node, one stopping).
+      if (err instanceof RpcRemoteError && err.remote.status === 503) throw new OwnerUnreachableError(`node ${owner.nodeId}: ${err.remote.message}`);
+      throw err;
+    }
+  }
+
+  /** What a forwarded call answers: its result, or its error by status and code. */
+  private outcome<T>(p: Promise<T>): Promise<Outcome<T>> {
+    return p.then(
+      (value) => ({ ok: true as const, value }),
+      (err: unknown) => {
+        if (err instanceof SessionEndedError) return { ok: false as const, error: { status: 409, code: 'session_ended', message: err.message, meta: { status: err.status } } };
+        if (err instanceof NotOwnerError) return { ok: false as const, error: { status: 503, code: 'not_owner', message: err.message } };
+        if (err instanceof OwnerUnreachableError) {
+          return { ok: false as const, error: { status: 503, code: 'owner_unreachable', message: err.message, meta: { retryAfterSeconds: err.retryAfterSeconds } } };
+        }
+        this.deps.onError?.(err);
+        return { ok: false as const, error: { status: 500, code: 'internal', message: err instanceof Error ? err.message : String(err) } };
+      },
+    );
+  }
+
+  /**
+   * Looks for active sessions that no node holds (their owner died or left) and takes over those whose
+   * lease it gets: `pages` pages of SCAN_PAGE, from where the last scan stopped. `heldBy`: also those whose
+   * lease this node holds in the store but not here (its previous run's).
+   */
+  private async scan(pages: number, heldBy?: string): Promise<void> {
+    for (let page = 0; page < pages && !this.stopping; page++) {
+      const refs = await this.deps.sessions.listUnowned({ after: this.scanAfter, limit: SCAN_PAGE, ...(heldBy ? { heldBy } : {}) });
+      this.scanAfter = refs.length === SCAN_PAGE ? refs[refs.length - 1]!.id : null;
+      await this.takeOver(refs);
+      if (this.scanAfter === null) return;
+    }
+  }
+
+  private async takeOver(refs: SessionRef[]): Promise<void> {
+    const todo = refs.filter((s) => !this.bySession.has(s.id) && !this.creating.has(s.id) && !this.pinned.has(s.id));
+    if (todo.length === 0) return;
+    const leases = new Map((await this.cluster.leases(todo.map((s) => sessionResource(s.id)))).map((l) => [l.resource, l]));
+    for (const s of todo) {
+      const resource = sessionResource(s.id);
+      const before = leases.get(resource);
+      if (before && before.nodeId !== this.cluster.nodeId && before.expiresAt > Date.now()) continue;
+      const lease = await this.cluster.acquire(resource, s.orgId);
+      if (!lease || this.stopping) continue;
+      await this.withEngine(async () => {
+        if (this.bySession.has(s.id)) return;
+        const row = await this.deps.sessions.get(s.id);
+        if (!row || !ACTIVE.has(row.status)) {
+          await this.cluster.release(resource);
+          return;
+        }
+        // From its checkpoint, as after a restart: what it replays up to highWater is stored once.
+        this.admit(row);
+        if (before && before.nodeId !== this.cluster.nodeId) this.deps.onWarning?.('session taken over', { sessionId: s.id, from: before.nodeId, epoch: lease.epoch });
+      });
+      this.kick();
+    }
+  }
+
+  /** The fence of this node's lease on the session, for a write; FencedError (nothing written) when it holds none. */
+  private fenceOf(sessionId: string): Fence {
+    const resource = sessionResource(sessionId);
+    const fence = this.cluster.fence(resource);
+    if (!fence) throw new FencedError(resource, { nodeId: this.cluster.nodeId, epoch: 0 });
+    return fence;
+  }
+
+  /** Another node holds the session now: out of the engine at once, without a write; its waiters may retry there. */
+  private lose(r: Resident): void {
+    const s = r.session;
+    if (!s || this.bySession.get(s.id) !== r) return;
+    this.evict(r);
+    for (const w of s.waiters) w.reject(new OwnerUnreachableError(`session ${s.id} moved to another node; retry`));
+    s.waiters = [];
+    this.deps.onWarning?.('session dropped: its lease is lost', { sessionId: s.id, step: r.step });
+    // Forgets it in this node's leases; the store's lease, another node's now, is not touched.
+    void this.cluster.release(sessionResource(s.id)).catch(() => undefined);
   }
 
   // ---- internals ----
@@ -275,6 +551,12 @@ export class Scheduler {
     const next = this.engineLock.then(fn);
     this.engineLock = next.catch(() => undefined);
     return next;
+  }
+
+  /** admit() a session whose lease this node holds (NotOwnerError otherwise). */
+  private admitHeld(row: SessionRow): Resident {
+    if (!this.cluster.fence(sessionResource(row.id))) throw new NotOwnerError(row.id);
+    return this.admit(row);
   }
 
   private admit(row: SessionRow): Resident {
@@ -287,7 +569,7 @@ export class Scheduler {
       engineId, config: row.config, status: row.status === 'completed' ? 'completed' : 'running',
       step: checkpoint?.step ?? 0, restart: checkpoint?.restart ?? 0,
       orgId: row.orgId, share: newShare(row.config),
-      session: { id: row.id, orgId: row.orgId, waiters: [], lastSnapshot: null, lastCheckpoint: Date.now(), highWater: row.step, storedBytes: row.eventBytes },
+      session: { id: row.id, orgId: row.orgId, waiters: [], lastSnapshot: null, lastCheckpoint: Date.now(), highWater: row.step, storedBytes: row.eventBytes, lastSeq: null },
     };
     this.residents.set(engineId, resident);
     this.bySession.set(row.id, resident);
@@ -295,6 +577,7 @@ export class Scheduler {
   }
 
   private evict(r: Resident): void {
+    if (this.residents.get(r.engineId) !== r) return;
     this.deps.engine.remove(r.engineId);
     this.residents.delete(r.engineId);
     if (r.session) this.bySession.delete(r.session.id);
@@ -380,7 +663,13 @@ export class Scheduler {
           }
         }
       } else if (r.session) {
-        await this.processSession(r, report);
+        try {
+          await this.processSession(r, report);
+        } catch (err) {
+          // Another node took the session: this one stops simulating it at once.
+          if (!(err instanceof FencedError)) throw err;
+          this.lose(r);
+        }
       }
     }
   }
@@ -418,7 +707,7 @@ export class Scheduler {
     }
     // The row changes with its events; listeners and step replies only then: whoever reads the session
     // after an event or a reply sees its row there.
-    this.notify(r, await this.append(r, events, change));
+    await this.commit(r, events, change);
     for (const resolve of reached) resolve();
     if (report.status === 'running' && (await this.overStorage(r))) return;
     if (report.status !== 'running') {
@@ -431,25 +720,44 @@ export class Scheduler {
     }
     if (report.status === 'completed') {
       // Checkpointed, because POST .../step may extend it, and out of the engine until then (a step brings
-      // it back from the checkpoint): finished sessions must not pile up in engine memory.
+      // it back from the checkpoint, on whichever node takes its lease): finished sessions must not pile up
+      // in engine memory.
       await this.checkpoint(r);
       this.evict(r);
+      await this.cluster.release(sessionResource(s.id));
     } else if (report.status !== 'running') {
       this.evict(r);
+      await this.cluster.release(sessionResource(s.id));
     } else if (Date.now() - s.lastCheckpoint > (this.deps.checkpointEveryMs ?? 5000)) {
       await this.checkpoint(r);
     }
   }
 
-  /** Store a session's new events (a replayed one is stored once) with its row's `change`; returns those inserted. */
-  private async append(r: Resident, events: NewSessionEvent[], change?: SessionChange): Promise<SessionEvent[]> {
-    if (!r.session || (events.length === 0 && !change)) return [];
-    const inserted = (await this.deps.sessions.appendEvents(r.session.id, events, change)).filter((e): e is SessionEvent => e !== null);
+  /**
+   * Store a resident session's new events (a replayed one is stored once) with its row's `change`, fenced
+   * by its lease, and announce those inserted.
+   */
+  private async commit(r: Resident, events: NewSessionEvent[], change?: SessionChange): Promise<void> {
+    const s = r.session;
+    if (!s || (events.length === 0 && !change)) return;
+    const { bytes, lastSeq } = await this.appendFenced(s.id, s.orgId, events, change, s.lastSeq);
+    s.storedBytes += bytes;
+    if (lastSeq !== null) s.lastSeq = lastSeq;
+  }
+
+  /** appendEvents fenced by this node's lease; meters and announces what was inserted (`after`: SessionCommit.after). */
+  private async appendFenced(
+    sessionId: string, orgId: string, events: NewSessionEvent[], change: SessionChange | undefined, after: number | null,
+  ): Promise<{ bytes: number; lastSeq: number | null }> {
+    const inserted = (await this.deps.sessions.appendEvents(sessionId, events, change, this.fenceOf(sessionId)))
+      .filter((e): e is SessionEvent => e !== null)
+      .sort((a, b) => a.seq - b.seq);
     let bytes = 0;
     for (const e of inserted) bytes += Buffer.byteLength(e.body);
-    r.session.storedBytes += bytes;
-    this.deps.usage?.add(r.session.orgId, 'storage_bytes_written', bytes);
-    return inserted;
+    this.deps.usage?.add(orgId, 'storage_bytes_written', bytes);
+    const last = inserted[inserted.length - 1];
+    if (last) this.feeds.publish(sessionId, { after, upTo: last.seq, events: inserted });
+    return { bytes, lastSeq: last?.seq ?? null };
   }
 
   /**
@@ -461,25 +769,31 @@ export class Scheduler {
     if (!s || !this.deps.quotas) return false;
     const limit = await this.deps.quotas.limit(s.orgId, 'session_storage_bytes');
     if (s.storedBytes < limit) return false;
+    const reason = { reason: 'quota_exceeded', quota: 'session_storage_bytes', limit, used: s.storedBytes };
+    const event: NewSessionEvent = { kind: 'status', step: r.step, restart: r.restart, body: JSON.stringify({ status: 'closed', step: r.step, restart: r.restart, ...reason }) };
+    await this.commit(r, [event], { status: 'closed' });
     this.evict(r);
     for (const w of s.waiters) w.reject(new SessionEndedError('closed'));
     s.waiters = [];
-    const reason = { reason: 'quota_exceeded', quota: 'session_storage_bytes', limit, used: s.storedBytes };
-    const event: NewSessionEvent = { kind: 'status', step: r.step, restart: r.restart, body: JSON.stringify({ status: 'closed', step: r.step, restart: r.restart, ...reason }) };
-    this.notify(r, await this.append(r, [event], { status: 'closed' }));
+    await this.cluster.release(sessionResource(s.id));
     return true;
-  }
-
-  private notify(r: Resident, inserted: SessionEvent[]): void {
-    const listeners = r.session ? this.listeners.get(r.session.id) : undefined;
-    if (listeners) for (const e of inserted) for (const l of listeners) l(e);
   }
 
   private async checkpoint(r: Resident): Promise<void> {
     const checkpoint = await this.deps.engine.exportState(r.engineId);
-    await this.deps.sessions.update(r.session!.id, { checkpoint: JSON.stringify(checkpoint), step: r.step, restart: r.restart });
+    await this.deps.sessions.update(r.session!.id, { checkpoint: JSON.stringify(checkpoint), step: r.step, restart: r.restart }, this.fenceOf(r.session!.id));
     r.session!.lastCheckpoint = Date.now();
   }
+}
+
+/** A forwarded call's result, or what its owner threw, as this node throws it. */
+function unwrap<T>(outcome: Outcome<T>, sessionId: string): T {
+  if (outcome.ok) return outcome.value;
+  const { status, code, message, meta } = outcome.error;
+  if (code === 'session_ended') throw new SessionEndedError((meta?.status as SessionStatus | undefined) ?? 'closed');
+  if (code === 'not_owner') throw new NotOwnerError(sessionId);
+  if (status === 503) throw new OwnerUnreachableError(message, typeof meta?.retryAfterSeconds === 'number' ? meta.retryAfterSeconds : 1);
+  throw new Error(`the session's owner failed: ${message}`);
 }
 
 function statusEvent(status: SimStatus | SessionStatus, step: number, restart: number): NewSessionEvent {

@@ -7,8 +7,9 @@
  * logged deltas after it, which is also how it recovers from a crash.
  */
 import { randomUUID } from 'node:crypto';
+import type { Presence } from '../cluster/broker.js';
+import { type Fence, FencedError } from '../store/leases.js';
 import { type Precision, type SimPatch, type SimReport, type SpaceParams, applyPhaseEdits, decodeFloats, Flag, type Engine, type SimCheckpoint } from '../engine/types.js';
-import type { FieldError } from '../model/normalize.js';
 import { type NormalizedSpaceConfig, normalizeSpace } from '../model/space.js';
 import { specFromSpace } from '../model/spec.js';
 import type { MemberRole, MemberRow, SpaceRow, SpaceStatus, SpaceStore, StoredDelta } from '../store/spaces.js';
@@ -16,6 +17,8 @@ import { type AcceptedOp, type Delta, decideDelta, type Role } from './deltas.js
 import type { Quotas, UsageMeter } from './quotas.js';
 import type { Scheduler, Ticker } from './scheduler.js';
 import { carryState, orderBasis } from './space-basis.js';
+import { SpaceError } from './space-error.js';
+import { fromRemoteError, type SpaceCluster, spaceChannel, type SpaceMessage, SpaceRelay, spaceResource, WATCH_TTL_MS } from './space-cluster.js';
 
 /** Defaults of RESONANCE_REPLAY_MAX_DELTAS and RESONANCE_REPLAY_MAX_BYTES: past either, a resume gets a snapshot. */
 export const DEFAULT_REPLAY_MAX_DELTAS = 1000;
@@ -97,18 +100,7 @@ export interface SpaceListener {
   closed(reason: 'archived' | 'deleted'): void;
 }
 
-/** Every refusal of the hub: the HTTP layer maps it to problem+json, the realtime layer to a frame. */
-export class SpaceError extends Error {
-  constructor(
-    readonly status: 400 | 403 | 404 | 409,
-    readonly code: string,
-    message: string,
-    readonly errors?: FieldError[],
-    readonly meta?: Record<string, unknown>,
-  ) {
-    super(message);
-  }
-}
+export { SpaceError } from './space-error.js';
 
 export interface SpacePatch {
   phases?: unknown;
@@ -136,6 +128,21 @@ export interface SpaceHubDeps {
   usage?: UsageMeter;
   /** Bytes the org stores now (for the storage_bytes quota). */
   storageUsed?: (orgId: string) => Promise<number>;
+  /**
+   * Which members have a realtime connection open, on any node (the broker's): a member whose token
+   * expired stays while it has one. Absent: none has (a hub without a realtime server).
+   */
+  presence?: Presence;
+  /**
+   * The other nodes (space-cluster.ts): this node simulates a space only while it holds its lease; writes
+   * to a space another node holds go to that node, and its frames are relayed here. Absent: one process.
+   */
+  cluster?: SpaceCluster;
+  /**
+   * Mark every member gone at start: right for one process (every connection died with the previous one),
+   * wrong for a node of a cluster (the other nodes' connections are open).
+   */
+  leaveAllOnStart?: boolean;
   /** Webhook events (awaited: a crash after it re-emits, never loses). */
   onEvent?: (orgId: string, name: SpaceEventName, data: Record<string, unknown>) => Promise<void>;
   onError?: (err: unknown) => void;
@@ -169,6 +176,8 @@ interface Live {
   oldest: number;
   epochStart: number;
   listeners: Set<SpaceListener>;
+  /** Other nodes that relay the space to listeners of theirs, until when (their watch renews it). */
+  remote: Map<string, number>;
   nextTickAt: number;
   idleSince: number;
   lastCheckpointAt: number;
@@ -176,6 +185,8 @@ interface Live {
   queue: Promise<unknown>;
   /** Mutations queued or running: a space is dropped from memory only when none is. */
   ops: number;
+  /** Another node took the space: queued mutations are refused (503), to be retried there. */
+  moved?: boolean;
   failed: boolean;
 }
 
@@ -232,14 +243,25 @@ export class SpaceHub implements Ticker {
   private readonly byEngine = new Map<number, Live>();
   private readonly loading = new Map<string, Promise<Live>>();
   private maintenance: NodeJS.Timeout | null = null;
-  private connected: (spaceId: string, memberId: string) => boolean = () => false;
+  /** Spaces another node owns that listeners of this node follow. */
+  private readonly relays = new Map<string, SpaceRelay>();
+  /** Proposals forwarded to an owner, by token, until their delta comes back through the relay. */
+  private readonly origins = new Map<string, unknown>();
+  private ownersTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly deps: SpaceHubDeps) {}
 
   async start(): Promise<void> {
-    // Every connection died with the previous process; members reconnect (and rejoin) with their tokens.
-    await this.deps.store.leaveAll();
+    // One process: every connection died with the previous one; members reconnect (and rejoin) with their tokens.
+    if (this.deps.leaveAllOnStart ?? true) await this.deps.store.leaveAll();
     this.deps.scheduler.attach(this);
+    const cluster = this.deps.cluster;
+    if (cluster) {
+      this.serveOtherNodes(cluster);
+      // A relayed space whose owner stopped renewing its lease is taken over within a quarter of the TTL.
+      this.ownersTimer = setInterval(() => void this.checkOwners(cluster).catch((err) => this.deps.onError?.(err)), Math.max(200, cluster.leaseTtlMs / 4));
+      this.ownersTimer.unref();
+    }
     this.maintenance = setInterval(() => {
       this.deps.scheduler.exclusive(() => this.maintain(Date.now())).catch((err) => this.deps.onError?.(err));
       // Outside the engine lock: leave() waits for the space's queue, whose head may wait for the engine.
@@ -250,6 +272,9 @@ export class SpaceHub implements Ticker {
 
   async stop(): Promise<void> {
     if (this.maintenance) clearInterval(this.maintenance);
+    if (this.ownersTimer) clearInterval(this.ownersTimer);
+    for (const relay of this.relays.values()) await relay.stop();
+    this.relays.clear();
     await this.deps.scheduler.exclusive(async (engine) => {
       for (const l of this.live.values()) if (l.engineId !== null) await this.checkpoint(engine, l);
     });
@@ -257,7 +282,8 @@ export class SpaceHub implements Ticker {
 
   stats(): { spaces: number; live: number } {
     let live = 0;
-    for (const l of this.live.values()) if (l.listeners.size > 0) live++;
+    const now = Date.now();
+    for (const l of this.live.values()) if (this.listening(l, now)) live++;
     return { spaces: [...this.live.values()].filter((l) => l.engineId !== null).length, live };
   }
 
@@ -287,7 +313,7 @@ export class SpaceHub implements Ticker {
 
   /** Merge-patch phases/operators/entropy/policy; changed leaves become one logged delta (last writer wins). */
   async patch(id: string, change: SpacePatch, author: string | null): Promise<SpaceRow> {
-    return this.serial(id, async (l) => {
+    return this.onOwner(id, 'patch', [change, author], () => this.serial(id, async (l) => {
       this.writable(l);
       const current = l.row.config;
       const merged = { ...current } as Record<string, unknown>;
@@ -316,11 +342,11 @@ export class SpaceHub implements Ticker {
       l.row = { ...l.row, config: next };
       if (ops.length > 0 || phasesChanged) await this.emit(l, 'space.updated', { spaceId: id, version: l.row.version });
       return l.row;
-    });
+    }));
   }
 
   async setStatus(id: string, status: SpaceStatus): Promise<SpaceRow> {
-    return this.serial(id, async (l) => {
+    return this.onOwner(id, 'setStatus', [status], () => this.serial(id, async (l) => {
       if (l.row.status === status) return l.row;
       if (l.row.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space is read-only');
       await this.deps.store.update(id, { status });
@@ -331,13 +357,14 @@ export class SpaceHub implements Ticker {
         await this.deps.scheduler.exclusive(async (engine) => this.evict(engine, l));
         for (const listener of l.listeners) listener.closed('archived');
         l.listeners.clear();
+        this.publish(l, { k: 'closed', reason: 'archived' });
       }
       return l.row;
-    });
+    }));
   }
 
   async remove(id: string): Promise<void> {
-    await this.serial(id, async (l) => {
+    await this.onOwner(id, 'remove', [], () => this.serial(id, async (l) => {
       await this.deps.scheduler.exclusive(async (engine) => {
         if (l.engineId !== null) {
           engine.remove(l.engineId);
@@ -348,13 +375,15 @@ export class SpaceHub implements Ticker {
       await this.deps.store.delete(id);
       for (const listener of l.listeners) listener.closed('deleted');
       l.listeners.clear();
+      this.publish(l, { k: 'closed', reason: 'deleted' });
       this.live.delete(id);
-    });
+      await this.deps.cluster?.release(spaceResource(id));
+    }));
   }
 
   /** A new epoch: kept primes keep phase and mass, new ones are seeded; `order: learned` sorts by mass. */
   async replaceBasis(id: string, basis: unknown, author: string | null): Promise<SpaceRow> {
-    return this.serial(id, async (l) => {
+    return this.onOwner(id, 'replaceBasis', [basis, author], () => this.serial(id, async (l) => {
       this.writable(l);
       const current = l.row.config;
       const result = normalizeSpace({ ...current, basis }, { maxBasis: this.deps.maxBasis });
@@ -386,20 +415,23 @@ export class SpaceHub implements Ticker {
       });
       const snapshot = this.snapshotOf(l);
       for (const listener of l.listeners) listener.snapshot(snapshot);
+      this.publish(l, { k: 'snapshot', snapshot });
       await this.emit(l, 'basis.changed', { spaceId: id, epoch: l.row.epoch, version: l.row.version, primes: l.row.config.basis.primes });
       return l.row;
-    });
+    }));
   }
 
   async snapshot(id: string): Promise<SpaceSnapshot> {
-    return this.serial(id, async (l) => {
+    return this.onOwner(id, 'snapshot', [], () => this.serial(id, async (l) => {
       if (l.engineId === null && l.phases.length === 0) await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
       return this.snapshotOf(l);
-    });
+    }));
   }
 
   /** Accept (durably, then fan out) or refuse a delta. */
   async propose(id: string, delta: Delta, role: Role, author: string | null, requestId?: string, origin?: unknown): Promise<{ frame: DeltaFrame; snapshot: () => SpaceSnapshot }> {
+    const owner = await this.ownerOf(id);
+    if (owner !== null) return this.proposeAt(owner, id, delta, role, author, requestId, origin);
     return this.serial(id, async (l) => {
       this.writable(l);
       if (l.row.status === 'locked') throw new SpaceError(409, 'space_locked', 'the space is locked: deltas are refused', undefined, { currentVersion: l.row.version });
@@ -431,30 +463,49 @@ export class SpaceHub implements Ticker {
     listener: SpaceListener,
     lastVersion?: number,
   ): Promise<{ detach: () => void; row: SpaceRow; replay: DeltaFrame[] | null; snapshot: SpaceSnapshot | null }> {
+    const owner = await this.ownerOf(id);
+    if (owner !== null) return this.attachRelay(id, owner, listener, lastVersion);
     return this.serial(id, async (l) => {
       if (l.row.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space does not simulate');
       await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
-      let replay: DeltaFrame[] | null = null;
       // Versions are contiguous: the count is known without reading, and at most the bound is read.
-      const count = lastVersion === undefined ? -1 : l.row.version - lastVersion;
-      const maxDeltas = this.deps.replayMaxDeltas ?? DEFAULT_REPLAY_MAX_DELTAS;
-      if (lastVersion !== undefined && lastVersion >= l.oldest && lastVersion >= l.epochStart && count >= 0 && count <= maxDeltas) {
-        const stored = await this.deps.store.deltasSince(id, lastVersion, count);
-        const maxBytes = this.deps.replayMaxBytes ?? DEFAULT_REPLAY_MAX_BYTES;
-        let bytes = 0;
-        for (const d of stored) if ((bytes += Buffer.byteLength(JSON.stringify(d.ops))) > maxBytes) break;
-        if (stored.length === count && bytes <= maxBytes) replay = stored.map(frameOf);
-      }
+      const inHistory = lastVersion !== undefined && lastVersion >= l.oldest && lastVersion >= l.epochStart;
+      const replay = inHistory ? await this.replayOf(id, lastVersion, l.row) : null;
+      const wasListening = this.listening(l, Date.now());
       l.listeners.add(listener);
-      if (l.listeners.size === 1) {
+      if (!wasListening) {
         l.nextTickAt = Date.now();
         this.deps.scheduler.kick();
       }
-      const detach = (): void => {
-        if (l.listeners.delete(listener) && l.listeners.size === 0) l.idleSince = Date.now();
-      };
-      return { detach, row: l.row, replay, snapshot: replay ? null : this.snapshotOf(l) };
+      return { detach: () => this.detach(id, listener), row: l.row, replay, snapshot: replay ? null : this.snapshotOf(l) };
     });
+  }
+
+  /**
+   * The deltas after `lastVersion` up to `row`'s version when the log holds them all, within the current
+   * epoch and the replay bounds (count, and bytes of their stored ops); null when a snapshot must do.
+   */
+  private async replayOf(id: string, lastVersion: number, row: SpaceRow): Promise<DeltaFrame[] | null> {
+    const count = row.version - lastVersion;
+    if (count < 0 || count > (this.deps.replayMaxDeltas ?? DEFAULT_REPLAY_MAX_DELTAS)) return null;
+    const stored = await this.deps.store.deltasSince(id, lastVersion, count);
+    const maxBytes = this.deps.replayMaxBytes ?? DEFAULT_REPLAY_MAX_BYTES;
+    let bytes = 0;
+    for (const d of stored) if ((bytes += Buffer.byteLength(JSON.stringify(d.ops))) > maxBytes) return null;
+    if (stored.length !== count || stored[0]?.version !== (count > 0 ? lastVersion + 1 : undefined)) return null;
+    if (stored.some((d) => d.epoch !== row.epoch)) return null;
+    return stored.map(frameOf);
+  }
+
+  /** A listener leaves, wherever it listens from (the space may have changed hands meanwhile). */
+  private detach(id: string, listener: SpaceListener): void {
+    const l = this.live.get(id);
+    if (l?.listeners.delete(listener) && l.listeners.size === 0) l.idleSince = Date.now();
+    const relay = this.relays.get(id);
+    if (relay?.listeners.delete(listener) && relay.listeners.size === 0) {
+      this.relays.delete(id);
+      void relay.stop().catch((err) => this.deps.onError?.(err));
+    }
   }
 
   // ---- members ----
@@ -467,7 +518,7 @@ export class SpaceHub implements Ticker {
     id: string,
     member: { id: string; userId: string; orgId: string; role: MemberRole; displayName: string | null; expiresAt: number | null },
   ): Promise<MemberRow> {
-    return this.serial(id, async (l) => {
+    return this.onOwner(id, 'join', [member], () => this.serial(id, async (l) => {
       const existing = await this.deps.store.getMember(id, member.id);
       if (existing?.removedAt != null) throw new SpaceError(403, 'member_removed', 'this member was removed from the space');
       if (existing && existing.leftAt === null) return existing;
@@ -477,7 +528,7 @@ export class SpaceHub implements Ticker {
       const row = await this.deps.store.joinMember({ spaceId: id, ...member });
       await this.emit(l, 'member.joined', { spaceId: id, memberId: row.id, userId: row.userId, role: row.role, displayName: row.displayName });
       return row;
-    });
+    }));
   }
 
   /** A member row, present or gone (null when it never joined). */
@@ -491,22 +542,18 @@ export class SpaceHub implements Ticker {
 
   /** A member leaves (removed, or its last connection closed); listeners see member.left and drop its sockets. */
   async leave(id: string, memberId: string, reason: 'removed' | 'disconnected' | 'expired'): Promise<boolean> {
-    return this.serial(id, async (l) => {
+    return this.onOwner(id, 'leave', [memberId, reason], () => this.serial(id, async (l) => {
       if (!(await this.deps.store.leaveMember(id, memberId, reason === 'removed'))) return false;
       await this.emit(l, 'member.left', { spaceId: id, memberId, reason });
       return true;
-    });
-  }
-
-  /** Tells whether a member has an open realtime connection (set by the realtime server). */
-  setConnectionProbe(probe: (spaceId: string, memberId: string) => boolean): void {
-    this.connected = probe;
+    }));
   }
 
   /** Members whose token expired with no connection open leave (REST- or SSE-only sessions, abandoned ones). */
   private async expireMembers(now: number): Promise<void> {
+    const presence = this.deps.presence;
     for (const m of await this.deps.store.expiredMembers(now)) {
-      if (!this.connected(m.spaceId, m.id)) await this.leave(m.spaceId, m.id, 'expired').catch(() => false);
+      if (!(await presence?.has(m.spaceId, m.id))) await this.leave(m.spaceId, m.id, 'expired').catch(() => false);
     }
   }
 
@@ -518,7 +565,7 @@ export class SpaceHub implements Ticker {
     for (const l of this.live.values()) {
       if (l.engineId === null) continue;
       let ticks = 0;
-      if (l.listeners.size > 0 && l.row.status !== 'archived' && !l.failed) {
+      if (this.listening(l, now) && l.row.status !== 'archived' && !l.failed) {
         const period = 1000 / l.row.config.policy.publishHz;
         if (now >= l.nextTickAt) {
           ticks = 1;
@@ -558,6 +605,7 @@ export class SpaceHub implements Ticker {
       const telemetry: TelemetryFrame = { type: 'telemetry', t: l.t, version: l.applied, ...l.metrics! };
       const phases: PhasesFrame = { type: 'phases', t: l.t, version: l.applied, phases: l.phases, masses: l.masses };
       for (const listener of l.listeners) listener.telemetry(telemetry, phases);
+      this.publish(l, { k: 'telemetry', telemetry, phases });
     }
   }
 
@@ -571,7 +619,7 @@ export class SpaceHub implements Ticker {
   private async serial<T>(id: string, fn: (l: Live) => Promise<T>): Promise<T> {
     const l = await this.load(id);
     l.ops++;
-    const run = l.queue.then(() => (this.live.get(id) === l ? fn(l) : Promise.reject(notFound(id)))).finally(() => l.ops--);
+    const run = l.queue.then(() => (this.live.get(id) === l ? fn(l) : Promise.reject(l.moved ? movedError(id) : notFound(id)))).finally(() => l.ops--);
     l.queue = run.catch(() => undefined);
     return run;
   }
@@ -599,7 +647,7 @@ export class SpaceHub implements Ticker {
     if (again) return again;
     const l: Live = {
       row, engineId: null, precision: 'f64', t: 0, metrics: null, phases: [], masses: [], applied: row.version, pending: emptyPending(),
-      lastWrites, oldest: oldestVersion ?? row.version, epochStart: lastWrites.get(BASIS_PATH) ?? 0, listeners: new Set(), nextTickAt: 0,
+      lastWrites, oldest: oldestVersion ?? row.version, epochStart: lastWrites.get(BASIS_PATH) ?? 0, listeners: new Set(), remote: new Map(), nextTickAt: 0,
       idleSince: Date.now(), lastCheckpointAt: Date.now(), queue: Promise.resolve(), ops: 0, failed: false,
     };
     this.live.set(id, l);
@@ -669,7 +717,7 @@ export class SpaceHub implements Ticker {
     // Every logged delta (proposals, PATCH, basis changes) is charged, once it is known to be acceptable:
     // a refused one costs nothing.
     await this.deps.quotas?.charge(l.row.orgId, 'deltas_per_minute', 1);
-    const stored = await this.deps.store.appendDelta(l.row.id, l.row.version, { epoch, fromVersion, ops, paths, author }, config);
+    const stored = await this.fenced(l, () => this.deps.store.appendDelta(l.row.id, l.row.version, { epoch, fromVersion, ops, paths, author }, config, this.fenceOf(l)));
     if (!stored) throw new Error(`space ${l.row.id}: the stored version moved under the hub`);
     this.deps.usage?.add(l.row.orgId, 'deltas', 1);
     this.deps.usage?.add(l.row.orgId, 'storage_bytes_written', Buffer.byteLength(JSON.stringify(ops)) + Buffer.byteLength(JSON.stringify(paths)));
@@ -685,6 +733,7 @@ export class SpaceHub implements Ticker {
     }
     const frame = frameOf(stored);
     for (const listener of l.listeners) listener.delta(frame, origin);
+    this.publish(l, origin instanceof RemoteOrigin ? { k: 'delta', frame, origin: { node: origin.node, token: origin.token } } : { k: 'delta', frame });
     return requestId ? { ...frame, requestId } : frame;
   }
 
@@ -704,7 +753,7 @@ export class SpaceHub implements Ticker {
     if (l.engineId === null) return;
     await this.applyPending(engine, l);
     const cp = await engine.exportState(l.engineId);
-    await this.deps.store.update(l.row.id, { checkpoint: JSON.stringify(cp), checkpointVersion: l.applied });
+    await this.fenced(l, () => this.deps.store.update(l.row.id, { checkpoint: JSON.stringify(cp), checkpointVersion: l.applied }, this.fenceOf(l)));
     l.row = { ...l.row, checkpoint: JSON.stringify(cp), checkpointVersion: l.applied };
     l.lastCheckpointAt = Date.now();
     // History: keep historySeconds, and every delta the checkpoint does not hold.
@@ -726,12 +775,17 @@ export class SpaceHub implements Ticker {
   private async maintain(now: number): Promise<void> {
     const engine = this.deps.scheduler.engine;
     for (const l of [...this.live.values()]) {
+      const listening = this.listening(l, now);
       if (l.engineId === null) {
-        if (l.listeners.size === 0 && l.ops === 0 && now - l.idleSince > this.deps.idleEvictMs) this.live.delete(l.row.id);
+        if (!listening && l.ops === 0 && now - l.idleSince > this.deps.idleEvictMs) {
+          // Out of memory, and out of this node's hands: whichever node needs the space next takes it.
+          this.live.delete(l.row.id);
+          await this.deps.cluster?.release(spaceResource(l.row.id));
+        }
         continue;
       }
-      if (l.listeners.size === 0 && now - l.idleSince > this.deps.idleEvictMs) await this.evict(engine, l);
-      else if (now - l.lastCheckpointAt > this.deps.checkpointEveryMs && l.listeners.size > 0) await this.checkpoint(engine, l);
+      if (!listening && now - l.idleSince > this.deps.idleEvictMs) await this.evict(engine, l);
+      else if (now - l.lastCheckpointAt > this.deps.checkpointEveryMs && listening) await this.checkpoint(engine, l);
     }
   }
 
@@ -743,7 +797,300 @@ export class SpaceHub implements Ticker {
     }
     const frame: EventFrame = { type: 'event', name, at: new Date().toISOString(), data };
     for (const listener of l.listeners) listener.event(frame);
+    this.publish(l, { k: 'event', frame });
   }
+
+  // ---- the other nodes (space-cluster.ts; docs/scaling.md) ----
+
+  /** Someone listens: here, or on another node that relays the space (expired relays are forgotten here). */
+  private listening(l: Live, now: number): boolean {
+    if (l.remote.size > 0) {
+      for (const [node, until] of l.remote) if (until <= now) l.remote.delete(node);
+      if (l.remote.size === 0 && l.listeners.size === 0) l.idleSince = now;
+    }
+    return l.listeners.size > 0 || l.remote.size > 0;
+  }
+
+  /** To the nodes that relay the space, in order; nothing when none does. */
+  private publish(l: Live, message: SpaceMessage): void {
+    const cluster = this.deps.cluster;
+    if (!cluster || l.remote.size === 0) return;
+    cluster.broker.publish(spaceChannel(l.row.id), JSON.stringify(message)).catch((err: unknown) => this.deps.onError?.(err));
+  }
+
+  private fenceOf(l: Live): Fence | undefined {
+    return this.deps.cluster?.fence(spaceResource(l.row.id)) ?? undefined;
+  }
+
+  /** A fenced write; refused (another node took the space): this node lets the space go and the caller retries. */
+  private async fenced<T>(l: Live, write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (err) {
+      if (!(err instanceof FencedError)) throw err;
+      this.lost(l.row.id);
+      throw movedError(l.row.id);
+    }
+  }
+
+  /**
+   * Where the space is simulated: null when here (this node holds its lease, taking it when it is free or
+   * lapsed), else the node that holds it.
+   */
+  private async ownerOf(id: string): Promise<string | null> {
+    const cluster = this.deps.cluster;
+    if (!cluster) return null;
+    const resource = spaceResource(id);
+    if (cluster.fence(resource) && !this.relays.has(id)) return null;
+    // A relayed space's owner is known (checkOwners follows it): no query per forwarded write. Taking the
+    // lease is tried only when it looks free: the attempt would wait on the row lock of the owner's writes.
+    const relayed = this.relays.get(id)?.owner;
+    if (relayed) return relayed;
+    // A process without a broker has no other node to ask: a lease another node id holds is an earlier
+    // run's (restarted under another host:port), waited out rather than forwarded to nobody.
+    const alone = cluster.broker.health().kind === 'memory';
+    const deadline = Date.now() + cluster.leaseTtlMs + 1000;
+    for (let attempt = 0; attempt < 3 || (alone && Date.now() < deadline); attempt++) {
+      const [holder] = await cluster.leases([resource]);
+      const held = holder && holder.nodeId !== cluster.nodeId && holder.expiresAt > Date.now();
+      if (held && !alone) return holder.nodeId;
+      const orgId = holder?.orgId ?? this.live.get(id)?.row.orgId ?? (await this.deps.store.get(id))?.orgId;
+      if (orgId === undefined) throw notFound(id);
+      if (await cluster.acquire(resource, orgId)) {
+        if (this.relays.has(id)) await this.promote(id);
+        return null;
+      }
+      if (alone) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new SpaceError(503, 'owner_unreachable', 'the space is changing hands; retry shortly', undefined, { retryAfterSeconds: 1 });
+  }
+
+  /** Runs `local` when this node simulates the space, else asks the node that does. */
+  private async onOwner<T>(id: string, method: RemoteMethod, args: unknown[], local: () => Promise<T>): Promise<T> {
+    const owner = await this.ownerOf(id);
+    return owner === null ? local() : this.forward<T>(owner, id, method, args);
+  }
+
+  private async forward<T>(owner: string, id: string, method: RemoteMethod | 'watch', args: unknown[]): Promise<T> {
+    try {
+      return await this.deps.cluster!.call<T>(owner, method === 'watch' ? 'space.watch' : 'space.call', { id, method, args });
+    } catch (err) {
+      throw fromRemoteError(err, owner);
+    }
+  }
+
+  /** A proposal made on this node for a space another node owns; the proposer's copy comes back through the relay. */
+  private async proposeAt(
+    owner: string, id: string, delta: Delta, role: Role, author: string | null, requestId: string | undefined, origin: unknown,
+  ): Promise<{ frame: DeltaFrame; snapshot: () => SpaceSnapshot }> {
+    const token = origin === undefined ? null : randomUUID();
+    if (token) {
+      this.origins.set(token, origin);
+      setTimeout(() => this.origins.delete(token), 30_000).unref();
+    }
+    // A REST proposal answers with the state (snapshot); a realtime one only needs its acknowledgement.
+    const r = await this.forward<{ frame: DeltaFrame; snapshot: SpaceSnapshot | null }>(owner, id, 'propose', [delta, role, author, requestId ?? null, token, origin === undefined]);
+    const frame = requestId ? { ...r.frame, requestId } : r.frame;
+    return { frame, snapshot: () => r.snapshot ?? (() => { throw new Error('no snapshot was asked for'); })() };
+  }
+
+  /** What another node asks of this one, the owner. */
+  private serveOtherNodes(cluster: SpaceCluster): void {
+    cluster.handle('space.call', async (raw, from) => {
+      const { id, method, args } = raw as { id: string; method: RemoteMethod; args: unknown[] };
+      const a = args.map((v) => (v === null ? undefined : v));
+      switch (method) {
+        case 'patch':
+          return this.patch(id, a[0] as SpacePatch, (a[1] as string | undefined) ?? null);
+        case 'setStatus':
+          return this.setStatus(id, a[0] as SpaceStatus);
+        case 'remove':
+          return this.remove(id);
+        case 'replaceBasis':
+          return this.replaceBasis(id, a[0], (a[1] as string | undefined) ?? null);
+        case 'snapshot':
+          return this.snapshot(id);
+        case 'join':
+          return this.join(id, a[0] as Parameters<SpaceHub['join']>[1]);
+        case 'leave':
+          return this.leave(id, a[0] as string, a[1] as 'removed' | 'disconnected' | 'expired');
+        case 'propose': {
+          const [delta, role, author, requestId, token, wantSnapshot] = a as [Delta, Role, string | undefined, string | undefined, string | undefined, boolean];
+          const origin = token ? new RemoteOrigin(from, token) : undefined;
+          const r = await this.propose(id, delta, role, author ?? null, requestId, origin);
+          return { frame: r.frame, snapshot: wantSnapshot ? r.snapshot() : null };
+        }
+      }
+    });
+    // A node relays the space to listeners of its own: tick it, and publish its frames, while it does.
+    cluster.handle('space.watch', async (raw, from) => {
+      const { id } = raw as { id: string };
+      if ((await this.ownerOf(id)) !== null) throw new SpaceError(409, 'not_owner', `this node no longer owns space ${id}`);
+      await this.serial(id, async (l) => {
+        if (l.row.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space does not simulate');
+        await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
+        const wasListening = this.listening(l, Date.now());
+        l.remote.set(from, Date.now() + WATCH_TTL_MS);
+        if (!wasListening) {
+          l.nextTickAt = Date.now();
+          this.deps.scheduler.kick();
+        }
+      });
+    });
+  }
+
+  /**
+   * Follow a space another node owns: the relay subscribes first, then the owner is told this node listens
+   * (from then on it publishes every frame), then the start state is read; the listener gets the frames
+   * after that state's version, from the relay, in order.
+   */
+  private async attachRelay(
+    id: string, owner: string, listener: SpaceListener, lastVersion?: number,
+  ): Promise<{ detach: () => void; row: SpaceRow; replay: DeltaFrame[] | null; snapshot: SpaceSnapshot | null }> {
+    let relay = this.relays.get(id);
+    if (!relay) {
+      relay = this.newRelay(id, owner, -1);
+      this.relays.set(id, relay);
+      await relay.start();
+    }
+    const r = relay;
+    try {
+      // The start state, read in order with what the relay delivers.
+      const start = await r.after(async () => {
+        await this.forward(r.owner, id, 'watch', []);
+        const stored = await this.deps.store.get(id);
+        if (!stored) throw notFound(id);
+        if (stored.status === 'archived') throw new SpaceError(409, 'space_archived', 'an archived space does not simulate');
+        const replay = lastVersion !== undefined ? await this.replayOf(id, lastVersion, stored) : null;
+        const snapshot = replay ? null : await this.forward<SpaceSnapshot>(r.owner, id, 'snapshot', []);
+        const row = snapshot ? { ...stored, version: snapshot.version, epoch: snapshot.epoch } : stored;
+        // Nothing delivered yet: the relay's stream starts at this state.
+        if (r.version < 0) r.version = row.version;
+        return { row, replay, snapshot };
+      });
+      // The log may be ahead of the relay: its messages up to the start state are on their way (each with
+      // its proposer's tag, which a copy read from the log would lack). Let them come; fill from the log
+      // only what does not.
+      const { row } = start;
+      if (!(await r.reach(row.version, RELAY_CATCH_UP_MS))) await r.after(() => r.fill(row.version));
+      return await r.after(async () => {
+        // The listener starts where the relay is: the versions it delivered past the start state come from the log.
+        if (r.version > row.version) {
+          for (const d of await this.deps.store.deltasSince(id, row.version, r.version - row.version)) listener.delta(frameOf(d));
+        }
+        r.add(listener, r.version);
+        return { detach: () => this.detach(id, listener), ...start };
+      });
+    } catch (err) {
+      if (r.listeners.size === 0 && this.relays.get(id) === r) {
+        this.relays.delete(id);
+        await r.stop();
+      }
+      throw err;
+    }
+  }
+
+  private newRelay(id: string, owner: string, version: number): SpaceRelay {
+    return new SpaceRelay(
+      {
+        spaceId: id,
+        cluster: this.deps.cluster!,
+        deltasSince: (after, limit) => this.deps.store.deltasSince(id, after, limit),
+        originOf: (token) => {
+          const origin = this.origins.get(token);
+          this.origins.delete(token);
+          return origin;
+        },
+        onError: (err) => this.deps.onError?.(err),
+      },
+      owner,
+      version,
+    );
+  }
+
+  /** Relayed spaces whose owner's lease lapsed are taken over; those that changed hands are followed to the new owner. */
+  private async checkOwners(cluster: SpaceCluster): Promise<void> {
+    if (this.relays.size === 0) return;
+    const ids = [...this.relays.keys()];
+    const leases = new Map((await cluster.leases(ids.map(spaceResource))).map((l) => [l.resource, l]));
+    for (const id of ids) {
+      const relay = this.relays.get(id);
+      if (!relay) continue;
+      const lease = leases.get(spaceResource(id));
+      if (lease && lease.nodeId !== cluster.nodeId && lease.expiresAt > Date.now()) {
+        if (lease.nodeId !== relay.owner) {
+          relay.owner = lease.nodeId;
+          await relay.watch();
+        }
+        continue;
+      }
+      const orgId = lease?.orgId ?? (await this.deps.store.get(id))?.orgId;
+      if (orgId !== undefined && (await cluster.acquire(spaceResource(id), orgId))) await this.promote(id);
+    }
+  }
+
+  /**
+   * This node took the lease of a space it relayed: load it (checkpoint and the logged deltas after it),
+   * give its listeners the versions they have not seen, from the log, and tick on.
+   */
+  private async promote(id: string): Promise<void> {
+    const relay = this.relays.get(id);
+    if (!relay) return;
+    this.relays.delete(id);
+    // Whatever the relay was delivering finishes first; nothing after it is delivered.
+    await relay.after(async () => relay.stop());
+    if (relay.listeners.size === 0) return;
+    await this.serial(id, async (l) => {
+      await this.deps.scheduler.exclusive(async (engine) => this.ensureResident(engine, l));
+      const missing = relay.version >= 0 && relay.version < l.row.version ? await this.deps.store.deltasSince(id, relay.version, l.row.version - relay.version) : [];
+      for (const [listener, from] of relay.listeners) {
+        for (const d of missing) if (d.version > from) listener.delta(frameOf(d));
+        l.listeners.add(listener);
+      }
+      l.nextTickAt = Date.now();
+      this.deps.scheduler.kick();
+    });
+  }
+
+  /** This node lost the space's lease (another node holds it): out of the engine; its listeners follow the new owner. */
+  lost(id: string): void {
+    const l = this.live.get(id);
+    if (!l) return;
+    l.moved = true;
+    this.live.delete(id);
+    this.deps.scheduler
+      .exclusive(async (engine) => {
+        if (l.engineId === null) return;
+        engine.remove(l.engineId);
+        this.byEngine.delete(l.engineId);
+        l.engineId = null;
+      })
+      .catch((err: unknown) => this.deps.onError?.(err));
+    if (l.listeners.size === 0 || !this.deps.cluster) return;
+    // The owner is found (or the space taken back) by the next checkOwners.
+    const relay = this.newRelay(id, '', l.row.version);
+    for (const listener of l.listeners) relay.add(listener, l.row.version);
+    this.relays.set(id, relay);
+    relay.start().catch((err: unknown) => this.deps.onError?.(err));
+  }
+}
+
+/** How long a joining listener waits for its relay to deliver the versions of its start state before the log fills them in. */
+const RELAY_CATCH_UP_MS = 2000;
+
+/** The hub's methods another node may call on the owner (Rpc 'space.call'). */
+type RemoteMethod = 'patch' | 'setStatus' | 'remove' | 'replaceBasis' | 'snapshot' | 'join' | 'leave' | 'propose';
+
+/** A proposal forwarded by another node: the owner tags the delta it publishes with it. */
+class RemoteOrigin {
+  constructor(
+    readonly node: string,
+    readonly token: string,
+  ) {}
+}
+
+function movedError(id: string): SpaceError {
+  return new SpaceError(503, 'owner_changed', `space ${id} moved to another node; retry`, undefined, { retryAfterSeconds: 1 });
 }
 
 function addOps(p: Pending, ops: readonly AcceptedOp[]): void {

@@ -78,27 +78,37 @@ export interface AuthStore {
   isActive(credential: CredentialRef): Promise<boolean>;
 }
 
-/** Recognisable prefixes let secret scanners (and people) tell a Resonance key from a client secret. */
-const KEY_PREFIX = 'rsk_';
-const CLIENT_SECRET_PREFIX = 'rcs_';
-/** Shown in listings: "rsk_" plus 8 characters (48 bits of the key's 256: not enough to help a guesser). */
-const DISPLAY_PREFIX_LENGTH = 12;
+// What follows up to SqliteAuthStore is shared by every AuthStore (the Postgres one too), so that keys,
+// ids and scopes are written the same way whichever store holds them.
 
-const randomId = (prefix: string): string => prefix + randomBytes(12).toString('base64url');
-const secret = (prefix: string): string => prefix + randomBytes(32).toString('base64url');
-const sha256 = (value: string): string => createHash('sha256').update(value, 'utf8').digest('hex');
+/** Recognisable prefixes let secret scanners (and people) tell a Resonance key from a client secret. */
+export const KEY_PREFIX = 'rsk_';
+export const CLIENT_SECRET_PREFIX = 'rcs_';
+/** Shown in listings: "rsk_" plus 8 characters (48 bits of the key's 256: not enough to help a guesser). */
+export const DISPLAY_PREFIX_LENGTH = 12;
+
+export const randomId = (prefix: string): string => prefix + randomBytes(12).toString('base64url');
+export const secret = (prefix: string): string => prefix + randomBytes(32).toString('base64url');
+export const sha256 = (value: string): string => createHash('sha256').update(value, 'utf8').digest('hex');
+
+/** An org name as stored: trimmed, never empty. */
+export function orgNameOf(name: string): string {
+  const trimmed = name.trim();
+  if (!trimmed) throw new Error('org name must not be empty');
+  return trimmed;
+}
 
 /** Scopes are stored space-separated (the OAuth wire form); unknown names are dropped, never trusted. */
-const encodeScopes = (scopes: Scope[]): string => [...new Set(scopes)].join(' ');
+export const encodeScopes = (scopes: Scope[]): string => [...new Set(scopes)].join(' ');
 export const parseScopes = (value: string): Scope[] =>
   value.split(/[\s,]+/).filter((s): s is Scope => (ALL_SCOPES as string[]).includes(s));
 
-interface OrgRow {
+export interface OrgRow {
   id: string;
   name: string;
   created_at: number;
 }
-interface KeyRow {
+export interface KeyRow {
   id: string;
   org_id: string;
   org_name: string;
@@ -107,7 +117,7 @@ interface KeyRow {
   created_at: number;
   revoked_at: number | null;
 }
-interface ClientRow {
+export interface ClientRow {
   id: string;
   org_id: string;
   org_name: string;
@@ -117,8 +127,8 @@ interface ClientRow {
   revoked_at: number | null;
 }
 
-const toOrg = (r: OrgRow): Org => ({ id: r.id, name: r.name, createdAt: r.created_at });
-const toKey = (r: KeyRow): ApiKeyRecord => ({
+export const toOrg = (r: OrgRow): Org => ({ id: r.id, name: r.name, createdAt: r.created_at });
+export const toKey = (r: KeyRow): ApiKeyRecord => ({
   id: r.id,
   orgId: r.org_id,
   orgName: r.org_name,
@@ -127,7 +137,7 @@ const toKey = (r: KeyRow): ApiKeyRecord => ({
   createdAt: r.created_at,
   revokedAt: r.revoked_at,
 });
-const toClient = (r: ClientRow): OAuthClientRecord => ({
+export const toClient = (r: ClientRow): OAuthClientRecord => ({
   id: r.id,
   orgId: r.org_id,
   orgName: r.org_name,
@@ -136,16 +146,26 @@ const toClient = (r: ClientRow): OAuthClientRecord => ({
   revokedAt: r.revoked_at,
 });
 
-const KEY_COLUMNS = 'k.id, k.org_id, o.name AS org_name, k.prefix, k.scopes, k.created_at, k.revoked_at';
-const CLIENT_COLUMNS = 'c.id, c.org_id, o.name AS org_name, c.secret_hash, c.scopes, c.created_at, c.revoked_at';
+export const KEY_COLUMNS = 'k.id, k.org_id, o.name AS org_name, k.prefix, k.scopes, k.created_at, k.revoked_at';
+export const CLIENT_COLUMNS = 'c.id, c.org_id, o.name AS org_name, c.secret_hash, c.scopes, c.created_at, c.revoked_at';
+
+/**
+ * The active client of `row` when `clientSecret` is its secret, else null. Hashes and compares even when
+ * no client was found (row null), so an unknown id and a wrong secret cost the same.
+ */
+export function matchClient(row: ClientRow | null, clientSecret: string): OAuthClientRecord | null {
+  const given = Buffer.from(sha256(clientSecret), 'hex');
+  const stored = Buffer.from(row?.secret_hash ?? sha256(''), 'hex');
+  const match = given.length === stored.length && timingSafeEqual(given, stored);
+  return row && match && row.revoked_at === null ? toClient(row) : null;
+}
 
 /** AuthStore over the embedded SQLite file. better-sqlite3 is synchronous; the async surface is the contract. */
 export class SqliteAuthStore implements AuthStore {
   constructor(private readonly db: Db) {}
 
   private ensureOrgSync(name: string): Org {
-    const trimmed = name.trim();
-    if (!trimmed) throw new Error('org name must not be empty');
+    const trimmed = orgNameOf(name);
     // INSERT OR IGNORE + SELECT is race-free across processes (the CLI and the server share the file).
     stmt(this.db, 'INSERT OR IGNORE INTO orgs (id, name, created_at) VALUES (?, ?, ?)').run(randomId('org_'), trimmed, now());
     return toOrg(stmt(this.db, 'SELECT id, name, created_at FROM orgs WHERE name = ?').get(trimmed) as OrgRow);
@@ -233,12 +253,7 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   async verifyClient(clientId: string, clientSecret: string): Promise<OAuthClientRecord | null> {
-    const row = this.clientById(clientId);
-    const given = Buffer.from(sha256(clientSecret), 'hex');
-    // Hash and compare even for an unknown id so both failures cost the same.
-    const stored = Buffer.from(row?.secret_hash ?? sha256(''), 'hex');
-    const match = given.length === stored.length && timingSafeEqual(given, stored);
-    return row && match && row.revoked_at === null ? toClient(row) : null;
+    return matchClient(this.clientById(clientId), clientSecret);
   }
 
   async revokeClient(id: string): Promise<boolean> {

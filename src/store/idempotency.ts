@@ -38,7 +38,8 @@ export interface IdempotencyStore {
   purgeExpired(before: number, limit: number): Promise<number>;
 }
 
-interface Row {
+/** A stored row, as both stores hold it (headers as JSON text). */
+export interface IdempotencyRow {
   subject: string;
   key: string;
   method: string;
@@ -52,7 +53,7 @@ interface Row {
   created_at: number;
 }
 
-const toRecord = (r: Row): IdempotencyRecord => ({
+export const toIdempotencyRecord = (r: IdempotencyRow): IdempotencyRecord => ({
   subject: r.subject,
   key: r.key,
   method: r.method,
@@ -73,8 +74,8 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
     return write(this.db, () => {
       stmt(this.db, "DELETE FROM idempotency_keys WHERE subject = ? AND key = ? AND (created_at < ? OR (state = 'in_flight' AND boot_id <> ?))")
         .run(c.subject, c.key, now() - ttlMs, c.bootId);
-      const existing = stmt(this.db, 'SELECT * FROM idempotency_keys WHERE subject = ? AND key = ?').get(c.subject, c.key) as Row | undefined;
-      if (existing) return toRecord(existing);
+      const existing = stmt(this.db, 'SELECT * FROM idempotency_keys WHERE subject = ? AND key = ?').get(c.subject, c.key) as IdempotencyRow | undefined;
+      if (existing) return toIdempotencyRecord(existing);
       stmt(this.db, "INSERT INTO idempotency_keys (subject, key, method, path, body_hash, state, boot_id, created_at) VALUES (?, ?, ?, ?, ?, 'in_flight', ?, ?)")
         .run(c.subject, c.key, c.method, c.path, c.bodyHash, c.bootId, now());
       return null;

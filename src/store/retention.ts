@@ -54,7 +54,7 @@ export class Retention {
   readonly totals: PurgeReport = { sessions: 0, events: 0, deliveries: 0 };
 
   constructor(
-    private readonly db: Db,
+    private readonly purge: (now: number, policy: RetentionPolicy) => Promise<PurgeReport>,
     private readonly policy: RetentionPolicy,
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
@@ -68,7 +68,7 @@ export class Retention {
   sweep(): Promise<void> {
     this.running = this.running.then(async () => {
       try {
-        const r = await purgeExpired(this.db, Date.now(), this.policy);
+        const r = await this.purge(Date.now(), this.policy);
         this.totals.sessions += r.sessions;
         this.totals.events += r.events;
         this.totals.deliveries += r.deliveries;

@@ -1,5 +1,6 @@
 /** HQE sessions and everything they emitted (snapshots, metrics, events, status changes). */
 import type { NormalizedConfig } from '../model/config.js';
+import type { Fence } from './leases.js';
 import { type Db, now, stmt, updateRow, write, written } from './db.js';
 
 export type SessionStatus = 'initializing' | 'running' | 'plateau' | 'converged' | 'failed' | 'completed' | 'closed';
@@ -42,25 +43,49 @@ export interface NewSessionEvent {
 
 export type SessionChange = Partial<Pick<SessionRow, 'status' | 'step' | 'restart' | 'metrics' | 'extraSteps' | 'checkpoint'>>;
 
+/** A session named with its org (the lease of `session:<id>` is taken for that org). */
+export interface SessionRef {
+  id: string;
+  orgId: string;
+}
+
+export interface UnownedQuery {
+  /** Ids after this one (byte order); null from the start. */
+  after: string | null;
+  limit: number;
+  /** Also those whose lease this node holds: a restarted node's leases of its previous run, renewed by its heartbeat. */
+  heldBy?: string;
+}
+
 export interface SessionStore {
   create(row: Pick<SessionRow, 'id' | 'orgId' | 'config' | 'status'>): Promise<SessionRow>;
   get(id: string): Promise<SessionRow | null>;
   /** Sessions the scheduler must resume after a restart. */
   listActive(): Promise<SessionRow[]>;
-  update(id: string, change: SessionChange): Promise<void>;
+  /**
+   * Active sessions (initializing, running) that may need a node to simulate them, by id: their lease
+   * (`session:<id>`, src/store/leases.ts) is free or lapsed. Postgres joins its leases table; the embedded
+   * store's leases live in its one process (memoryCluster), so it lists every active session and the caller
+   * checks their leases.
+   */
+  listUnowned(query: UnownedQuery): Promise<SessionRef[]>;
+  /** `fence`: as for appendEvents. */
+  update(id: string, change: SessionChange, fence?: Fence): Promise<void>;
   /**
    * Append events in order, with the session's `change` if any, in one transaction: whoever reads an event
    * reads the row it goes with. An event identical to one already stored (a state visited again after
-   * recovery from a checkpoint) is skipped; the result says which were new.
+   * recovery from a checkpoint) is skipped; the result says which were new. With a `fence`, refused with
+   * FencedError (nothing written) once the writer no longer holds the session's lease; the embedded store
+   * serves one process, which holds every lease, and has nothing to check.
    */
-  appendEvents(sessionId: string, events: NewSessionEvent[], change?: SessionChange): Promise<Array<SessionEvent | null>>;
+  appendEvents(sessionId: string, events: NewSessionEvent[], change?: SessionChange, fence?: Fence): Promise<Array<SessionEvent | null>>;
   /** Whether this exact event is already stored. */
   hasEvent(sessionId: string, event: NewSessionEvent): Promise<boolean>;
   /** Events after `afterSeq`, oldest first; `kinds` filters. */
   events(sessionId: string, afterSeq: number, limit: number, kinds?: SessionEventKind[]): Promise<SessionEvent[]>;
 }
 
-interface Row {
+export interface SessionDbRow {
   id: string;
   org_id: string;
   config: string;
@@ -76,7 +101,7 @@ interface Row {
   updated_at: number;
 }
 
-const fromRow = (r: Row): SessionRow => ({
+export const fromSessionRow = (r: SessionDbRow): SessionRow => ({
   id: r.id,
   orgId: r.org_id,
   config: JSON.parse(r.config) as NormalizedConfig,
@@ -92,7 +117,7 @@ const fromRow = (r: Row): SessionRow => ({
   updatedAt: r.updated_at,
 });
 
-const COLUMNS: Record<string, string> = {
+export const SESSION_UPDATE_COLUMNS: Record<string, string> = {
   status: 'status',
   step: 'step',
   restart: 'restart',
@@ -102,12 +127,12 @@ const COLUMNS: Record<string, string> = {
 };
 
 /** Statuses a session never leaves (`completed` may be stepped on). */
-const ENDED: ReadonlySet<SessionStatus> = new Set(['plateau', 'converged', 'failed', 'closed']);
+export const ENDED_STATUSES: ReadonlySet<SessionStatus> = new Set(['plateau', 'converged', 'failed', 'closed']);
 
 /** Store `change`; a status that ends the session stamps ended_at the first time only (retention counts from there). */
 function updateSession(db: Db, id: string, change: SessionChange): void {
-  updateRow(db, 'hqe_sessions', id, change, COLUMNS, ['metrics']);
-  if (change.status !== undefined && ENDED.has(change.status)) stmt(db, 'UPDATE hqe_sessions SET ended_at = COALESCE(ended_at, ?) WHERE id = ?').run(now(), id);
+  updateRow(db, 'hqe_sessions', id, change, SESSION_UPDATE_COLUMNS, ['metrics']);
+  if (change.status !== undefined && ENDED_STATUSES.has(change.status)) stmt(db, 'UPDATE hqe_sessions SET ended_at = COALESCE(ended_at, ?) WHERE id = ?').run(now(), id);
 }
 
 export class SqliteSessionStore implements SessionStore {
@@ -131,13 +156,19 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async get(id: string): Promise<SessionRow | null> {
-    const r = this.selectGet.get(id) as Row | undefined;
-    return r ? fromRow(r) : null;
+    const r = this.selectGet.get(id) as SessionDbRow | undefined;
+    return r ? fromSessionRow(r) : null;
   }
 
   async listActive(): Promise<SessionRow[]> {
-    const rows = stmt(this.db, "SELECT * FROM hqe_sessions WHERE status IN ('initializing', 'running') ORDER BY created_at").all() as Row[];
-    return rows.map(fromRow);
+    const rows = stmt(this.db, "SELECT * FROM hqe_sessions WHERE status IN ('initializing', 'running') ORDER BY created_at").all() as SessionDbRow[];
+    return rows.map(fromSessionRow);
+  }
+
+  async listUnowned(q: UnownedQuery): Promise<SessionRef[]> {
+    const rows = stmt(this.db, "SELECT id, org_id FROM hqe_sessions WHERE status IN ('initializing', 'running') AND id > ? ORDER BY id LIMIT ?")
+      .all(q.after ?? '', q.limit) as Array<{ id: string; org_id: string }>;
+    return rows.map((r) => ({ id: r.id, orgId: r.org_id }));
   }
 
   async update(id: string, change: SessionChange): Promise<void> {

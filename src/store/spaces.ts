@@ -1,5 +1,6 @@
 /** Live spaces: their config and status, the durable delta log, and members. */
 import type { NormalizedSpaceConfig } from '../model/space.js';
+import type { Fence } from './leases.js';
 import { setImmediate } from 'node:timers/promises';
 import { type Db, durable, flushBehind, now, stmt, updateRow, write, written } from './db.js';
 
@@ -53,16 +54,20 @@ export interface SpaceStore {
   list(orgId: string, after: { createdAt: number; id: string } | null, limit: number): Promise<SpaceRow[]>;
   /** Spaces the org stores (its spaces quota). */
   count(orgId: string): Promise<number>;
-  update(id: string, change: Partial<Pick<SpaceRow, 'config' | 'status' | 'epoch' | 'checkpoint' | 'checkpointVersion'>>): Promise<void>;
+  /** With a fence (the owner's checkpoints): refused with FencedError unless the writer holds the space's lease. */
+  update(id: string, change: Partial<Pick<SpaceRow, 'config' | 'status' | 'epoch' | 'checkpoint' | 'checkpointVersion'>>, fence?: Fence): Promise<void>;
   /**
    * Append a delta as the next version, atomically with the space's version: durable when this resolves.
-   * `expectedVersion` guards against a concurrent writer (false: nothing written).
+   * `expectedVersion` guards against a concurrent writer (null: nothing written); `fence`, when given, against
+   * a writer that lost the space's lease (FencedError: nothing written). The embedded store serves one
+   * process, which holds every lease: it takes the fence and has nothing to check.
    */
   appendDelta(
     spaceId: string,
     expectedVersion: number,
     delta: Omit<StoredDelta, 'version' | 'createdAt'>,
     config?: NormalizedSpaceConfig,
+    fence?: Fence,
   ): Promise<StoredDelta | null>;
   /** Deltas with version > after, oldest first. */
   deltasSince(spaceId: string, after: number, limit: number): Promise<StoredDelta[]>;
@@ -92,7 +97,7 @@ export interface SpaceStore {
   leaveAll(): Promise<void>;
 }
 
-interface Row {
+export interface SpaceDbRow {
   id: string;
   org_id: string;
   name: string;
@@ -106,7 +111,7 @@ interface Row {
   updated_at: number;
 }
 
-interface DeltaRow {
+export interface DeltaDbRow {
   version: number;
   epoch: number;
   from_version: number;
@@ -116,7 +121,7 @@ interface DeltaRow {
   created_at: number;
 }
 
-const fromRow = (r: Row): SpaceRow => ({
+export const fromSpaceRow = (r: SpaceDbRow): SpaceRow => ({
   id: r.id,
   orgId: r.org_id,
   name: r.name,
@@ -130,7 +135,7 @@ const fromRow = (r: Row): SpaceRow => ({
   updatedAt: r.updated_at,
 });
 
-const fromDelta = (r: DeltaRow): StoredDelta => ({
+export const fromDelta = (r: DeltaDbRow): StoredDelta => ({
   version: r.version,
   epoch: r.epoch,
   fromVersion: r.from_version,
@@ -141,9 +146,9 @@ const fromDelta = (r: DeltaRow): StoredDelta => ({
 });
 
 /** Deltas per statement when the log is summarised: each chunk is one short stretch of the event loop. */
-const SUMMARY_CHUNK = 10_000;
+export const SUMMARY_CHUNK = 10_000;
 
-const COLUMNS: Record<string, string> = { config: 'config', status: 'status', epoch: 'epoch', checkpoint: 'checkpoint', checkpointVersion: 'checkpoint_version' };
+export const SPACE_UPDATE_COLUMNS: Record<string, string> = { config: 'config', status: 'status', epoch: 'epoch', checkpoint: 'checkpoint', checkpointVersion: 'checkpoint_version' };
 
 /**
  * When the realtime writes (deltas, members joining and leaving) resolve:
@@ -177,15 +182,15 @@ export class SqliteSpaceStore implements SpaceStore {
   }
 
   async get(id: string): Promise<SpaceRow | null> {
-    const r = stmt(this.db, 'SELECT * FROM spaces WHERE id = ?').get(id) as Row | undefined;
-    return r ? fromRow(r) : null;
+    const r = stmt(this.db, 'SELECT * FROM spaces WHERE id = ?').get(id) as SpaceDbRow | undefined;
+    return r ? fromSpaceRow(r) : null;
   }
 
   async list(orgId: string, after: { createdAt: number; id: string } | null, limit: number): Promise<SpaceRow[]> {
     const rows = after
-      ? (stmt(this.db, 'SELECT * FROM spaces WHERE org_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?').all(orgId, after.createdAt, after.id, limit) as Row[])
-      : (stmt(this.db, 'SELECT * FROM spaces WHERE org_id = ? ORDER BY created_at, id LIMIT ?').all(orgId, limit) as Row[]);
-    return rows.map(fromRow);
+      ? (stmt(this.db, 'SELECT * FROM spaces WHERE org_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?').all(orgId, after.createdAt, after.id, limit) as SpaceDbRow[])
+      : (stmt(this.db, 'SELECT * FROM spaces WHERE org_id = ? ORDER BY created_at, id LIMIT ?').all(orgId, limit) as SpaceDbRow[]);
+    return rows.map(fromSpaceRow);
   }
 
   async count(orgId: string): Promise<number> {
@@ -193,7 +198,7 @@ export class SqliteSpaceStore implements SpaceStore {
   }
 
   async update(id: string, change: Partial<Pick<SpaceRow, 'config' | 'status' | 'epoch' | 'checkpoint' | 'checkpointVersion'>>): Promise<void> {
-    await written(this.db, () => updateRow(this.db, 'spaces', id, change, COLUMNS, ['config']));
+    await written(this.db, () => updateRow(this.db, 'spaces', id, change, SPACE_UPDATE_COLUMNS, ['config']));
   }
 
   async appendDelta(
@@ -221,7 +226,7 @@ export class SqliteSpaceStore implements SpaceStore {
 
   async deltasSince(spaceId: string, after: number, limit: number): Promise<StoredDelta[]> {
     const rows = stmt(this.db, 'SELECT version, epoch, from_version, ops, paths, author, created_at FROM space_deltas WHERE space_id = ? AND version > ? ORDER BY version LIMIT ?')
-      .all(spaceId, after, limit) as DeltaRow[];
+      .all(spaceId, after, limit) as DeltaDbRow[];
     return rows.map(fromDelta);
   }
 
@@ -320,7 +325,7 @@ export class SqliteSpaceStore implements SpaceStore {
   }
 }
 
-interface MemberDbRow {
+export interface MemberDbRow {
   space_id: string;
   id: string;
   user_id: string;
@@ -333,7 +338,7 @@ interface MemberDbRow {
   expires_at: number | null;
 }
 
-const fromMember = (r: MemberDbRow): MemberRow => ({
+export const fromMember = (r: MemberDbRow): MemberRow => ({
   spaceId: r.space_id,
   id: r.id,
   userId: r.user_id,

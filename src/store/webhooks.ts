@@ -82,7 +82,8 @@ export interface WebhookStore {
   countPending(): Promise<number>;
 }
 
-interface WebhookRow {
+// Rows and their records, shared with the Postgres store.
+export interface WebhookRow {
   id: string;
   org_id: string;
   url: string;
@@ -91,7 +92,7 @@ interface WebhookRow {
   created_at: number;
 }
 
-interface DeliveryRow {
+export interface DeliveryRow {
   id: string;
   webhook_id: string;
   event_id: string;
@@ -105,7 +106,7 @@ interface DeliveryRow {
   delivered_at: number | null;
 }
 
-interface ClaimRow extends DeliveryRow {
+export interface ClaimRow extends DeliveryRow {
   w_org_id: string | null;
   w_url: string | null;
   w_secret: string | null;
@@ -113,7 +114,7 @@ interface ClaimRow extends DeliveryRow {
 
 const STATUSES: readonly DeliveryStatus[] = ['pending', 'delivered', 'failed', 'cancelled'];
 
-function toWebhook(row: WebhookRow): WebhookRecord {
+export function toWebhook(row: WebhookRow): WebhookRecord {
   const events: unknown = JSON.parse(row.events);
   return {
     id: row.id,
@@ -125,7 +126,7 @@ function toWebhook(row: WebhookRow): WebhookRecord {
   };
 }
 
-function toDelivery(row: DeliveryRow): DeliveryRecord {
+export function toDelivery(row: DeliveryRow): DeliveryRecord {
   const status = STATUSES.find((s) => s === row.status);
   if (!status) throw new Error(`webhook delivery ${row.id} has unknown status ${row.status}`);
   return {
@@ -143,8 +144,26 @@ function toDelivery(row: DeliveryRow): DeliveryRecord {
   };
 }
 
+/** The row enqueueEvent writes for one subscribed webhook: pending, due when the event happened. */
+export function newDelivery(id: string, webhookId: string, event: OutboxEvent): DeliveryRecord {
+  return {
+    id,
+    webhookId,
+    eventId: event.id,
+    eventType: event.type,
+    payload: event.payload,
+    status: 'pending',
+    attempts: 0,
+    nextAttemptAt: event.createdAt,
+    lastError: null,
+    createdAt: event.createdAt,
+    deliveredAt: null,
+  };
+}
+
 const MAX_ERROR_CHARS = 500;
-const clip = (s: string): string => (s.length > MAX_ERROR_CHARS ? s.slice(0, MAX_ERROR_CHARS) : s);
+/** Stored errors are bounded: a receiver's answer must not grow a row without limit. */
+export const clip = (s: string): string => (s.length > MAX_ERROR_CHARS ? s.slice(0, MAX_ERROR_CHARS) : s);
 
 export class SqliteWebhookStore implements WebhookStore {
   private readonly st;
@@ -203,19 +222,7 @@ export class SqliteWebhookStore implements WebhookStore {
       for (const { id: webhookId } of this.st.subscribed.all(orgId, event.type)) {
         const id = newId();
         this.st.insertDelivery.run(id, webhookId, event.id, event.type, event.payload, event.createdAt, event.createdAt);
-        out.push({
-          id,
-          webhookId,
-          eventId: event.id,
-          eventType: event.type,
-          payload: event.payload,
-          status: 'pending',
-          attempts: 0,
-          nextAttemptAt: event.createdAt,
-          lastError: null,
-          createdAt: event.createdAt,
-          deliveredAt: null,
-        });
+        out.push(newDelivery(id, webhookId, event));
       }
       return out;
     });

@@ -100,7 +100,8 @@ describe('revoking an API key', () => {
     const revoked = await cli(['keys', 'revoke', minter.id], srv.dataDir);
     expect(revoked.code, revoked.stderr).toBe(0);
 
-    // At once, for every new request.
+    // For every new request, once the credential cache's answer (at most RESONANCE_AUTH_CACHE_MS, 1 s) is stale.
+    await waitFor('the minter refused', async () => ((await call('GET', `/v1/spaces/${space}`, key(minter.key))).status === 401 ? true : undefined), 2000, 50);
     expectProblem(await call('GET', `/v1/spaces/${space}`, bearer(wsSession.token)), 401, 'invalid_credentials');
     expectProblem(await call('GET', `/v1/spaces/${space}/snapshot`, key(minter.key)), 401, 'invalid_credentials');
     const sse = await fetch(`${srv.url}/v1/spaces/${space}/telemetry?token=${sseSession.token}`);
@@ -138,6 +139,8 @@ describe('revoking an OAuth client', () => {
     const listed = await cli(['clients', 'list', '--org', 'dev', '--json'], srv.dataDir);
     expect((JSON.parse(listed.stdout) as Json[]).find((c) => c.client_id === client.client_id)?.revokedAt).toEqual(expect.any(String));
 
+    // Within the credential cache's second.
+    await waitFor('the access token refused', async () => ((await call('GET', `/v1/spaces/${space}`, bearer(access))).status === 401 ? true : undefined), 2000, 50);
     expectProblem(await call('GET', `/v1/spaces/${space}`, bearer(access)), 401, 'invalid_credentials');
     expectProblem(await call('GET', `/v1/spaces/${space}`, bearer(session.token)), 401, 'invalid_credentials');
     expectProblem(await call('POST', '/oauth/token', {}, grant), 401, 'invalid_client');

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ContractClient, type ContractResponse } from './contract-client.js';
+import { databaseUrlFor, dropDatabase, storeEnv, TEST_STORE } from './stores.js';
 
 export const BIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 /** The seed's space example (resonance-spaces-api.md, `demo-room`), as a create body. */
@@ -68,6 +69,8 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     RESONANCE_ALLOW_PRIVATE_WEBHOOKS: '1',
     RESONANCE_LOG_LEVEL: 'warn',
     RESONANCE_BACKEND: 'cpu',
+    // The run's store (test/helpers/stores.ts): in the postgres project, a database per data directory.
+    ...(await storeEnv(dataDir)),
     ...options.env,
   };
   const proc = spawn(process.execPath, [BIN, 'serve', '--port', String(options.port ?? 0), '--host', '127.0.0.1', '--data', dataDir, '--backend', 'cpu'], {
@@ -135,7 +138,10 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
           await exited;
           clearTimeout(timer);
         }
-        if (ownsDir) await rm(dataDir, { recursive: true, force: true });
+        if (ownsDir) {
+          await rm(dataDir, { recursive: true, force: true });
+          if (TEST_STORE === 'postgres') await dropDatabase(databaseUrlFor(dataDir));
+        }
       })()),
   };
 }
@@ -159,10 +165,11 @@ export async function request<T = Record<string, unknown>>(base: string, method:
 }
 
 /** Runs the resonance CLI (e.g. `keys create --org other --json`) against `dataDir`. */
-export function cli(args: string[], dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function cli(args: string[], dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
   requireBuild();
+  const env = { ...process.env, RESONANCE_LOG_LEVEL: 'warn', ...(await storeEnv(dataDir)) };
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, '--data', dataDir], { env: { ...process.env, RESONANCE_LOG_LEVEL: 'warn' } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args, '--data', dataDir], { env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });

@@ -8,10 +8,11 @@ import { HQEConfig, type NormalizedConfig } from '../../model/config.js';
 import { normalize, zodErrors } from '../../model/normalize.js';
 import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import { type Scheduler, SessionEndedError } from '../../sim/scheduler.js';
+import { OwnerUnreachableError, type SessionCommit } from '../../sim/session-cluster.js';
 import type { SessionEvent, SessionRow, SessionStore } from '../../store/sessions.js';
 import { requireScope } from '../auth.js';
 import type { ServerConfig } from '../config.js';
-import { Problem, notFound, validationProblem } from '../problem.js';
+import { Problem, notFound, unavailableProblem, validationProblem } from '../problem.js';
 import { chargeWork, workUnits } from '../ratelimit.js';
 import {
   authProblems, bodyProblems, Cursor, idempotencyProblems, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
@@ -120,6 +121,15 @@ function sessionView(row: SessionRow): z.input<typeof HQESession> {
   };
 }
 
+/**
+ * A forwarded request whose owner did not answer, or a session that changed hands meanwhile: 503
+ * owner_unreachable with Retry-After (docs/errors.md). Any other error as it is.
+ */
+function clusterProblem(err: unknown): unknown {
+  if (!(err instanceof OwnerUnreachableError)) return err;
+  return new Problem(503, 'owner_unreachable', 'Owner unreachable', err.message, { headers: { 'Retry-After': String(err.retryAfterSeconds) } });
+}
+
 async function ownSession(ctx: Context, sessions: SessionStore): Promise<SessionRow> {
   const row = await sessions.get(String(ctx.params.id));
   // Another org's session is indistinguishable from a missing one.
@@ -195,8 +205,11 @@ export function hqeRoutes(deps: HqeDeps): Router {
   });
 
   router.delete('/sessions/:id', requireScope('hqe.write'), async (ctx) => {
-    await ownSession(ctx, sessions);
-    await scheduler.close(String(ctx.params.id));
+    const row = await ownSession(ctx, sessions);
+    // On the node that simulates the session (forwarded there when that is another node).
+    await scheduler.close(row.id, row.orgId).catch((err: unknown) => {
+      throw clusterProblem(err);
+    });
     ctx.status = 204;
   });
 
@@ -231,7 +244,7 @@ export function hqeRoutes(deps: HqeDeps): Router {
       }
     } catch (err) {
       if (err instanceof SessionEndedError) throw sessionEnded(err.status);
-      throw err;
+      throw clusterProblem(err);
     }
   });
 
@@ -252,49 +265,93 @@ export function hqeRoutes(deps: HqeDeps): Router {
     const { orgId } = principalOf(ctx);
     // A place in the org's streams quota (409 quota_exceeded), held while the stream is open.
     const release = await deps.quotas.acquire(orgId, 'streams');
+    let last = Number.isFinite(lastId) ? lastId : 0;
+    // The stream reads the store, which holds every event in seq order whichever node wrote it; commit
+    // notices (SessionCommit, from this node or the session's owner elsewhere) wake it, and one that
+    // continues exactly where it is is taken as it comes, without a read.
+    let reading = false;
+    let again = false;
+    let wokenAt = Date.now();
+    let readStore: () => Promise<void> = async () => undefined;
+    let deliver: (e: SessionEvent) => void = () => undefined;
+    const wake = (): void => {
+      wokenAt = Date.now();
+      if (reading) again = true;
+      else void readStore();
+    };
+    const onCommit = (c: SessionCommit): void => {
+      if (c.upTo <= last) return;
+      if (!reading && c.events && c.after !== null && c.after <= last) {
+        wokenAt = Date.now();
+        for (const e of c.events) deliver(e);
+        return;
+      }
+      wake();
+    };
+    // Subscribed before the store is read: a commit during the read is noted and read too.
+    let unsubscribe: () => void;
+    try {
+      unsubscribe = await scheduler.subscribe(row.id, onCommit);
+    } catch {
+      // The broker that carries the owner's commits cannot be reached now.
+      release();
+      throw unavailableProblem();
+    }
     const sse = openSse(ctx, {
       maxBufferBytes: config.streamBufferBytes, sendTimeoutMs: config.streamSendTimeoutMs, onWrite: (bytes) => deps.usage.add(orgId, 'bytes_sent', bytes),
     });
     sse.onClose(release);
-    let last = Number.isFinite(lastId) ? lastId : 0;
-    const deliver = (e: SessionEvent): void => {
-      if (e.seq <= last) return;
+    sse.onClose(unsubscribe);
+    sse.onClose(credentials.watchPrincipal(principalOf(ctx), () => sse.close()));
+    deliver = (e) => {
+      if (e.seq <= last || sse.closed) return;
       // Not sent (the client is past its buffer and the stream was ended): it resumes from `last`.
       if (!sse.send(e.kind === 'event' ? 'event' : e.kind, e.body, e.seq)) return;
       last = e.seq;
       if (e.kind === 'status' && isTerminal((JSON.parse(e.body) as { status: string }).status)) sse.close();
     };
-    // Subscribed before the replay reads the store. Events are stored before they are announced, so one
-    // announced during the replay is in the store: the replay only notes it and reads on, and nothing
-    // piles up in memory for a client that is still catching up.
-    let live = false;
-    let announced = false;
-    const unsubscribe = scheduler.subscribe(row.id, (e) => {
-      if (live) deliver(e);
-      else announced = true;
-    });
-    sse.onClose(unsubscribe);
-    sse.onClose(credentials.watchPrincipal(principalOf(ctx), () => sse.close()));
-    // The replay is paced by the client: the next event is written only once the socket drains. Reads
-    // are sized to about REPLAY_BATCH_BYTES (what a stalled client keeps in memory), and each is a turn
-    // of the event loop of its own, so a fast reader does not hold it for the whole history.
+    // Reads are paced by the client: the next event is written only once the socket drains. They are sized
+    // to about REPLAY_BATCH_BYTES (what a stalled client keeps in memory), and each is a turn of the event
+    // loop of its own, so a fast reader does not hold it for the whole history.
     let rows = 32;
-    while (!sse.closed) {
-      announced = false;
-      const batch = await sessions.events(row.id, last, rows);
-      const more = batch.length === rows;
-      let bytes = 0;
-      for (const e of batch) {
-        bytes += e.body.length;
-        deliver(e);
-        if (!(await sse.drained())) return;
+    let failure: unknown = null;
+    readStore = async () => {
+      reading = true;
+      try {
+        do {
+          again = false;
+          for (;;) {
+            const batch = await sessions.events(row.id, last, rows);
+            let bytes = 0;
+            for (const e of batch) {
+              bytes += e.body.length;
+              deliver(e);
+              if (!(await sse.drained())) return;
+            }
+            if (batch.length < rows) break;
+            rows = Math.max(1, Math.min(REPLAY_MAX_ROWS, Math.floor((REPLAY_BATCH_BYTES * batch.length) / Math.max(1, bytes))));
+            await new Promise<void>((resolve) => setImmediate(resolve));
+          }
+        } while (again && !sse.closed);
+      } catch (err) {
+        // The store failed: the stream ends and the client resumes with Last-Event-ID (the first read's
+        // failure is rethrown below, to be logged).
+        failure ??= err;
+        if (!sse.closed) sse.close();
+      } finally {
+        reading = false;
       }
-      if (!more && !announced) break;
-      if (batch.length > 0) rows = Math.max(1, Math.min(REPLAY_MAX_ROWS, Math.floor((REPLAY_BATCH_BYTES * batch.length) / Math.max(1, bytes))));
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
+    };
+    await readStore();
+    if (failure) throw failure;
     if (sse.closed) return;
-    live = true;
+    // A notice lost between nodes (the owner died right after a commit, the broker blinked) is made up for
+    // by reading the store when none came for a while.
+    const resync = setInterval(() => {
+      if (Date.now() - wokenAt >= STREAM_RESYNC_MS) wake();
+    }, STREAM_RESYNC_MS);
+    resync.unref();
+    sse.onClose(() => clearInterval(resync));
     const current = await sessions.get(row.id);
     if (current && isTerminal(current.status) && !sse.closed) sse.close();
   });
@@ -305,6 +362,8 @@ export function hqeRoutes(deps: HqeDeps): Router {
 /** A stream's replay reads the store in batches of about this many bytes of events, at most REPLAY_MAX_ROWS. */
 const REPLAY_BATCH_BYTES = 256 * 1024;
 const REPLAY_MAX_ROWS = 500;
+/** A stream with no commit notice for this long reads the store anyway. */
+const STREAM_RESYNC_MS = 5000;
 
 const isTerminal = (status: string): boolean => status !== 'running' && status !== 'initializing' && status !== 'completed';
 

@@ -8,8 +8,16 @@ import type { Registry } from 'prom-client';
 import { Problem } from '../problem.js';
 import { problemResponse } from '../schemas.js';
 
+/** Reachability of the store and the broker, checked when asked (a load balancer asks every few seconds). */
+export interface Connections {
+  store: { kind: string; ok: boolean };
+  broker: { kind: string; ok: boolean };
+}
+
 export interface OpsDeps {
-  health: () => { backend: string; adapter: string; precision: string; store: string };
+  health: () => { backend: string; adapter: string; precision: string; store: string; node: string };
+  connections: () => Promise<Connections>;
+  /** False while draining (SIGTERM). */
   ready: () => boolean;
   registry: Registry;
   openApiYaml: () => string;
@@ -56,22 +64,36 @@ function checkMetricsAccess(access: MetricsAccess, authorization: string): void 
   if (!timingSafeEqual(digest(match[1]!), digest(access.token))) throw new Problem(401, 'invalid_credentials', 'Invalid credentials', 'the metrics token is wrong', challenge);
 }
 
+const Connection = z.object({ kind: z.string(), ok: z.boolean() });
+const ConnectionsSchema = z
+  .object({ store: Connection, broker: Connection })
+  .meta({ description: 'The store (sqlite or postgres) and the broker (memory or redis), and whether each answers now.' });
+
 export const Health = z
-  .object({ status: z.literal('ok'), backend: z.string(), adapter: z.string(), precision: z.string(), store: z.string(), uptimeSeconds: z.number() })
-  .meta({ id: 'Health' });
+  .object({
+    status: z.literal('ok'), node: z.string(), backend: z.string(), adapter: z.string(), precision: z.string(), store: z.string(),
+    connections: ConnectionsSchema, uptimeSeconds: z.number(),
+  })
+  .meta({ id: 'Health', description: 'The process is alive (always 200 while it answers); `connections` says what it can reach.' });
+
+export const Readiness = z
+  .object({ ready: z.boolean(), draining: z.boolean(), connections: ConnectionsSchema })
+  .meta({ id: 'Readiness', description: 'Ready: not draining, and both the store and the broker answer.' });
 
 export function opsRoutes(deps: OpsDeps): Router {
   const router = new Router();
   const started = Date.now();
   let yamlCache: string | null = null;
   let docsCache: string | null = null;
-  router.get('/healthz', (ctx) => {
-    ctx.body = { status: 'ok', ...deps.health(), uptimeSeconds: (Date.now() - started) / 1000 };
+  router.get('/healthz', async (ctx) => {
+    ctx.body = { status: 'ok', ...deps.health(), connections: await deps.connections(), uptimeSeconds: (Date.now() - started) / 1000 } satisfies z.input<typeof Health>;
   });
-  router.get('/readyz', (ctx) => {
-    const ready = deps.ready();
+  router.get('/readyz', async (ctx) => {
+    const connections = await deps.connections();
+    const draining = !deps.ready();
+    const ready = !draining && connections.store.ok && connections.broker.ok;
     ctx.status = ready ? 200 : 503;
-    ctx.body = { ready };
+    ctx.body = { ready, draining, connections } satisfies z.input<typeof Readiness>;
   });
   router.get('/metrics', async (ctx) => {
     checkMetricsAccess(deps.metrics, ctx.get('Authorization'));
@@ -93,16 +115,16 @@ const noAuth: [] = [];
 export const opsPaths: ZodOpenApiPathsObject = {
   '/healthz': {
     get: {
-      tags: ['Ops'], summary: 'Liveness, with the engine backend, adapter and store', security: noAuth,
+      tags: ['Ops'], summary: 'Liveness, with the node, engine backend, adapter, store, and what the node can reach', security: noAuth,
       responses: { '200': { description: 'Up', content: { 'application/json': { schema: Health } } } },
     },
   },
   '/readyz': {
     get: {
-      tags: ['Ops'], summary: 'Readiness: 503 while starting or draining', security: noAuth,
+      tags: ['Ops'], summary: 'Readiness: 503 while draining, or while the store or the broker cannot be reached', security: noAuth,
       responses: {
-        '200': { description: 'Ready', content: { 'application/json': { schema: z.object({ ready: z.boolean() }) } } },
-        '503': { description: 'Not ready', content: { 'application/json': { schema: z.object({ ready: z.boolean() }) } } },
+        '200': { description: 'Ready', content: { 'application/json': { schema: Readiness } } },
+        '503': { description: 'Not ready', content: { 'application/json': { schema: Readiness } } },
       },
     },
   },

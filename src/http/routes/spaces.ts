@@ -9,10 +9,11 @@ import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
+import { label } from '../../model/label.js';
 import type { ZodOpenApiPathsObject, ZodOpenApiSchemaObject } from 'zod-openapi';
 import { EntropyField, OperatorSet, PhaseProfile, SpaceBasis, SpaceConfig, SpacePolicy } from '../../model/space.js';
 import { DeltaSchema } from '../../sim/deltas.js';
-import { type DeltaFrame, type EventFrame, type SpaceHub, type SpaceListener, type SpacePatch, SpaceError, type SpaceSnapshot, type TelemetryFrame } from '../../sim/spaces.js';
+import { type SpaceHub, type SpacePatch, SpaceError } from '../../sim/spaces.js';
 import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import type { MemberRow, SpaceRow } from '../../store/spaces.js';
 import { orgCredentialOf, requireOrgCredential, requireScope } from '../auth.js';
@@ -22,7 +23,7 @@ import { authProblems, bodyProblems, Cursor, encodeCursor, idempotencyProblems, 
 import { pageQuery } from '../paging.js';
 import type { RouteMiddleware } from '../idempotency.js';
 import type { CredentialWatch } from '../revocations.js';
-import { openSse } from '../sse.js';
+import { openSse, type SseStream } from '../sse.js';
 import { issueSessionToken } from '../tokens.js';
 import type { AppState, Principal, SpaceRole } from '../types.js';
 import { fieldErrors } from './webhooks.js';
@@ -38,6 +39,36 @@ export interface SpacesDeps {
   usage: UsageMeter;
   /** The streams quota of the subscriber's org. */
   quotas: Pick<Quotas, 'acquire'>;
+  /** The spaces' live feeds, which the telemetry streams subscribe to. */
+  streams: SpaceStreams;
+}
+
+/**
+ * The live feed of a space for its SSE telemetry streams: one per space, shared with the WebSocket
+ * connections (the realtime server implements it, src/realtime/feed.ts). The route keeps what is HTTP
+ * (access, Last-Event-ID, the streams quota, problem answers, revocation, metering) and hands the feed an
+ * SseStream, so the feed's start and fan-out are written once for both transports. Typed here because
+ * src/realtime imports src/http and not the other way round; src/server.ts passes the realtime server in.
+ */
+export interface SpaceStreams {
+  /**
+   * Subscribe a stream to the space's feed. Rejects, before `stream` is called, when the space cannot be
+   * attached (SpaceError, QuotaExceededError); once it is, opens the stream, puts its start on it (welcome,
+   * then the deltas after `lastVersion` or a snapshot, the replay paced by the socket) and resolves. The
+   * stream then gets the space's frames until it closes.
+   */
+  open(spaceId: string, request: SpaceStreamRequest): Promise<void>;
+}
+
+export interface SpaceStreamRequest {
+  /** Resume after this version (Last-Event-ID). */
+  lastVersion: number | undefined;
+  /** The subscriber's role on the space, as its welcome says. */
+  role: SpaceRole;
+  /** Opens the response stream, once; until then a refusal is still a problem+json answer. */
+  stream: () => SseStream;
+  /** A telemetry event was sent (metering). */
+  onTelemetry: () => void;
 }
 
 // ---- schemas ----
@@ -109,7 +140,7 @@ export const SpacePatchRequest = z
 export const SessionRequest = z
   .strictObject({
     role: RoleSchema.optional().meta({ description: "Default: writer for the owner org's credentials, reader for guests. At most the caller's own role." }),
-    displayName: z.string().min(1).max(100).optional(),
+    displayName: label(100).optional(),
   })
   .meta({ id: 'SessionRequest' });
 
@@ -201,6 +232,7 @@ export function roleOn(principal: Principal, row: SpaceRow): SpaceRole | null {
 const TITLES: Record<string, string> = {
   validation_failed: 'Invalid request', not_found: 'Not found', conflict: 'Conflict', stale_version: 'Stale version', version_ahead: 'Version ahead',
   stale_epoch: 'Stale epoch', space_locked: 'Space locked', space_archived: 'Space archived', space_full: 'Space full', insufficient_role: 'Insufficient role',
+  owner_unreachable: 'Owner unreachable', owner_changed: 'Owner changed',
 };
 
 /** The one mapping of the hub's refusals to problem+json: status, code, detail, errors and meta as they are. */
@@ -208,6 +240,8 @@ export function spaceProblem(err: SpaceError): Problem {
   return new Problem(err.status, err.code, TITLES[err.code] ?? 'Request refused', err.message, {
     ...(err.errors ? { errors: err.errors } : {}),
     ...(err.meta ? { meta: err.meta } : {}),
+    // The space's owner did not answer or is changing hands: the lease moves within its TTL.
+    ...(err.status === 503 ? { headers: { 'Retry-After': '1' } } : {}),
   });
 }
 
@@ -226,17 +260,12 @@ function memberView(m: MemberRow): z.input<typeof MemberSchema> {
   return { id: m.id, userId: m.userId, role: m.role, displayName: m.displayName, joinedAt: iso(m.joinedAt) };
 }
 
-const sseData = <T extends { type?: string; requestId?: string }>(frame: T): Omit<T, 'type' | 'requestId'> => {
-  const { type: _type, requestId: _requestId, ...rest } = frame;
-  return rest;
-};
-
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 // ---- routes ----
 
 export function spacesRoutes(deps: SpacesDeps): Router {
-  const { config, hub, idempotent, credentials, usage, quotas } = deps;
+  const { config, hub, idempotent, credentials, usage, quotas, streams } = deps;
   const router = new Router({ prefix: '/v1/spaces' });
 
   const spaceView = async (row: SpaceRow): Promise<z.input<typeof SpaceSchema>> => ({
@@ -408,72 +437,30 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     const lastRaw = ctx.get('Last-Event-ID') || (typeof ctx.query.lastEventId === 'string' ? ctx.query.lastEventId : '');
     const lastVersion = /^(0|[1-9][0-9]{0,15})$/.test(lastRaw.trim()) ? Number(lastRaw.trim()) : undefined;
 
-    // Frames that arrive before the stream has sent its start (welcome and replay) are held back, in
-    // order; of telemetry only the latest. A client that lets more than a replay's worth pile up while
-    // its replay is paced is cut off: it resumes with Last-Event-ID.
-    let sse: ReturnType<typeof openSse> | null = null;
-    let started = false;
-    const held: Array<() => void> = [];
-    let heldTelemetry: TelemetryFrame | null = null;
-    const now = (fn: () => void): void => {
-      if (started) fn();
-      else if (held.push(fn) > config.replayMaxDeltas) sse?.cutOff();
-    };
-    const sendTelemetry = (frame: TelemetryFrame): void => {
-      // Conflated: a backed-up stream skips telemetry (the next tick's replaces it).
-      if (sse!.backlog <= config.wsSlowBytes && sse!.send('telemetry', JSON.stringify(sseData(frame)))) usage.add(orgId, 'telemetry_frames', 1);
-    };
-    // Every send goes through the stream's buffer cap: past it the stream is ended, never a frame dropped
-    // from the middle, and Last-Event-ID resumes it.
-    const listener: SpaceListener = {
-      telemetry(frame: TelemetryFrame) {
-        if (started) sendTelemetry(frame);
-        else heldTelemetry = frame;
-      },
-      delta(frame: DeltaFrame) {
-        now(() => sse!.send('delta', JSON.stringify(sseData(frame)), frame.toVersion));
-      },
-      snapshot(s: SpaceSnapshot) {
-        now(() => sse!.send('snapshot', JSON.stringify(s), s.version));
-      },
-      event(frame: EventFrame) {
-        now(() => sse!.send('event', JSON.stringify(sseData(frame))));
-      },
-      closed(reason) {
-        now(() => {
-          sse!.send('closed', JSON.stringify({ reason }));
-          sse!.close();
-        });
-      },
-    };
     // A place in the org's streams quota (409 quota_exceeded), held while the stream is open.
     const release = await quotas.acquire(orgId, 'streams');
-    let attached: Awaited<ReturnType<SpaceHub['attach']>>;
+    let opened = false;
     try {
-      attached = await hubCall(hub.attach(row.id, listener, lastVersion));
+      await hubCall(streams.open(row.id, {
+        lastVersion,
+        role,
+        onTelemetry: () => usage.add(orgId, 'telemetry_frames', 1),
+        stream: () => {
+          opened = true;
+          const sse = openSse(ctx, {
+            maxBufferBytes: config.streamBufferBytes, sendTimeoutMs: config.streamSendTimeoutMs, onWrite: (bytes) => usage.add(orgId, 'bytes_sent', bytes),
+          });
+          sse.onClose(release);
+          sse.onClose(credentials.watchPrincipal(principalOf(ctx), () => sse.close()));
+          // The client may have gone while the space was being attached: no 'close' event will come then.
+          if (ctx.req.socket.destroyed) sse.close();
+          return sse;
+        },
+      }));
     } catch (err) {
-      release();
+      if (!opened) release();
       throw err;
     }
-    sse = openSse(ctx, {
-      maxBufferBytes: config.streamBufferBytes, sendTimeoutMs: config.streamSendTimeoutMs, onWrite: (bytes) => usage.add(orgId, 'bytes_sent', bytes),
-    });
-    sse.onClose(release);
-    sse.onClose(attached.detach);
-    sse.onClose(credentials.watchPrincipal(principalOf(ctx), () => sse?.close()));
-    // The client may have gone while the space was being attached: no 'close' event will come then.
-    if (ctx.req.socket.destroyed) return sse.close();
-    sse.send('welcome', JSON.stringify({ spaceId: attached.row.id, epoch: attached.row.epoch, version: attached.row.version, role }));
-    if (attached.replay) {
-      // Bounded by the hub (RESONANCE_REPLAY_MAX_*), and paced by the socket draining.
-      for (const frame of attached.replay) {
-        sse.send('delta', JSON.stringify(sseData(frame)), frame.toVersion);
-        if (!(await sse.drained())) return;
-      }
-    } else if (attached.snapshot) sse.send('snapshot', JSON.stringify(attached.snapshot), attached.snapshot.version);
-    started = true;
-    for (const fn of held.splice(0)) fn();
-    if (heldTelemetry && !sse.closed) sendTelemetry(heldTelemetry);
   });
 
   return router;

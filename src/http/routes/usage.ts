@@ -12,9 +12,9 @@ import { QUOTA_NAMES, QUOTAS, USAGE_METRICS, type UsageMetric } from '../../mode
 import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import type { UsageStore } from '../../store/usage.js';
 import { single } from '../paging.js';
-import { Problem, validationProblem } from '../problem.js';
+import { orgPrincipal } from '../org-principal.js';
+import { validationProblem } from '../problem.js';
 import { authProblems, problemResponse, RateLimitHeaders } from '../schemas.js';
-import type { AppState, Principal } from '../types.js';
 
 export interface UsageDeps {
   usage: UsageMeter;
@@ -58,15 +58,6 @@ export const UsageReport = z
       'storage_bytes_written: bytes of session events and space deltas stored.',
   });
 
-function orgPrincipal(ctx: Context): Principal {
-  const p = (ctx.state as AppState).principal;
-  if (!p) throw new Problem(401, 'unauthorized', 'Unauthorized', 'credentials required');
-  if (!p.scopes.has('hqe.read') && !p.scopes.has('spaces.read')) {
-    throw new Problem(403, 'insufficient_scope', 'Insufficient scope', 'reading usage needs the hqe.read or spaces.read scope', { meta: { required: 'hqe.read' } });
-  }
-  return p;
-}
-
 /** Every query parameter as one string (a repeated one is a 400); unknown ones reach the strict schema. */
 function singleQuery(ctx: Context): Record<string, string> {
   const out: Record<string, string> = {};
@@ -83,7 +74,7 @@ export function usageRoutes(deps: UsageDeps): Router {
   const router = new Router();
 
   router.get('/v1/usage', async (ctx) => {
-    const { orgId } = orgPrincipal(ctx);
+    const { orgId } = orgPrincipal(ctx, 'reading usage');
     const parsed = UsageQuery.safeParse(singleQuery(ctx));
     if (!parsed.success) {
       throw validationProblem(zodErrors(parsed.error));

@@ -1,6 +1,6 @@
 /**
  * Fixed-window counters keyed by string: the per-credential rate limit (http/ratelimit.ts) and the per-org
- * rate quotas (quotas.ts) both count with it. A window starts at a key's first charge (not at wall-clock
+ * rate quotas (sim/quotas.ts) both count with it. A window starts at a key's first charge (not at wall-clock
  * boundaries, so keys do not all reset in the same millisecond). The known cost of fixed windows: a client
  * can spend up to twice the budget across a window boundary; in exchange the state is two numbers per key
  * and the reset time is exact.
@@ -21,7 +21,13 @@ export interface WindowCharge {
   resetSeconds: number;
 }
 
-export class FixedWindows {
+/** Where windows are counted: in this process (FixedWindows), or in Redis for every node of a cluster. */
+export interface WindowCounter {
+  /** Charges `units` to `key`'s window of `windowMs` if they fit under `limit`, all or nothing. */
+  consume(key: string, units: number, limit: number, windowMs: number): WindowCharge | Promise<WindowCharge>;
+}
+
+export class FixedWindows implements WindowCounter {
   private readonly windows = new Map<string, Window>();
   private nextSweep = 0;
 
