@@ -84,7 +84,7 @@ describe('minting session tokens', () => {
 });
 
 describe('revoking an API key', () => {
-  it('refuses its session tokens at once (REST, SSE, upgrade) and ends their open WebSockets and SSE streams', async () => {
+  it('refuses its session tokens within a second (REST, SSE, upgrade) and ends their open WebSockets and SSE streams', async () => {
     const minter = await newKey();
     const space = await newSpace(key(minter.key));
     const [wsSession, sseSession] = [await mint(space, key(minter.key)), await mint(space, key(minter.key), { role: 'reader' })];
@@ -101,7 +101,11 @@ describe('revoking an API key', () => {
     expect(revoked.code, revoked.stderr).toBe(0);
 
     // For every new request, once the credential cache's answer (at most RESONANCE_AUTH_CACHE_MS, 1 s) is stale.
-    await waitFor('the minter refused', async () => ((await call('GET', `/v1/spaces/${space}`, key(minter.key))).status === 401 ? true : undefined), 2000, 50);
+    // (The key's lookup by hash and its tokens' check by id are cached apart: each answer is at most 1 s old.)
+    const refusedSoon = (headers: Record<string, string>) =>
+      waitFor('refused', async () => ((await call('GET', `/v1/spaces/${space}`, headers)).status === 401 ? true : undefined), 2000, 50);
+    await refusedSoon(key(minter.key));
+    await refusedSoon(bearer(wsSession.token));
     expectProblem(await call('GET', `/v1/spaces/${space}`, bearer(wsSession.token)), 401, 'invalid_credentials');
     expectProblem(await call('GET', `/v1/spaces/${space}/snapshot`, key(minter.key)), 401, 'invalid_credentials');
     const sse = await fetch(`${srv.url}/v1/spaces/${space}/telemetry?token=${sseSession.token}`);
@@ -140,7 +144,9 @@ describe('revoking an OAuth client', () => {
     expect((JSON.parse(listed.stdout) as Json[]).find((c) => c.client_id === client.client_id)?.revokedAt).toEqual(expect.any(String));
 
     // Within the credential cache's second.
-    await waitFor('the access token refused', async () => ((await call('GET', `/v1/spaces/${space}`, bearer(access))).status === 401 ? true : undefined), 2000, 50);
+    for (const token of [access, session.token]) {
+      await waitFor('refused', async () => ((await call('GET', `/v1/spaces/${space}`, bearer(token))).status === 401 ? true : undefined), 2000, 50);
+    }
     expectProblem(await call('GET', `/v1/spaces/${space}`, bearer(access)), 401, 'invalid_credentials');
     expectProblem(await call('GET', `/v1/spaces/${space}`, bearer(session.token)), 401, 'invalid_credentials');
     expectProblem(await call('POST', '/oauth/token', {}, grant), 401, 'invalid_client');
