@@ -35,14 +35,15 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
 import { openStore } from '../src/store/store.js';
 import {
   CLK_TCK, createDatabase, deleteRedisPrefix, freePort, hostCpu, NodeProcess, procStat, REDIS_URL, removeDir,
 } from './cluster-nodes.js';
 import { type PlotInput, writeClusterSvg } from './cluster-plot.js';
-import type { FromWorker, ToWorker, WorkerInput } from './fanout-worker.js';
+import type { FromWorker } from './fanout-worker.js';
+import { startSubscriberThreads } from './fanout-threads.js';
 import { replaceResultsSection } from './harness.js';
 
 const now = (): number => performance.timeOrigin + performance.now();
@@ -315,22 +316,7 @@ async function fanout(t: Topology, o: FanoutOptions, windows: Array<{ label: str
       writerFor.set(node, ws);
     }
 
-    const inbox: Array<Array<(m: FromWorker) => void>> = [];
-    for (const [w, ws] of workerSessions.entries()) {
-      const input: WorkerInput = { sessions: ws.sessions, maxVersion, openConcurrency: 32 };
-      const worker = new Worker(new URL('./fanout-worker.js', import.meta.url), { workerData: input });
-      const waiting: Array<(m: FromWorker) => void> = [];
-      inbox.push(waiting);
-      worker.on('message', (m: FromWorker) => waiting.shift()?.(m));
-      worker.on('error', (err) => log(`worker ${w}: ${err.stack}`));
-      workers.push(worker);
-    }
-    const ask = (w: number, msg: ToWorker): Promise<FromWorker> =>
-      new Promise((resolve) => {
-        inbox[w]!.push(resolve);
-        workers[w]!.postMessage(msg);
-      });
-    const tell = (msg: ToWorker): void => workers.forEach((w) => w.postMessage(msg));
+    const { ask, tell } = startSubscriberThreads(workerSessions.map((ws) => ws.sessions), maxVersion, workers, log);
 
     const t0 = performance.now();
     const opened = await Promise.all(workers.map((_, w) => ask(w, { cmd: 'open' })));

@@ -23,11 +23,12 @@ import { availableParallelism, cpus } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
 import { writeFanoutSvg } from './fanout-plot.js';
 import { type BenchServer, replaceResultsSection, startBenchServer } from './harness.js';
-import type { FromWorker, ToWorker, WorkerInput } from './fanout-worker.js';
+import type { FromWorker } from './fanout-worker.js';
+import { startSubscriberThreads } from './fanout-threads.js';
 
 const now = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -172,22 +173,8 @@ async function runOnce(server: BenchServer, api: Api, o: RunOptions) {
 
     // Subscribers in worker threads.
     const per = Math.ceil(o.subscribers / o.workers);
-    const inbox: Array<Array<(m: FromWorker) => void>> = [];
-    for (let w = 0; w < o.workers; w++) {
-      const input: WorkerInput = { sessions: sessions.slice(w * per, (w + 1) * per), maxVersion, openConcurrency: 32 };
-      const worker = new Worker(new URL('./fanout-worker.js', import.meta.url), { workerData: input });
-      const waiting: Array<(m: FromWorker) => void> = [];
-      inbox.push(waiting);
-      worker.on('message', (m: FromWorker) => waiting.shift()?.(m));
-      worker.on('error', (err) => process.stderr.write(`worker ${w}: ${err.stack}\n`));
-      workers.push(worker);
-    }
-    const ask = (w: number, msg: ToWorker): Promise<FromWorker> =>
-      new Promise((resolve) => {
-        inbox[w]!.push(resolve);
-        workers[w]!.postMessage(msg);
-      });
-    const tell = (msg: ToWorker): void => workers.forEach((w) => w.postMessage(msg));
+    const groups = Array.from({ length: o.workers }, (_, w) => sessions.slice(w * per, (w + 1) * per));
+    const { ask, tell } = startSubscriberThreads(groups, maxVersion, workers, (message) => process.stderr.write(`${message}\n`));
 
     const t0 = performance.now();
     const opened = await Promise.all(workers.map((_, w) => ask(w, { cmd: 'open' })));

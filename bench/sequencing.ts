@@ -16,17 +16,15 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { RedisBroker } from '../src/cluster/redis-broker.js';
 import { Rpc } from '../src/cluster/rpc.js';
 import { normalizeSpace } from '../src/model/space.js';
 import { PgClusterStore } from '../src/store/postgres/cluster.js';
 import { openPg } from '../src/store/postgres/pool.js';
 import { PgSpaceStore } from '../src/store/postgres/spaces.js';
+import { createDatabase, deleteRedisPrefix, REDIS_URL } from './cluster-nodes.js';
 import { replaceResultsSection } from './harness.js';
 
-const PG_ADMIN = process.env.RESONANCE_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const REDIS_URL = process.env.RESONANCE_BENCH_REDIS ?? 'redis://127.0.0.1:6379';
 
 const pct = (sorted: number[], p: number): number => +sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!.toFixed(3);
 const summary = (ms: number[]) => {
@@ -38,12 +36,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { proposals: { type: 'string', default: '500' } } });
   const n = Number(values.proposals);
   const run = randomBytes(4).toString('hex');
-  const dbName = `resonance_bench_seq_${run}`;
-  const admin = new pg.Client({ connectionString: PG_ADMIN });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${dbName}"`);
-  const dbUrl = PG_ADMIN.replace(/\/[^/]*$/, `/${dbName}`);
-  const pool = await openPg(dbUrl);
+  const db = await createDatabase(`resonance_bench_seq_${run}`);
+  const pool = await openPg(db.url);
   const prefix = `resonance-bench:${run}:`;
   const owner = await RedisBroker.open({ url: REDIS_URL, nodeId: 'owner', prefix });
   const other = await RedisBroker.open({ url: REDIS_URL, nodeId: 'other', prefix });
@@ -158,8 +152,8 @@ async function main(): Promise<void> {
     await owner.close();
     await other.close();
     await pool.end();
-    await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-    await admin.end();
+    await db.drop();
+    await deleteRedisPrefix(prefix);
   }
 }
 

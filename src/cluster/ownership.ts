@@ -22,8 +22,6 @@ export interface OwnershipOptions {
 
 export class Ownership {
   private readonly held = new Map<LeaseResource, Lease>();
-  /** Local time after which a held lease may have lapsed in the store (renewals failed meanwhile). */
-  private validUntil = 0;
   private timer: NodeJS.Timeout | null = null;
   private beating: Promise<void> = Promise.resolve();
 
@@ -50,12 +48,8 @@ export class Ownership {
 
   /** The lease on `resource` for this node (taken or renewed), or null while another node holds it. */
   async acquire(resource: LeaseResource, orgId: string): Promise<Lease | null> {
-    const startedAt = Date.now();
     const lease = await this.options.cluster.acquire(resource, orgId, this.options.nodeId, this.options.ttlMs);
-    if (lease) {
-      this.held.set(resource, lease);
-      this.validUntil = Math.max(this.validUntil, startedAt + this.options.ttlMs);
-    }
+    if (lease) this.held.set(resource, lease);
     return lease;
   }
 
@@ -63,14 +57,6 @@ export class Ownership {
   fence(resource: LeaseResource): Fence | null {
     const lease = this.held.get(resource);
     return lease ? { nodeId: this.options.nodeId, epoch: lease.epoch } : null;
-  }
-
-  holds(resource: LeaseResource): boolean {
-    return this.held.has(resource) && Date.now() < this.validUntil;
-  }
-
-  leases(): Lease[] {
-    return [...this.held.values()];
   }
 
   async release(resource: LeaseResource): Promise<void> {
@@ -87,13 +73,10 @@ export class Ownership {
   }
 
   private async beat(): Promise<void> {
-    const startedAt = Date.now();
     try {
       const { cluster, nodeId, bootId, url, ttlMs } = this.options;
       await cluster.heartbeat({ id: nodeId, bootId, url, startedAt: this.options.startedAt });
       const kept = new Map((await cluster.renew(nodeId, ttlMs)).map((l) => [l.resource, l]));
-      // Counted from before the renewal was sent: the store's deadline is at least this late.
-      this.validUntil = startedAt + ttlMs;
       for (const [resource, lease] of [...this.held]) {
         const now = kept.get(resource);
         if (now && now.epoch === lease.epoch) this.held.set(resource, now);

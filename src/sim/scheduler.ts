@@ -8,15 +8,15 @@
  * session, gives it up when the session leaves its engine, and drops a session at once, without writing,
  * when its lease is lost. Step and close requests for a session another node holds are forwarded there.
  */
+import { type NodeCluster, soloCluster } from '../cluster/node.js';
 import { RpcRemoteError, RpcTimeout } from '../cluster/rpc.js';
 import type { NormalizedConfig } from '../model/config.js';
 import { specFromConfig } from '../model/spec.js';
-import { soloCluster } from '../cluster/node.js';
 import { type Engine, Flag, type SimCheckpoint, type SimReport, type SimStatus, type TickRecord } from '../engine/types.js';
 import { type Fence, FencedError, type Lease, type LeaseResource } from '../store/leases.js';
 import type { NewSessionEvent, SessionChange, SessionEvent, SessionRef, SessionRow, SessionStatus, SessionStore } from '../store/sessions.js';
 import {
-  type CommitListener, NotOwnerError, type Outcome, OwnerUnreachableError, type SessionCluster, SessionFeeds, sessionResource, type StepReply,
+  type CommitListener, NotOwnerError, type Outcome, OwnerUnreachableError, SessionFeeds, sessionResource, type StepReply,
   StepTickets,
 } from './session-cluster.js';
 import type { Quotas, UsageMeter } from './quotas.js';
@@ -44,7 +44,7 @@ export interface SchedulerDeps {
   /** Bytes the org stores now (for the storage_bytes quota). */
   storageUsed?: (orgId: string) => Promise<number>;
   /** Leases, forwarding and commit notices between nodes; by default a single process (soloCluster). */
-  cluster?: SessionCluster;
+  cluster?: NodeCluster;
   /** Told when a session changes hands (taken over here, or dropped because another node took it). */
   onWarning?: (message: string, fields: Record<string, unknown>) => void;
 }
@@ -129,7 +129,7 @@ export class Scheduler {
   private stopping = false;
   private loopDone: Promise<void> | null = null;
   private simSteps = 0;
-  private readonly cluster: SessionCluster;
+  private readonly cluster: NodeCluster;
   private readonly feeds: SessionFeeds;
   /** Steps other nodes forwarded here that are still running. */
   private readonly tickets = new StepTickets<Snapshot>();

@@ -10,9 +10,6 @@ import type { NodeCluster } from '../cluster/node.js';
 import type { LeaseResource } from '../store/leases.js';
 import type { SessionEvent } from '../store/sessions.js';
 
-/** What the scheduler needs of the cluster (a single process gets soloCluster). */
-export type SessionCluster = NodeCluster;
-
 export const sessionResource = (sessionId: string): LeaseResource => `session:${sessionId}`;
 export const sessionChannel = (sessionId: string): string => `session:${sessionId}`;
 
@@ -78,7 +75,7 @@ export class SessionFeeds {
   private readonly remote = new Map<string, Promise<Unsubscribe>>();
 
   constructor(
-    private readonly broker: SessionCluster['broker'],
+    private readonly broker: NodeCluster['broker'],
     private readonly onError: (err: unknown) => void,
   ) {}
 

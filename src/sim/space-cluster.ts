@@ -14,9 +14,6 @@ import { QuotaExceededError } from './quotas.js';
 import { SpaceError } from './space-error.js';
 import type { DeltaFrame, EventFrame, PhasesFrame, SpaceListener, SpaceSnapshot, TelemetryFrame } from './spaces.js';
 
-/** What the hub needs of the cluster: this node's leases, the broker and calls to other nodes. */
-export type SpaceCluster = NodeCluster;
-
 export const spaceResource = (spaceId: string): LeaseResource => `space:${spaceId}`;
 export const spaceChannel = (spaceId: string): string => `space:${spaceId}`;
 
@@ -59,13 +56,14 @@ export function fromRemoteError(err: unknown, owner: string): Error {
   return new Error(`owner ${owner}: ${r.message}`);
 }
 
-export const frameOfStored = (d: StoredDelta): DeltaFrame => ({
+/** The delta frame of a logged delta (its version was applied on the one before). */
+export const frameOf = (d: StoredDelta): DeltaFrame => ({
   type: 'delta', fromVersion: d.version - 1, toVersion: d.version, epoch: d.epoch, ops: d.ops as DeltaFrame['ops'], author: d.author,
 });
 
 export interface RelayDeps {
   spaceId: string;
-  cluster: SpaceCluster;
+  cluster: NodeCluster;
   /** Deltas after `after`, from the store (committed before they are published): fills a gap in the stream. */
   deltasSince: (after: number, limit: number) => Promise<StoredDelta[]>;
   /** Proposals this node forwarded, by token: their delta goes to the proposer as its own copy. */
@@ -194,7 +192,7 @@ export class SpaceRelay {
     while (this.version < upTo) {
       const stored = await this.deps.deltasSince(this.version, Math.min(1000, upTo - this.version));
       if (stored.length === 0) break;
-      for (const d of stored) this.deliver(frameOfStored(d));
+      for (const d of stored) this.deliver(frameOf(d));
     }
   }
 

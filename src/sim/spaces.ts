@@ -8,17 +8,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Presence } from '../cluster/broker.js';
+import type { NodeCluster } from '../cluster/node.js';
 import { type Fence, FencedError } from '../store/leases.js';
 import { type Precision, type SimPatch, type SimReport, type SpaceParams, applyPhaseEdits, decodeFloats, Flag, type Engine, type SimCheckpoint } from '../engine/types.js';
 import { type NormalizedSpaceConfig, normalizeSpace } from '../model/space.js';
 import { specFromSpace } from '../model/spec.js';
-import type { MemberRole, MemberRow, SpaceRow, SpaceStatus, SpaceStore, StoredDelta } from '../store/spaces.js';
+import type { MemberRole, MemberRow, SpaceRow, SpaceStatus, SpaceStore } from '../store/spaces.js';
 import { type AcceptedOp, type Delta, decideDelta, type Role } from './deltas.js';
 import type { Quotas, UsageMeter } from './quotas.js';
 import type { Scheduler, Ticker } from './scheduler.js';
 import { carryState, orderBasis } from './space-basis.js';
 import { SpaceError } from './space-error.js';
-import { fromRemoteError, type SpaceCluster, spaceChannel, type SpaceMessage, SpaceRelay, spaceResource, WATCH_TTL_MS } from './space-cluster.js';
+import { frameOf, fromRemoteError, spaceChannel, type SpaceMessage, SpaceRelay, spaceResource, WATCH_TTL_MS } from './space-cluster.js';
 
 /** Defaults of RESONANCE_REPLAY_MAX_DELTAS and RESONANCE_REPLAY_MAX_BYTES: past either, a resume gets a snapshot. */
 export const DEFAULT_REPLAY_MAX_DELTAS = 1000;
@@ -137,7 +138,7 @@ export interface SpaceHubDeps {
    * The other nodes (space-cluster.ts): this node simulates a space only while it holds its lease; writes
    * to a space another node holds go to that node, and its frames are relayed here. Absent: one process.
    */
-  cluster?: SpaceCluster;
+  cluster?: NodeCluster;
   /**
    * Mark every member gone at start: right for one process (every connection died with the previous one),
    * wrong for a node of a cluster (the other nodes' connections are open).
@@ -895,7 +896,7 @@ export class SpaceHub implements Ticker {
   }
 
   /** What another node asks of this one, the owner. */
-  private serveOtherNodes(cluster: SpaceCluster): void {
+  private serveOtherNodes(cluster: NodeCluster): void {
     cluster.handle('space.call', async (raw, from) => {
       const { id, method, args } = raw as { id: string; method: RemoteMethod; args: unknown[] };
       const a = args.map((v) => (v === null ? undefined : v));
@@ -1009,7 +1010,7 @@ export class SpaceHub implements Ticker {
   }
 
   /** Relayed spaces whose owner's lease lapsed are taken over; those that changed hands are followed to the new owner. */
-  private async checkOwners(cluster: SpaceCluster): Promise<void> {
+  private async checkOwners(cluster: NodeCluster): Promise<void> {
     if (this.relays.size === 0) return;
     const ids = [...this.relays.keys()];
     const leases = new Map((await cluster.leases(ids.map(spaceResource))).map((l) => [l.resource, l]));
@@ -1106,10 +1107,6 @@ function addOps(p: Pending, ops: readonly AcceptedOp[]): void {
       (p.params as Record<string, unknown>)[PARAM_OF[op.path]!] = op.value;
     } else if (RESPEC_PATHS.has(op.path)) p.respec = true;
   }
-}
-
-function frameOf(d: StoredDelta): DeltaFrame {
-  return { type: 'delta', fromVersion: d.version - 1, toVersion: d.version, epoch: d.epoch, ops: d.ops as AcceptedOp[], author: d.author };
 }
 
 function notFound(id: string): SpaceError {

@@ -2,8 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../../src/cluster/redis-broker.js';
-
-const REDIS_URL = process.env.RESONANCE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
+import { REDIS_URL } from '../helpers/cluster.js';
 const prefix = `resonance-test:${randomBytes(6).toString('hex')}:`;
 const open: RedisBroker[] = [];
 

@@ -13,7 +13,6 @@ import { Api } from '../helpers/realtime.js';
 import { BIN, sleep, waitFor } from '../helpers/server.js';
 
 let cluster: Cluster;
-let apis: Api[];
 
 /** The CLI against the cluster's store (what an operator runs beside the nodes). */
 function cli(args: string[]): Promise<{ code: number; stdout: string }> {
@@ -33,7 +32,6 @@ async function newKey(org: string, scopes = 'hqe.read,hqe.write,spaces.read,spac
 
 beforeAll(async () => {
   cluster = await startCluster(3, { RESONANCE_RATE_LIMIT: '30', RESONANCE_QUOTA_DELTAS_PER_MINUTE: '6' });
-  apis = cluster.nodes.map((n) => new Api(n.url));
 }, 120_000);
 
 afterAll(async () => {
