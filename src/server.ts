@@ -190,6 +190,8 @@ async function startNode(config: ServerConfig, logger: Logger, { server, sockets
     onError: (err) => logger.error({ err }, 'revocation sweep failed'),
   });
   credentials.start();
+  // A revocation announced by another process (the CLI) acts here at once, not after the cache's second.
+  const unfollowRevocations = await credentials.follow(broker);
 
   // WebSocket upgrades of /spaces/{id} (listening below), and the per-space feeds the SSE streams share.
   const realtime = new RealtimeServer({ config, spaces, presence: broker.presence, logger, credentials, budget: rateLimiter, quotas, usage });
@@ -242,6 +244,7 @@ async function startNode(config: ServerConfig, logger: Logger, { server, sockets
       // Leases are handed over at once (the next owner need not wait for them to lapse).
       await ownership.stop();
       await rpc.stop();
+      await unfollowRevocations();
       await broker.close();
       await store.close();
       logger.info('stopped');

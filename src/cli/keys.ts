@@ -1,11 +1,17 @@
 /**
  * `resonance keys` and `resonance clients`: manage API keys and OAuth2 clients in the data directory's
- * SQLite file (the server may be running: SQLite's WAL lets both use the file). Secrets are printed once,
- * at creation, and stored only as hashes. Revoking a key or client takes effect on a running server at once
- * for new requests and within about a second for its open WebSockets and SSE streams (src/http/revocations.ts).
+ * SQLite file, or the cluster's Postgres (the server may be running: SQLite's WAL lets both use the file).
+ * Secrets are printed once, at creation, and stored only as hashes. A running server refuses a revoked key
+ * or client within about a second, new requests and open WebSockets and SSE streams alike
+ * (src/http/revocations.ts); with RESONANCE_REDIS_URL set the revocation is also announced to every node,
+ * which then acts at once.
  */
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import type { ApiKeyRecord, AuthStore, OAuthClientRecord } from '../store/auth.js';
+import { RedisBroker } from '../cluster/redis-broker.js';
+import { configFromEnv } from '../http/config.js';
+import { announceRevocation } from '../http/revocations.js';
+import type { ApiKeyRecord, AuthStore, CredentialRef, OAuthClientRecord } from '../store/auth.js';
 import { openCliStore } from './store.js';
 import { ALL_SCOPES, type Scope } from '../http/types.js';
 import { exitCodeFor, UsageError } from './input.js';
@@ -66,6 +72,26 @@ const requireOrg = (p: Parsed): string => {
 
 /** --data, else RESONANCE_DATA, else ./data: the same directory `resonance serve` uses. */
 const dataDir = (p: Parsed): string => p.data ?? (process.env.RESONANCE_DATA || './data');
+
+/**
+ * Announces a revocation to the cluster's nodes when RESONANCE_REDIS_URL is set (they act on it at once);
+ * without Redis, or when it cannot be reached, every node refuses the credential within its credential
+ * cache's time (RESONANCE_AUTH_CACHE_MS) anyway.
+ */
+async function announce(credential: CredentialRef): Promise<void> {
+  if (!process.env.RESONANCE_REDIS_URL) return;
+  let broker: RedisBroker | null = null;
+  try {
+    const config = configFromEnv();
+    if (!config.redisUrl) return;
+    broker = await RedisBroker.open({ url: config.redisUrl, nodeId: `cli:${hostname()}:${process.pid}`, prefix: config.redisPrefix });
+    await announceRevocation(broker, credential);
+  } catch (err) {
+    process.stderr.write(`resonance: revoked, but not announced to the cluster (${(err as Error).message}); nodes refuse it within their credential cache time\n`);
+  } finally {
+    await broker?.close();
+  }
+}
 
 async function withStore<T>(p: Parsed, fn: (store: AuthStore) => Promise<T>): Promise<T> {
   const store = await openCliStore(dataDir(p));
@@ -133,6 +159,7 @@ async function runKeys(p: Parsed): Promise<number> {
         process.stderr.write(`resonance: no key with id ${id}\n`);
         return 1;
       }
+      await announce({ kind: 'api_key', id });
       out(`revoked ${id}`);
       return 0;
     }
@@ -168,6 +195,7 @@ async function runClients(p: Parsed): Promise<number> {
         process.stderr.write(`resonance: no client with id ${id}\n`);
         return 1;
       }
+      await announce({ kind: 'oauth_client', id });
       out(`revoked ${id}`);
       return 0;
     }

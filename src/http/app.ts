@@ -15,7 +15,7 @@ import type { UsageStore } from '../store/usage.js';
 import type { Quotas, UsageMeter } from '../sim/quotas.js';
 import type { WebhookService } from '../webhooks/service.js';
 import { authenticate } from './auth.js';
-import type { ServerConfig } from './config.js';
+import { type ServerConfig, SLOW_REQUEST_MS } from './config.js';
 import type { CredentialCache } from './credential-cache.js';
 import { bodyParseProblem, bodyPreflight, bodyShape } from './body.js';
 import { docsHtml } from './docs.js';
@@ -75,7 +75,7 @@ export interface AppDeps {
 }
 
 /** The /v1 API reads JSON only: a body of any other type is a 415, not a silently empty request. */
-async function requireJson(ctx: Context, next: Next): Promise<void> {
+function requireJson(ctx: Context, next: Next): Promise<void> {
   // A body is chunked or has a non-zero Content-Length; an empty one is no body (routing decides, e.g. 405).
   const hasBody = ctx.get('Transfer-Encoding') !== '' || (ctx.request.length ?? 0) > 0;
   // The usual header is exactly `application/json`: taken as it is, without parsing the media type.
@@ -83,12 +83,19 @@ async function requireJson(ctx: Context, next: Next): Promise<void> {
   if ((ctx.method === 'POST' || ctx.method === 'PATCH') && hasBody && !json(ctx.get('Content-Type'))) {
     throw new Problem(415, 'unsupported_media_type', 'Unsupported media type', 'send the body as application/json');
   }
-  await next();
+  return next();
 }
 
-/** `middleware` for the requests outside /v1 only. */
-function outsideV1<C extends Context>(middleware: (ctx: C, next: Next) => unknown): (ctx: C, next: Next) => unknown {
-  return (ctx, next) => (ctx.path.startsWith('/v1/') ? next() : middleware(ctx, next));
+/** `middlewares`, in order, for the requests outside /v1 only (one path check for all of them). */
+function outsideV1<C extends Context>(...middlewares: Array<(ctx: C, next: Next) => unknown>): (ctx: C, next: Next) => unknown {
+  return (ctx, next) => {
+    if (ctx.path.startsWith('/v1/')) return next();
+    const run = (i: number): unknown => {
+      const middleware = middlewares[i];
+      return middleware ? middleware(ctx, () => Promise.resolve(run(i + 1))) : next();
+    };
+    return run(0);
+  };
 }
 
 export function createApp(deps: AppDeps): Koa<AppState> {
@@ -112,17 +119,25 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     usage: () => deps.usage.snapshot(),
   });
 
+  // First: a request id, this node's name, then (after everything) the metrics and the access log line
+  // (RESONANCE_ACCESS_LOG). One middleware for all of them keeps the path of every request short.
+  const logged = (status: number, ms: number): boolean =>
+    config.accessLog === 'all' || (config.accessLog === 'errors' && (status >= 400 || ms >= SLOW_REQUEST_MS));
   app.use(async (ctx: Context, next: Next) => {
     const requestId = randomUUID();
     (ctx.state as AppState).requestId = requestId;
-    ctx.set('X-Request-Id', requestId);
     // Which node answered: behind a load balancer, the one to look at in its logs.
-    ctx.set('X-Resonance-Node', deps.nodeId());
+    ctx.set({ 'X-Request-Id': requestId, 'X-Resonance-Node': deps.nodeId() });
     const started = performance.now();
-    await next();
-    logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
+    try {
+      await next();
+    } finally {
+      const ms = performance.now() - started;
+      const route = (ctx as Context & { _matchedRoute?: string | RegExp })._matchedRoute;
+      metrics.record(ctx.method, route === undefined ? 'unmatched' : String(route), ctx.status, ms / 1000);
+      if (logged(ctx.status, ms)) logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 100) / 100 }, 'request');
+    }
   });
-  app.use(metrics.middleware);
   app.use(problemMiddleware((err, ctx) => logger.error({ err, requestId: (ctx.state as AppState).requestId }, 'unhandled error')));
   // Body reading (body.ts): unsupported codings and oversized declared lengths are refused before reading;
   // what cannot be decoded or parsed, nests too deeply or names __proto__ is a 4xx, never a 500.
@@ -153,9 +168,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   const oauth = oauthRoutes({ authStore: deps.authStore, config });
   // The routes outside /v1: ops, OAuth and the demo pages at /demo (no credentials; web/, docs/web.md). A /v1
   // request skips them: each router matches every request against all its routes (and parses Host) first.
-  app.use(outsideV1(ops.routes())).use(outsideV1(ops.allowedMethods()));
-  app.use(outsideV1(oauth.routes())).use(outsideV1(oauth.allowedMethods()));
-  app.use(outsideV1(demoRoutes().routes()));
+  app.use(outsideV1(ops.routes(), ops.allowedMethods(), oauth.routes(), oauth.allowedMethods(), demoRoutes().routes()));
 
   const api = [
     hqeRoutes({ config, scheduler, sessions: deps.sessions, idempotent: deps.idempotency.middleware, credentials: deps.credentials, quotas: deps.quotas, usage: deps.usage }),

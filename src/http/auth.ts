@@ -130,7 +130,8 @@ export function authenticate(deps: AuthDeps) {
 
 /** 403 unless the principal holds `scope`. */
 export function requireScope(scope: Scope) {
-  return async (ctx: Context, next: Next): Promise<void> => {
+  // Not async: a refusal throws at once, and a pass adds no promise of its own (the chain catches both).
+  return (ctx: Context, next: Next): Promise<void> => {
     const principal = (ctx.state as AppState).principal;
     if (!principal) throw unauthorized();
     if (!principal.scopes.has(scope)) {
@@ -139,7 +140,7 @@ export function requireScope(scope: Scope) {
         headers: principal.via !== 'api_key' ? { 'WWW-Authenticate': `Bearer ${REALM}, error="insufficient_scope", scope="${scope}"` } : {},
       });
     }
-    await next();
+    return next();
   };
 }
 

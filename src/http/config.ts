@@ -8,6 +8,16 @@ import { parseWebhookPorts } from '../webhooks/targets.js';
 import { DEFAULT_AUTH_CACHE_MS } from './credential-cache.js';
 import { DEFAULT_SEND_TIMEOUT_MS, DEFAULT_STREAM_BUFFER_BYTES } from './sse.js';
 
+/**
+ * `errors` logs the requests answered with a status >= 400 or slower than SLOW_REQUEST_MS: at thousands of
+ * requests a second a line for every success costs a tenth of a node's capacity, and the metrics count them.
+ */
+export const ACCESS_LOGS = ['all', 'errors', 'off'] as const;
+export type AccessLog = (typeof ACCESS_LOGS)[number];
+
+/** A request slower than this is logged under RESONANCE_ACCESS_LOG=errors, whatever its status. */
+export const SLOW_REQUEST_MS = 1000;
+
 export interface ServerConfig {
   host: string;
   port: number;
@@ -53,6 +63,8 @@ export interface ServerConfig {
   /** When set, GET /metrics needs `Authorization: Bearer <token>`; unset, it answers only on a loopback listen address. */
   metricsToken?: string;
   logLevel: string;
+  /** Which requests get a log line (RESONANCE_ACCESS_LOG; app.ts): every one, the failed and slow ones, or none. */
+  accessLog: AccessLog;
   /** Lifetime of the realtime session tokens minted by POST /v1/spaces/{id}/sessions. */
   sessionTokenTtlSeconds: number;
   /** A space with no realtime connection stops ticking at once and leaves the engine (checkpointed) after this. */
@@ -176,6 +188,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     webhookPorts: parseWebhookPorts(env.RESONANCE_WEBHOOK_PORTS, 'RESONANCE_WEBHOOK_PORTS'),
     metricsToken: env.RESONANCE_METRICS_TOKEN || undefined,
     logLevel: env.RESONANCE_LOG_LEVEL ?? 'info',
+    accessLog: oneOf<AccessLog>(env, 'RESONANCE_ACCESS_LOG', ACCESS_LOGS, 'errors'),
     sessionTokenTtlSeconds: num(env.RESONANCE_SESSION_TOKEN_TTL, 900),
     spaceIdleEvictMs: num(env.RESONANCE_SPACE_IDLE_EVICT_MS, 60_000),
     spaceCheckpointMs: num(env.RESONANCE_SPACE_CHECKPOINT_MS, 5_000),

@@ -1,5 +1,4 @@
 /** Prometheus metrics of one server: HTTP traffic, engine throughput, residency and queue depths. */
-import type { Context, Next } from 'koa';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { StoreStats } from '../store/store.js';
 
@@ -16,7 +15,10 @@ export interface MetricSources {
   usage: () => Array<{ orgId: string; metric: string; value: number }>;
 }
 
-export function createMetrics(sources: MetricSources): { registry: Registry; middleware: (ctx: Context, next: Next) => Promise<void> } {
+/** Counts one answered request: `route` is the matched route pattern (bounded label cardinality), not the raw path. */
+export type RecordRequest = (method: string, route: string, status: number, seconds: number) => void;
+
+export function createMetrics(sources: MetricSources): { registry: Registry; record: RecordRequest } {
   const registry = new Registry();
   const requests = new Counter({ name: 'resonance_http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] });
   const latency = new Histogram({
@@ -54,16 +56,19 @@ export function createMetrics(sources: MetricSources): { registry: Registry; mid
       for (const u of sources.usage()) this.inc({ org: u.orgId, metric: u.metric }, u.value);
     },
   });
-  const middleware = async (ctx: Context, next: Next): Promise<void> => {
-    const end = latency.startTimer();
-    try {
-      await next();
-    } finally {
-      // The matched route pattern, not the raw path: bounded label cardinality.
-      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
-      end({ method: ctx.method, route: String(route) });
-      requests.inc({ method: ctx.method, route: String(route), status: String(ctx.status) });
-    }
+  // Children bound to their label values, one per (method, route[, status]): prom-client hashes the label
+  // object on every unbound call, on the path of every request.
+  const latencyOf = new Map<string, Histogram.Internal<string>>();
+  const requestsOf = new Map<string, Counter.Internal>();
+  const record = (method: string, route: string, status: number, seconds: number): void => {
+    const key = `${method} ${route}`;
+    let observed = latencyOf.get(key);
+    if (!observed) latencyOf.set(key, (observed = latency.labels({ method, route })));
+    observed.observe(seconds);
+    const statusKey = `${key} ${status}`;
+    let counted = requestsOf.get(statusKey);
+    if (!counted) requestsOf.set(statusKey, (counted = requests.labels({ method, route, status: String(status) })));
+    counted.inc();
   };
-  return { registry, middleware };
+  return { registry, record };
 }

@@ -8,7 +8,7 @@
  * and a 429 carries Retry-After (the same delta) as well.
  */
 import type { Context, Next } from 'koa';
-import { FixedWindows, type WindowCounter } from '../cluster/fixed-windows.js';
+import { FixedWindows, type WindowCharge, type WindowCounter } from '../cluster/fixed-windows.js';
 import { Problem } from './problem.js';
 import type { AppState } from './types.js';
 
@@ -26,8 +26,8 @@ export interface RateDecision extends RateState {
 
 /** The limiter behind the middleware: in memory here, Redis (shared by every node) for scale-out. */
 export interface RateLimiter {
-  /** Charges `units` to `key` if they fit in the key's remaining budget, all or nothing. */
-  consume(key: string, units: number): Promise<RateDecision>;
+  /** Charges `units` to `key` if they fit in the key's remaining budget, all or nothing (at once when counted in this process). */
+  consume(key: string, units: number): RateDecision | Promise<RateDecision>;
 }
 
 /** Per-key windows of `limit` units each (cluster/fixed-windows.ts): the budget is a fairness device, not a hard capacity guarantee. */
@@ -46,8 +46,12 @@ export class WindowRateLimiter implements RateLimiter {
     this.windows = windows ?? new FixedWindows(clock);
   }
 
-  async consume(key: string, units: number): Promise<RateDecision> {
-    const { allowed, used, resetSeconds } = await this.windows.consume(`rate:${key}`, units, this.limit, this.windowMs);
+  consume(key: string, units: number): RateDecision | Promise<RateDecision> {
+    const charged = this.windows.consume(`rate:${key}`, units, this.limit, this.windowMs);
+    return charged instanceof Promise ? charged.then((c) => this.decision(c)) : this.decision(charged);
+  }
+
+  private decision({ allowed, used, resetSeconds }: WindowCharge): RateDecision {
     return { allowed, limit: this.limit, remaining: Math.max(0, this.limit - used), resetSeconds };
   }
 }
@@ -67,8 +71,14 @@ export const rateLimitHeaders = (s: RateState): Record<string, string> => ({
 /** All the limiter needs of a Koa context (any router's context type fits). */
 type HeaderTarget = Pick<Context, 'set'>;
 
-async function charge(ctx: HeaderTarget, limiter: RateLimiter, key: string, units: number): Promise<void> {
-  const decision = await limiter.consume(key, units);
+/** Charges `units`, at once when the limiter counts in this process (no promise on the path of every request). */
+function charge(ctx: HeaderTarget, limiter: RateLimiter, key: string, units: number): void | Promise<void> {
+  const decision = limiter.consume(key, units);
+  return decision instanceof Promise ? decision.then((d) => settle(ctx, d, units)) : settle(ctx, decision, units);
+}
+
+/** Reports the budget in the response headers; throws the 429 when the charge did not fit. */
+function settle(ctx: HeaderTarget, decision: RateDecision, units: number): void {
   const headers = rateLimitHeaders(decision);
   // Set now, so every later response (a success or any problem a route throws) reports the current budget.
   ctx.set(headers);
@@ -97,7 +107,8 @@ export function rateLimit(limiter: RateLimiter) {
     const principal = (ctx.state as AppState).principal;
     if (!principal) return next();
     bindings.set(ctx, { limiter, key: principal.subject });
-    await charge(ctx, limiter, principal.subject, 1);
+    const charging = charge(ctx, limiter, principal.subject, 1);
+    if (charging) await charging;
     await next();
   };
 }

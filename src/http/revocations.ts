@@ -7,8 +7,12 @@
  * those revoked. New requests do not wait for the sweep: authenticate checks the credential on every request,
  * through the CredentialCache, which trusts an answer for at most RESONANCE_AUTH_CACHE_MS (default 1 s). A
  * revocation seen here (by the sweep, or revoked() when this process revoked) also drops the credential
- * from that cache at once.
+ * from that cache at once. In a cluster, whoever revokes (the CLI) also announces it on the broker
+ * (announceRevocation); every node that hears it (followRevocations) acts at once, so the cache's second is
+ * the bound only while Redis is away.
  */
+import { z } from 'zod';
+import type { Broker, Unsubscribe } from '../cluster/broker.js';
 import type { AuthStore, CredentialRef } from '../store/auth.js';
 import type { CredentialCache } from './credential-cache.js';
 import type { Principal } from './types.js';
@@ -30,6 +34,16 @@ export interface CredentialWatchDeps {
 
 /** How often open connections are checked against revocations: the most a revoked stream lives on. */
 export const REVOCATION_SWEEP_MS = 1000;
+
+/** The broker channel of revocations: a CredentialRef as JSON, published by whoever revoked. */
+export const REVOCATIONS_CHANNEL = 'credentials:revoked';
+
+const RevokedMessage = z.object({ kind: z.enum(['api_key', 'oauth_client']), id: z.string().min(1).max(256) });
+
+/** Tells every node that `credential` was revoked (its store write is done). */
+export function announceRevocation(broker: Pick<Broker, 'publish'>, credential: CredentialRef): Promise<void> {
+  return broker.publish(REVOCATIONS_CHANNEL, JSON.stringify({ kind: credential.kind, id: credential.id }));
+}
 
 const keyOf = (w: Watched): string => (w.kind === 'member' ? `member\u0000${w.spaceId}\u0000${w.memberId}` : `${w.kind}\u0000${w.id}`);
 
@@ -99,6 +113,20 @@ export class CredentialWatch {
     if (!entry) return;
     this.watched.delete(keyOf(credential));
     this.fire(entry.callbacks);
+  }
+
+  /** Acts on the revocations other processes announce on the broker, as on one made here. */
+  follow(broker: Pick<Broker, 'subscribe'>): Promise<Unsubscribe> {
+    return broker.subscribe(REVOCATIONS_CHANNEL, (payload) => {
+      let message: unknown;
+      try {
+        message = JSON.parse(payload);
+      } catch {
+        return;
+      }
+      const parsed = RevokedMessage.safeParse(message);
+      if (parsed.success) this.revoked(parsed.data);
+    });
   }
 
   /** One pass over the watched credentials; runs the callbacks of the revoked ones (one pass at a time). */

@@ -15,6 +15,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import type { SessionClaims } from '../http/tokens.js';
+import type { RateLimiter } from '../http/ratelimit.js';
 import { QuotaExceededError } from '../sim/quotas.js';
 import { type DeltaFrame, SpaceError, type SpaceHub, type SpaceSnapshot } from '../sim/spaces.js';
 import { type Encoded, ProposeOrigin, type SpaceFeed, wireOf } from './feed.js';
@@ -60,9 +61,7 @@ export interface ConnectionLimits {
 }
 
 /** The budget of the credential that minted a session token, shared with its REST requests (the HTTP rate limiter). */
-export interface ProposalBudget {
-  consume(key: string, units: number): Promise<{ allowed: boolean; limit: number; remaining: number; resetSeconds: number }>;
-}
+export type ProposalBudget = Pick<RateLimiter, 'consume'>;
 
 /** How long telemetry may wait for a delta's flush to share its write. */
 export const TELEMETRY_HOLD_MS = 20;

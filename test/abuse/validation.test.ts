@@ -14,7 +14,7 @@ let srv: TestServer;
 
 beforeAll(async () => {
   // Request lines (with their server-side duration) are logged at info.
-  srv = await startServer({ env: { RESONANCE_LOG_LEVEL: 'info' } });
+  srv = await startServer({ env: { RESONANCE_LOG_LEVEL: 'info', RESONANCE_ACCESS_LOG: 'all' } });
 });
 
 afterAll(async () => {

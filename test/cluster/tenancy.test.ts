@@ -1,6 +1,6 @@
 /**
  * What the nodes of a cluster share (3 real nodes on the machine's Postgres and Redis): a key revoked by the
- * CLI is refused by every node within a second, one rate limit per credential and one quota per org
+ * CLI is refused by every node at once (announced through Redis), one rate limit per credential and one quota per org
  * whichever nodes the requests reach, and each webhook event delivered once although every node runs a
  * dispatcher.
  */
@@ -31,7 +31,8 @@ async function newKey(org: string, scopes = 'hqe.read,hqe.write,spaces.read,spac
 }
 
 beforeAll(async () => {
-  cluster = await startCluster(3, { RESONANCE_RATE_LIMIT: '30', RESONANCE_QUOTA_DELTAS_PER_MINUTE: '6' });
+  // Credentials cached for a minute: a revocation must reach the nodes through the broker, not the cache's expiry.
+  cluster = await startCluster(3, { RESONANCE_RATE_LIMIT: '30', RESONANCE_QUOTA_DELTAS_PER_MINUTE: '6', RESONANCE_AUTH_CACHE_MS: '60000' });
 }, 120_000);
 
 afterAll(async () => {
@@ -39,16 +40,16 @@ afterAll(async () => {
 });
 
 describe('a cluster of three nodes shares', () => {
-  it('revocation: a key revoked by the CLI is refused by every node within a second, cached or not', async () => {
+  it('revocation: a key revoked by the CLI is refused by every node at once, though each cached it', async () => {
     const { key, id } = await newKey('revoker');
     const onEach = () => Promise.all(cluster.nodes.map((n) => new Api(n.url, key).call('GET', '/v1/spaces')));
-    // Used on every node first, so each holds it in its credential cache.
+    // Used on every node first, so each holds it in its credential cache (trusted for a minute here).
     expect((await onEach()).map((r) => r.status)).toEqual([200, 200, 200]);
     expect((await cli(['keys', 'revoke', id])).code).toBe(0);
     const revokedAt = Date.now();
-    await waitFor('refused everywhere', async () => ((await onEach()).every((r) => r.status === 401) ? true : undefined), 3000, 50);
-    // A node trusts a cached answer for at most RESONANCE_AUTH_CACHE_MS (1 s), plus the time of a request.
-    expect(Date.now() - revokedAt).toBeLessThan(1300);
+    await waitFor('refused everywhere', async () => ((await onEach()).every((r) => r.status === 401) ? true : undefined), 3000, 20);
+    // The CLI published before it exited; each node drops the cached credential when the message arrives.
+    expect(Date.now() - revokedAt).toBeLessThan(250);
   });
 
   it('one rate limit per credential, whichever node a request reaches', async () => {
