@@ -1,9 +1,12 @@
 /**
  * Engine benchmark: simulation-steps per second and dense-pass GFLOP/s for k in {64, 512, 2048} and batch
  * sizes {1, 16, 128}, on the CPU engine (f64 and f32) and the WebGPU engine, in one run.
- * Writes bench/results/engine-<backend>-<date>.json per backend and the table in bench/README.md.
+ * Then the dense pass alone: the CPU engine's WebAssembly SIMD kernel beside a native C reference of the
+ * same loop (bench/dense-references.ts), with their ratio. Writes bench/results/engine-<backend>-<date>.json
+ * per backend, bench/results/dense-<date>.json, and the tables in bench/README.md.
  *
- *   npm run bench:engine [-- --backends cpu-f64,cpu-f32,webgpu --k 64,512,2048 --batch 1,16,128 --seconds 1.5]
+ *   npm run bench:engine [-- --backends cpu-f64,cpu-f32,webgpu --k 64,512,2048 --batch 1,16,128 --seconds 1.5
+ *                           --dense-k 512,2048 --dense-batch 1,16,128]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
@@ -13,6 +16,8 @@ import type { Engine } from '../src/engine/types.js';
 import { firstPrimes } from '../src/model/primes.js';
 import { normalize } from '../src/model/normalize.js';
 import { specFromConfig, type SimSpec } from '../src/model/spec.js';
+import { denseReferences } from './dense-references.js';
+import { replaceResultsSection } from './harness.js';
 import { updateReadme } from './report.js';
 
 /** Dense-pass work counted as 3 multiply-adds per kernel entry (z real, z imaginary, q): 3 k^2 per simulation-step. */
@@ -93,6 +98,8 @@ async function main(): Promise<void> {
       batch: { type: 'string', default: '1,16,128' },
       seconds: { type: 'string', default: '1.5' },
       out: { type: 'string', default: 'bench/results' },
+      'dense-k': { type: 'string', default: '512,2048' },
+      'dense-batch': { type: 'string', default: '1,16,128' },
     },
   });
   const ks = values.k.split(',').map(Number);
@@ -133,6 +140,21 @@ async function main(): Promise<void> {
     files.push(file);
   }
   await updateReadme(values.out);
+
+  const dense = await denseReferences(values['dense-k'].split(',').map(Number), values['dense-batch'].split(',').map(Number), seconds, (line) => process.stderr.write(line + '\n'));
+  const densePath = `${values.out}/dense-${date}.json`;
+  const host = { cpus: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), node: process.version };
+  await writeFile(densePath, JSON.stringify({ kind: 'dense', date, host, ...dense }, null, 2) + '\n');
+  process.stderr.write(`wrote ${densePath}\n`);
+  const fmt = (v: number | null): string => (v === null ? 'unavailable' : v.toFixed(0));
+  const table = [
+    `WebAssembly build: ${dense.wasmVariant}; native: ${dense.compiler ?? 'unavailable'}; ${host.cores} threads each; ${date}, ${host.cpus}, Node ${host.node}.`,
+    '',
+    '| precision | k | batch | WebAssembly SIMD, sim-steps/s | native C, sim-steps/s | WebAssembly / native |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...dense.rows.map((r) => `| ${r.precision} | ${r.k} | ${r.batch} | ${fmt(r.wasm)} | ${fmt(r.native)} | ${r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`} |`),
+  ].join('\n');
+  if (!(await replaceResultsSection('bench/README.md', 'dense', table))) process.stderr.write('bench/README.md has no dense-results markers\n');
 }
 
 main().catch((err: unknown) => {

@@ -1,4 +1,4 @@
-// common.wgsl — shared declarations of every pass (MODEL.md, docs/engine.md).
+// common.wgsl — shared declarations of every pass (docs/model.md, docs/engine.md).
 //
 // Not a pass on its own: the engine concatenates this file in front of dense.wgsl, visit.wgsl and
 // learn.wgsl at load time, so every module sees the same structs and helpers.
@@ -23,7 +23,7 @@ const PI_F: f32 = 3.14159274101257324219;       // f32(pi)
 const TINY: f32 = 1e-30;
 const BIG: f32 = 3.40282346638528859812e+38;    // f32 max: stands for +infinity (Ebest before the first state)
 const EXP_M80: f32 = 1.80485138784542e-35;      // f32(e^-80): floor of the mass in ln P
-const XI_SCALE: f32 = 1.7320508;                // sqrt(3) as MODEL.md writes it
+const XI_SCALE: f32 = 1.7320508;                // sqrt(3) as docs/model.md writes it
 const JITTER_STREAM: u32 = 0xffffffffu;         // step index of the restart jitter draw
 
 // Mixer kinds (SimParams.mixer).
@@ -84,7 +84,7 @@ struct SimParams {
   convThreshold: f32,     // f32(target - 0.02)
   plateauEps: f32,
   vmax: f32,
-  kernelScale: f32,       // Kn = kernelScale * K (host f64, MODEL.md section 2)
+  kernelScale: f32,       // Kn = kernelScale * K (host f64, docs/model.md section 2)
   bias: f32,              // localityBias b
   lnK: f32,
   jitter: f32,            // f32(pi * min(1, temperature0))
@@ -147,7 +147,7 @@ fn simActive(p: SimParams, h: SimHeader) -> bool {
   return p.k > 0u && h.status == ST_RUNNING && h.budget > 0u && h.recCount < REC_CAP && h.snapCount < SNAP_CAP;
 }
 
-// pcg4d of MODEL.md section 4 (all arithmetic wraps mod 2^32; the four updates of a line are sequential).
+// pcg4d of docs/model.md section 4 (all arithmetic wraps mod 2^32; the four updates of a line are sequential).
 fn pcg4d(seedIn: vec4<u32>) -> vec4<u32> {
   var v = seedIn * 1664525u + 1013904223u;
   v.x += v.y * v.w;
@@ -184,7 +184,7 @@ fn wrap2pi(x: f32) -> f32 {
 // three parts (q * part exact for |q| <= 2), then the minimax polynomials of Cephes' sinf/cosf on
 // [-pi/4, pi/4] and the quadrant. Not the builtins: WGSL promises only 2^-11 absolute error for sin/cos on
 // [-pi, pi], and software adapters use that room (Chromium's SwiftShader: 1.9e-4 measured), which alone
-// breaks the parity bar of MODEL.md section 7 over a hundred steps (docs/engine.md, "Transcendentals").
+// breaks the parity bar of docs/model.md section 7 over a hundred steps (docs/engine.md, "Transcendentals").
 fn cosSinReduced(u: f32) -> vec2<f32> {
   let q = round(u * 0.636619772367581343);
   let r = ((u - q * 1.5703125) - q * 4.83751296997070312e-4) - q * 7.54978995489188216e-8;

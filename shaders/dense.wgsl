@@ -1,4 +1,4 @@
-// dense.wgsl — the dense pass of MODEL.md section 4 step 1 for every simulation of a size class:
+// dense.wgsl — the dense pass of docs/model.md section 4 step 1 for every simulation of a size class:
 //   z_i = sum_j Kn_ij a_j e^{i theta_j},   q_i = sum_j Kn_ij a_j.
 //
 // Inputs (group 0):

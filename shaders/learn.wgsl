@@ -1,4 +1,4 @@
-// learn.wgsl — MODEL.md section 4 step 7 for the simulations of mixer `learned` in a size class:
+// learn.wgsl — docs/model.md section 4 step 7 for the simulations of mixer `learned` in a size class:
 //   A_ij <- (1 - h eta) A_ij + h eta max(0, cos(theta_i - theta_j)),   A_ii = 0,
 // on the phases after this tick's phase update (visit.wgsl runs first in the same tick). Only
 // simulations whose visit applied the update this tick (SimHeader.didUpdate == 1) change: a restart, an

@@ -1,5 +1,5 @@
 // visit.wgsl — one tick's visit of the current state of every simulation of a size class (docs/engine.md,
-// "Ticks" 2–5): metrics of MODEL.md section 5, the plateau and convergence counters, the decision, the
+// "Ticks" 2–5): metrics of docs/model.md section 5, the plateau and convergence counters, the decision, the
 // record and snapshot ring writes, then the update of section 4 steps 3–6 and 8 or the restart re-seed.
 // Space mode (OPT_SPACE): no steps limit, restarts or converged end; plateau and collapse are
 // edge-triggered events that re-arm (docs/engine.md, "Space mode"); only a non-finite metric ends it.
@@ -111,7 +111,7 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
   let opts = prm.opts;
   let kl = (opts & OPT_KL) != 0u;
 
-  // ---- metrics of state n (MODEL.md section 5) ----
+  // ---- metrics of state n (docs/model.md section 5) ----
   var sA = vec4<f32>(0.0);
   var sB = vec4<f32>(0.0);
   var sC = vec4<f32>(0.0);

@@ -5,7 +5,7 @@
  *
  * - The playground runs examples/seed-hqe.json on WebGPU (a page that falls back to the CPU engine fails
  *   here: no adapter is a failure, never a skip) and its final metrics match the server's POST /v1/hqe/run
- *   of the same config within the parity bar (MODEL.md section 7: 1e-4 per metric).
+ *   of the same config within the parity bar (docs/model.md section 7: 1e-4 per metric).
  * - Two space viewers join one space; one shifts a phase with the keyboard and then by dragging, the other
  *   sees each change (version readout, the prime's phase, the log).
  * - Both pages at 1280x800 and at a phone's width: no horizontal overflow, nothing fetched from another

@@ -1,4 +1,4 @@
-/** MODEL.md section 8: closed forms, on the CPU engine (f64, f32) and the WebGPU engine (llvmpipe in CI). */
+/** docs/model.md section 8: closed forms, on the CPU engine (f64, f32) and the WebGPU engine (llvmpipe in CI). */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basisConstants } from '../src/model/basis.js';
 import { Flag, type Engine } from '../src/engine/types.js';

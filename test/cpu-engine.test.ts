@@ -1,4 +1,4 @@
-/** CPU engine: determinism, batching and worker threads, and the run outputs of MODEL.md section 6. */
+/** CPU engine: determinism, batching and worker threads, and the run outputs of docs/model.md section 6. */
 import { describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { Flag, type TickRecord } from '../src/engine/types.js';

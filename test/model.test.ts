@@ -7,7 +7,7 @@ import { normalizeSpace, SpaceConfig } from '../src/model/space.js';
 import { basisConstants, kernelMatrix, scaffoldPhases, GOLDEN_ANGLE, SILVER_ANGLE } from '../src/model/basis.js';
 import { specFromConfig } from '../src/model/spec.js';
 
-describe('pcg4d (MODEL.md section 4 test vectors)', () => {
+describe('pcg4d (docs/model.md section 4 test vectors)', () => {
   const vectors: Array<[[number, number, number, number], [number, number, number, number], number]> = [
     [[0, 0, 0, 0], [0x0f02f829, 0x2d568769, 0x32b0c43b, 0xd32548ea], 0.058639079332351685],
     [[42, 0, 7, 3], [0xf5869ae5, 0x060a962b, 0x4c869276, 0xd70d1840], 0.9590851366519928],

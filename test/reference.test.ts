@@ -1,5 +1,5 @@
 /**
- * The CPU engine (f64) against an independent Python implementation of MODEL.md, record by record:
+ * The CPU engine (f64) against an independent Python implementation of docs/model.md, record by record:
  * the seed's HQE example and configs that exercise every branch (mixers, norms, bases, operators,
  * restarts, noise, the norm channel).
  */

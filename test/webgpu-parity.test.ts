@@ -1,5 +1,5 @@
 /**
- * The WebGPU engine against the CPU engine in f32 mode (MODEL.md section 7), on whatever adapter this
+ * The WebGPU engine against the CPU engine in f32 mode (docs/model.md section 7), on whatever adapter this
  * machine has: Mesa llvmpipe through Dawn's OpenGL backend on a machine without a GPU. No adapter is a
  * failure, never a skip.
  *
@@ -195,7 +195,7 @@ describe('WebGPU engine', () => {
     }
   });
 
-  it('pcg4d in common.wgsl matches the MODEL.md test vectors and rng.ts', async () => {
+  it('pcg4d in common.wgsl matches the docs/model.md test vectors and rng.ts', async () => {
     const device = gpu().device;
     const inputs: [number, number, number, number][] = [
       [0, 0, 0, 0],

@@ -21,7 +21,7 @@ import seedExample from '../examples/seed-hqe.json';
 import { $, apiKeyField, clientOrSay, errorText, fmt, type Marker, type MetricName, METRIC_LABELS, MetricCharts, METRICS, PhaseCircle, say } from './common.js';
 
 const SHADERS: Record<string, string> = { common: commonWgsl, dense: denseWgsl, visit: visitWgsl, learn: learnWgsl };
-/** MODEL.md section 7: metrics within 1e-4 across backends. */
+/** docs/model.md section 7: metrics within 1e-4 across backends. */
 const PARITY_BAR = 1e-4;
 
 type Config = Record<string, unknown>;

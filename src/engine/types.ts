@@ -128,7 +128,7 @@ export interface SpaceParams {
   semantic: boolean;
 }
 
-/** Parameters whose change resets n, gamma and the temperature (MODEL.md section 4). */
+/** Parameters whose change resets n, gamma and the temperature (docs/model.md section 4). */
 export const MIXER_PARAMS = ['gamma0', 'gammaGrowth', 'gammaMax', 'temperature0', 'beta', 'localityBias', 'semantic'] as const;
 
 export interface SpaceCheckpoint {
@@ -171,7 +171,7 @@ export interface Engine {
    * Make a simulation resident; returns its id. Throws on a spec the engine cannot hold. With a
    * checkpoint (from exportState, possibly through JSON) the simulation resumes from it: bit-identical to
    * never having stopped when the checkpoint comes from the same backend and precision, converted (and
-   * then equal within the parity bars of MODEL.md section 7) otherwise. Throws when the checkpoint does not
+   * then equal within the parity bars of docs/model.md section 7) otherwise. Throws when the checkpoint does not
    * fit the spec (k, learned matrix) or is malformed.
    */
   add(spec: SimSpec, checkpoint?: SimCheckpoint): number;

@@ -1,5 +1,5 @@
 /**
- * Host constants of one simulation (MODEL.md sections 1–3), computed once in float64. Engines upload them
+ * Host constants of one simulation (docs/model.md sections 1–3), computed once in float64. Engines upload them
  * (the WebGPU engine rounds to f32 once).
  */
 import type { SimSpec } from './spec.js';
@@ -43,7 +43,7 @@ export function scaffoldPhases(spec: Pick<SimSpec, 'primes' | 'golden' | 'silver
   return out;
 }
 
-/** Raw kernel entry K_ij (i != j) of MODEL.md section 2; `learned` uses the local kernel as its base. */
+/** Raw kernel entry K_ij (i != j) of docs/model.md section 2; `learned` uses the local kernel as its base. */
 export function kernelEntry(spec: Pick<SimSpec, 'mixer' | 'localityBias' | 'semantic'>, pi: number, pj: number, li: number, lj: number): number {
   if (spec.mixer === 'flow') return 1;
   const g = (2 * Math.sqrt(li * lj)) / (li + lj);

@@ -1,5 +1,5 @@
 /**
- * The HQE configuration of hqe-api.md, with the additions of MODEL.md (frequencyScale, mixer.localityBias,
+ * The HQE configuration of hqe-api.md, with the additions of docs/model.md (frequencyScale, mixer.localityBias,
  * mixer.learningRate, mixer.gammaMax, resonanceTarget.weights). Objects are closed: an unknown field is an
  * error, so a typo never silently falls back to a default.
  */

@@ -1,5 +1,5 @@
 /**
- * Validation and normalisation of an HQE config (MODEL.md section 1 and 3). Every problem is reported with
+ * Validation and normalisation of an HQE config (docs/model.md section 1 and 3). Every problem is reported with
  * the JSON pointer of the field at fault, or counted past the first MAX_FIELD_ERRORS of an array's
  * elements; nothing is dropped silently. A body of the largest size must validate in tens of milliseconds.
  */
@@ -28,7 +28,7 @@ export type NormalizeResult =
   | { ok: false; errors: FieldError[] };
 
 export interface NormalizeOptions {
-  /** Server limit on k (MODEL.md: default 2048). */
+  /** Server limit on k (docs/model.md: default 2048). */
   maxBasis?: number;
   /** Seed to use when the config has none; default a random u32. */
   drawSeed?: () => number;

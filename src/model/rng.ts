@@ -1,5 +1,5 @@
 /**
- * Counter-based noise of MODEL.md section 4: pcg4d. Bit-exact on every backend (the WGSL twin lives in
+ * Counter-based noise of docs/model.md section 4: pcg4d. Bit-exact on every backend (the WGSL twin lives in
  * shaders/common.wgsl). All arithmetic wraps mod 2^32.
  */
 export function pcg4d(a: number, b: number, c: number, d: number): [number, number, number, number] {
@@ -37,5 +37,5 @@ export function noise(seed: number, rho: number, n: number, i: number): number {
   return XI_SCALE * (2 * uniform(seed, rho, n, i) - 1);
 }
 
-/** The step index used for the restart jitter draw (MODEL.md section 3). */
+/** The step index used for the restart jitter draw (docs/model.md section 3). */
 export const JITTER_STREAM = 0xffffffff;

@@ -1,6 +1,6 @@
 /**
  * The configuration of a live space (resonance-spaces-api.md: SpaceConfig) and its normalisation
- * (MODEL.md section 1 for the basis: composites and duplicates are errors, `cutoff` truncates with a
+ * (docs/model.md section 1 for the basis: composites and duplicates are errors, `cutoff` truncates with a
  * warning, k above maxBasis is an error). Objects are closed, as for HQE configs.
  */
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 /**
- * Run an HQE config to completion (MODEL.md sections 4–6): the response of POST /v1/hqe/run and of
+ * Run an HQE config to completion (docs/model.md sections 4–6): the response of POST /v1/hqe/run and of
  * `resonance run`.
  */
 import type { Metrics, NormalizedConfig } from '../model/config.js';

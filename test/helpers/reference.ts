@@ -1,4 +1,4 @@
-/** Runs the independent Python implementation of MODEL.md (test/reference/hqe_reference.py). */
+/** Runs the independent Python implementation of docs/model.md (test/reference/hqe_reference.py). */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { NormalizedConfig } from '../../src/model/config.js';

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent float64 reference implementation of the HQE resonance model.
 
-Written from /work/shared/MODEL.md (sections 1-6, cited below as "MODEL §n") and
+Written from docs/model.md (sections 1-6, cited below as "MODEL §n") and
 docs/engine.md (cited as "engine.md") alone, without looking at the TypeScript engine.
 Standard library only.
 
@@ -137,7 +137,7 @@ def safe_exp(x):
 
 
 # ---------------------------------------------------------------------------------------------
-# Config (normalized; defaults filled only as a convenience, from seeds/hqe-api.md + MODEL.md)
+# Config (normalized; defaults filled only as a convenience, from the HQE API contract + docs/model.md)
 # ---------------------------------------------------------------------------------------------
 
 DEFAULTS = {

@@ -1,5 +1,5 @@
 /**
- * The CPU engine: MODEL.md in TypeScript, f64 by default, f32 for parity with the GPU. Simulations live in
+ * The CPU engine: docs/model.md in TypeScript, f64 by default, f32 for parity with the GPU. Simulations live in
  * shared memory; when there is enough work per call, worker threads (one per core) step their share of the
  * batch while the calling thread stays free.
  */

@@ -1,5 +1,5 @@
 /**
- * One tick of the CPU engine (docs/engine.md): the dense pass of MODEL.md section 4 step 1 over a group of
+ * One tick of the CPU engine (docs/engine.md): the dense pass of docs/model.md section 4 step 1 over a group of
  * simulations that share a kernel, then per simulation the metrics, the decision and the update.
  * Precision f32 rounds every stored value with Math.fround (the points where the GPU stores f32); dot
  * products accumulate in float64 within a row, summed in index order j = 0..k-1.
@@ -160,7 +160,7 @@ interface Measured {
   mean: number;
 }
 
-/** Metrics of the current state (MODEL.md section 5) and the controlled resonance R_n. */
+/** Metrics of the current state (docs/model.md section 5) and the controlled resonance R_n. */
 function measure(s: CpuSimState): Measured {
   const R = rounder(s);
   const { k, mass: P, theta, amp, zRe, zIm, q, logP, prior, weights, spec } = s;
@@ -218,7 +218,7 @@ function measure(s: CpuSimState): Measured {
   return { metrics, controlled, finite, mean };
 }
 
-/** Re-seed the phases for restart `restart` (MODEL.md section 3) and reset its counters. */
+/** Re-seed the phases for restart `restart` (docs/model.md section 3) and reset its counters. */
 function restart(s: CpuSimState, next: number): void {
   const R = rounder(s);
   const jitter = R(Math.PI * Math.min(1, s.spec.temperature0));

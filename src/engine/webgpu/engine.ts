@@ -1,5 +1,5 @@
 /**
- * The WebGPU engine: MODEL.md in WGSL (shaders/), f32 state, many simulations per dispatch.
+ * The WebGPU engine: docs/model.md in WGSL (shaders/), f32 state, many simulations per dispatch.
  *
  * Batches. Simulations are grouped by size class: the padded basis PAD_K = 64, 128, ..., 2048 (each
  * simulation keeps its own k <= PAD_K). All simulations of a class share one set of buffers, slot-major

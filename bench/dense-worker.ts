@@ -1,0 +1,30 @@
+/**
+ * A worker thread of the dense-pass reference in bench/dense-references.ts: the WebAssembly dense pass
+ * (src/engine/cpu/wasm-dense.ts) over its share of the rows, `passes` times, on the memory it is given.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { DenseKernel, type DenseModule } from '../src/engine/cpu/wasm-dense.js';
+
+export interface DenseWorkerData {
+  dense: DenseModule;
+  memory: WebAssembly.Memory;
+}
+
+export interface DenseWorkerJob {
+  precision: 'f32' | 'f64';
+  K: number;
+  k: number;
+  i0: number;
+  i1: number;
+  table: number;
+  sims: number;
+  passes: number;
+}
+
+const { dense, memory } = workerData as DenseWorkerData;
+const kernel = new DenseKernel(dense, memory);
+parentPort?.on('message', (job: DenseWorkerJob) => {
+  const t0 = performance.now();
+  for (let p = 0; p < job.passes; p++) kernel.run(job.precision, job.K, job.k, job.i0, job.i1, job.table, job.sims);
+  parentPort?.postMessage(performance.now() - t0);
+});

@@ -1,0 +1,146 @@
+/**
+ * The WebAssembly SIMD dense pass (wasm/dense.ts, built into dist/wasm/ by scripts/build-wasm.mjs) and the
+ * shared memory it works in. One SharedArena per engine holds the kernels once for every worker thread,
+ * and each thread instantiates the module on that memory (DenseKernel). The relaxed build (fused
+ * multiply-add) is chosen where the runtime validates it, the plain SIMD build otherwise; each build is
+ * deterministic on its own, so the build is part of the backend's name (DenseModule.variant).
+ */
+import { readFileSync } from 'node:fs';
+
+/** Largest size of the shared memory, in 64 KiB pages; the modules are built with the same maximum. */
+export const WASM_MAX_PAGES = 32768;
+const PAGE_BYTES = 65536;
+/** The module's own data and stack live below this; the arena hands out what lies above. */
+const ARENA_BASE = PAGE_BYTES;
+/** Alignment of every block (a v128 load of a row is then aligned when k is a multiple of four). */
+const ALIGN = 16;
+/** A simulation's record in a dense call's table: six u32 addresses (a cos, a sin, a, z re, z im, q). */
+export const SIM_RECORD_BYTES = 24;
+
+export interface DenseModule {
+  module: WebAssembly.Module;
+  variant: 'simd' | 'relaxed-simd';
+}
+
+function wasmUrl(name: string): URL {
+  // Tests import the TypeScript sources; the modules are always built into dist/wasm.
+  return import.meta.url.endsWith('.ts')
+    ? new URL(`../../../dist/wasm/${name}`, import.meta.url)
+    : new URL(`../../../wasm/${name}`, import.meta.url);
+}
+
+/** The relaxed build where this runtime has relaxed SIMD, else the plain SIMD build. */
+export function compileDense(options: { allowRelaxed?: boolean } = {}): DenseModule {
+  if (options.allowRelaxed !== false) {
+    const relaxed = readFileSync(wasmUrl('dense-relaxed.wasm'));
+    if (WebAssembly.validate(relaxed)) return { module: new WebAssembly.Module(relaxed), variant: 'relaxed-simd' };
+  }
+  return { module: new WebAssembly.Module(readFileSync(wasmUrl('dense.wasm'))), variant: 'simd' };
+}
+
+/**
+ * Blocks of a shared WebAssembly.Memory, first fit over a free list kept sorted by address (neighbours
+ * merge on release). Growing the memory leaves every earlier view valid: a shared buffer never moves.
+ */
+export class SharedArena {
+  readonly memory: WebAssembly.Memory;
+  private readonly holes: Array<{ at: number; bytes: number }> = [];
+  private top = ARENA_BASE;
+
+  constructor(memory?: WebAssembly.Memory) {
+    this.memory = memory ?? new WebAssembly.Memory({ initial: ARENA_BASE / PAGE_BYTES + 1, maximum: WASM_MAX_PAGES, shared: true });
+  }
+
+  /** Bytes handed out and not released, holes included (what the arena costs). */
+  get used(): number {
+    return this.top - ARENA_BASE - this.holes.reduce((a, h) => a + h.bytes, 0);
+  }
+
+  alloc(bytes: number): number {
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    const fit = this.holes.findIndex((h) => h.bytes >= size);
+    if (fit >= 0) {
+      const hole = this.holes[fit]!;
+      const at = hole.at;
+      if (hole.bytes === size) this.holes.splice(fit, 1);
+      else {
+        hole.at += size;
+        hole.bytes -= size;
+      }
+      return at;
+    }
+    const at = this.top;
+    const end = at + size;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE_BYTES);
+      if (have / PAGE_BYTES + pages > WASM_MAX_PAGES) throw new RangeError(`the engine's shared memory is full (${WASM_MAX_PAGES * PAGE_BYTES} bytes)`);
+      this.memory.grow(pages);
+    }
+    this.top = end;
+    return at;
+  }
+
+  release(at: number, bytes: number): void {
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    let i = this.holes.findIndex((h) => h.at > at);
+    if (i < 0) i = this.holes.length;
+    this.holes.splice(i, 0, { at, bytes: size });
+    // Merge with the next hole, then with the previous one.
+    const next = this.holes[i + 1];
+    const self = this.holes[i]!;
+    if (next && self.at + self.bytes === next.at) {
+      self.bytes += next.bytes;
+      this.holes.splice(i + 1, 1);
+    }
+    const prev = this.holes[i - 1];
+    if (prev && prev.at + prev.bytes === self.at) {
+      prev.bytes += self.bytes;
+      this.holes.splice(i, 1);
+    }
+    // A hole at the top goes back to the top.
+    const last = this.holes[this.holes.length - 1];
+    if (last && last.at + last.bytes === this.top) {
+      this.top = last.at;
+      this.holes.pop();
+    }
+  }
+
+  f32(at: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, at, length);
+  }
+
+  f64(at: number, length: number): Float64Array {
+    return new Float64Array(this.memory.buffer, at, length);
+  }
+
+  u32(at: number, length: number): Uint32Array {
+    return new Uint32Array(this.memory.buffer, at, length);
+  }
+}
+
+interface DenseExports {
+  dense32(K: number, k: number, i0: number, i1: number, table: number, sims: number): void;
+  dense64(K: number, k: number, i0: number, i1: number, table: number, sims: number): void;
+}
+
+/** The dense pass of one thread, on the engine's shared memory. */
+export class DenseKernel {
+  private readonly exports: DenseExports;
+
+  constructor(dense: DenseModule, memory: WebAssembly.Memory) {
+    const abort = (): never => {
+      throw new Error('the dense pass aborted');
+    };
+    this.exports = new WebAssembly.Instance(dense.module, { env: { memory, abort } }).exports as unknown as DenseExports;
+  }
+
+  /**
+   * Rows [i0, i1) of z and q for the `sims` simulations whose records (SIM_RECORD_BYTES each) start at
+   * `table`, all sharing the k x k kernel at `K`; f32 or f64 throughout.
+   */
+  run(precision: 'f32' | 'f64', K: number, k: number, i0: number, i1: number, table: number, sims: number): void {
+    if (precision === 'f32') this.exports.dense32(K, k, i0, i1, table, sims);
+    else this.exports.dense64(K, k, i0, i1, table, sims);
+  }
+}
