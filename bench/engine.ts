@@ -1,11 +1,12 @@
 /**
  * Engine benchmark: simulation-steps per second and dense-pass GFLOP/s for k in {64, 512, 2048} and batch
- * sizes {1, 16, 128}, on the CPU engine (f64 and f32) and the WebGPU engine, in one run.
+ * sizes {1, 16, 128}, on the CPU engine (f64 and f32; the dense pass in TypeScript and in WebAssembly SIMD)
+ * and the WebGPU engine, in one run.
  * Then the dense pass alone: the CPU engine's WebAssembly SIMD kernel beside a native C reference of the
  * same loop (bench/dense-references.ts), with their ratio. Writes bench/results/engine-<backend>-<date>.json
  * per backend, bench/results/dense-<date>.json, and the tables in bench/README.md.
  *
- *   npm run bench:engine [-- --backends cpu-f64,cpu-f32,webgpu --k 64,512,2048 --batch 1,16,128 --seconds 1.5
+ *   npm run bench:engine [-- --backends cpu-f64,cpu-f32,cpu-wasm-f64,cpu-wasm-f32,webgpu --k 64,512,2048 --batch 1,16,128 --seconds 1.5
  *                           --dense-k 512,2048 --dense-batch 1,16,128]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -77,8 +78,10 @@ async function measure(engine: Engine, k: number, batch: number, seconds: number
 }
 
 async function makeEngine(name: string): Promise<Engine> {
-  if (name === 'cpu-f64') return new CpuEngine({ precision: 'f64' });
-  if (name === 'cpu-f32') return new CpuEngine({ precision: 'f32' });
+  if (name === 'cpu-f64') return new CpuEngine({ precision: 'f64', dense: 'ts' });
+  if (name === 'cpu-f32') return new CpuEngine({ precision: 'f32', dense: 'ts' });
+  if (name === 'cpu-wasm-f64') return new CpuEngine({ precision: 'f64', dense: 'wasm' });
+  if (name === 'cpu-wasm-f32') return new CpuEngine({ precision: 'f32', dense: 'wasm' });
   if (name === 'webgpu') {
     const { WebGpuEngine } = await import('../src/engine/webgpu/engine.js');
     return WebGpuEngine.create({ allowSoftware: true });
@@ -93,7 +96,7 @@ function slug(s: string): string {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      backends: { type: 'string', default: 'cpu-f64,cpu-f32,webgpu' },
+      backends: { type: 'string', default: 'cpu-f64,cpu-f32,cpu-wasm-f64,cpu-wasm-f32,webgpu' },
       k: { type: 'string', default: '64,512,2048' },
       batch: { type: 'string', default: '1,16,128' },
       seconds: { type: 'string', default: '1.5' },

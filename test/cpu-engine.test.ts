@@ -14,17 +14,68 @@ const noisy: HQEConfigInput = {
 
 const strip = (records: TickRecord[]): unknown => records.map((r) => ({ ...r, phases: r.phases && [...r.phases], amplitudes: r.amplitudes && [...r.amplitudes] }));
 
-describe('CPU engine', () => {
-  for (const precision of ['f64', 'f32'] as const) {
-    it(`is bit-identical run to run with the same seed (${precision})`, async () => {
-      const a = await runToEnd(new CpuEngine({ precision, threads: 0 }), specOf(noisy));
-      const b = await runToEnd(new CpuEngine({ precision, threads: 0 }), specOf(noisy));
-      expect(a.records.length).toBeGreaterThan(10);
-      expect(strip(a.records)).toEqual(strip(b.records));
-      const other = await runToEnd(new CpuEngine({ precision, threads: 0 }), specOf({ ...noisy, seed: 1235 }));
-      expect(strip(other.records)).not.toEqual(strip(a.records));
-    });
+/** Every record of each input's simulation, all stepped together on `engine` (37 ticks an advance) until none runs. */
+async function runBatch(engine: CpuEngine, inputs: HQEConfigInput[]): Promise<TickRecord[][]> {
+  try {
+    const ids = inputs.map((input) => engine.add(specOf(input)));
+    const got = new Map<number, TickRecord[]>(ids.map((id) => [id, []]));
+    for (let t = 0; t < 2000; t += 37) {
+      const reports = await engine.advance(37);
+      for (const [id, rep] of reports) got.get(id)!.push(...rep.records);
+      if ([...reports.values()].every((r) => r.status !== 'running')) break;
+    }
+    return ids.map((id) => got.get(id)!);
+  } finally {
+    await engine.destroy();
   }
+}
+
+describe('CPU engine', () => {
+  for (const dense of ['ts', 'wasm'] as const) {
+    for (const precision of ['f64', 'f32'] as const) {
+      it(`is bit-identical run to run with the same seed (${precision}, ${dense} dense pass)`, async () => {
+        const a = await runToEnd(new CpuEngine({ precision, threads: 0, dense }), specOf(noisy));
+        const b = await runToEnd(new CpuEngine({ precision, threads: 0, dense }), specOf(noisy));
+        expect(a.records.length).toBeGreaterThan(10);
+        expect(strip(a.records)).toEqual(strip(b.records));
+        const other = await runToEnd(new CpuEngine({ precision, threads: 0, dense }), specOf({ ...noisy, seed: 1235 }));
+        expect(strip(other.records)).not.toEqual(strip(a.records));
+      });
+    }
+  }
+
+  it('steps a small batch with every worker thread on every simulation (rows split), bit-identical to one thread', async () => {
+    const inputs: HQEConfigInput[] = [
+      { ...noisy, primes: Array.from({ length: 45 }, (_, i) => [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193, 197][i]!) },
+      { ...noisy, seed: 7 },
+      { ...noisy, mixer: { type: 'learned', temperature0: 0.3 } },
+    ];
+    for (const precision of ['f64', 'f32'] as const) {
+      for (const batch of [inputs.slice(0, 1), inputs]) {
+        const solo = await Promise.all(batch.map(async (input) => (await runToEnd(new CpuEngine({ precision, threads: 0, dense: 'wasm' }), specOf(input))).records));
+        // Fewer simulations than two per thread: the threads step them as a gang.
+        const together = await runBatch(new CpuEngine({ precision, threads: 2, inlineWork: 0, dense: 'wasm' }), batch);
+        together.forEach((records, i) => expect(strip(records)).toEqual(strip(solo[i]!)));
+      }
+    }
+  });
+
+  it('gives the WebAssembly arena back: kernels with their last simulation, scratch with each', async () => {
+    const engine = new CpuEngine({ threads: 0, dense: 'wasm' });
+    try {
+      const empty = engine.arenaBytes;
+      const bases = [[2, 3, 5, 7], [2, 3, 5, 7, 11], [3, 5, 7, 11, 13, 17]];
+      for (let round = 0; round < 3; round++) {
+        const ids = bases.flatMap((primes) => [engine.add(specOf({ ...noisy, primes })), engine.add(specOf({ ...noisy, primes }))]);
+        await engine.advance(5);
+        expect(engine.arenaBytes).toBeGreaterThan(empty);
+        for (const id of ids) engine.remove(id);
+        expect(engine.arenaBytes).toBe(empty);
+      }
+    } finally {
+      await engine.destroy();
+    }
+  });
 
   it('gives each simulation of a mixed batch, spread over worker threads, exactly its solo result', async () => {
     const inputs: HQEConfigInput[] = [
@@ -35,19 +86,8 @@ describe('CPU engine', () => {
       { ...noisy, primes: Array.from({ length: 60 }, (_, i) => [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193, 197, 199, 211, 223, 227, 229, 233, 239, 241, 251, 257, 263, 269, 271, 277, 281][i]!) },
     ];
     const solo = await Promise.all(inputs.map(async (input) => (await runToEnd(new CpuEngine({ threads: 0 }), specOf(input))).records));
-    const engine = new CpuEngine({ threads: 2, inlineWork: 0 });
-    try {
-      const ids = inputs.map((input) => engine.add(specOf(input)));
-      const got = new Map<number, TickRecord[]>(ids.map((id) => [id, []]));
-      for (let t = 0; t < 2000; t += 37) {
-        const reports = await engine.advance(37);
-        for (const [id, rep] of reports) got.get(id)!.push(...rep.records);
-        if ([...reports.values()].every((r) => r.status !== 'running')) break;
-      }
-      ids.forEach((id, i) => expect(strip(got.get(id)!)).toEqual(strip(solo[i]!)));
-    } finally {
-      await engine.destroy();
-    }
+    const together = await runBatch(new CpuEngine({ threads: 2, inlineWork: 0 }), inputs);
+    together.forEach((records, i) => expect(strip(records)).toEqual(strip(solo[i]!)));
   });
 });
 

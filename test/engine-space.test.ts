@@ -35,6 +35,8 @@ interface Kind {
 const kinds: Kind[] = [
   { name: 'cpu f64', precision: 'f64', make: async () => new CpuEngine({ precision: 'f64', threads: 0 }), longTicks: 5000 },
   { name: 'cpu f32', precision: 'f32', make: async () => new CpuEngine({ precision: 'f32', threads: 0 }), longTicks: 5000 },
+  { name: 'cpu wasm f64', precision: 'f64', make: async () => new CpuEngine({ precision: 'f64', threads: 0, dense: 'wasm' }), longTicks: 5000 },
+  { name: 'cpu wasm f32', precision: 'f32', make: async () => new CpuEngine({ precision: 'f32', threads: 0, dense: 'wasm' }), longTicks: 5000 },
   { name: 'webgpu', precision: 'f32', make: () => gpu.engine(), longTicks: 400 },
 ];
 
@@ -385,12 +387,14 @@ for (const kind of kinds) {
 describe('space mode on CPU worker threads', () => {
   it('patches (phase edits in shared memory, params and kernels re-sent) give the calling-thread records', async () => {
     const specs = paritySpecs();
-    for (const precision of ['f64', 'f32'] as const) {
-      const inline = await runScript(async () => new CpuEngine({ precision, threads: 0 }), specs);
-      const workers = await runScript(async () => new CpuEngine({ precision, threads: 2, inlineWork: 0 }), specs);
-      const resumed = await runScript(async () => new CpuEngine({ precision, threads: 2, inlineWork: 0 }), specs, 3);
-      expect(workers).toEqual(inline);
-      expect(resumed).toEqual(inline);
+    for (const dense of ['ts', 'wasm'] as const) {
+      for (const precision of ['f64', 'f32'] as const) {
+        const inline = await runScript(async () => new CpuEngine({ precision, threads: 0, dense }), specs);
+        const workers = await runScript(async () => new CpuEngine({ precision, threads: 2, inlineWork: 0, dense }), specs);
+        const resumed = await runScript(async () => new CpuEngine({ precision, threads: 2, inlineWork: 0, dense }), specs, 3);
+        expect(workers).toEqual(inline);
+        expect(resumed).toEqual(inline);
+      }
     }
   });
 });

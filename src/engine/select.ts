@@ -11,6 +11,14 @@ export interface EngineOptions {
   precision?: Precision;
   /** CPU worker threads (default: one per core). */
   threads?: number;
+  /** The CPU engine's dense pass (RESONANCE_CPU_DENSE): WebAssembly SIMD (default) or TypeScript. */
+  dense?: 'wasm' | 'ts';
+}
+
+export function denseFromEnv(env: NodeJS.ProcessEnv = process.env): 'wasm' | 'ts' {
+  const v = (env.RESONANCE_CPU_DENSE ?? 'wasm').toLowerCase();
+  if (v === 'wasm' || v === 'ts') return v;
+  throw new Error(`RESONANCE_CPU_DENSE must be wasm or ts (got "${env.RESONANCE_CPU_DENSE}")`);
 }
 
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
@@ -21,7 +29,7 @@ export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendCho
 
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
   const backend = options.backend ?? backendFromEnv();
-  const cpu = (): Engine => new CpuEngine({ precision: options.precision ?? 'f64', threads: options.threads });
+  const cpu = (): Engine => new CpuEngine({ precision: options.precision ?? 'f64', threads: options.threads, dense: options.dense ?? denseFromEnv() });
   if (backend === 'cpu') return cpu();
   const webgpu = async (allowSoftware: boolean): Promise<Engine> => {
     const { WebGpuEngine } = await import('./webgpu/engine.js');

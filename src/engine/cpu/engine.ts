@@ -32,9 +32,15 @@ import {
   withSpaceParams,
 } from '../types.js';
 import { basisConstants } from '../../model/basis.js';
-import { buildKernel, createSimState, type CpuSimState, kernelKey, S, STATUS_CODES, type Vec } from './state.js';
-import { runTicks } from './step.js';
+import { buildKernel, createSimState, type CpuSimState, denseScratch, kernelKey, releaseVec, S, STATUS_CODES, type Vec } from './state.js';
+import { runTicks, type WasmDense } from './step.js';
+import { compileDense, DenseKernel, SharedArena, SIM_RECORD_BYTES } from './wasm-dense.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
+
+/** Simulations one dense call takes (a thread's call table); a larger group is passed in parts. */
+const TABLE_SIMS = 256;
+/** With fewer simulations than this per thread, the threads step them together as a gang (rows split). */
+const GANG_BELOW = 2;
 
 export interface CpuEngineOptions {
   precision?: Precision;
@@ -42,6 +48,11 @@ export interface CpuEngineOptions {
   threads?: number;
   /** Below this many kernel entries x ticks per advance, work stays on the calling thread. */
   inlineWork?: number;
+  /**
+   * The dense pass: `wasm`, WebAssembly SIMD over one shared arena (wasm/dense.ts; Node only), or `ts`, the
+   * TypeScript loops (the browser's). Default `ts`.
+   */
+  dense?: 'ts' | 'wasm';
 }
 
 interface Lane {
@@ -65,6 +76,9 @@ export class CpuEngine implements Engine {
   private readonly lanes: Lane[] = [];
   private readonly laneOf = new Map<number, Lane>();
   private readonly inlineWork: number;
+  /** The WebAssembly dense pass: the arena of kernels and scratch, and this thread's kernel. */
+  private readonly arena: SharedArena | undefined;
+  private readonly wasm: WasmDense | undefined;
   private nextId = 1;
 
   constructor(options: CpuEngineOptions = {}) {
@@ -72,16 +86,30 @@ export class CpuEngine implements Engine {
     // Node modules are loaded only when threads are wanted, so a browser bundle (threads: 0) needs none.
     const threads = options.threads ?? process.getBuiltinModule('node:os').availableParallelism();
     this.inlineWork = options.inlineWork ?? 1 << 20;
+    const dense = options.dense === 'wasm' ? compileDense() : undefined;
+    if (dense) {
+      this.arena = new SharedArena();
+      this.wasm = { kernel: new DenseKernel(dense, this.arena.memory), table: this.callTable() };
+    }
     const WorkerCtor = threads > 0 ? process.getBuiltinModule('node:worker_threads').Worker : null;
+    // The gang's meeting point (step.ts, meet): [arrived, generation].
+    const barrier = new Int32Array(new SharedArrayBuffer(8));
     for (let i = 0; i < threads; i++) {
       const worker = new WorkerCtor!(workerUrl());
       worker.unref();
-      this.lanes.push({ worker, load: 0, ids: new Set() });
+      const lane = { worker, load: 0, ids: new Set<number>() };
+      this.lanes.push(lane);
+      if (dense && this.arena) {
+        const table = this.callTable();
+        const gang = { index: i, parties: threads, barrier };
+        this.post(lane, { type: 'dense', module: dense, memory: this.arena.memory, table: table.byteOffset, slots: table.length, gang });
+      }
     }
+    const where = threads === 0 ? 'calling thread' : `${threads} worker thread${threads > 1 ? 's' : ''}`;
     this.info = {
       backend: 'cpu',
       precision: this.precision,
-      adapter: `cpu ${this.precision}, ${threads === 0 ? 'calling thread' : `${threads} worker thread${threads > 1 ? 's' : ''}`}`,
+      adapter: `cpu ${this.precision}, ${dense ? `WebAssembly ${dense.variant}` : 'TypeScript'} dense pass, ${where}`,
     };
   }
 
@@ -93,7 +121,7 @@ export class CpuEngine implements Engine {
     const id = this.nextId++;
     const key = kernelKey(spec, this.precision);
     const shared = spec.mixer === 'learned' ? undefined : this.kernels.get(key);
-    const state = createSimState(id, spec, this.precision, shared?.vec ?? null);
+    const state = createSimState(id, spec, this.precision, shared?.vec ?? null, this.arena);
     if (restored) {
       // Typed-array stores round to f32 in f32 mode; the scalars are rounded the same way.
       const round = this.precision === 'f32' ? Math.fround : (x: number): number => x;
@@ -130,7 +158,7 @@ export class CpuEngine implements Engine {
       lane.load += state.k * state.k;
       lane.ids.add(id);
       this.laneOf.set(id, lane);
-      this.post(lane, { type: 'add', state });
+      this.send(state);
     }
     return id;
   }
@@ -139,14 +167,14 @@ export class CpuEngine implements Engine {
     const state = this.sims.get(id);
     if (!state) return;
     this.sims.delete(id);
-    const shared = this.kernels.get(state.kernelKey);
-    if (shared && shared.vec === state.kernel && --shared.refs === 0) this.kernels.delete(state.kernelKey);
+    this.dropKernel(state);
+    if (this.arena) for (const v of denseScratch(state)) releaseVec(this.arena, v);
     const lane = this.laneOf.get(id);
     if (lane) {
       lane.load -= state.k * state.k;
       lane.ids.delete(id);
       this.laneOf.delete(id);
-      this.post(lane, { type: 'remove', id });
+      for (const l of this.gangLanes(lane)) this.post(l, { type: 'remove', id });
     }
   }
 
@@ -166,8 +194,13 @@ export class CpuEngine implements Engine {
     let work = 0;
     for (const s of this.sims.values()) work += s.k * s.k * ticksFor(s.id, ticks, caps);
     if (work > 0) {
+      const stepping = [...this.sims.values()].filter((s) => ticksFor(s.id, ticks, caps) > 0).length;
       if (this.lanes.length === 0 || work < this.inlineWork) {
-        runTicks([...this.sims.values()], ticks, records, caps);
+        runTicks([...this.sims.values()], ticks, records, caps, this.wasm);
+      } else if (this.wasm && this.lanes.length > 1 && stepping < GANG_BELOW * this.lanes.length) {
+        // Too few simulations to give every thread its own: all threads on all of them, rows split.
+        const replies = await Promise.all(this.lanes.map((l) => this.request(l, ticks, caps && [...caps], 'gang')));
+        for (const reply of replies) for (const [id, list] of reply.records) records.set(id, list);
       } else {
         const busy = this.lanes.filter((l) => [...l.ids].some((id) => ticksFor(id, ticks, caps) > 0));
         const replies = await Promise.all(
@@ -265,14 +298,13 @@ export class CpuEngine implements Engine {
     s.spec = spec;
     const key = kernelKey(spec, this.precision);
     if (key !== s.kernelKey) {
-      const old = this.kernels.get(s.kernelKey);
-      if (old && old.vec === s.kernel && --old.refs === 0) this.kernels.delete(s.kernelKey);
+      this.dropKernel(s);
       const shared = spec.mixer === 'learned' ? undefined : this.kernels.get(key);
       if (shared) {
         shared.refs++;
         s.kernel = shared.vec;
       } else {
-        s.kernel = buildKernel(spec, basisConstants(spec), this.precision);
+        s.kernel = buildKernel(spec, basisConstants(spec), this.precision, this.arena);
         if (spec.mixer !== 'learned') this.kernels.set(key, { vec: s.kernel, refs: 1 });
       }
       s.kernelKey = key;
@@ -284,8 +316,19 @@ export class CpuEngine implements Engine {
       sc[S.GAMMA] = round(Math.min(spec.gamma0, spec.gammaMax));
       sc[S.TEMP] = round(spec.temperature0);
     }
-    const lane = this.laneOf.get(s.id);
-    if (lane) this.post(lane, { type: 'add', state: s });
+    if (this.laneOf.has(s.id)) this.send(s);
+  }
+
+  /** The lanes that hold a simulation of `lane`: every lane when they can step it as a gang. */
+  private gangLanes(lane: Lane): Lane[] {
+    return this.wasm ? this.lanes : [lane];
+  }
+
+  /** (Re)sends a state to its lane, and to the other lanes of the gang (which only hold it). */
+  private send(state: CpuSimState): void {
+    const lane = this.laneOf.get(state.id);
+    if (!lane) return;
+    for (const l of this.gangLanes(lane)) this.post(l, { type: 'add', state, own: l === lane });
   }
 
   async destroy(): Promise<void> {
@@ -300,11 +343,32 @@ export class CpuEngine implements Engine {
     return s;
   }
 
+  /** Bytes of the WebAssembly arena in use (kernels, scratch, call tables); 0 without the WebAssembly dense pass. */
+  get arenaBytes(): number {
+    return this.arena?.used ?? 0;
+  }
+
+  /** Gives up `s`'s hold on its kernel; a kernel in the arena is released with its last holder. */
+  private dropKernel(s: CpuSimState): void {
+    const shared = this.kernels.get(s.kernelKey);
+    if (shared && shared.vec === s.kernel) {
+      if (--shared.refs > 0) return;
+      this.kernels.delete(s.kernelKey);
+    }
+    if (this.arena && s.inArena) releaseVec(this.arena, s.kernel);
+  }
+
+  /** A thread's call table for the WebAssembly dense pass, in the arena. */
+  private callTable(): Uint32Array {
+    const arena = this.arena!;
+    return arena.u32(arena.alloc(TABLE_SIMS * SIM_RECORD_BYTES), (TABLE_SIMS * SIM_RECORD_BYTES) / 4);
+  }
+
   private post(lane: Lane, msg: WorkerRequest): void {
     lane.worker.postMessage(msg);
   }
 
-  private request(lane: Lane, ticks: number, limits?: Array<[number, number]>): Promise<WorkerReply> {
+  private request(lane: Lane, ticks: number, limits?: Array<[number, number]>, type: 'advance' | 'gang' = 'advance'): Promise<WorkerReply> {
     return new Promise((resolve, reject) => {
       const onMessage = (reply: WorkerReply): void => {
         lane.worker.off('error', onError);
@@ -317,7 +381,7 @@ export class CpuEngine implements Engine {
       lane.worker.once('message', onMessage);
       lane.worker.once('error', onError);
       lane.worker.ref();
-      this.post(lane, { type: 'advance', ticks, ...(limits && limits.length > 0 ? { limits } : {}) });
+      this.post(lane, { type, ticks, ...(limits && limits.length > 0 ? { limits } : {}) });
     }).finally(() => lane.worker.unref()) as Promise<WorkerReply>;
   }
 }

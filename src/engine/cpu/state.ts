@@ -5,6 +5,7 @@
 import { basisConstants, type BasisConstants, kernelMatrix } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
 import type { Precision, SimStatus } from '../types.js';
+import type { SharedArena } from './wasm-dense.js';
 
 export type Vec = Float64Array | Float32Array;
 
@@ -70,15 +71,37 @@ export interface CpuSimState {
   theta: Vec;
   mass: Vec;
   scalars: Float64Array;
-  // scratch of the dense pass: float64 always (f32 mode stores f32-rounded values), so the hot loop
-  // converts only the kernel entries
-  ampCos: Float64Array;
-  ampSin: Float64Array;
-  amp: Float64Array;
-  zRe: Float64Array;
-  zIm: Float64Array;
-  q: Float64Array;
+  /**
+   * Scratch of the dense pass. In TypeScript: float64 always (f32 mode stores f32-rounded values), so the
+   * hot loop converts only the kernel entries. With the WebAssembly dense pass (`inArena`): in the mode's
+   * precision, in the engine's shared arena beside the kernel.
+   */
+  ampCos: Vec;
+  ampSin: Vec;
+  amp: Vec;
+  zRe: Vec;
+  zIm: Vec;
+  q: Vec;
+  /** True when the kernel and the dense scratch live in the WebAssembly arena (wasm-dense.ts). */
+  inArena: boolean;
 }
+
+/** A vector of the arena, in `precision`. */
+function arenaVec(arena: SharedArena, length: number, precision: Precision): Vec {
+  const bytes = precision === 'f32' ? 4 : 8;
+  const at = arena.alloc(length * bytes);
+  const v = precision === 'f32' ? arena.f32(at, length) : arena.f64(at, length);
+  v.fill(0);
+  return v;
+}
+
+/** Gives a vector of the arena back. */
+export function releaseVec(arena: SharedArena, v: Vec): void {
+  arena.release(v.byteOffset, v.byteLength);
+}
+
+/** The dense pass's scratch vectors of a state (what remove() gives back to the arena). */
+export const denseScratch = (s: CpuSimState): Vec[] => [s.ampCos, s.ampSin, s.amp, s.zRe, s.zIm, s.q];
 
 function toVec(values: Float64Array, precision: Precision): Vec {
   const v = allocVec(values.length, precision);
@@ -91,14 +114,21 @@ export function kernelKey(spec: SimSpec, precision: Precision): string {
   return [precision, spec.mixer, spec.localityBias, spec.semantic, spec.primes.join(',')].join('|');
 }
 
-export function buildKernel(spec: SimSpec, basis: BasisConstants, precision: Precision): Vec {
-  return toVec(kernelMatrix(spec, basis), precision);
+/** Kn in `precision`; in the arena when one is given (the WebAssembly dense pass reads it there). */
+export function buildKernel(spec: SimSpec, basis: BasisConstants, precision: Precision, arena?: SharedArena): Vec {
+  const values = kernelMatrix(spec, basis);
+  if (!arena) return toVec(values, precision);
+  const v = arenaVec(arena, values.length, precision);
+  v.set(values);
+  return v;
 }
 
-export function createSimState(id: number, spec: SimSpec, precision: Precision, kernel: Vec | null): CpuSimState {
+/** `arena`: the dense pass runs in WebAssembly; the kernel (unless shared) and the scratch are made there. */
+export function createSimState(id: number, spec: SimSpec, precision: Precision, kernel: Vec | null, arena?: SharedArena): CpuSimState {
   const basis = basisConstants(spec);
   const k = basis.k;
   const round = precision === 'f32' ? Math.fround : (x: number) => x;
+  const scratch = (): Vec => (arena ? arenaVec(arena, k, precision) : allocVec(k, 'f64'));
   const state: CpuSimState = {
     id,
     spec,
@@ -111,17 +141,18 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
     prior: toVec(basis.mass0, precision),
     weights: toVec(basis.weights, precision),
     vmax: round(basis.vmax),
-    kernel: kernel ?? buildKernel(spec, basis, precision),
+    kernel: kernel ?? buildKernel(spec, basis, precision, arena),
     learned: allocVec(spec.mixer === 'learned' ? k * k : 0, precision),
     theta: toVec(basis.theta0, precision),
     mass: toVec(basis.mass0, precision),
     scalars: new Float64Array(shared ? new SharedArrayBuffer(SCALARS * 8) : new ArrayBuffer(SCALARS * 8)),
-    ampCos: allocVec(k, 'f64') as Float64Array,
-    ampSin: allocVec(k, 'f64') as Float64Array,
-    amp: allocVec(k, 'f64') as Float64Array,
-    zRe: allocVec(k, 'f64') as Float64Array,
-    zIm: allocVec(k, 'f64') as Float64Array,
-    q: allocVec(k, 'f64') as Float64Array,
+    ampCos: scratch(),
+    ampSin: scratch(),
+    amp: scratch(),
+    zRe: scratch(),
+    zIm: scratch(),
+    q: scratch(),
+    inArena: arena !== undefined,
   };
   resetRestart(state, 0);
   state.scalars[S.STEP] = 0;

@@ -2,12 +2,20 @@
  * One tick of the CPU engine (docs/engine.md): the dense pass of docs/model.md section 4 step 1 over a group of
  * simulations that share a kernel, then per simulation the metrics, the decision and the update.
  * Precision f32 rounds every stored value with Math.fround (the points where the GPU stores f32); dot
- * products accumulate in float64 within a row, summed in index order j = 0..k-1.
+ * products accumulate in float64 within a row, summed in index order j = 0..k-1 (in TypeScript; the
+ * WebAssembly dense pass sums in vector lanes in the mode's precision, wasm/dense.ts).
  */
 import type { Metrics } from '../../model/config.js';
 import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
 import { collapseThresholdOf, Flag, type TickRecord } from '../types.js';
 import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
+import { type DenseKernel, SIM_RECORD_BYTES } from './wasm-dense.js';
+
+/** The WebAssembly dense pass of one thread, and its call table (six addresses per simulation) in the arena. */
+export interface WasmDense {
+  kernel: DenseKernel;
+  table: Uint32Array;
+}
 
 const TWO_PI = 2 * Math.PI;
 const MIN_LOG_MASS = -80;
@@ -24,10 +32,10 @@ function wrap(x: number, R: (x: number) => number): number {
 }
 
 /** Amplitudes a_j and a_j e^{i theta_j} of every simulation in the group. */
-function loadAmplitudes(state: CpuSimState): void {
+function loadAmplitudes(state: CpuSimState, j0 = 0, j1 = state.k): void {
   const R = rounder(state);
   const l2 = state.spec.norm === 'L2';
-  for (let j = 0; j < state.k; j++) {
+  for (let j = j0; j < j1; j++) {
     const a = l2 ? R(Math.sqrt(state.mass[j]!)) : state.mass[j]!;
     const t = state.theta[j]!;
     state.amp[j] = a;
@@ -46,13 +54,17 @@ const TILE = 512;
  * row segment is read once for the whole group of simulations sharing the kernel. The running sums carry
  * across tiles, so the arithmetic is exactly the plain row loop's.
  */
-export function densePass(group: CpuSimState[]): void {
+export function densePass(group: CpuSimState[], wasm?: WasmDense): void {
   const first = group[0];
   if (!first) return;
   const k = first.k;
   for (const s of group) loadAmplitudes(s);
   if (first.spec.mixer === 'learned') {
     for (const s of group) denseLearned(s);
+    return;
+  }
+  if (wasm && first.inArena) {
+    wasmDense(group, wasm);
     return;
   }
   const K = first.kernel;
@@ -101,6 +113,20 @@ export function densePass(group: CpuSimState[]): void {
     if (i < k) for (const s of group) denseRow(s, K, i, j0, j1);
   }
   if (first.precision === 'f32') for (const s of group) roundDense(s);
+}
+
+/**
+ * The dense pass in WebAssembly (wasm/dense.ts), rows [i0, i1): the group's records in the call table, as
+ * many at a time as it holds.
+ */
+function wasmDense(group: CpuSimState[], { kernel, table }: WasmDense, i0 = 0, i1 = group[0]!.k): void {
+  const first = group[0]!;
+  const capacity = Math.floor(table.length / (SIM_RECORD_BYTES / 4));
+  for (let from = 0; from < group.length; from += capacity) {
+    const part = group.slice(from, from + capacity);
+    part.forEach((s, n) => table.set([s.ampCos.byteOffset, s.ampSin.byteOffset, s.amp.byteOffset, s.zRe.byteOffset, s.zIm.byteOffset, s.q.byteOffset], n * 6));
+    kernel.run(first.precision, first.kernel.byteOffset, first.k, i0, i1, table.byteOffset, part.length);
+  }
 }
 
 function denseRow(s: CpuSimState, K: Vec, i: number, j0: number, j1: number): void {
@@ -400,33 +426,105 @@ export function isRunning(s: CpuSimState): boolean {
   return s.scalars[S.STATUS] === 0;
 }
 
+/** The running simulations of tick `t`, grouped by the kernel they share (a learned mixer's is its own). */
+function groupsOf(sims: CpuSimState[], t: number, limits?: ReadonlyMap<number, number>): Map<string, CpuSimState[]> {
+  const groups = new Map<string, CpuSimState[]>();
+  for (const s of sims) {
+    if (!isRunning(s)) continue;
+    // A per-simulation limit: this simulation's ticks are spent (0 holds it still).
+    const limit = limits?.get(s.id);
+    if (limit !== undefined && limit <= t) continue;
+    const key = s.spec.mixer === 'learned' ? `learned#${s.id}` : s.kernelKey;
+    const g = groups.get(key);
+    if (g) g.push(s);
+    else groups.set(key, [s]);
+  }
+  return groups;
+}
+
+function record(out: Map<number, TickRecord[]>, s: CpuSimState): void {
+  const r = visit(s);
+  if (!r) return;
+  const list = out.get(s.id);
+  if (list) list.push(r);
+  else out.set(s.id, [r]);
+}
+
 /**
  * Run `ticks` ticks over a set of simulations, grouping those that share a kernel. A simulation listed in
  * `limits` runs only its first `limits.get(id)` of them (0: none).
  */
-export function runTicks(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>, limits?: ReadonlyMap<number, number>): void {
+export function runTicks(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>, limits?: ReadonlyMap<number, number>, wasm?: WasmDense): void {
   for (let t = 0; t < ticks; t++) {
-    const groups = new Map<string, CpuSimState[]>();
-    for (const s of sims) {
-      if (!isRunning(s)) continue;
-      // A per-simulation limit: this simulation's ticks are spent (0 holds it still).
-      const limit = limits?.get(s.id);
-      if (limit !== undefined && limit <= t) continue;
-      const key = s.spec.mixer === 'learned' ? `learned#${s.id}` : s.kernelKey;
-      const g = groups.get(key);
-      if (g) g.push(s);
-      else groups.set(key, [s]);
-    }
+    const groups = groupsOf(sims, t, limits);
     if (groups.size === 0) return;
     for (const group of groups.values()) {
-      densePass(group);
-      for (const s of group) {
-        const record = visit(s);
-        if (!record) continue;
-        const list = out.get(s.id);
-        if (list) list.push(record);
-        else out.set(s.id, [record]);
-      }
+      densePass(group, wasm);
+      for (const s of group) record(out, s);
     }
+  }
+}
+
+/** One of `parties` worker threads stepping the same simulations together, and the barrier they meet at. */
+export interface Gang {
+  index: number;
+  parties: number;
+  /** [arrived, generation] in shared memory. */
+  barrier: Int32Array;
+}
+
+/** Spins this long before sleeping at the barrier: a dense pass's halves end within microseconds of each other. */
+const SPIN = 20_000;
+
+/** Waits until every thread of the gang arrived (a generation barrier on Atomics). */
+function meet({ parties, barrier }: Gang): void {
+  const generation = Atomics.load(barrier, 1);
+  if (Atomics.add(barrier, 0, 1) === parties - 1) {
+    Atomics.store(barrier, 0, 0);
+    Atomics.add(barrier, 1, 1);
+    Atomics.notify(barrier, 1);
+    return;
+  }
+  for (let i = 0; i < SPIN; i++) if (Atomics.load(barrier, 1) !== generation) return;
+  while (Atomics.load(barrier, 1) === generation) Atomics.wait(barrier, 1, generation);
+}
+
+/** [from, to) of `n` items for thread `index` of `parties`, in even shares. */
+const share = (n: number, index: number, parties: number): [number, number] => [Math.floor((n * index) / parties), Math.floor((n * (index + 1)) / parties)];
+
+/**
+ * runTicks by a gang of worker threads on the same simulations, every thread on every simulation: each
+ * loads its share of the amplitudes and does its share of the kernel rows in WebAssembly, then each
+ * simulation is measured and updated by one thread (by its place among the simulations). The threads meet
+ * between the phases, so each phase reads what the last one wrote; the rows and the amplitudes are
+ * computed as a single thread computes them, so the records are bit-identical to runTicks'. Each thread
+ * returns the records of the simulations it updated.
+ */
+export function runTicksGang(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>, limits: ReadonlyMap<number, number> | undefined, wasm: WasmDense, gang: Gang): void {
+  const ordered = [...sims].sort((a, b) => a.id - b.id);
+  const mine = new Set(ordered.filter((_, n) => n % gang.parties === gang.index));
+  for (let t = 0; t < ticks; t++) {
+    // Every thread sees the same states here (the last meeting came after every update).
+    const groups = [...groupsOf(ordered, t, limits).values()];
+    if (groups.length === 0) return;
+    for (const group of groups) {
+      if (group[0]!.spec.mixer === 'learned' || !group[0]!.inArena) continue;
+      const [j0, j1] = share(group[0]!.k, gang.index, gang.parties);
+      for (const s of group) loadAmplitudes(s, j0, j1);
+    }
+    meet(gang);
+    for (const group of groups) {
+      const first = group[0]!;
+      if (first.spec.mixer === 'learned' || !first.inArena) {
+        // A learned mixer's kernel is its own: one thread does its whole pass.
+        if (mine.has(first)) densePass(group, wasm);
+        continue;
+      }
+      const [i0, i1] = share(first.k, gang.index, gang.parties);
+      wasmDense(group, wasm, i0, i1);
+    }
+    meet(gang);
+    for (const group of groups) for (const s of group) if (mine.has(s)) record(out, s);
+    meet(gang);
   }
 }

@@ -5,8 +5,6 @@
  * multiply-add) is chosen where the runtime validates it, the plain SIMD build otherwise; each build is
  * deterministic on its own, so the build is part of the backend's name (DenseModule.variant).
  */
-import { readFileSync } from 'node:fs';
-
 /** Largest size of the shared memory, in 64 KiB pages; the modules are built with the same maximum. */
 export const WASM_MAX_PAGES = 32768;
 const PAGE_BYTES = 65536;
@@ -31,6 +29,8 @@ function wasmUrl(name: string): URL {
 
 /** The relaxed build where this runtime has relaxed SIMD, else the plain SIMD build. */
 export function compileDense(options: { allowRelaxed?: boolean } = {}): DenseModule {
+  // Loaded when asked for, so that a browser bundle of the engine (which passes no arena) needs no node:fs.
+  const { readFileSync } = process.getBuiltinModule('node:fs');
   if (options.allowRelaxed !== false) {
     const relaxed = readFileSync(wasmUrl('dense-relaxed.wasm'));
     if (WebAssembly.validate(relaxed)) return { module: new WebAssembly.Module(relaxed), variant: 'relaxed-simd' };
