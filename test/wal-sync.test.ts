@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { durable, openDb, syncStats, written } from '../src/store/db.js';
+import { durable, openDb, syncStats, write, written } from '../src/store/db.js';
 import { Checkpointer } from '../src/store/checkpointer.js';
 import { WalSync } from '../src/store/wal-sync.js';
 
@@ -126,5 +126,34 @@ describe('Checkpointer', () => {
     await checkpointer.stop();
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
     db.close();
+  });
+});
+
+describe('write transactions beside another process', () => {
+  it('hold the write lock from their first read: another connection cannot commit between a read and a write', async () => {
+    // Two handles on one file, as the server and the CLI. With a deferred transaction the other handle's
+    // commit would land between this read and write, and SQLite would then refuse the write at once
+    // ("database is locked", no waiting): what `keys revoke` met while a session wrote its events.
+    const file = dbFile();
+    const mine = openDb(file);
+    const other = openDb(file);
+    other.pragma('busy_timeout = 0');
+    mine.exec('CREATE TABLE counter (n INTEGER); INSERT INTO counter VALUES (0)');
+    let interleaved: unknown = null;
+    const result = await write(mine, () => {
+      const n = mine.prepare('SELECT n FROM counter').pluck().get() as number;
+      try {
+        other.prepare('UPDATE counter SET n = n + 100').run();
+      } catch (err) {
+        interleaved = err;
+      }
+      mine.prepare('UPDATE counter SET n = ?').run(n + 1);
+      return n + 1;
+    });
+    expect(result).toBe(1);
+    expect((interleaved as { code?: string } | null)?.code).toBe('SQLITE_BUSY');
+    expect(other.prepare('SELECT n FROM counter').pluck().get()).toBe(1);
+    mine.close();
+    other.close();
   });
 });

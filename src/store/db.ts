@@ -55,9 +55,13 @@ export async function written<T>(db: Db, fn: () => T): Promise<T> {
   return out;
 }
 
-/** `fn` as one transaction, resolved once it is on disk. */
+/**
+ * `fn` as one transaction, resolved once it is on disk. BEGIN IMMEDIATE: the write lock is taken (waiting up
+ * to busy_timeout) before the first read, so a transaction that reads then writes never finds another
+ * process's commit between the two, which SQLite refuses at once ("database is locked") without waiting.
+ */
 export function write<T>(db: Db, fn: () => T): Promise<T> {
-  return written(db, db.transaction(fn));
+  return written(db, () => db.transaction(fn).immediate());
 }
 
 /** fsyncs of the WAL so far, and those that failed (0 for an in-memory database). */
@@ -72,7 +76,7 @@ function migrate(db: Db): void {
     db.transaction(() => {
       db.exec(MIGRATIONS[v]!);
       db.pragma(`user_version = ${v + 1}`);
-    })();
+    }).immediate();
   }
 }
 

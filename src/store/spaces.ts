@@ -219,7 +219,7 @@ export class SqliteSpaceStore implements SpaceStore {
       stmt(this.db, 'INSERT INTO space_deltas (space_id, version, epoch, from_version, ops, paths, author, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
         .run(spaceId, stored.version, stored.epoch, stored.fromVersion, ops, paths, stored.author, stored.createdAt);
       return stored;
-    })();
+    }).immediate();
     await (config ? durable(this.db) : this.logged());
     return stored;
   }

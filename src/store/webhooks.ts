@@ -265,7 +265,7 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   async deleteWebhook(orgId: string, id: string): Promise<boolean> {
-    return written(this.db, () => this.deleteTx(orgId, id));
+    return written(this.db, () => this.deleteTx.immediate(orgId, id));
   }
 
   async countWebhooks(orgId: string): Promise<number> {
@@ -273,12 +273,12 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   async enqueueEvent(orgId: string, event: OutboxEvent, newDeliveryId: () => string): Promise<DeliveryRecord[]> {
-    return written(this.db, () => this.enqueueTx(orgId, event, newDeliveryId));
+    return written(this.db, () => this.enqueueTx.immediate(orgId, event, newDeliveryId));
   }
 
   async claimDue(now: number, limit: number, leaseUntil: number): Promise<ClaimedDelivery[]> {
     if (limit <= 0) return [];
-    return written(this.db, () => this.claimTx(now, limit, leaseUntil));
+    return written(this.db, () => this.claimTx.immediate(now, limit, leaseUntil));
   }
 
   async markDelivered(id: string, attempt: number, at: number): Promise<boolean> {

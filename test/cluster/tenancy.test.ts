@@ -49,7 +49,7 @@ describe('a cluster of three nodes shares', () => {
     const revokedAt = Date.now();
     await waitFor('refused everywhere', async () => ((await onEach()).every((r) => r.status === 401) ? true : undefined), 3000, 20);
     // The CLI published before it exited; each node drops the cached credential when the message arrives.
-    expect(Date.now() - revokedAt).toBeLessThan(250);
+    expect(Date.now() - revokedAt).toBeLessThan(500);
   });
 
   it('one rate limit per credential, whichever node a request reaches', async () => {
