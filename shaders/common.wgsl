@@ -243,6 +243,18 @@ fn ampOf(p: f32, opts: u32) -> f32 {
   return select(p, sqrt(p), (opts & OPT_L2) != 0u);
 }
 
+// |(x, y)| without overflow or underflow: scaled by the larger magnitude before squaring (docs/model.md
+// section 9; the CPU engine's Math.hypot).
+fn modulus(x: f32, y: f32) -> f32 {
+  let m = max(abs(x), abs(y));
+  if (m == 0.0) {
+    return 0.0;
+  }
+  let a = x / m;
+  let b = y / m;
+  return m * sqrt(a * a + b * b);
+}
+
 // Not finite (inf or NaN), from the bit pattern: the exponent is all ones. (x != x may be folded away by
 // compilers that assume finite math.)
 fn nonFinite(x: f32) -> bool {

@@ -190,7 +190,8 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     if (prm.targetOp == OP_RQ) {
       controlled = cohc;
     } else if (prm.targetOp == OP_CUSTOM) {
-      controlled = select(0.0, sqrt(rB.z * rB.z + rB.w * rB.w) / rC.x, rC.x > 0.0);
+      // R = 0 when sum w_i P_i < TINY, as on the CPU (docs/model.md section 9).
+      controlled = select(0.0, modulus(rB.z, rB.w) / rC.x, rC.x >= TINY);
     }
   }
 

@@ -331,6 +331,33 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     { k: 5, mixer: 'flow', norm: 'L2', base: 'shannon', target: 'none', seed: 18, lambda: 0, lambdaPrime: 0, plateauT: 6, restarts: 2 },
   ];
 
+  it('custom target with weights near f32 underflow: converges on the same step as the CPU engine', async () => {
+    // |sum w_i P_i e^{i theta_i}| with w_i = 1e-25: squaring the sums (1e-50) underflows f32 unless the
+    // modulus is scaled first (docs/model.md section 9). Phases all 0: R = 1 from the start, target 0.5.
+    const r = normalize({
+      primes: firstPrimes(7),
+      phaseSeeding: { customPhases: new Array<number>(7).fill(0) },
+      resonanceTarget: { operator: 'custom', value: 0.5, weights: new Array<number>(7).fill(1e-25) },
+      mixer: { type: 'local', temperature0: 0 },
+      schedule: { steps: 40, plateauT: 10 },
+      seed: 1,
+    });
+    if (!r.ok) throw new Error(JSON.stringify(r.errors));
+    const spec = specFromConfig(r.normalized);
+    const cpu = new CpuEngine({ precision: 'f32', threads: 0 });
+    const engine = await gpuEngine();
+    try {
+      const cpuId = cpu.add(spec);
+      const gpuId = engine.add(spec);
+      const [want, got] = [(await cpu.advance(64)).get(cpuId)!, (await engine.advance(64)).get(gpuId)!];
+      expect(want.status).toBe('converged');
+      expect([got.status, got.step]).toEqual([want.status, want.step]);
+    } finally {
+      await engine.destroy();
+      await cpu.destroy();
+    }
+  });
+
   it('same seed twice gives bit-identical records', async () => {
     const specs = mixedCases.map(makeSpec);
     const a = await gpuEngine();
