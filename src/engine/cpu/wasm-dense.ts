@@ -27,15 +27,24 @@ function wasmUrl(name: string): URL {
     : new URL(`../../../wasm/${name}`, import.meta.url);
 }
 
+/** Compiled once per process and build (every engine and worker of the process shares it). */
+const compiled = new Map<boolean, DenseModule>();
+
 /** The relaxed build where this runtime has relaxed SIMD, else the plain SIMD build. */
 export function compileDense(options: { allowRelaxed?: boolean } = {}): DenseModule {
+  const allowRelaxed = options.allowRelaxed !== false;
+  const known = compiled.get(allowRelaxed);
+  if (known) return known;
   // Loaded when asked for, so that a browser bundle of the engine (which passes no arena) needs no node:fs.
   const { readFileSync } = process.getBuiltinModule('node:fs');
-  if (options.allowRelaxed !== false) {
+  let dense: DenseModule | undefined;
+  if (allowRelaxed) {
     const relaxed = readFileSync(wasmUrl('dense-relaxed.wasm'));
-    if (WebAssembly.validate(relaxed)) return { module: new WebAssembly.Module(relaxed), variant: 'relaxed-simd' };
+    if (WebAssembly.validate(relaxed)) dense = { module: new WebAssembly.Module(relaxed), variant: 'relaxed-simd' };
   }
-  return { module: new WebAssembly.Module(readFileSync(wasmUrl('dense.wasm'))), variant: 'simd' };
+  dense ??= { module: new WebAssembly.Module(readFileSync(wasmUrl('dense.wasm'))), variant: 'simd' };
+  compiled.set(allowRelaxed, dense);
+  return dense;
 }
 
 /**
