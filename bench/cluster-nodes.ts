@@ -6,7 +6,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { open, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 
@@ -20,18 +19,6 @@ const children = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const p of children) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
 });
-
-/** A free TCP port on 127.0.0.1 (a node keeps it across restarts: its clients and peers find it again). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface NodeOptions {
   /** RESONANCE_NODE_ID (absent: a process that is not named, as a single server runs). */

@@ -39,12 +39,12 @@ import type { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
 import { openStore } from '../src/store/store.js';
 import {
-  CLK_TCK, createDatabase, deleteRedisPrefix, freePort, hostCpu, NodeProcess, procStat, REDIS_URL, removeDir,
+  CLK_TCK, createDatabase, deleteRedisPrefix, hostCpu, NodeProcess, procStat, REDIS_URL, removeDir,
 } from './cluster-nodes.js';
 import { type PlotInput, writeClusterSvg } from './cluster-plot.js';
 import type { FromWorker } from './fanout-worker.js';
 import { startSubscriberThreads } from './fanout-threads.js';
-import { replaceResultsSection } from './harness.js';
+import { connectClient, freePort, replaceResultsSection } from './harness.js';
 
 const now = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -182,21 +182,6 @@ const SATURATED_ACK_FACTOR = 4;
 
 const PRIMES = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53];
 
-/** A `ws` writer that waits for its welcome; `onFrame` sees every frame. */
-function connectWriter(url: string, token: string, onFrame: (f: Record<string, unknown>) => void): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, ['resonance.v1.json'], { headers: { Authorization: `Bearer ${token}` }, perMessageDeflate: false });
-    ws.on('message', (data: Buffer) => {
-      const f = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
-      if (f.type === 'welcome') resolve(ws);
-      onFrame(f);
-    });
-    ws.once('open', () => ws.send('{"type":"hello"}'));
-    ws.once('error', reject);
-    ws.once('unexpected-response', (_q, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-  });
-}
-
 interface WindowResult {
   label: string;
   /** Deltas proposed per second in the window. */
@@ -287,7 +272,7 @@ async function fanout(t: Topology, o: FanoutOptions, windows: Array<{ label: str
     const writerFor = new Map<number, WebSocket>();
     for (const node of new Set(windows.map((w) => w.writerNode))) {
       const s = await t.apis[node]!.session(space.id, 'writer');
-      const ws = await connectWriter(s.websocketUrl, s.token, (f) => {
+      const ws = await connectClient(s.websocketUrl, s.token, (f) => {
         if (f.type === 'welcome') writerVersion.set(node, f.version as number);
         if (f.type === 'delta') {
           const v = f.toVersion as number;

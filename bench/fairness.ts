@@ -19,15 +19,10 @@ import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { firstPrimes } from '../src/model/primes.js';
 import { startBenchServer } from './harness.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function firstPrimes(n: number): number[] {
-  const ps: number[] = [];
-  for (let c = 2; ps.length < n; c++) if (ps.every((p) => p * p > c || c % p !== 0)) ps.push(c);
-  return ps;
-}
 
 /** `resonance keys create` against the server's data directory: a key of a new org. */
 function createKey(dataDir: string, org: string): Promise<string> {

@@ -24,9 +24,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Worker } from 'node:worker_threads';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { writeFanoutSvg } from './fanout-plot.js';
-import { type BenchServer, replaceResultsSection, startBenchServer } from './harness.js';
+import { type BenchServer, connectClient, replaceResultsSection, startBenchServer } from './harness.js';
 import type { FromWorker } from './fanout-worker.js';
 import { startSubscriberThreads } from './fanout-threads.js';
 
@@ -98,28 +98,13 @@ interface SessionOut {
   websocketUrl: string;
 }
 
-/** A writer (or any client) that waits for its welcome and start. */
-function connect(url: string, token: string, onFrame: (f: Record<string, unknown>) => void): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, ['resonance.v1.json'], { headers: { Authorization: `Bearer ${token}` }, perMessageDeflate: false });
-    ws.on('message', (data: Buffer) => {
-      const f = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
-      if (f.type === 'welcome') resolve(ws);
-      onFrame(f);
-    });
-    ws.once('open', () => ws.send('{"type":"hello"}'));
-    ws.once('error', reject);
-    ws.once('unexpected-response', (_q, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-  });
-}
-
 async function joinBench(api: Api, iterations: number): Promise<{ iterations: number; p50: number; p95: number; p99: number; max: number; mean: number }> {
   const samples: number[] = [];
   for (let i = 0; i < iterations + 10; i++) {
     const t0 = performance.now();
     const space = await api.post<{ id: string }>('/v1/spaces', { name: `join-${i}`, basis: { primes: [2, 3, 5, 7, 11, 13] } });
     const s = await api.post<SessionOut>(`/v1/spaces/${space.id}/sessions`, {});
-    const ws = await connect(s.websocketUrl, s.token, () => undefined);
+    const ws = await connectClient(s.websocketUrl, s.token, () => undefined);
     const ms = performance.now() - t0;
     ws.terminate();
     if (i >= 10) samples.push(ms); // the first 10 warm up
@@ -157,7 +142,7 @@ async function runOnce(server: BenchServer, api: Api, o: RunOptions) {
     const sentAt = new Float64Array(maxVersion + 1);
     const ackMs: number[] = [];
     let writerVersion = 0;
-    const writer = await connect(writerSession.websocketUrl, writerSession.token, (f) => {
+    const writer = await connectClient(writerSession.websocketUrl, writerSession.token, (f) => {
       if (f.type === 'welcome') writerVersion = f.version as number;
       if (f.type === 'delta') {
         writerVersion = f.toVersion as number;

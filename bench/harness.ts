@@ -1,8 +1,10 @@
 /** What every benchmark shares: a real server in its own process, and its section of bench/README.md. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import WebSocket from 'ws';
 
 export interface BenchServer {
   url: string;
@@ -55,4 +57,31 @@ export async function replaceResultsSection(readmePath: string, name: string, bo
   if (start < 0 || end < start) return false;
   await writeFile(readmePath, readme.slice(0, start + START.length) + '\n' + body + '\n' + readme.slice(end));
   return true;
+}
+
+/** A free TCP port on 127.0.0.1 (a node keeps it across restarts: its clients and peers find it again). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A realtime client (JSON frames) that resolves once welcomed; `onFrame` sees every frame, the welcome too. */
+export function connectClient(url: string, token: string, onFrame: (f: Record<string, unknown>) => void): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, ['resonance.v1.json'], { headers: { Authorization: `Bearer ${token}` }, perMessageDeflate: false });
+    ws.on('message', (data: Buffer) => {
+      const f = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+      if (f.type === 'welcome') resolve(ws);
+      onFrame(f);
+    });
+    ws.once('open', () => ws.send('{"type":"hello"}'));
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_q, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+  });
 }

@@ -13,10 +13,11 @@
  *   npm run bench:streams [-- --clients 10 --seconds 20 --limit-mb 100]
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { startBenchServer } from './harness.js';
+import { firstPrimes } from '../src/model/primes.js';
+import { freePort, startBenchServer } from './harness.js';
 
 const KEY = 'bench-stream-rss-key';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -24,20 +25,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function rssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
-function firstPrimes(n: number): number[] {
-  const out: number[] = [];
-  for (let x = 2; out.length < n; x++) if (out.every((p) => x % p !== 0)) out.push(x);
-  return out;
 }
 
 /** A request that gives up after 5 s (a server whose event loop is stuck must not stall the benchmark). */
