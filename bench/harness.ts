@@ -1,5 +1,5 @@
 /** What every benchmark shares: a real server in its own process, and its section of bench/README.md. */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,12 +14,13 @@ export interface BenchServer {
 }
 
 /** `resonance serve` (CPU engine) on `port` with a fresh data directory, ready when /healthz answers. */
-export async function startBenchServer(env: NodeJS.ProcessEnv, port: number): Promise<BenchServer> {
+export async function startBenchServer(env: NodeJS.ProcessEnv, port: number, cpus?: string): Promise<BenchServer> {
   const data = await mkdtemp(join(tmpdir(), 'resonance-bench-'));
   // Logs go to a file, as in a deployment: the server never waits on this process to read them.
   const logFile = join(data, 'server.log');
   const log = await open(logFile, 'w');
-  const proc = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--port', String(port), '--data', data, '--backend', 'cpu'], {
+  const [command, args] = pinned(cpus, process.execPath, ['dist/src/cli/main.js', 'serve', '--port', String(port), '--data', data, '--backend', 'cpu']);
+  const proc = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', log.fd, 'inherit'],
   });
@@ -42,6 +43,19 @@ export async function startBenchServer(env: NodeJS.ProcessEnv, port: number): Pr
         proc.kill('SIGTERM');
       })),
   };
+}
+
+/**
+ * The command line that runs `command` on the CPUs `cpus` (a taskset list such as "1" or "1-3"), or as it
+ * is when no list is given. taskset execs the command, so the child's pid is the command's.
+ */
+export function pinned(cpus: string | undefined, command: string, args: string[]): [string, string[]] {
+  return cpus ? ['taskset', ['-c', cpus, command, ...args]] : [command, args];
+}
+
+/** Pins every thread of this process to `cpus`; false where taskset is missing or refuses. */
+export function pinSelf(cpus: string): boolean {
+  return spawnSync('taskset', ['-a', '-c', '-p', cpus, String(process.pid)], { stdio: 'ignore' }).status === 0;
 }
 
 /**

@@ -3,11 +3,12 @@
  * each in its own process on loopback, driven by the same open-loop client. For each, the highest request
  * rate it sustains with p99 under 10 ms (a stepped search, the two searches' steps interleaved so that both
  * meet the same machine; a step during which other processes took more than --disturbed cores is run
- * again), and the ratio of the two; then the real server's latency at a fixed 500/s. Writes
+ * again), and the ratio of the two; then the real server's latency at a fixed 500/s. On two or more cores the
+ * client runs on CPU 0 and the servers on the others (--no-pin: wherever the scheduler puts them). Writes
  * bench/results/http-validate-<date>.json and updates bench/README.md (bench/README.md, "HTTP").
  *
  *   npm run bench:http [-- --rate 500 --seconds 20 --connections 64 --p99 10 --bar 0.5 --step-seconds 4
- *                         --start-rate 1000 --disturbed 0.1 --budget 120 --log-level info]
+ *                         --start-rate 1000 --disturbed 0.1 --budget 120 --log-level info --no-pin]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { replaceResultsSection, startBenchServer } from './harness.js';
+import { pinned, pinSelf, replaceResultsSection, startBenchServer } from './harness.js';
 
 // ---- the client ----
 
@@ -310,8 +311,9 @@ class RateSearch {
 
 // ---- the run ----
 
-async function startPeer(port: number): Promise<{ proc: ChildProcess; stop(): Promise<void> }> {
-  const proc = spawn(process.execPath, ['dist/bench/peer-koa.js', '--port', String(port)], { stdio: ['ignore', 'ignore', 'inherit'] });
+async function startPeer(port: number, cpus: string | undefined): Promise<{ proc: ChildProcess; stop(): Promise<void> }> {
+  const [command, args] = pinned(cpus, process.execPath, ['dist/bench/peer-koa.js', '--port', String(port)]);
+  const proc = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; ; i++) {
     if (proc.exitCode !== null) throw new Error(`peer exited with ${proc.exitCode}`);
     if (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)) break;
@@ -351,6 +353,7 @@ async function main(): Promise<void> {
       'start-rate': { type: 'string', default: '1000' },
       disturbed: { type: 'string', default: '0.1' },
       budget: { type: 'string', default: '120' },
+      pin: { type: 'boolean', default: true },
     },
   });
   const key = 'bench-key-' + Math.random().toString(36).slice(2);
@@ -366,9 +369,13 @@ async function main(): Promise<void> {
   const body = JSON.stringify({ primes: [7, 2, 3, 5, 11, 13], schedule: { steps: 256, dt: 0.1 }, resonanceTarget: { value: 0.8 }, phaseSeeding: { golden: true } });
 
   const startedAt = Date.now();
+  // The client on the first CPU, the server and the peer (one measured at a time) on the others: neither
+  // server ever competes with the client for a core, whatever the scheduler would have placed where.
+  const cores = availableParallelism();
+  const serverCpus = values.pin && cores >= 2 && pinSelf('0') ? (cores === 2 ? '1' : `1-${cores - 1}`) : undefined;
   // A budget no benchmark reaches: this measures the server, not the limiter's refusals.
-  const server = await startBenchServer({ RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'] }, port);
-  const peer = await startPeer(peerPort);
+  const server = await startBenchServer({ RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'] }, port, serverCpus);
+  const peer = await startPeer(peerPort, serverCpus);
   const clients = {
     server: new OpenLoopClient(port, requestBytes(port, key, body), connections),
     peer: new OpenLoopClient(peerPort, requestBytes(peerPort, key, body), connections),
@@ -428,6 +435,7 @@ async function main(): Promise<void> {
         p99BarMs: p99Bar,
         searchBudgetSeconds: budgetSeconds,
         rerunAboveForeignCores: disturbed,
+        pinning: serverCpus ? { client: '0', servers: serverCpus } : 'none',
       },
       discardedSteps: discarded,
       peer: { what: 'Koa + @koa/router + @koa/bodyparser + zod (bench/peer-koa.ts)', maxRate: searches.peer.maxRate, steps: searches.peer.steps },
@@ -458,7 +466,7 @@ async function main(): Promise<void> {
       'bench/README.md',
       'http',
       [
-        `Run ${date} on ${summary.host.cpus}, ${summary.host.cores} cores, Node ${summary.host.node}; the client, the server and the peer on this one machine. File: \`results/http-validate-${date}.json\`.`,
+        `Run ${date} on ${summary.host.cpus}, ${summary.host.cores} cores, Node ${summary.host.node}; the client, the server and the peer on this one machine${serverCpus ? ` (the client pinned to CPU 0, the servers to CPU ${serverCpus})` : ''}. File: \`results/http-validate-${date}.json\`.`,
         '',
         `| | max rate at p99 < ${p99Bar} ms | steps run |`,
         '|---|---:|---:|',

@@ -2,7 +2,7 @@
 /**
  * Bundles the demo pages (web/*.ts, one entry per page; web/common.ts is shared) with esbuild into
  * dist/web/ and copies their HTML and CSS beside them. The WGSL of shaders/ is bundled as text, so the
- * browser runs exactly the server's shaders. Served at /demo by `resonance serve` (src/http/routes/demo.ts).
+ * browser runs exactly the server's shaders, and the WebAssembly dense pass as bytes (the server's module). Served at /demo by `resonance serve` (src/http/routes/demo.ts).
  * Type checking is `tsc -p web` (esbuild does none); `npm run build` runs both.
  */
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
@@ -29,7 +29,8 @@ const result = await build({
   sourcemap: true,
   minify: true,
   legalComments: 'linked',
-  loader: { '.wgsl': 'text' },
+  // The CPU engine's WebAssembly dense pass (dist/wasm, built before this script) travels in the bundle.
+  loader: { '.wgsl': 'text', '.wasm': 'binary' },
   logLevel: 'warning',
   metafile: true,
 });

@@ -166,6 +166,33 @@ describe('HQE playground', () => {
   });
 });
 
+describe('HQE playground on the CPU engine', () => {
+  it('runs the seed example on the WebAssembly dense pass (cross-origin isolated) and agrees with the server to float64 rounding', async () => {
+    const w = await open('/demo/playground', DESKTOP);
+    const { page } = w;
+    // COOP + COEP make the page cross-origin isolated: the engine's shared WebAssembly memory needs it.
+    expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(true);
+    const config = await seedConfig();
+    await page.fill('#config-json', JSON.stringify(config, null, 2));
+    await expect.poll(() => page.textContent('#validation')).toMatch(/^Valid: k = 4 primes/);
+    await page.selectOption('#engine-choice', 'cpu');
+    const run = await runInBrowser(page);
+    expect(run.backend).toBe('cpu');
+    expect(run.adapter).toMatch(/WebAssembly (relaxed-)?simd dense pass, the page thread/);
+
+    const res = await fetch(`${server.url}/v1/hqe/run`, {
+      method: 'POST',
+      headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' },
+      body: JSON.stringify(config),
+    });
+    const serverRun = (await res.json()) as { status: string; steps: number; finalMetrics: Record<string, number> };
+    // Both float64; the dense sums differ only in their order (vector lanes against the server's pass).
+    for (const m of METRICS) expect(Math.abs(run.metrics[m]! - serverRun.finalMetrics[m]!), m).toBeLessThanOrEqual(1e-9);
+    expect(await page.textContent('#summary')).toContain(`${serverRun.status} at step ${serverRun.steps}`);
+    clean(w);
+  });
+});
+
 const versionOf = async (page: Page): Promise<number> => Number(await page.getAttribute('#version', 'data-version'));
 const wrapPi = (x: number): number => {
   const y = (((x + Math.PI) % (2 * Math.PI)) + 2 * Math.PI) % (2 * Math.PI);

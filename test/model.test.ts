@@ -19,6 +19,12 @@ describe('pcg4d (docs/model.md section 4 test vectors)', () => {
       expect(uniform(...input)).toBe(u);
     });
   }
+  it('uniform draws the first word of pcg4d over many counters (the engines draw it without the other three)', () => {
+    for (let i = 0; i < 2000; i++) {
+      const input: [number, number, number, number] = [(i * 2654435761) >>> 0, i % 7, (i * 40503) >>> 0, i];
+      expect(uniform(...input)).toBe(((pcg4d(...input)[0] >>> 8) + 0.5) * 2 ** -24);
+    }
+  });
 });
 
 describe('primes', () => {

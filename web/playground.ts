@@ -6,6 +6,9 @@
  * comparison of the final metrics.
  */
 import { CpuEngine } from '../src/engine/cpu/engine.js';
+import { type DenseModule, denseModuleOf } from '../src/engine/cpu/wasm-dense.js';
+import DENSE_RELAXED_WASM from '../dist/wasm/dense-relaxed.wasm';
+import DENSE_WASM from '../dist/wasm/dense.wasm';
 import { type Engine, Flag, type TickRecord } from '../src/engine/types.js';
 import { WebGpuEngine } from '../src/engine/webgpu/engine.js';
 import type { NormalizedConfig } from '../src/model/config.js';
@@ -279,13 +282,24 @@ async function createGpuEngine(): Promise<BrowserEngine> {
   return { engine, backend: 'webgpu', label };
 }
 
+let denseModule: Promise<DenseModule | null> | null = null;
+
+/**
+ * The CPU engine's WebAssembly SIMD dense pass, the module the server's engine runs (both builds are in the
+ * bundle; the relaxed one where the browser validates it). It needs a shared memory, so a page that is not
+ * cross-origin isolated (the server sends COOP and COEP) or a browser without SIMD keeps the TypeScript pass.
+ */
+function browserDense(): Promise<DenseModule | null> {
+  denseModule ??= globalThis.crossOriginIsolated ? denseModuleOf(DENSE_WASM, DENSE_RELAXED_WASM).catch(() => null) : Promise.resolve(null);
+  return denseModule;
+}
+
 async function browserEngine(choice: string): Promise<BrowserEngine & { note: string }> {
-  const cpu = (note: string): BrowserEngine & { note: string } => ({
-    engine: new CpuEngine({ precision: 'f64', threads: 0 }),
-    backend: 'cpu',
-    label: 'CPU engine, float64, on the page thread',
-    note,
-  });
+  const cpu = async (note: string): Promise<BrowserEngine & { note: string }> => {
+    const dense = await browserDense();
+    const engine = new CpuEngine({ precision: 'f64', threads: 0, dense: dense ?? 'ts' });
+    return { engine, backend: 'cpu', label: `CPU engine, ${engine.info.adapter.replace(/^cpu /, '').replace('calling thread', 'the page thread')}`, note };
+  };
   if (choice === 'cpu') return cpu('chosen in the form');
   try {
     gpuEngine ??= createGpuEngine();

@@ -34,7 +34,7 @@ import {
 import { basisConstants } from '../../model/basis.js';
 import { buildKernel, createSimState, type CpuSimState, denseScratch, kernelKey, releaseVec, S, STATUS_CODES, type Vec } from './state.js';
 import { runTicks, type WasmDense } from './step.js';
-import { compileDense, DenseKernel, SharedArena, SIM_RECORD_BYTES } from './wasm-dense.js';
+import { compileDense, DenseKernel, type DenseModule, SharedArena, SIM_RECORD_BYTES } from './wasm-dense.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
 /** Simulations one dense call takes (a thread's call table); a larger group is passed in parts. */
@@ -49,10 +49,11 @@ export interface CpuEngineOptions {
   /** Below this many kernel entries x ticks per advance, work stays on the calling thread. */
   inlineWork?: number;
   /**
-   * The dense pass: `wasm`, WebAssembly SIMD over one shared arena (wasm/dense.ts; Node only), or `ts`, the
-   * TypeScript loops (the browser's). Default `ts`.
+   * The dense pass: `wasm`, WebAssembly SIMD over one shared arena (wasm/dense.ts, loaded from dist/wasm:
+   * Node), a module compiled by the caller (denseModuleOf: a browser page, which needs cross-origin
+   * isolation for the shared memory), or `ts`, the TypeScript loops. Default `ts`.
    */
-  dense?: 'ts' | 'wasm';
+  dense?: 'ts' | 'wasm' | DenseModule;
 }
 
 interface Lane {
@@ -86,14 +87,15 @@ export class CpuEngine implements Engine {
     // Node modules are loaded only when threads are wanted, so a browser bundle (threads: 0) needs none.
     const threads = options.threads ?? process.getBuiltinModule('node:os').availableParallelism();
     this.inlineWork = options.inlineWork ?? 1 << 20;
-    const dense = options.dense === 'wasm' ? compileDense() : undefined;
+    const dense = options.dense === 'wasm' ? compileDense() : options.dense === 'ts' ? undefined : options.dense;
     if (dense) {
       this.arena = new SharedArena();
       this.wasm = { kernel: new DenseKernel(dense, this.arena.memory), table: this.callTable() };
     }
     const WorkerCtor = threads > 0 ? process.getBuiltinModule('node:worker_threads').Worker : null;
-    // The gang's meeting point (step.ts, meet): [arrived, generation].
-    const barrier = new Int32Array(new SharedArrayBuffer(8));
+    // The gang's meeting point (step.ts, meet): [arrived, generation]. Only threads need it (a page that is
+    // not cross-origin isolated has no SharedArrayBuffer).
+    const barrier = threads > 0 ? new Int32Array(new SharedArrayBuffer(8)) : new Int32Array(2);
     for (let i = 0; i < threads; i++) {
       const worker = new WorkerCtor!(workerUrl());
       worker.unref();

@@ -27,6 +27,16 @@ function wasmUrl(name: string): URL {
     : new URL(`../../../wasm/${name}`, import.meta.url);
 }
 
+/**
+ * A dense module from the bytes of the two builds, compiled off the calling thread's critical path: the
+ * relaxed build where this runtime validates it, else the plain SIMD build. What a browser page uses (it
+ * bundles both builds); Node uses compileDense.
+ */
+export async function denseModuleOf(plain: BufferSource, relaxed?: BufferSource): Promise<DenseModule> {
+  if (relaxed && WebAssembly.validate(relaxed)) return { module: await WebAssembly.compile(relaxed), variant: 'relaxed-simd' };
+  return { module: await WebAssembly.compile(plain), variant: 'simd' };
+}
+
 /** Compiled once per process and build (every engine and worker of the process shares it). */
 const compiled = new Map<boolean, DenseModule>();
 

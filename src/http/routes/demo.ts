@@ -13,7 +13,8 @@ import type { Context } from 'koa';
 
 export const DEMO_CSP = [
   "default-src 'self'",
-  "script-src 'self'",
+  // 'wasm-unsafe-eval': compiling the CPU engine's WebAssembly dense pass (no JavaScript eval).
+  "script-src 'self' 'wasm-unsafe-eval'",
   "style-src 'self'",
   "img-src 'self' data:",
   "font-src 'self'",
@@ -74,7 +75,9 @@ export function demoRoutes(opts: { webDir?: string } = {}): Router {
     ctx.set('Content-Security-Policy', DEMO_CSP);
     ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.set('Referrer-Policy', 'no-referrer');
+    // Cross-origin isolation: the CPU engine's WebAssembly dense pass works in a shared memory.
     ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
+    ctx.set('Cross-Origin-Embedder-Policy', 'require-corp');
     ctx.set('Cache-Control', 'no-cache');
     ctx.type = type;
     ctx.body = body;

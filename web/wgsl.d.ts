@@ -1,5 +1,0 @@
-/** WGSL files imported as text (esbuild `loader: { '.wgsl': 'text' }`). */
-declare module '*.wgsl' {
-  const source: string;
-  export default source;
-}
