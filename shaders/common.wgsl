@@ -23,6 +23,8 @@ const PI_F: f32 = 3.14159274101257324219;       // f32(pi)
 const TINY: f32 = 1e-30;
 const BIG: f32 = 3.40282346638528859812e+38;    // f32 max: stands for +infinity (Ebest before the first state)
 const EXP_M80: f32 = 1.80485138784542e-35;      // f32(e^-80): floor of the mass in ln P
+const MAX_PHASE_STEP: f32 = 1048576.0;          // 2^20 rad: a larger phase increment fails the step (docs/model.md section 9)
+const LN_F64_MAX: f32 = 709.7826538085938;      // largest f32 x with e^x finite in f64: reported amplitudes e^lnNu a_i
 const XI_SCALE: f32 = 1.7320508;                // sqrt(3) as docs/model.md writes it
 const JITTER_STREAM: u32 = 0xffffffffu;         // step index of the restart jitter draw
 
@@ -136,7 +138,8 @@ struct GpuRecord {
   lnNu: f32,
   controlled: f32,
   snap: u32,              // snapshot ring index, NONE without a snapshot
-  pad0: u32,
+  nonFinite: u32,         // bit m set: metric m (resonance, coherence, entropy, locality, dominance) is not
+                          // finite; the host reports it as NaN (a clamp would have made it a number)
   pad1: u32,
 }
 

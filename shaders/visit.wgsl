@@ -2,19 +2,23 @@
 // "Ticks" 2–5): metrics of docs/model.md section 5, the plateau and convergence counters, the decision, the
 // record and snapshot ring writes, then the update of section 4 steps 3–6 and 8 or the restart re-seed.
 // Space mode (OPT_SPACE): no steps limit, restarts or converged end; plateau and collapse are
-// edge-triggered events that re-arm (docs/engine.md, "Space mode"); only a non-finite metric ends it.
-// A revisit tick (SimHeader.revisit, docs/engine.md "Checkpoints and patches") measures and updates only.
+// edge-triggered events that re-arm (docs/engine.md, "Space mode"); only a failure (docs/model.md section 9)
+// ends it.
+// A revisit tick (SimHeader.revisit, docs/engine.md "Checkpoints and patches") measures and updates only
+// (or fails, when its step cannot be represented: docs/model.md section 9).
 // (Step 7, the learned matrix, is learn.wgsl, dispatched after this pass.)
 //
 // Inputs (group 0):
 //   @binding(0) params  : array<SimParams>         read        per-simulation constants
 //   @binding(1) headers : array<SimHeader>         read_write  counters, schedules, status, ring counts
 //   @binding(2) elemF   : array<vec4<f32>>         read        per element (sqrt l_i, l_i, w_i, theta0_i)
-//   @binding(3) elemG   : array<vec2<f32>>         read        per element (prior_i, custom weight_i)
+//   @binding(3) elemG   : array<vec4<f32>>         read        per element (prior_i, custom weight_i, centred log
+//                                                              l_i - l_ref, -)
 //   @binding(4) state   : array<vec2<f32>>         read_write  per element (theta_i, P_i)
-//   @binding(5) zq      : array<vec4<f32>>         read        the dense pass of this tick (Re z, Im z, q, -)
+//   @binding(5) zq      : array<vec4<f32>>         read_write  the dense pass of this tick (Re z, Im z, q, -); the
+//                                                              visit keeps each element's phase increment in .w
 // Outputs:
-//   @binding(4) state   (updated or re-seeded), @binding(1) headers,
+//   @binding(4) state   (updated or re-seeded), @binding(1) headers, @binding(5) zq.w (phase increments),
 //   @binding(6) records : array<GpuRecord>         write       ring of REC_CAP records per simulation
 //   @binding(7) snaps   : array<f32>               write       ring of SNAP_CAP snapshots per simulation;
 //                                                              entry e at (sim*SNAP_CAP + e) * 2*PAD_K:
@@ -32,17 +36,18 @@ override WG_V: u32 = 64u;
 @group(0) @binding(0) var<storage, read> params: array<SimParams>;
 @group(0) @binding(1) var<storage, read_write> headers: array<SimHeader>;
 @group(0) @binding(2) var<storage, read> elemF: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> elemG: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> elemG: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> state: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> zq: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> zq: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> records: array<GpuRecord>;
 @group(0) @binding(7) var<storage, read_write> snaps: array<f32>;
 
 // (sum P cos, sum P sin, sum a (cos Re z + sin Im z), sum a q)
 var<workgroup> redA: array<vec4<f32>, WG_V>;
-// (sum P ln(P or P/prior), sum P l, sum w P cos, sum w P sin)
+// (sum P ln(P or P/prior), sum P (l - l_ref), sum w P cos, sum w P sin)
 var<workgroup> redB: array<vec4<f32>, WG_V>;
-// (sum w P, max P, any P > 0 with prior 0 (kl_to_prior), -)
+// (sum w P, max P, any P > 0 with prior 0 (kl_to_prior), badness: max of 3 for a non-finite mass, 2 for a
+// non-finite phase, 1 for a phase increment that is not finite or above MAX_PHASE_STEP, else 0)
 var<workgroup> redC: array<vec4<f32>, WG_V>;
 var<workgroup> red1: array<f32, WG_V>;
 var<workgroup> wgHdr: SimHeader;
@@ -111,7 +116,8 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
   let opts = prm.opts;
   let kl = (opts & OPT_KL) != 0u;
 
-  // ---- metrics of state n (docs/model.md section 5) ----
+  // ---- metrics of state n (docs/model.md section 5) and the phase increments of its step ----
+  let noiseAmp = sqrt(2.0 * hdr.temp * prm.dt);
   var sA = vec4<f32>(0.0);
   var sB = vec4<f32>(0.0);
   var sC = vec4<f32>(0.0);
@@ -136,9 +142,28 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
       }
     }
     let w = eg.y;
-    sB += vec4<f32>(e, p * elemF[base + i].y, w * p * cs.x, w * p * cs.y);
+    sB += vec4<f32>(e, p * eg.z, w * p * cs.x, w * p * cs.y);
     sC.x += w * p;
     sC.y = max(sC.y, p);
+    // Section 4 step 4's increment, formed here so that a step that cannot be represented fails the state it
+    // starts from (section 9); the update applies it from zq.w (this invocation owns element i).
+    let torque = select((cs.x * z.y - cs.y * z.x) / z.z, 0.0, z.z < TINY);
+    var dth = prm.dt * (hdr.gamma * torque - elemF[base + i].z);
+    if (noiseAmp > 0.0) {
+      dth = dth + noiseAmp * noiseXi(prm.seed, hdr.restart, hdr.n, i);
+    }
+    zq[base + i].w = dth;
+    var bad = 0.0;
+    if (nonFinite(dth) || abs(dth) > MAX_PHASE_STEP) {
+      bad = 1.0;
+    }
+    if (nonFinite(st.x)) {
+      bad = 2.0;
+    }
+    if (nonFinite(p)) {
+      bad = 3.0;
+    }
+    sC.w = max(sC.w, bad);
   }
   redA[lid] = sA;
   redB[lid] = sB;
@@ -150,7 +175,7 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
       redB[lid] = redB[lid] + redB[lid + s];
       let c0 = redC[lid];
       let c1 = redC[lid + s];
-      redC[lid] = vec4<f32>(c0.x + c1.x, max(c0.y, c1.y), max(c0.z, c1.z), 0.0);
+      redC[lid] = vec4<f32>(c0.x + c1.x, max(c0.y, c1.y), max(c0.z, c1.z), max(c0.w, c1.w));
     }
     workgroupBarrier();
   }
@@ -161,7 +186,7 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
 
   var sV = 0.0;
   for (var i = lid; i < k; i += WG_V) {
-    let d = elemF[base + i].y - mean;
+    let d = elemG[base + i].z - mean;
     sV += state[base + i].y * d * d;
   }
   let variance = wgSum1(sV, lid);
@@ -178,7 +203,30 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
   }
   let locality = 1.0 - sqrt(variance / prm.vmax);
   let dominance = rC.y;
-  let finite = !(nonFinite(r) || nonFinite(coherence) || nonFinite(entropy) || nonFinite(locality) || nonFinite(dominance));
+  // A metric is not finite when its value is not, or when a mass (every metric) or a phase (those that read
+  // phases) is not (docs/model.md section 9): explicit, since min/max/clamp of a NaN may give a number.
+  let level = rC.w;
+  var mask = 0u;
+  if (nonFinite(r) || level >= 2.0) {
+    mask |= 1u;
+  }
+  if (nonFinite(coherence) || level >= 2.0) {
+    mask |= 2u;
+  }
+  if (nonFinite(entropy) || level >= 3.0) {
+    mask |= 4u;
+  }
+  if (nonFinite(locality) || level >= 3.0) {
+    mask |= 8u;
+  }
+  if (nonFinite(dominance) || level >= 3.0) {
+    mask |= 16u;
+  }
+  // lnNu not NaN and the reported amplitudes e^lnNu a_i finite in f64 (formed on the host); -inf is a norm
+  // that underflowed to 0: zero amplitudes, not a failure
+  let normOk = bitcast<u32>(hdr.lnNu) == 0xff800000u || (!nonFinite(hdr.lnNu) && hdr.lnNu <= LN_F64_MAX);
+  let finite = mask == 0u && normOk;
+  let stepOk = level < 1.0;
   let rc = clamp(r, 0.0, 1.0);
   let cohc = clamp(coherence, 0.0, 1.0);
   let entc = clamp(entropy, 0.0, 1.0);
@@ -214,7 +262,8 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     }
     let converged = hasTarget && h.convCount >= prm.convNeed;
     let canRestart = h.restart < prm.restarts;
-    if (!finite) {
+    // First match wins; a step that cannot be represented fails the state where that step would be applied.
+    if (!finite || ((opts & OPT_SPACE) != 0u && !stepOk)) {
       flags = F_FAILED | F_TERMINAL;
     } else if ((opts & OPT_SPACE) != 0u) {
       // space mode: edge-triggered events, re-armed after plateauT visits with the condition false
@@ -237,6 +286,8 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
       flags = F_PLATEAU | select(F_TERMINAL, F_RESTART, canRestart);
     } else if (h.n >= prm.steps) {
       flags = select(F_TERMINAL, F_RESTART, canRestart);
+    } else if (!stepOk) {
+      flags = F_FAILED | F_TERMINAL;
     }
     if (prm.metricsInterval != 0u && h.step % prm.metricsInterval == 0u) {
       flags |= F_METRICS;
@@ -247,6 +298,13 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     if (h.step == h.snapAt) {
       flags |= F_SNAPSHOT;   // the host's one-shot snapshot step
       h.snapAt = NONE;
+    }
+  } else if (!stepOk) {
+    // A revisit whose step cannot be represented: the run fails on this state after all, with its record.
+    plateau = h.plateauCount >= prm.plateauT;
+    flags = F_FAILED | F_TERMINAL | F_SNAPSHOT;
+    if (prm.metricsInterval != 0u && h.step % prm.metricsInterval == 0u) {
+      flags |= F_METRICS;
     }
   }
   h.revisit = 0u;
@@ -266,7 +324,7 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     records[sim * REC_CAP + h.recCount] = GpuRecord(
       h.step, h.restart, h.n, flags,
       rc, cohc, entc, locc, domc, select(0u, 1u, plateau),
-      h.gamma, h.lnNu, controlled, select(NONE, snapIdx, doSnap), 0u, 0u);
+      h.gamma, h.lnNu, controlled, select(NONE, snapIdx, doSnap), mask, 0u);
   }
   if (flags != 0u) {
     h.recCount = h.recCount + 1u;
@@ -305,24 +363,14 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
   } else {
     // ---- update: section 4 steps 3–6 and 8 ----
     let gamma = h.gamma;
-    let n = h.n;
-    let rho = h.restart;
-    let noiseAmp = sqrt(2.0 * h.temp * prm.dt);
     var ymaxL = -BIG;
     for (var i = lid; i < k; i += WG_V) {
       let st = state[base + i];
       let cs = cosSin(st.x);
       let z = zq[base + i];
-      let ef = elemF[base + i];
-      let small = z.z < TINY;
-      let torque = select((cs.x * z.y - cs.y * z.x) / z.z, 0.0, small);
-      let align = select((cs.x * z.x + cs.y * z.y) / z.z, 0.0, small);
-      var dth = prm.dt * (gamma * torque - ef.z);
-      if (noiseAmp > 0.0) {
-        dth = dth + noiseAmp * noiseXi(prm.seed, rho, n, i);
-      }
-      let th = wrap2pi(st.x + dth);
-      let d = ef.y - mean;
+      let align = select((cs.x * z.x + cs.y * z.y) / z.z, 0.0, z.z < TINY);
+      let th = wrap2pi(st.x + z.w);
+      let d = elemG[base + i].z - mean;
       let y = lnAcc(max(st.y, EXP_M80)) + prm.hLambda * align - prm.hPenalty * (d * d);
       state[base + i] = vec2<f32>(th, y);   // y parked in the mass slot (this invocation owns i)
       ymaxL = max(ymaxL, y);
@@ -355,7 +403,7 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
       h.gamma = min(gamma + prm.gammaGrowth, prm.gammaMax);
     }
     h.temp = h.temp * prm.beta;
-    h.n = n + 1u;
+    h.n = h.n + 1u;
     h.step = h.step + 1u;
     h.didUpdate = 1u;
   }

@@ -2,8 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { Flag, type TickRecord } from '../src/engine/types.js';
-import { runHqe } from '../src/sim/run.js';
-import type { HQEConfigInput } from '../src/model/config.js';
+import { resultFromRecords, runHqe } from '../src/sim/run.js';
+import type { HQEConfigInput, NormalizedConfig } from '../src/model/config.js';
+import { normalize } from '../src/model/normalize.js';
 import { runToEnd, specOf } from './helpers/engines.js';
 
 const noisy: HQEConfigInput = {
@@ -11,6 +12,12 @@ const noisy: HQEConfigInput = {
   entropy: { lambda: 0.1 }, schedule: { steps: 300, restarts: 1, plateauT: 40, plateauEps: 1e-4 },
   observables: { snapshotsInterval: 16, metricsInterval: 4 }, seed: 1234,
 };
+
+function normalized(input: HQEConfigInput): NormalizedConfig {
+  const r = normalize(input);
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.normalized;
+}
 
 const strip = (records: TickRecord[]): unknown => records.map((r) => ({ ...r, phases: r.phases && [...r.phases], amplitudes: r.amplitudes && [...r.amplitudes] }));
 
@@ -128,8 +135,15 @@ describe('runHqe outputs', () => {
   });
 
   it('ends failed when a metric goes non-finite, with null (never NaN) on the wire', async () => {
-    const r = await runHqe({ primes: [2, 3, 5], entropy: { lambda: 1e308 }, schedule: { dt: 10 }, seed: 2 }, { backend: 'cpu', threads: 0 });
-    expect(r.status).toBe('failed');
+    // dt * lambda = 1e309 overflows: no valid config does this (normalize refuses it, docs/model.md
+    // section 9), so the spec goes to the engine directly.
+    const input: HQEConfigInput = { primes: [2, 3, 5], seed: 2 };
+    const spec = { ...specOf(input), lambda: 1e308, dt: 10 };
+    const engine = new CpuEngine({ threads: 0 });
+    const { report, records } = await runToEnd(engine, spec);
+    const r = resultFromRecords(records, normalized(input), [], engine.info, 0);
+    await engine.destroy();
+    expect([report.status, r.status]).toEqual(['failed', 'failed']);
     expect(r.events.at(-1)).toMatchObject({ type: 'failed', step: 1 });
     const wire = JSON.parse(JSON.stringify(r)) as { finalMetrics: Record<string, unknown> };
     expect(Object.values(wire.finalMetrics)).toContain(null);

@@ -13,6 +13,7 @@ import { Flag, type Engine, type SimCheckpoint, type SimStatus, statusOfFlags, t
 import { acquireDevice, nodeShaderSource } from '../src/engine/webgpu/device.js';
 import { WebGpuEngine } from '../src/engine/webgpu/engine.js';
 import { useGpuDevice } from './helpers/gpu.js';
+import { massesOf, phaseDistance } from './helpers/engines.js';
 import type { HQEConfigInput } from '../src/model/config.js';
 import { normalize } from '../src/model/normalize.js';
 import { firstPrimes } from '../src/model/primes.js';
@@ -92,17 +93,7 @@ async function runAll(engine: Engine, specs: SimSpec[], ticks: number): Promise<
   return ids.map((id) => reports.get(id)!.records);
 }
 
-const TWO_PI = 2 * Math.PI;
 
-function phaseDistance(a: number, b: number): number {
-  const d = Math.abs(a - b) % TWO_PI;
-  return Math.min(d, TWO_PI - d);
-}
-
-function massesOf(r: TickRecord, norm: 'L1' | 'L2'): number[] {
-  const nu = Math.exp(r.lnNu);
-  return [...r.amplitudes!].map((a) => (norm === 'L2' ? (a / nu) ** 2 : a / nu));
-}
 
 /** Mismatches of one simulation's records against the CPU's (empty when within the parity bars). */
 function compareRecords(name: string, spec: SimSpec, cpu: TickRecord[], gpuRecs: TickRecord[], metricsTol = 1e-4): string[] {

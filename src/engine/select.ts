@@ -3,6 +3,7 @@
  * software WebGPU (llvmpipe) is a correctness path, no faster than the CPU engine.
  */
 import { CpuEngine } from './cpu/engine.js';
+import { RoutedEngine } from './routed.js';
 import type { BackendChoice, Engine, Precision } from './types.js';
 
 export interface EngineOptions {
@@ -27,7 +28,17 @@ export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendCho
   throw new Error(`RESONANCE_BACKEND must be auto, webgpu or cpu (got "${env.RESONANCE_BACKEND}")`);
 }
 
+/**
+ * The engine of `options`. An f32 engine (WebGPU, CPU f32) comes with a CPU f64 engine beside it for the
+ * bands f32 cannot resolve (routed.ts, docs/model.md section 9).
+ */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
+  const engine = await pickEngine(options);
+  if (engine.info.precision !== 'f32') return engine;
+  return new RoutedEngine(engine, () => new CpuEngine({ precision: 'f64', threads: options.threads, dense: options.dense ?? denseFromEnv() }));
+}
+
+async function pickEngine(options: EngineOptions): Promise<Engine> {
   const backend = options.backend ?? backendFromEnv();
   const cpu = (): Engine => new CpuEngine({ precision: options.precision ?? 'f64', threads: options.threads, dense: options.dense ?? denseFromEnv() });
   if (backend === 'cpu') return cpu();

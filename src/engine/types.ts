@@ -168,6 +168,11 @@ export interface SimPatch {
 export interface Engine {
   readonly info: EngineInfo;
   /**
+   * The engine that runs (or would run) a simulation of `spec`: `info`, except behind a router that runs
+   * some on another engine (src/engine/routed.ts: a band f32 cannot resolve runs on CPU f64).
+   */
+  infoFor(spec: SimSpec): EngineInfo;
+  /**
    * Make a simulation resident; returns its id. Throws on a spec the engine cannot hold. With a
    * checkpoint (from exportState, possibly through JSON) the simulation resumes from it: bit-identical to
    * never having stopped when the checkpoint comes from the same backend and precision, converted (and

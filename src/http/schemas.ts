@@ -78,6 +78,16 @@ export const RunEventSchema = z
   .object({ type: z.enum(['plateau', 'converged', 'failed', 'restart']), step: z.number().int(), restart: z.number().int() })
   .meta({ id: 'RunEvent' });
 
+/**
+ * The engine that runs a simulation: the server's, except that an f32 engine runs a band of primes f32
+ * cannot resolve on the CPU engine in f64 (docs/model.md section 9).
+ */
+export const EngineFields = z.object({
+  backend: z.enum(['cpu', 'webgpu']).meta({ description: 'The engine that runs it (docs/model.md section 9: a band f32 cannot resolve runs on cpu).' }),
+  adapter: z.string(),
+  precision: z.enum(['f32', 'f64']).meta({ description: 'The precision of its state: f64 where f32 cannot resolve the band of primes (see the validate warning).' }),
+});
+
 export const HQERunResponse = z
   .object({
     runId: z.string(),
@@ -85,8 +95,7 @@ export const HQERunResponse = z
     seed: z.number().int(),
     steps: z.number().int().meta({ description: 'Global step of the final state.' }),
     restarts: z.number().int(),
-    backend: z.enum(['cpu', 'webgpu']),
-    adapter: z.string(),
+    ...EngineFields.shape,
     finalMetrics: MetricsSchema,
     snapshots: z.array(SnapshotSchema),
     metrics: z.array(MetricsSchema.extend({ step: z.number().int(), restart: z.number().int() })),

@@ -15,6 +15,12 @@ export interface BasisConstants {
   primes: Uint32Array;
   /** l_i = ln p_i */
   logP: Float64Array;
+  /**
+   * Centred logs l_i - l_ref, l_ref = (lmin + lmax)/2 (docs/model.md section 9): every quantity that depends
+   * only on differences of l_i (mu, Var_P, locality, the prime penalty) uses these, so a narrow band of
+   * large primes keeps its digits in f32.
+   */
+  logC: Float64Array;
   /** w_i = 1 + s l_i */
   omega: Float64Array;
   /** Restart-0 phases: sigma_i + pi [A_i < 0], in [0, 2pi). */
@@ -78,6 +84,18 @@ export function kernelMatrix(spec: SimSpec, basis: BasisConstants): Float64Array
   return out;
 }
 
+/** Vmax = ((lmax - lmin)/2)^2 of a basis, 1 when it is 0 (docs/model.md section 1). */
+export function vmaxOf(primes: readonly number[]): number {
+  let pmin = Infinity;
+  let pmax = -Infinity;
+  for (const p of primes) {
+    pmin = Math.min(pmin, p);
+    pmax = Math.max(pmax, p);
+  }
+  const half = (Math.log(pmax) - Math.log(pmin)) / 2;
+  return half === 0 || !Number.isFinite(half) ? 1 : half * half;
+}
+
 export function basisConstants(spec: SimSpec): BasisConstants {
   const k = spec.primes.length;
   const logP = Float64Array.from(spec.primes, (p) => Math.log(p));
@@ -90,15 +108,22 @@ export function basisConstants(spec: SimSpec): BasisConstants {
   }
   const half = (lmax - lmin) / 2;
   const vmax = half === 0 ? 1 : half * half;
+  const lref = (lmin + lmax) / 2;
+  const logC = logP.map((l) => l - lref);
 
   const amps = spec.initialAmplitudes;
   const theta0 = scaffoldPhases(spec);
+  // Scaled by the largest magnitude first (docs/model.md section 9): amplitudes like 1e200 or 1e-200 would
+  // overflow or underflow when squared.
+  let amax = 0;
+  for (let i = 0; i < k; i++) amax = Math.max(amax, Math.abs(amps?.[i] ?? 1));
   const mass0 = new Float64Array(k);
   let total = 0;
   for (let i = 0; i < k; i++) {
     const a = amps?.[i] ?? 1;
     if (a < 0) theta0[i] = wrap2pi(theta0[i]! + Math.PI);
-    mass0[i] = spec.norm === 'L2' ? a * a : Math.abs(a);
+    const x = amax > 0 ? Math.abs(a) / amax : 0;
+    mass0[i] = spec.norm === 'L2' ? x * x : x;
     total += mass0[i]!;
   }
   for (let i = 0; i < k; i++) mass0[i] = mass0[i]! / total;
@@ -110,6 +135,7 @@ export function basisConstants(spec: SimSpec): BasisConstants {
     k,
     primes: Uint32Array.from(spec.primes),
     logP,
+    logC,
     omega,
     theta0,
     mass0,
@@ -117,4 +143,44 @@ export function basisConstants(spec: SimSpec): BasisConstants {
     vmax,
     kernelScale: kernelScale(spec, logP),
   };
+}
+
+/** The unit roundoff of f32 (2^-24): the relative rounding error of a stored f32 value. */
+const F32_UNIT_ROUNDOFF = 2 ** -24;
+
+/** Neighbouring primes whose frequency difference f32 cannot resolve (unresolvedBand). */
+export interface UnresolvedBand {
+  /** The closest pair (ascending). */
+  p: number;
+  q: number;
+  /** s*ln(q/p), in float64. */
+  difference: number;
+  /** 2^-24 * w_q: the rounding error of w_q in f32. */
+  resolution: number;
+}
+
+/**
+ * The pair of neighbouring primes (in ascending order) whose natural frequencies lie closest relative to
+ * their f32 rounding, when their difference s*ln(q/p) falls below the rounding error of w_q in f32
+ * (docs/model.md section 9); null when f32 resolves every difference (and when s = 0: there are none).
+ * An f32 state cannot follow such a band: its phase differences drift by less than f32 rounds them.
+ */
+export function unresolvedBand(primes: readonly number[], frequencyScale: number): UnresolvedBand | null {
+  if (!(frequencyScale > 0) || primes.length < 2) return null;
+  const sorted = Float64Array.from(primes).sort();
+  let worst: UnresolvedBand | null = null;
+  let worstRatio = 1;
+  for (let i = 1; i < sorted.length; i++) {
+    const p = sorted[i - 1]!;
+    const q = sorted[i]!;
+    if (q === p) continue;
+    const difference = frequencyScale * Math.log1p((q - p) / p);
+    const resolution = F32_UNIT_ROUNDOFF * (1 + frequencyScale * Math.log(q));
+    const ratio = difference / resolution;
+    if (ratio < worstRatio) {
+      worstRatio = ratio;
+      worst = { p, q, difference, resolution };
+    }
+  }
+  return worst;
 }

@@ -7,8 +7,32 @@ import { z } from 'zod';
 
 export const U32_MAX = 0xffffffff;
 
+/** The largest finite f32, and the smallest normal one (2^-126). */
+export const F32_MAX = 3.4028234663852886e38;
+export const F32_MIN_NORMAL = 2 ** -126;
+/** The error code of a value f32 cannot hold (docs/errors.md). */
+export const NOT_F32 = 'not_f32';
+
+/** 0, or a magnitude f32 holds as a normal number (the upper end is the schemas' maximum). */
+export function f32Normal(x: number): boolean {
+  return x === 0 || Math.abs(x) >= F32_MIN_NORMAL;
+}
+
+/**
+ * A parameter that every engine holds alike (docs/model.md section 9): at most F32_MAX, and 0 or at least
+ * F32_MIN_NORMAL in magnitude. A value f32 cannot represent would run differently on the f32 engines
+ * (overflow, or flushed to zero) than on CPU f64, so it is refused (code not_f32 below the range).
+ */
+export function f32(schema: z.ZodNumber = z.number()): z.ZodNumber {
+  const bounded = (schema.maxValue ?? Infinity) > F32_MAX ? schema.max(F32_MAX) : schema;
+  return bounded.refine(f32Normal, {
+    message: 'must be 0 or at least 1.1754943508222875e-38 in magnitude (the smallest normal f32)',
+    params: { code: NOT_F32 },
+  });
+}
+
 const finite = () => z.number();
-const nonNegative = () => z.number().min(0);
+const nonNegative = () => f32(z.number().min(0));
 const count = (min = 0) => z.number().int().min(min).max(1_000_000_000);
 
 export const ResonanceOperator = z.enum(['R', 'R_q', 'custom']);
@@ -23,7 +47,7 @@ export const PhaseSeeding = z.strictObject({
 }).meta({ id: 'PhaseSeeding' });
 
 export const ResonanceTarget = z.strictObject({
-  value: z.number().min(0).max(1),
+  value: f32(z.number().min(0).max(1)),
   operator: ResonanceOperator.default('R'),
   notes: z.string().max(1000).optional(),
   /** Per-prime weights of the `custom` operator, aligned with `primes`; required for `custom`. */
@@ -37,8 +61,8 @@ export const MixerConfig = z.strictObject({
   /** Upper bound of the coupling; default max(1, gamma0). */
   gammaMax: nonNegative().optional(),
   temperature0: nonNegative().default(1.0),
-  beta: z.number().gt(0).max(1).default(0.98),
-  localityBias: z.number().min(0).max(1).default(0.3),
+  beta: f32(z.number().gt(0).max(1)).default(0.98),
+  localityBias: f32(z.number().min(0).max(1)).default(0.3),
   learningRate: nonNegative().default(0.05),
 }).meta({ id: 'MixerConfig' });
 
@@ -67,7 +91,7 @@ export const Observables = z.strictObject({
 }).meta({ id: 'Observables' });
 
 export const EvolutionSchedule = z.strictObject({
-  dt: z.number().gt(0).max(10).default(0.1),
+  dt: f32(z.number().gt(0).max(10)).default(0.1),
   steps: count(0).default(256),
   restarts: z.number().int().min(0).max(1000).default(0),
   plateauEps: nonNegative().default(1e-6),
@@ -87,9 +111,15 @@ export const HQEConfig = z.strictObject({
   observables: Observables.default({ recordAmplitudes: true, recordPhases: false, metricsInterval: 10, snapshotsInterval: 32 }),
   schedule: EvolutionSchedule.default({ dt: 0.1, steps: 256, restarts: 0, plateauEps: 1e-6, plateauT: 150 }),
   /** Natural frequency scale s: w_i = 1 + s ln p_i. */
-  frequencyScale: z.number().min(0).max(100).default(0.1),
+  frequencyScale: f32(z.number().min(0).max(100)).default(0.1),
   seed: z.number().int().min(0).max(U32_MAX).optional(),
-}).meta({ id: 'HQEConfig', description: 'An HQE configuration (hqe-api.md with the additions of docs/model.md). Unknown fields are rejected.' });
+}).meta({
+  id: 'HQEConfig',
+  description:
+    'An HQE configuration (hqe-api.md with the additions of docs/model.md). Unknown fields are rejected. Real parameters other than ' +
+    'initialAmplitudes and customPhases must be 0 or between 1.1754943508222875e-38 and 3.4028234663852886e+38 in magnitude, ' +
+    'the values f32 holds (docs/model.md section 9: code not_f32 below that range).',
+});
 
 /** What a client sends. */
 export type HQEConfigInput = z.input<typeof HQEConfig>;

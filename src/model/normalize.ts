@@ -4,7 +4,8 @@
  * elements; nothing is dropped silently. A body of the largest size must validate in tens of milliseconds.
  */
 import { z } from 'zod';
-import { HQEConfig, type NormalizedConfig, PhaseSeeding, ResonanceTarget } from './config.js';
+import { unresolvedBand, vmaxOf } from './basis.js';
+import { F32_MAX, F32_MIN_NORMAL, HQEConfig, NOT_F32, type NormalizedConfig, PhaseSeeding, ResonanceTarget } from './config.js';
 import { isPrime, MAX_PRIME } from './primes.js';
 
 export const DEFAULT_MAX_BASIS = 2048;
@@ -38,13 +39,19 @@ export function toPointer(path: ReadonlyArray<PropertyKey>): string {
   return path.map((p) => '/' + String(p).replace(/~/g, '~0').replace(/\//g, '~1')).join('');
 }
 
+/** An issue's code; a refinement names its own (params.code, e.g. not_f32). */
+function issueCode(issue: z.core.$ZodIssue): string {
+  const own = issue.code === 'custom' ? (issue.params as { code?: unknown } | undefined)?.code : undefined;
+  return typeof own === 'string' ? own : issue.code;
+}
+
 export function zodErrors(error: z.ZodError): FieldError[] {
   return error.issues.flatMap((issue) => {
     // Each unknown field at its own pointer, so a client can highlight exactly what to remove.
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => ({ pointer: toPointer([...issue.path, key]), code: 'unknown_field', message: `unknown field "${key}"` }));
     }
-    return [{ pointer: toPointer(issue.path), code: issue.code, message: issue.message }];
+    return [{ pointer: toPointer(issue.path), code: issueCode(issue), message: issue.message }];
   });
 }
 
@@ -75,8 +82,13 @@ function valueClass(v: unknown, lo: number, hi: number): number {
   if (typeof v !== 'number') return TYPE_CLASS[v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v] ?? 0;
   if (!Number.isFinite(v)) return Number.isNaN(v) ? 10 : v > 0 ? 11 : 12;
   const side = (b: number): number => Math.sign(v - b) + 1;
-  return (Number.isInteger(v) ? 100 : 200) + side(lo) * 27 + side(hi) * 9 + side(-MAX_SAFE) * 3 + side(MAX_SAFE);
+  // Below the smallest normal f32 (the f32 refinement of config.ts): a class of its own.
+  const tiny = tinyNonZero(v) ? 1000 : 0;
+  return tiny + (Number.isInteger(v) ? 100 : 200) + side(lo) * 27 + side(hi) * 9 + side(-MAX_SAFE) * 3 + side(MAX_SAFE);
 }
+
+/** Nonzero and below the smallest normal f32 in magnitude (config.ts, f32). */
+const tinyNonZero = (v: number): boolean => v !== 0 && v > -F32_MIN_NORMAL && v < F32_MIN_NORMAL;
 
 /**
  * Zod spends microseconds on every issue it reports, and a 1 MiB body holds 500 000 array elements: it
@@ -103,8 +115,9 @@ export function screenNumberArrays(input: unknown, fields: readonly NumberArrayF
     let standIn: unknown;
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      // Strictly inside the bounds: accepted, whether a bound is inclusive or not.
-      if (typeof v === 'number' && v > lo && v < hi && exact(v)) {
+      // Strictly inside the bounds: accepted, whether a bound is inclusive or not (unless f32 flushes it to 0,
+      // which the schema may refuse: that one zod decides).
+      if (typeof v === 'number' && v > lo && v < hi && exact(v) && !tinyNonZero(v)) {
         standIn ??= v;
         continue;
       }
@@ -113,7 +126,7 @@ export function screenNumberArrays(input: unknown, fields: readonly NumberArrayF
       let its = issues.get(key);
       if (!its) {
         const r = element.safeParse(v);
-        its = r.success ? [] : r.error.issues.map((issue) => ({ code: issue.code, message: issue.message }));
+        its = r.success ? [] : r.error.issues.map((issue) => ({ code: issueCode(issue), message: issue.message }));
         issues.set(key, its);
       }
       if (its.length === 0) {
@@ -302,6 +315,7 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Norma
   } else if (target?.weights) {
     warnings.push(`resonanceTarget.weights are used only by operator custom; ignored for ${target.operator}`);
   }
+  errors.push(...rateErrors(cfg));
   if (errors.length > 0) return { ok: false, errors };
 
   // Sort the basis ascending; every per-prime array follows its prime.
@@ -320,6 +334,8 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Norma
   if (cfg.mixer.type === 'learned' && cfg.schedule.dt * cfg.mixer.learningRate > 1) {
     warnings.push('schedule.dt * mixer.learningRate > 1: the learned matrix overshoots each step');
   }
+  const band = narrowBandWarning(cfg.primes, cfg.frequencyScale);
+  if (band) warnings.push(band);
   if (!cfg.boundary.enforceUnitNorm && !target) {
     warnings.push('boundary.enforceUnitNorm is false but there is no resonanceTarget: the norm channel stays at 1');
   }
@@ -337,6 +353,58 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Norma
   normalized.mixer.gammaMax = plainNumber(gammaMax);
   normalized.seed = plainNumber(cfg.seed ?? (options.drawSeed ?? drawSeed)());
   return { ok: true, normalized, warnings };
+}
+
+/**
+ * The rates one step applies, which the f32 engines hold as f32 (docs/model.md section 9): each parameter
+ * is an f32 value (the schema), and so must be what the step makes of them, or an f32 engine would
+ * overflow where CPU f64 does not. ln P changes by at most dt*(lambda + 4*lambdaPrime) in a step (the
+ * penalty's (l_i - mu)^2 is at most (lmax - lmin)^2 = 4 Vmax); the learned matrix contracts only
+ * while dt*learningRate <= 2 (otherwise it grows geometrically until it overflows, in f32 long before f64).
+ */
+function rateErrors(cfg: z.output<typeof HQEConfig>): FieldError[] {
+  const errors: FieldError[] = [];
+  const dt = cfg.schedule.dt;
+  const penalty = cfg.entropy.primePenalty.enabled ? cfg.entropy.primePenalty.lambdaPrime : 0;
+  const logMassStep = dt * (cfg.entropy.lambda + 4 * penalty);
+  if (!(logMassStep <= F32_MAX / 2)) {
+    errors.push({
+      pointer: penalty > 0 && 4 * penalty >= cfg.entropy.lambda ? '/entropy/primePenalty/lambdaPrime' : '/entropy/lambda',
+      code: NOT_F32,
+      message: `schedule.dt * (entropy.lambda + 4 * primePenalty.lambdaPrime) = ${logMassStep}: one step's change of ln P must stay below ${F32_MAX / 2} (f32)`,
+    });
+  }
+  const vmax = vmaxOf(cfg.primes);
+  const hPenalty = (dt * penalty) / vmax;
+  if (!(hPenalty <= F32_MAX)) {
+    errors.push({
+      pointer: '/entropy/primePenalty/lambdaPrime',
+      code: NOT_F32,
+      message: `schedule.dt * primePenalty.lambdaPrime / Vmax = ${hPenalty} exceeds the f32 range (this basis has Vmax = ${vmax})`,
+    });
+  }
+  if (cfg.mixer.type === 'learned' && dt * cfg.mixer.learningRate > 2) {
+    errors.push({
+      pointer: '/mixer/learningRate',
+      code: 'diverges',
+      message: `schedule.dt * mixer.learningRate = ${dt * cfg.mixer.learningRate} > 2: the learned matrix grows without bound`,
+    });
+  }
+  return errors;
+}
+
+/**
+ * The warning of a basis whose frequency differences f32 cannot resolve (docs/model.md section 9), or
+ * null. Such a configuration runs on CPU f64 whatever the server's engine (the run reports which ran).
+ */
+export function narrowBandWarning(primes: readonly number[], frequencyScale: number): string | null {
+  const band = unresolvedBand(primes, frequencyScale);
+  if (!band) return null;
+  return (
+    `f32 cannot resolve this band of primes: the frequencies of ${band.p} and ${band.q} differ by ` +
+    `${band.difference.toExponential(2)}, below the f32 rounding of w (${band.resolution.toExponential(2)}); ` +
+    'it runs on the CPU engine in f64'
+  );
 }
 
 /**

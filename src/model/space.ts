@@ -4,8 +4,11 @@
  * warning, k above maxBasis is an error). Objects are closed, as for HQE configs.
  */
 import { z } from 'zod';
+import { f32 } from './config.js';
 import { label } from './label.js';
-import { basisErrors, DEFAULT_MAX_BASIS, drawSeed, elementOf, type FieldError, type NumberArrayField, screenNumberArrays, zodErrors } from './normalize.js';
+import {
+  basisErrors, DEFAULT_MAX_BASIS, drawSeed, elementOf, type FieldError, narrowBandWarning, type NumberArrayField, screenNumberArrays, zodErrors,
+} from './normalize.js';
 
 export const SpaceBasis = z
   .strictObject({
@@ -25,32 +28,32 @@ export const PhaseProfile = z
 
 export const SpaceMixer = z
   .strictObject({
-    gamma0: z.number().min(0).default(0.2),
-    gammaGrowth: z.number().min(0).default(0.001),
-    gammaMax: z.number().min(0).optional(),
-    temperature0: z.number().min(0).default(1.0),
-    beta: z.number().gt(0).max(1).default(0.98),
+    gamma0: f32(z.number().min(0)).default(0.2),
+    gammaGrowth: f32(z.number().min(0)).default(0.001),
+    gammaMax: f32(z.number().min(0)).optional(),
+    temperature0: f32(z.number().min(0)).default(1.0),
+    beta: f32(z.number().gt(0).max(1)).default(0.98),
   })
   .meta({ id: 'SpaceMixer' });
 
 export const OperatorSet = z
   .strictObject({
     mixer: SpaceMixer.default({ gamma0: 0.2, gammaGrowth: 0.001, temperature0: 1.0, beta: 0.98 }),
-    resonanceTarget: z.number().min(0).max(1).default(0.8),
-    localityBias: z.number().min(0).max(1).default(0.3),
+    resonanceTarget: f32(z.number().min(0).max(1)).default(0.8),
+    localityBias: f32(z.number().min(0).max(1)).default(0.3),
     semantic: z
       .strictObject({ enabled: z.boolean().default(false), kernel: z.literal('prime').default('prime') })
       .default({ enabled: false, kernel: 'prime' }),
-    frequencyScale: z.number().min(0).max(100).default(0.1),
+    frequencyScale: f32(z.number().min(0).max(100)).default(0.1),
   })
   .meta({ id: 'OperatorSet' });
 
 export const EntropyField = z
   .strictObject({
-    lambda: z.number().min(0).default(0.02),
-    plateauEps: z.number().min(0).default(1e-6),
+    lambda: f32(z.number().min(0)).default(0.02),
+    plateauEps: f32(z.number().min(0)).default(1e-6),
     plateauT: z.number().int().min(1).max(1_000_000_000).default(150),
-    collapseThreshold: z.number().gt(0).max(1).default(0.97),
+    collapseThreshold: f32(z.number().gt(0).max(1)).default(0.97),
   })
   .meta({ id: 'EntropyField' });
 
@@ -123,6 +126,8 @@ export function normalizeSpace(input: unknown, options: { maxBasis?: number; dra
     warnings.push(`operators.mixer.gamma0 ${mixer.gamma0} is above gammaMax ${mixer.gammaMax}; coupling starts at gammaMax`);
   }
   if (errors.length > 0) return { ok: false, errors };
+  const band = narrowBandWarning(primes, cfg.operators.frequencyScale);
+  if (band) warnings.push(band);
   const seed = cfg.seed ?? (options.drawSeed ?? drawSeed)();
   return { ok: true, normalized: { ...cfg, basis: { ...cfg.basis, primes }, seed }, warnings };
 }

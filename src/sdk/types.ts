@@ -135,6 +135,10 @@ export interface HqeSession {
   createdAt: string;
   updatedAt: string;
   config: Record<string, unknown>;
+  /** The engine that runs it: CPU f64 for a band of primes f32 cannot resolve, else the server's. */
+  backend: 'cpu' | 'webgpu';
+  adapter: string;
+  precision: 'f32' | 'f64';
 }
 
 export interface HqeRunResult {
@@ -145,6 +149,7 @@ export interface HqeRunResult {
   restarts: number;
   backend: 'cpu' | 'webgpu';
   adapter: string;
+  precision: 'f32' | 'f64';
   finalMetrics: HqeMetrics;
   snapshots: HqeSnapshot[];
   metrics: Array<HqeMetrics & { step: number; restart: number }>;

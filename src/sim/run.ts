@@ -6,7 +6,7 @@ import type { Metrics, NormalizedConfig } from '../model/config.js';
 import { type FieldError, normalize, type NormalizeOptions } from '../model/normalize.js';
 import { specFromConfig } from '../model/spec.js';
 import { createEngine, type EngineOptions } from '../engine/select.js';
-import { type Engine, type EngineInfo, Flag, type SimStatus, statusOfFlags, type TickRecord } from '../engine/types.js';
+import { type Engine, type EngineInfo, Flag, type Precision, type SimStatus, statusOfFlags, type TickRecord } from '../engine/types.js';
 
 export class ConfigError extends Error {
   constructor(readonly errors: FieldError[]) {
@@ -43,8 +43,10 @@ export interface HqeRunResult {
   steps: number;
   /** Restarts begun. */
   restarts: number;
+  /** The engine that ran it: an f32 server engine runs a band f32 cannot resolve on CPU f64 (docs/model.md section 9). */
   backend: string;
   adapter: string;
+  precision: Precision;
   finalMetrics: Metrics;
   snapshots: Snapshot[];
   metrics: MetricsSample[];
@@ -85,6 +87,7 @@ export async function runHqe(config: unknown, options: RunOptions = {}): Promise
   const cfg = result.normalized;
   const spec = specFromConfig(cfg);
   const engine = options.engine ?? (await createEngine(options));
+  const info = engine.infoFor(spec);
   const id = engine.add(spec);
   const maxSteps = spec.steps * (spec.restarts + 1);
   const records: TickRecord[] = [];
@@ -103,7 +106,7 @@ export async function runHqe(config: unknown, options: RunOptions = {}): Promise
     if (!options.engine) await engine.destroy();
   }
 
-  return resultFromRecords(records, cfg, result.warnings, engine.info, started);
+  return resultFromRecords(records, cfg, result.warnings, info, started);
 }
 
 /** A snapshot record as the API shows it: amplitudes and phases only where the observables record them. */
@@ -118,7 +121,10 @@ export function eventsOf(r: TickRecord): RunEvent[] {
   return EVENT_FLAGS.filter(([bit]) => r.flags & bit).map(([, type]) => ({ type, step: r.step, restart: r.restart }));
 }
 
-/** The run response from a run's records (docs/engine.md): snapshots, metrics samples, events, final state. */
+/**
+ * The run response from a run's records (docs/engine.md): snapshots, metrics samples, events, final state;
+ * `info` is the engine that ran it (Engine.infoFor).
+ */
 export function resultFromRecords(records: TickRecord[], cfg: NormalizedConfig, warnings: string[], info: EngineInfo, started: number): HqeRunResult {
   const last = records[records.length - 1];
   if (!last || !(last.flags & Flag.TERMINAL)) throw new Error('run ended without a terminal record');
@@ -139,6 +145,7 @@ export function resultFromRecords(records: TickRecord[], cfg: NormalizedConfig, 
     restarts: last.restart,
     backend: info.backend,
     adapter: info.adapter,
+    precision: info.precision,
     finalMetrics: last.metrics,
     snapshots,
     metrics,

@@ -166,6 +166,11 @@ export class Scheduler {
     return this.deps.engine;
   }
 
+  /** The engine that runs a simulation of `config` here (an f32 engine sends bands it cannot resolve to CPU f64). */
+  engineInfoFor(config: NormalizedConfig): Engine['info'] {
+    return this.deps.engine.infoFor(specFromConfig(config));
+  }
+
   attach(ticker: Ticker): void {
     this.ticker = ticker;
   }
@@ -657,7 +662,7 @@ export class Scheduler {
         if (report.status !== 'running') {
           this.evict(r);
           try {
-            r.run.resolve(resultFromRecords(r.run.records, r.config, r.run.warnings, this.deps.engine.info, r.run.started));
+            r.run.resolve(resultFromRecords(r.run.records, r.config, r.run.warnings, this.engineInfoFor(r.config), r.run.started));
           } catch (err) {
             r.run.reject(err as Error);
           }

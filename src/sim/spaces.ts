@@ -407,10 +407,12 @@ export class SpaceHub implements Ticker {
         await this.append(l, epoch, l.row.version, [op], author, config);
         engine.remove(l.engineId!);
         this.byEngine.delete(l.engineId!);
-        const engineId = engine.add(specFromSpace(config, carried.masses));
+        const spec = specFromSpace(config, carried.masses);
+        const engineId = engine.add(spec);
         engine.patch(engineId, { setPhases: carried.phases.map((x, i) => [i, x]) });
         this.byEngine.set(engineId, l);
-        Object.assign(l, { engineId, t: 0, metrics: null, epochStart: l.row.version, applied: l.row.version, pending: emptyPending() });
+        // The new basis may run on another engine (routed.ts): its precision is the one phase edits emulate.
+        Object.assign(l, { engineId, precision: engine.infoFor(spec).precision, t: 0, metrics: null, epochStart: l.row.version, applied: l.row.version, pending: emptyPending() });
         await this.readState(engine, l);
         await this.checkpoint(engine, l);
       });
@@ -665,9 +667,10 @@ export class SpaceHub implements Ticker {
     }
     const checkpoint = l.row.checkpoint ? (JSON.parse(l.row.checkpoint) as SimCheckpoint) : undefined;
     const from = checkpoint ? (l.row.checkpointVersion ?? 0) : l.epochStart;
-    const engineId = engine.add(specFromSpace(l.row.config), checkpoint);
+    const spec = specFromSpace(l.row.config);
+    const engineId = engine.add(spec, checkpoint);
     l.engineId = engineId;
-    l.precision = engine.info.precision;
+    l.precision = engine.infoFor(spec).precision;
     this.byEngine.set(engineId, l);
     // Replay what the checkpoint does not hold; values equal to those in effect change nothing.
     const pending = emptyPending();

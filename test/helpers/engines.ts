@@ -58,3 +58,15 @@ export async function withEngine<T>(make: () => Promise<Engine>, body: (engine: 
     await engine.destroy();
   }
 }
+
+/** Distance of two phases on the circle, in [0, pi]. */
+export function phaseDistance(a: number, b: number): number {
+  const d = Math.abs(a - b) % (2 * Math.PI);
+  return Math.min(d, 2 * Math.PI - d);
+}
+
+/** The masses P_i of a snapshot record (its amplitudes carry e^lnNu). */
+export function massesOf(r: TickRecord, norm: 'L1' | 'L2'): number[] {
+  const nu = Math.exp(r.lnNu);
+  return [...r.amplitudes!].map((a) => (norm === 'L2' ? (a / nu) ** 2 : a / nu));
+}

@@ -35,6 +35,8 @@ export interface StartOptions {
   startTimeoutMs?: number;
   /** A fixed port (a restart where clients reconnect to the same address); default an ephemeral one. */
   port?: number;
+  /** The engine (`--backend`); default cpu. webgpu takes a software adapter (llvmpipe) where there is no GPU. */
+  backend?: 'cpu' | 'webgpu';
 }
 
 export interface TestServer {
@@ -68,12 +70,12 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     RESONANCE_BOOTSTRAP_KEY: DEV_KEY,
     RESONANCE_ALLOW_PRIVATE_WEBHOOKS: '1',
     RESONANCE_LOG_LEVEL: 'warn',
-    RESONANCE_BACKEND: 'cpu',
+    RESONANCE_BACKEND: options.backend ?? 'cpu',
     // The run's store (test/helpers/stores.ts): in the postgres project, a database per data directory.
     ...(await storeEnv(dataDir)),
     ...options.env,
   };
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', String(options.port ?? 0), '--host', '127.0.0.1', '--data', dataDir, '--backend', 'cpu'], {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--port', String(options.port ?? 0), '--host', '127.0.0.1', '--data', dataDir, '--backend', options.backend ?? 'cpu'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent float64 reference implementation of the HQE resonance model.
 
-Written from docs/model.md (sections 1-6, cited below as "MODEL §n") and
+Written from docs/model.md (sections 1-6 and 9, cited below as "MODEL §n") and
 docs/engine.md (cited as "engine.md") alone, without looking at the TypeScript engine.
 Standard library only.
 
@@ -32,6 +32,12 @@ Choices where the documents leave room (also listed in README.md):
   * Mixer flow is literally K_ij = 1 (i != j): localityBias and the semantic kernel do not apply.
   * The kl_to_prior prior is the run's initial mass; restarts do not change it.
   * Initial masses are normalised once (P = w / sum w); projectorSweeps only act in step 5.
+    The amplitudes are scaled by max|A| before squaring (MODEL §9), so 1e200 or 1e-200 run.
+  * Failure (MODEL §9): a state fails when a metric is not finite, when lnNu is NaN or e^lnNu
+    overflows float64 (the reported amplitudes; lnNu = -inf is a zero norm, not a failure), or when
+    the update is about to be applied and a phase increment of that step is not finite or exceeds
+    2^20 rad (the state the step starts from is the failed one; a state that ends or restarts
+    applies no step).
 """
 
 import json
@@ -49,6 +55,9 @@ PLATEAU = 8
 CONVERGED = 16
 FAILED = 32
 RESTART = 64
+
+MAX_PHASE_STEP = 2.0 ** 20  # MODEL §9: a larger phase increment fails the step
+LN_MAX = math.log(sys.float_info.max)  # e^lnNu overflows float64 above this
 
 METRIC_KEYS = ("resonanceStrength", "coherence", "entropy", "locality", "dominance")
 
@@ -309,8 +318,10 @@ def scaffold_phases(ps, k):
 
 
 def initial_mass(m):
-    """P_i ∝ A_i^2 (L2) or |A_i| (L1), normalised once."""
-    raw = [(a * a) if m.norm == "L2" else abs(a) for a in m.init_amps]
+    """P_i ∝ (A_i/max|A|)^2 (L2) or |A_i|/max|A| (L1), normalised once (MODEL §9: scaled first)."""
+    amax = max(abs(a) for a in m.init_amps)
+    scaled = [abs(a) / amax for a in m.init_amps]
+    raw = [(x * x) if m.norm == "L2" else x for x in scaled]
     tot = sum(raw)
     return [x / tot for x in raw]
 
@@ -435,12 +446,16 @@ def step_gamma(m, gamma, R):
     return gamma
 
 
-def step_phases(m, theta, tau, gamma, T, rho, n):
-    """Step 4: theta <- wrap(theta + h*(-w + gamma*tau) + sqrt(2*T*h)*xi_{n,i})."""
+def phase_increments(m, tau, gamma, T, rho, n):
+    """Step 4's increments h*(-w + gamma*tau) + sqrt(2*T*h)*xi_{n,i}."""
     h = m.h
     amp = math.sqrt(2.0 * T * h)
-    return [wrap_2pi(theta[i] + h * (-m.w[i] + gamma * tau[i]) + amp * xi(m.seed, rho, n, i))
-            for i in range(m.k)]
+    return [h * (-m.w[i] + gamma * tau[i]) + amp * xi(m.seed, rho, n, i) for i in range(m.k)]
+
+
+def step_phases(theta, increments):
+    """Step 4: theta <- wrap(theta + increment)."""
+    return [wrap_2pi(t + d) for t, d in zip(theta, increments)]
 
 
 def step_masses(m, P, f, mu):
@@ -518,7 +533,9 @@ def run(cfg):
 
         # 2. metrics, R_n, counters
         raw, mu = raw_metrics(m, P, theta, a, re, q, prior)
-        is_finite = all(finite(raw[key]) for key in METRIC_KEYS)
+        # MODEL §9: lnNu NaN or e^lnNu (the amplitudes' scale) overflowing float64 fails the state
+        norm_ok = not math.isnan(lnNu) and lnNu <= LN_MAX
+        is_finite = all(finite(raw[key]) for key in METRIC_KEYS) and norm_ok
         met = {key: (clip01(raw[key]) if finite(raw[key]) else None) for key in METRIC_KEYS}
         if is_finite:
             R = controlled_resonance(m, met, P, theta)
@@ -560,6 +577,12 @@ def run(cfg):
             else:
                 flags |= TERMINAL
                 status = "completed"
+        else:
+            # the update is applied: its phase increments must be representable (MODEL §9)
+            increments = phase_increments(m, tau, gamma, T, rho, n)
+            if not all(finite(d) and abs(d) <= MAX_PHASE_STEP for d in increments):
+                flags |= FAILED | TERMINAL
+                status = "failed"
 
         # records (engine.md "Records")
         if m.metrics_interval > 0 and step % m.metrics_interval == 0:
@@ -594,7 +617,7 @@ def run(cfg):
 
         # MODEL §4 steps 3-8
         gamma_next = step_gamma(m, gamma, R)                       # 3
-        theta_new = step_phases(m, theta, tau, gamma, T, rho, n)   # 4 (uses gamma_n, T_n)
+        theta_new = step_phases(theta, increments)                 # 4 (uses gamma_n, T_n)
         P = step_masses(m, P, f, mu)                               # 5 (f, mu of state n)
         lnNu = step_norm(m, lnNu, R)                               # 6
         if m.mixer == "learned":

@@ -165,6 +165,10 @@ export class CpuEngine implements Engine {
     return id;
   }
 
+  infoFor(): EngineInfo {
+    return this.info;
+  }
+
   remove(id: number): void {
     const state = this.sims.get(id);
     if (!state) return;

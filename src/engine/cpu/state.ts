@@ -58,7 +58,8 @@ export interface CpuSimState {
   k: number;
   /** Simulations with equal keys share `kernel` and are stepped together. */
   kernelKey: string;
-  logP: Vec;
+  /** Centred logs l_i - l_ref (docs/model.md section 9): mu, Var_P and the prime penalty use only differences. */
+  logC: Vec;
   omega: Vec;
   theta0: Vec;
   prior: Vec;
@@ -70,6 +71,8 @@ export interface CpuSimState {
   learned: Vec;
   theta: Vec;
   mass: Vec;
+  /** The phase increments of the current state's step, formed when it is visited (step.ts, measure). */
+  dTheta: Vec;
   scalars: Float64Array;
   /**
    * Scratch of the dense pass. In TypeScript: float64 always (f32 mode stores f32-rounded values), so the
@@ -135,7 +138,7 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
     precision,
     k,
     kernelKey: kernelKey(spec, precision),
-    logP: toVec(basis.logP, precision),
+    logC: toVec(basis.logC, precision),
     omega: toVec(basis.omega, precision),
     theta0: toVec(basis.theta0, precision),
     prior: toVec(basis.mass0, precision),
@@ -145,6 +148,7 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
     learned: allocVec(spec.mixer === 'learned' ? k * k : 0, precision),
     theta: toVec(basis.theta0, precision),
     mass: toVec(basis.mass0, precision),
+    dTheta: allocVec(k, precision),
     scalars: new Float64Array(shared ? new SharedArrayBuffer(SCALARS * 8) : new ArrayBuffer(SCALARS * 8)),
     ampCos: scratch(),
     ampSin: scratch(),

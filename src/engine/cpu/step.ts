@@ -182,14 +182,31 @@ const clip01 = (x: number): number => Math.min(1, Math.max(0, x));
 interface Measured {
   metrics: Metrics;
   controlled: number;
+  /** Every metric finite, lnNu not NaN and e^lnNu finite in float64 (the reported amplitudes). */
   finite: boolean;
+  /** Every phase increment of this state's step (in `dTheta`) finite and at most MAX_PHASE_STEP. */
+  stepOk: boolean;
   mean: number;
 }
 
-/** Metrics of the current state (docs/model.md section 5) and the controlled resonance R_n. */
+/** Largest phase increment of a step, in radians (docs/model.md section 9): beyond it phases mean nothing. */
+const MAX_PHASE_STEP = 2 ** 20;
+/** ln of the largest float64: e^lnNu overflows above it. */
+const LN_MAX = Math.log(Number.MAX_VALUE);
+
+/**
+ * Metrics of the current state (docs/model.md section 5), the controlled resonance R_n, and the phase
+ * increments of this state's step (section 4 step 4, into `dTheta`; the update applies them), so that a
+ * step that cannot be represented fails the state it starts from (section 9).
+ */
 function measure(s: CpuSimState): Measured {
   const R = rounder(s);
-  const { k, mass: P, theta, amp, zRe, zIm, q, logP, prior, weights, spec } = s;
+  const { k, mass: P, theta, amp, zRe, zIm, q, logC, prior, weights, spec, omega, dTheta, scalars: sc } = s;
+  const h = spec.dt;
+  const gamma = sc[S.GAMMA]!;
+  const n = sc[S.N]!;
+  const rho = sc[S.RESTART]!;
+  const noiseAmp = R(Math.sqrt(2 * sc[S.TEMP]! * h));
   let pc = 0;
   let ps = 0;
   let num = 0;
@@ -200,36 +217,52 @@ function measure(s: CpuSimState): Measured {
   let wc = 0;
   let ws = 0;
   let wsum = 0;
+  let badMass = false;
+  let badPhase = false;
+  let stepOk = true;
   const kl = spec.entropyBase === 'kl_to_prior';
   for (let i = 0; i < k; i++) {
     const p = P[i]!;
-    const c = R(Math.cos(theta[i]!));
-    const sn = R(Math.sin(theta[i]!));
+    const t = theta[i]!;
+    if (!Number.isFinite(p)) badMass = true;
+    if (!Number.isFinite(t)) badPhase = true;
+    const c = R(Math.cos(t));
+    const sn = R(Math.sin(t));
     pc += p * c;
     ps += p * sn;
     num += amp[i]! * (c * zRe[i]! + sn * zIm[i]!);
     den += amp[i]! * q[i]!;
     if (p > 0) ent += p * Math.log(kl ? p / prior[i]! : p);
-    mean += p * logP[i]!;
+    mean += p * logC[i]!;
     dom = Math.max(dom, p);
     const w = weights[i]!;
     wc += w * p * c;
     ws += w * p * sn;
     wsum += w * p;
+    const qi = q[i]!;
+    const torque = qi < TINY ? 0 : R((c * zIm[i]! - sn * zRe[i]!) / qi);
+    let d = R(h * R(R(gamma * torque) - omega[i]!));
+    if (noiseAmp > 0) d = R(d + R(noiseAmp * R(noise(spec.seed, rho, n, i))));
+    dTheta[i] = d;
+    if (!(Math.abs(d) <= MAX_PHASE_STEP)) stepOk = false;
   }
   mean = R(mean);
   let variance = 0;
   for (let i = 0; i < k; i++) {
-    const d = logP[i]! - mean;
+    const d = logC[i]! - mean;
     variance += P[i]! * d * d;
   }
   const lnK = Math.log(k);
-  const r = R(Math.hypot(pc, ps));
-  const coherence = R(den < TINY ? 0 : num / den);
-  const entropy = R(k === 1 ? 0 : kl ? Math.max(0, 1 - ent / lnK) : -ent / lnK);
-  const locality = R(1 - Math.sqrt(variance / s.vmax));
-  const dominance = dom;
-  const finite = [r, coherence, entropy, locality, dominance].every(Number.isFinite);
+  // A non-finite mass makes every metric non-finite, a non-finite phase those that read phases
+  // (docs/model.md section 9), whatever the sums above happened to give.
+  const r = badMass || badPhase ? NaN : R(Math.hypot(pc, ps));
+  const coherence = badMass || badPhase ? NaN : R(den < TINY ? 0 : num / den);
+  const entropy = badMass ? NaN : R(k === 1 ? 0 : kl ? Math.max(0, 1 - ent / lnK) : -ent / lnK);
+  const locality = badMass ? NaN : R(1 - Math.sqrt(variance / s.vmax));
+  const dominance = badMass ? NaN : dom;
+  // lnNu NaN, or e^lnNu (the reported amplitudes' scale) above float64: not finite. -Infinity is a norm
+  // that underflowed to 0 (f32 gets there long before f64): zero amplitudes, not a failure.
+  const finite = [r, coherence, entropy, locality, dominance].every(Number.isFinite) && sc[S.LNNU]! <= LN_MAX;
   const metrics: Metrics = {
     resonanceStrength: clip01(r),
     coherence: clip01(coherence),
@@ -241,7 +274,7 @@ function measure(s: CpuSimState): Measured {
   let controlled = metrics.resonanceStrength;
   if (spec.target?.operator === 'R_q') controlled = metrics.coherence;
   else if (spec.target?.operator === 'custom') controlled = R(wsum < TINY ? 0 : Math.hypot(wc, ws) / wsum);
-  return { metrics, controlled, finite, mean };
+  return { metrics, controlled, finite, stepOk, mean };
 }
 
 /** Re-seed the phases for restart `restart` (docs/model.md section 3) and reset its counters. */
@@ -258,15 +291,13 @@ function restart(s: CpuSimState, next: number): void {
 /** Section 4 steps 3–8 on a state whose dense pass and metrics are known. */
 function update(s: CpuSimState, m: Measured): void {
   const R = rounder(s);
-  const { k, spec, theta, mass: P, zRe, zIm, q, omega, logP, scalars: sc } = s;
+  const { k, spec, theta, mass: P, zRe, zIm, q, logC, dTheta, scalars: sc } = s;
   const h = spec.dt;
   const n = sc[S.N]!;
-  const rho = sc[S.RESTART]!;
   const gamma = sc[S.GAMMA]!;
   const target = spec.target;
   const hLambda = R(h * spec.lambda);
   const hPenalty = R((h * spec.lambdaPrime) / s.vmax);
-  const noiseAmp = R(Math.sqrt(2 * sc[S.TEMP]! * h));
 
   let ymax = -Infinity;
   const y = s.amp; // the amplitudes are spent: reuse the buffer for y
@@ -275,13 +306,9 @@ function update(s: CpuSimState, m: Measured): void {
     const c = R(Math.cos(t));
     const sn = R(Math.sin(t));
     const qi = q[i]!;
-    const small = qi < TINY;
-    const torque = small ? 0 : R((c * zIm[i]! - sn * zRe[i]!) / qi);
-    const align = small ? 0 : R((c * zRe[i]! + sn * zIm[i]!) / qi);
-    let dTheta = R(h * R(R(gamma * torque) - omega[i]!));
-    if (noiseAmp > 0) dTheta = R(dTheta + R(noiseAmp * R(noise(spec.seed, rho, n, i))));
-    theta[i] = wrap(R(t + dTheta), R);
-    const d = R(logP[i]! - m.mean);
+    const align = qi < TINY ? 0 : R((c * zRe[i]! + sn * zIm[i]!) / qi);
+    theta[i] = wrap(R(t + dTheta[i]!), R);
+    const d = R(logC[i]! - m.mean);
     const yi = R(Math.log(Math.max(P[i]!, Math.exp(MIN_LOG_MASS))) + R(hLambda * align) - R(hPenalty * R(d * d)));
     y[i] = yi;
     if (yi > ymax) ymax = yi;
@@ -340,12 +367,20 @@ export function visit(s: CpuSimState): TickRecord | null {
   const R = rounder(s);
   const { spec, scalars: sc } = s;
   const m = measure(s);
+  const step = sc[S.STEP]!;
+  let flags = 0;
   if (sc[S.REVISIT]) {
     // A completed run given extra steps: this state was visited (counters, decision, record) when the run
-    // ended; now only its update is applied (docs/engine.md, "Checkpoints and patches").
+    // ended; now only its update is applied (docs/engine.md, "Checkpoints and patches"), unless that step
+    // cannot be represented: then the run fails on this state after all, with its record.
     sc[S.REVISIT] = 0;
-    update(s, m);
-    return null;
+    if (m.stepOk) {
+      update(s, m);
+      return null;
+    }
+    m.metrics.plateauDetected = sc[S.PLATEAU_COUNT]! >= spec.plateauT;
+    flags = Flag.FAILED | Flag.TERMINAL | Flag.SNAPSHOT | (step % spec.metricsInterval === 0 ? Flag.METRICS : 0);
+    return end(s, m, flags);
   }
   const entropy = m.metrics.entropy;
   if (entropy < R(sc[S.EBEST]! - spec.plateauEps)) {
@@ -358,26 +393,33 @@ export function visit(s: CpuSimState): TickRecord | null {
   if (target) sc[S.CONV_COUNT] = m.controlled >= R(target.value - 0.02) ? sc[S.CONV_COUNT]! + 1 : 0;
   const converged = target !== null && sc[S.CONV_COUNT]! >= Math.max(8, Math.ceil(spec.plateauT / 10));
 
-  const step = sc[S.STEP]!;
   const n = sc[S.N]!;
-  const rho = sc[S.RESTART]!;
-  const canRestart = rho < spec.restarts;
-  let flags = 0;
+  const canRestart = sc[S.RESTART]! < spec.restarts;
+  // First match wins (docs/engine.md, "Ticks"); a step that cannot be represented fails the state only
+  // where that step would be applied (docs/model.md section 9).
   if (!m.finite) flags = Flag.FAILED | Flag.TERMINAL;
-  else if (spec.mode === 'space') flags = spaceEvents(s, plateau, m.metrics.dominance >= R(collapseThresholdOf(spec)));
+  else if (spec.mode === 'space') flags = m.stepOk ? spaceEvents(s, plateau, m.metrics.dominance >= R(collapseThresholdOf(spec))) : Flag.FAILED | Flag.TERMINAL;
   else if (converged) flags = Flag.CONVERGED | Flag.TERMINAL;
   else if (plateau) flags = Flag.PLATEAU | (canRestart ? Flag.RESTART : Flag.TERMINAL);
   else if (n >= sc[S.STEPS]!) flags = canRestart ? Flag.RESTART : Flag.TERMINAL;
+  else if (!m.stepOk) flags = Flag.FAILED | Flag.TERMINAL;
   if (step % spec.metricsInterval === 0) flags |= Flag.METRICS;
   if (step % spec.snapshotsInterval === 0 || flags & Flag.TERMINAL) flags |= Flag.SNAPSHOT;
   if (step === sc[S.SNAP_AT]) {
     flags |= Flag.SNAPSHOT;
     sc[S.SNAP_AT] = -1;
   }
+  return end(s, m, flags);
+}
 
+/** The record of a visited state with `flags` (null when none), then its end, restart or update. */
+function end(s: CpuSimState, m: Measured, flags: number): TickRecord | null {
+  const { spec, scalars: sc } = s;
+  const step = sc[S.STEP]!;
+  const rho = sc[S.RESTART]!;
   let record: TickRecord | null = null;
   if (flags !== 0) {
-    record = { step, restart: rho, n, flags, metrics: m.metrics, gamma: sc[S.GAMMA]!, lnNu: sc[S.LNNU]!, controlled: m.controlled };
+    record = { step, restart: rho, n: sc[S.N]!, flags, metrics: m.metrics, gamma: sc[S.GAMMA]!, lnNu: sc[S.LNNU]!, controlled: m.controlled };
     if (flags & Flag.SNAPSHOT) {
       record.phases = copyOut(s.theta);
       const nu = Math.exp(sc[S.LNNU]!);

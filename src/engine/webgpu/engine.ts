@@ -6,7 +6,7 @@
  * (slot s owns elements [s * PAD_K, s * PAD_K + k)); a full class grows by reallocating at twice the
  * capacity and copying. Buffers of a class:
  *   params   SimParams per slot (host-written)          headers  SimHeader per slot (GPU state + ring counts)
- *   elemF    vec4 (sqrt l, l, w, theta0) per element    elemG    vec2 (prior, custom weight) per element
+ *   elemF    vec4 (sqrt l, l, w, theta0) per element    elemG    vec4 (prior, custom weight, l - l_ref, -) per element
  *   primes   u32 per element                            state    vec2 (theta, P) per element
  *   zq       vec4 (Re z, Im z, q, -) per element        records  REC_CAP GpuRecord per slot (ring)
  *   snaps    SNAP_CAP x 2 PAD_K f32 per slot (ring)     learned  PAD_K^2 f32 per learned simulation (pool)
@@ -147,7 +147,7 @@ const GpuRecord = d.struct({
   lnNu: d.f32,
   controlled: d.f32,
   snap: d.u32,
-  pad0: d.u32,
+  nonFinite: d.u32,
   pad1: d.u32,
 });
 
@@ -323,7 +323,8 @@ export class WebGpuEngine implements Engine {
       }));
     this.layouts = {
       dense: device.createBindGroupLayout({ label: 'dense', entries: entries(['read', 'read', 'read', 'read', 'read', 'read', 'rw']) }),
-      visit: device.createBindGroupLayout({ label: 'visit', entries: entries(['read', 'rw', 'read', 'read', 'rw', 'read', 'rw', 'rw']) }),
+      // zq is read-write in the visit: it keeps each element's phase increment in zq.w (visit.wgsl)
+      visit: device.createBindGroupLayout({ label: 'visit', entries: entries(['read', 'rw', 'read', 'read', 'rw', 'rw', 'rw', 'rw']) }),
       learn: device.createBindGroupLayout({ label: 'learn', entries: entries(['read', 'read', 'read', 'read', 'rw']) }),
     };
   }
@@ -409,6 +410,10 @@ export class WebGpuEngine implements Engine {
     this.upload(sim, restored);
     this.sims.set(sim.id, sim);
     return sim.id;
+  }
+
+  infoFor(): EngineInfo {
+    return this.info;
   }
 
   remove(id: number): void {
@@ -730,17 +735,19 @@ export class WebGpuEngine implements Engine {
   }
 
   private toRecord(sim: Sim, r: d.Infer<typeof GpuRecord>, payload: ArrayBuffer, snapAt: number): TickRecord {
+    // A metric the visit found not finite is NaN here, as on the CPU (its clamped value is meaningless).
+    const metric = (value: number, bit: number): number => (r.nonFinite & bit ? NaN : value);
     const record: TickRecord = {
       step: r.step,
       restart: r.restart,
       n: r.n,
       flags: r.flags,
       metrics: {
-        resonanceStrength: r.resonance,
-        coherence: r.coherence,
-        entropy: r.entropy,
-        locality: r.locality,
-        dominance: r.dominance,
+        resonanceStrength: metric(r.resonance, 1),
+        coherence: metric(r.coherence, 2),
+        entropy: metric(r.entropy, 4),
+        locality: metric(r.locality, 8),
+        dominance: metric(r.dominance, 16),
         plateauDetected: r.plateau !== 0,
       },
       gamma: r.gamma,
@@ -831,7 +838,7 @@ export class WebGpuEngine implements Engine {
       params: make('params', capacity * PARAMS_SIZE),
       headers: make('headers', capacity * HEADER_SIZE),
       elemF: make('elemF', elems * 16),
-      elemG: make('elemG', elems * 8),
+      elemG: make('elemG', elems * 16),
       primes: make('primes', elems * 4),
       state: make('state', elems * 8),
       zq: make('zq', elems * 16),
@@ -988,21 +995,23 @@ export class WebGpuEngine implements Engine {
     q.writeBuffer(b.headers, slot * HEADER_SIZE, header);
 
     const elemF = new Float32Array(4 * k);
-    const elemG = new Float32Array(2 * k);
+    const elemG = new Float32Array(4 * k);
     const state = new Float32Array(2 * k);
     for (let i = 0; i < k; i++) {
       elemF[4 * i] = Math.sqrt(basis.logP[i]!);
       elemF[4 * i + 1] = basis.logP[i]!;
       elemF[4 * i + 2] = basis.omega[i]!;
       elemF[4 * i + 3] = basis.theta0[i]!;
-      elemG[2 * i] = basis.mass0[i]!;
-      elemG[2 * i + 1] = basis.weights[i]!;
+      elemG[4 * i] = basis.mass0[i]!;
+      elemG[4 * i + 1] = basis.weights[i]!;
+      // centred logs, from f64 (docs/model.md section 9): mu, Var_P and the prime penalty read only these
+      elemG[4 * i + 2] = basis.logC[i]!;
       state[2 * i] = r ? r.phases[i]! : basis.theta0[i]!;
       state[2 * i + 1] = r ? r.masses[i]! : basis.mass0[i]!;
     }
     const e0 = slot * K;
     q.writeBuffer(b.elemF, e0 * 16, elemF);
-    q.writeBuffer(b.elemG, e0 * 8, elemG);
+    q.writeBuffer(b.elemG, e0 * 16, elemG);
     q.writeBuffer(b.primes, e0 * 4, Uint32Array.from(basis.primes));
     q.writeBuffer(b.state, e0 * 8, state);
     if (sim.learnedIndex !== NONE) {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import { HQEConfig, type NormalizedConfig } from '../../model/config.js';
 import { normalize, zodErrors } from '../../model/normalize.js';
+import type { EngineInfo } from '../../engine/types.js';
 import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import { type Scheduler, SessionEndedError } from '../../sim/scheduler.js';
 import { OwnerUnreachableError, type SessionCommit } from '../../sim/session-cluster.js';
@@ -15,7 +16,7 @@ import type { ServerConfig } from '../config.js';
 import { Problem, notFound, unavailableProblem, validationProblem } from '../problem.js';
 import { chargeWork, workUnits } from '../ratelimit.js';
 import {
-  authProblems, bodyProblems, Cursor, idempotencyProblems, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
+  authProblems, bodyProblems, Cursor, EngineFields, idempotencyProblems, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
   SessionStatusSchema, SnapshotSchema,
 } from '../schemas.js';
 import { pageQuery } from '../paging.js';
@@ -55,6 +56,7 @@ export const HQESession = z
     createdAt: z.string().meta({ format: 'date-time' }),
     updatedAt: z.string().meta({ format: 'date-time' }),
     config: HQEConfig,
+    ...EngineFields.shape,
   })
   .meta({ id: 'HQESession' });
 
@@ -107,7 +109,8 @@ function serialPerOrg(): <T>(orgId: string, fn: () => Promise<T>) => Promise<T> 
   };
 }
 
-function sessionView(row: SessionRow): z.input<typeof HQESession> {
+/** A session as the API shows it; `engine`: the engine that runs it (Scheduler.engineInfoFor). */
+function sessionView(row: SessionRow, engine: EngineInfo): z.input<typeof HQESession> {
   return {
     id: row.id,
     status: row.status,
@@ -118,6 +121,9 @@ function sessionView(row: SessionRow): z.input<typeof HQESession> {
     createdAt: new Date(row.createdAt).toISOString(),
     updatedAt: new Date(row.updatedAt).toISOString(),
     config: row.config,
+    backend: engine.backend,
+    adapter: engine.adapter,
+    precision: engine.precision,
   };
 }
 
@@ -197,11 +203,12 @@ export function hqeRoutes(deps: HqeDeps): Router {
     });
     ctx.status = 201;
     ctx.set('Location', `/v1/hqe/sessions/${row.id}`);
-    ctx.body = sessionView(row);
+    ctx.body = sessionView(row, scheduler.engineInfoFor(row.config));
   });
 
   router.get('/sessions/:id', requireScope('hqe.read'), async (ctx) => {
-    ctx.body = sessionView(await ownSession(ctx, sessions));
+    const row = await ownSession(ctx, sessions);
+    ctx.body = sessionView(row, scheduler.engineInfoFor(row.config));
   });
 
   router.delete('/sessions/:id', requireScope('hqe.write'), async (ctx) => {
