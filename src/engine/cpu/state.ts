@@ -87,6 +87,14 @@ export interface CpuSimState {
   q: Vec;
   /** True when the kernel and the dense scratch live in the WebAssembly arena (wasm-dense.ts). */
   inArena: boolean;
+  /**
+   * cos theta_j and sin theta_j of the current state (rounded as the mode stores them), formed with the
+   * amplitudes of its dense pass, and ln P_j, formed when it is measured: the visit reads them instead of
+   * computing each transcendental again (step.ts). Float64; shared memory, as a gang's threads form them.
+   */
+  cosT: Float64Array;
+  sinT: Float64Array;
+  lnP: Float64Array;
 }
 
 /** A vector of the arena, in `precision`. */
@@ -157,6 +165,9 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
     zIm: scratch(),
     q: scratch(),
     inArena: arena !== undefined,
+    cosT: allocVec(k, 'f64') as Float64Array,
+    sinT: allocVec(k, 'f64') as Float64Array,
+    lnP: allocVec(k, 'f64') as Float64Array,
   };
   resetRestart(state, 0);
   state.scalars[S.STEP] = 0;

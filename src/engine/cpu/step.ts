@@ -31,16 +31,24 @@ function wrap(x: number, R: (x: number) => number): number {
   return w >= R(TWO_PI) ? 0 : w;
 }
 
-/** Amplitudes a_j and a_j e^{i theta_j} of every simulation in the group. */
+/**
+ * Amplitudes a_j and a_j e^{i theta_j} of every simulation in the group, and cos theta_j, sin theta_j
+ * kept for the visit of the same state (measure and update read them instead of computing them again).
+ */
 function loadAmplitudes(state: CpuSimState, j0 = 0, j1 = state.k): void {
   const R = rounder(state);
   const l2 = state.spec.norm === 'L2';
+  const { mass, theta, amp, ampCos, ampSin, cosT, sinT } = state;
   for (let j = j0; j < j1; j++) {
-    const a = l2 ? R(Math.sqrt(state.mass[j]!)) : state.mass[j]!;
-    const t = state.theta[j]!;
-    state.amp[j] = a;
-    state.ampCos[j] = R(a * R(Math.cos(t)));
-    state.ampSin[j] = R(a * R(Math.sin(t)));
+    const a = l2 ? R(Math.sqrt(mass[j]!)) : mass[j]!;
+    const t = theta[j]!;
+    const c = R(Math.cos(t));
+    const sn = R(Math.sin(t));
+    cosT[j] = c;
+    sinT[j] = sn;
+    amp[j] = a;
+    ampCos[j] = R(a * c);
+    ampSin[j] = R(a * sn);
   }
 }
 
@@ -201,7 +209,7 @@ const LN_MAX = Math.log(Number.MAX_VALUE);
  */
 function measure(s: CpuSimState): Measured {
   const R = rounder(s);
-  const { k, mass: P, theta, amp, zRe, zIm, q, logC, prior, weights, spec, omega, dTheta, scalars: sc } = s;
+  const { k, mass: P, theta, amp, zRe, zIm, q, logC, prior, weights, spec, omega, dTheta, cosT, sinT, lnP, scalars: sc } = s;
   const h = spec.dt;
   const gamma = sc[S.GAMMA]!;
   const n = sc[S.N]!;
@@ -226,13 +234,16 @@ function measure(s: CpuSimState): Measured {
     const t = theta[i]!;
     if (!Number.isFinite(p)) badMass = true;
     if (!Number.isFinite(t)) badPhase = true;
-    const c = R(Math.cos(t));
-    const sn = R(Math.sin(t));
+    const c = cosT[i]!;
+    const sn = sinT[i]!;
     pc += p * c;
     ps += p * sn;
     num += amp[i]! * (c * zRe[i]! + sn * zIm[i]!);
     den += amp[i]! * q[i]!;
-    if (p > 0) ent += p * Math.log(kl ? p / prior[i]! : p);
+    // ln P_i serves the entropy here and the mass update of the same state (update, logMass).
+    const lp = Math.log(p);
+    lnP[i] = lp;
+    if (p > 0) ent += p * (kl ? Math.log(p / prior[i]!) : lp);
     mean += p * logC[i]!;
     dom = Math.max(dom, p);
     const w = weights[i]!;
@@ -288,10 +299,20 @@ function restart(s: CpuSimState, next: number): void {
   resetRestart(s, next);
 }
 
+/** The floor of a mass in the update: ln P never goes below MIN_LOG_MASS (docs/model.md section 4 step 5). */
+const MIN_MASS = Math.exp(MIN_LOG_MASS);
+const LN_MIN_MASS = Math.log(MIN_MASS);
+
+/** ln max(p, MIN_MASS), from `lp` = ln p as measure formed it: exactly Math.log(Math.max(p, MIN_MASS)). */
+function logMass(p: number, lp: number): number {
+  if (p >= MIN_MASS) return lp;
+  return p < MIN_MASS ? LN_MIN_MASS : NaN;
+}
+
 /** Section 4 steps 3–8 on a state whose dense pass and metrics are known. */
 function update(s: CpuSimState, m: Measured): void {
   const R = rounder(s);
-  const { k, spec, theta, mass: P, zRe, zIm, q, logC, dTheta, scalars: sc } = s;
+  const { k, spec, theta, mass: P, zRe, zIm, q, logC, dTheta, cosT, sinT, lnP, scalars: sc } = s;
   const h = spec.dt;
   const n = sc[S.N]!;
   const gamma = sc[S.GAMMA]!;
@@ -302,14 +323,13 @@ function update(s: CpuSimState, m: Measured): void {
   let ymax = -Infinity;
   const y = s.amp; // the amplitudes are spent: reuse the buffer for y
   for (let i = 0; i < k; i++) {
-    const t = theta[i]!;
-    const c = R(Math.cos(t));
-    const sn = R(Math.sin(t));
+    const c = cosT[i]!;
+    const sn = sinT[i]!;
     const qi = q[i]!;
     const align = qi < TINY ? 0 : R((c * zRe[i]! + sn * zIm[i]!) / qi);
-    theta[i] = wrap(R(t + dTheta[i]!), R);
+    theta[i] = wrap(R(theta[i]! + dTheta[i]!), R);
     const d = R(logC[i]! - m.mean);
-    const yi = R(Math.log(Math.max(P[i]!, Math.exp(MIN_LOG_MASS))) + R(hLambda * align) - R(hPenalty * R(d * d)));
+    const yi = R(logMass(P[i]!, lnP[i]!) + R(hLambda * align) - R(hPenalty * R(d * d)));
     y[i] = yi;
     if (yi > ymax) ymax = yi;
   }
