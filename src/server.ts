@@ -14,6 +14,7 @@ import { Ownership } from './cluster/ownership.js';
 import { Rpc } from './cluster/rpc.js';
 import { RedisBroker } from './cluster/redis-broker.js';
 import { createEngine } from './engine/select.js';
+import type { EngineInfo } from './engine/types.js';
 import { createApp } from './http/app.js';
 import { seedBootstrapKey } from './http/auth.js';
 import type { ServerConfig } from './http/config.js';
@@ -34,6 +35,10 @@ export interface RunningServer {
   url: string;
   port: number;
   logger: Logger;
+  /** The engine chosen: backend, adapter, precision. */
+  engine: EngineInfo;
+  /** Why RESONANCE_BACKEND=auto took the CPU engine (one line), or null. */
+  cpuFallback: string | null;
   close(): Promise<void>;
 }
 
@@ -94,7 +99,28 @@ interface Listening {
   bootId: string;
 }
 
-async function startNode(config: ServerConfig, logger: Logger, { server, sockets, port, url, nodeId, bootId }: Listening): Promise<RunningServer> {
+/**
+ * Starts everything after the port. Each part that has started registers how to stop it in `undo`; when a
+ * later part fails (Redis or Postgres unreachable, a bad engine), those are stopped in reverse order so that
+ * the process can exit instead of hanging on a worker thread, a connection or a timer.
+ */
+async function startNode(config: ServerConfig, logger: Logger, listening: Listening): Promise<RunningServer> {
+  const undo: Array<() => unknown> = [];
+  try {
+    return await startParts(config, logger, listening, undo);
+  } catch (err) {
+    for (const stop of undo.reverse()) {
+      try {
+        await stop();
+      } catch (stopErr) {
+        logger.warn({ err: stopErr }, 'stopping after a failed start');
+      }
+    }
+    throw err;
+  }
+}
+
+async function startParts(config: ServerConfig, logger: Logger, { server, sockets, port, url, nodeId, bootId }: Listening, undo: Array<() => unknown>): Promise<RunningServer> {
   const store = await openStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
@@ -102,6 +128,7 @@ async function startNode(config: ServerConfig, logger: Logger, { server, sockets
     checkpoints: true,
     onError: (message, err) => logger.error({ err }, message),
   });
+  undo.push(() => store.close());
   logger.info({ store: store.kind }, 'store ready');
   const authStore = store.auth;
   await seedBootstrapKey(authStore, config.bootstrapKey);
@@ -109,21 +136,31 @@ async function startNode(config: ServerConfig, logger: Logger, { server, sockets
   const usageStore = store.usage;
   // The broker between nodes (src/cluster/broker.ts): Redis for a cluster node, memory for one process.
   const broker: Broker = config.redisUrl
-    ? await RedisBroker.open({ url: config.redisUrl, nodeId, prefix: config.redisPrefix, onError: (err) => logger.warn({ err: err.message }, 'redis connection error') })
+    ? await RedisBroker.open({ url: config.redisUrl, nodeId, prefix: config.redisPrefix, onError: (err) => logger.warn({ err: err.message }, 'redis connection error') }).catch(
+        (err: Error) => {
+          // ioredis says only "Connection is closed."; the URL is not repeated (it may hold a password).
+          throw new Error(`cannot connect to Redis (RESONANCE_REDIS_URL): ${err.message}`, { cause: err });
+        },
+      )
     : new MemoryBroker(nodeId);
+  undo.push(() => broker.close());
   const quotas = new Quotas(usageStore, config.quotaDefaults, Date.now, broker.windows);
   const usage = new UsageMeter(usageStore, (err) => logger.error({ err }, 'usage flush failed'));
   // One budget per credential for REST requests and WebSocket proposals alike, on every node.
   const rateLimiter = new WindowRateLimiter(config.rateLimit, config.rateWindowSeconds, Date.now, broker.windows);
   usage.start();
+  undo.push(() => usage.stop());
   const retention = new Retention(
     (now, policy) => store.purgeExpired(now, policy),
     { sessionRetentionMs: config.sessionRetentionHours * 3_600_000, deliveryRetentionMs: config.deliveryRetentionHours * 3_600_000 },
     (err) => logger.error({ err }, 'retention sweep failed'),
   );
   retention.start();
-  const engine = await createEngine({ backend: config.backend });
-  logger.info({ backend: engine.info.backend, adapter: engine.info.adapter }, 'engine ready');
+  undo.push(() => retention.stop());
+  let cpuFallback: string | null = null;
+  const engine = await createEngine({ backend: config.backend, onCpuFallback: (reason) => void (cpuFallback = reason) });
+  undo.push(() => engine.destroy());
+  logger.info({ backend: engine.info.backend, adapter: engine.info.adapter, ...(cpuFallback ? { cpuFallback } : {}) }, 'engine ready');
   const webhooks = new WebhookService({ store: store.webhooks, allowPrivate: config.allowPrivateWebhooks, ports: config.webhookPorts, logger, quotas });
   // This node's heartbeat and leases (GET /v1/cluster; ownership of spaces and sessions).
   const ownership = new Ownership({
@@ -136,9 +173,11 @@ async function startNode(config: ServerConfig, logger: Logger, { server, sockets
     onError: (err) => logger.error({ err }, 'heartbeat failed'),
   });
   await ownership.start();
+  undo.push(() => ownership.stop());
   // Calls between nodes: writes to a space or session go to the node that owns it.
   const rpc = new Rpc(broker, 2000, toRemoteError);
   await rpc.start();
+  undo.push(() => rpc.stop());
   const node = new ClusterNode(ownership, broker, rpc, store.cluster);
   logger.info({ node: nodeId, store: store.kind, broker: broker.health().kind }, 'node ready');
   const scheduler = new Scheduler({
@@ -175,11 +214,19 @@ async function startNode(config: ServerConfig, logger: Logger, { server, sockets
     storageUsed: (orgId) => usageStore.storageBytes(orgId),
   });
   await spaces.start();
+  undo.push(() => spaces.stop());
   await scheduler.start();
+  // Both stopped as close() stops them: the spaces first.
+  undo.splice(-1, 1, async () => {
+    await spaces.stop();
+    await scheduler.stop();
+  });
   webhooks.start();
+  undo.push(() => webhooks.stop());
   // Releases Idempotency-Key claims left in flight by a process that died, then purges expired keys.
   const idempotency = new Idempotency(store.idempotency, bootId, (err) => logger.error({ err }, 'idempotency purge failed'));
   await idempotency.start();
+  undo.push(() => idempotency.stop());
   // Ends WebSockets and SSE streams whose credential is revoked (by the CLI, another process) or member removed.
   // Requests ask it instead of the store: a credential is looked up once per RESONANCE_AUTH_CACHE_MS at most.
   const credentialCache = new CredentialCache(authStore, { ttlMs: config.authCacheMs });
@@ -190,8 +237,10 @@ async function startNode(config: ServerConfig, logger: Logger, { server, sockets
     onError: (err) => logger.error({ err }, 'revocation sweep failed'),
   });
   credentials.start();
+  undo.push(() => credentials.stop());
   // A revocation announced by another process (the CLI) acts here at once, not after the cache's second.
   const unfollowRevocations = await credentials.follow(broker);
+  undo.push(unfollowRevocations);
 
   // WebSocket upgrades of /spaces/{id} (listening below), and the per-space feeds the SSE streams share.
   const realtime = new RealtimeServer({ config, spaces, presence: broker.presence, logger, credentials, budget: rateLimiter, quotas, usage });
@@ -250,5 +299,5 @@ async function startNode(config: ServerConfig, logger: Logger, { server, sockets
       logger.info('stopped');
       logger.flush();
     })());
-  return { url, port, logger, close };
+  return { url, port, logger, engine: engine.info, cpuFallback, close };
 }

@@ -7,14 +7,13 @@
  * which then acts at once.
  */
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { RedisBroker } from '../cluster/redis-broker.js';
 import { configFromEnv } from '../http/config.js';
 import { announceRevocation } from '../http/revocations.js';
 import type { ApiKeyRecord, AuthStore, CredentialRef, OAuthClientRecord } from '../store/auth.js';
 import { openCliStore } from './store.js';
 import { ALL_SCOPES, type Scope } from '../http/types.js';
-import { exitCodeFor, UsageError } from './input.js';
+import { exitCodeFor, parseCommand, unknownAction, UsageError } from './args.js';
 
 export const KEYS_USAGE = `usage:
   resonance keys create --org NAME [--scopes hqe.read,hqe.write] [--data DIR] [--json]
@@ -31,7 +30,6 @@ const OPTIONS = {
   scopes: { type: 'string' },
   data: { type: 'string' },
   json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
 interface Parsed {
@@ -41,17 +39,13 @@ interface Parsed {
   scopes: string | undefined;
   data: string | undefined;
   json: boolean;
-  help: boolean;
 }
 
-function parse(args: string[]): Parsed {
-  try {
-    const { values, positionals } = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
-    const [action, ...rest] = positionals;
-    return { action, positionals: rest, org: values.org, scopes: values.scopes, data: values.data, json: values.json ?? false, help: values.help ?? false };
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+/** ACTION [ID] and the flags; --help throws HelpRequested with `usage`. */
+function parse(name: 'keys' | 'clients', usage: string, args: string[]): Parsed {
+  const { values, positionals } = parseCommand({ name, usage, positionals: 2 }, args, OPTIONS);
+  const [action, ...rest] = positionals;
+  return { action, positionals: rest, org: values.org, scopes: values.scopes, data: values.data, json: values.json ?? false };
 }
 
 /** "hqe.read,hqe.write" (commas or spaces); both scopes when the flag is absent, as the issue asks. */
@@ -164,7 +158,7 @@ async function runKeys(p: Parsed): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(p.action ? `unknown keys action "${p.action}"\n\n${KEYS_USAGE}` : KEYS_USAGE);
+      throw unknownAction('keys', p.action, ['create', 'list', 'revoke'], KEYS_USAGE);
   }
 }
 
@@ -200,19 +194,14 @@ async function runClients(p: Parsed): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(p.action ? `unknown clients action "${p.action}"\n\n${CLIENTS_USAGE}` : CLIENTS_USAGE);
+      throw unknownAction('clients', p.action, ['create', 'list', 'revoke'], CLIENTS_USAGE);
   }
 }
 
 /** Exit codes as the rest of the CLI: 0 ok, 1 failure (unknown id), 2 usage error. */
 export async function keysCommand(args: string[]): Promise<number> {
   try {
-    const p = parse(args);
-    if (p.help) {
-      out(KEYS_USAGE);
-      return 0;
-    }
-    return await runKeys(p);
+    return await runKeys(parse('keys', KEYS_USAGE, args));
   } catch (err) {
     return exitCodeFor(err);
   }
@@ -220,12 +209,7 @@ export async function keysCommand(args: string[]): Promise<number> {
 
 export async function clientsCommand(args: string[]): Promise<number> {
   try {
-    const p = parse(args);
-    if (p.help) {
-      out(CLIENTS_USAGE);
-      return 0;
-    }
-    return await runClients(p);
+    return await runClients(parse('clients', CLIENTS_USAGE, args));
   } catch (err) {
     return exitCodeFor(err);
   }

@@ -2,9 +2,8 @@
  * `resonance orgs`: an org's quotas (docs/tenancy.md), in the server's store (cli/store.ts). A running
  * server reads overrides again within seconds, so no restart is needed.
  */
-import { parseArgs } from 'node:util';
 import { isQuotaName, QUOTA_NAMES, QUOTAS } from '../model/tenancy.js';
-import { exitCodeFor, UsageError } from './input.js';
+import { exitCodeFor, nearest, parseCommand, unknownAction, UsageError } from './args.js';
 import { openCliStore } from './store.js';
 
 export const ORGS_USAGE = `usage:
@@ -18,22 +17,12 @@ const out = (text: string): void => void process.stdout.write(text + '\n');
 
 export async function orgsCommand(args: string[]): Promise<number> {
   try {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args, allowPositionals: true, strict: true,
-        options: { data: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      });
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-    const { values, positionals } = parsed;
+    const { values, positionals } = parseCommand({ name: 'orgs', usage: ORGS_USAGE, positionals: 4 }, args, {
+      data: { type: 'string' },
+      json: { type: 'boolean' },
+    });
     const [action, orgName, name, value] = positionals;
-    if (values.help) {
-      out(ORGS_USAGE);
-      return 0;
-    }
-    if (action !== 'quotas' && action !== 'set-quota') throw new UsageError(action ? `unknown orgs action "${action}"\n\n${ORGS_USAGE}` : ORGS_USAGE);
+    if (action !== 'quotas' && action !== 'set-quota') throw unknownAction('orgs', action, ['quotas', 'set-quota'], ORGS_USAGE);
     if (!orgName?.trim()) throw new UsageError(`orgs ${action} needs the org name`);
     const store = await openCliStore(values.data ?? (process.env.RESONANCE_DATA || './data'));
     try {
@@ -44,7 +33,10 @@ export async function orgsCommand(args: string[]): Promise<number> {
       }
       const usage = store.usage;
       if (action === 'set-quota') {
-        if (!name || !isQuotaName(name)) throw new UsageError(`unknown quota "${name ?? ''}" (known: ${QUOTA_NAMES.join(', ')})`);
+        if (!name || !isQuotaName(name)) {
+          const near = name ? nearest(name, QUOTA_NAMES) : undefined;
+          throw new UsageError(`unknown quota "${name ?? ''}"${near ? ` (did you mean "${near}"?)` : ''}; known: ${QUOTA_NAMES.join(', ')}`, 'orgs');
+        }
         if (value === undefined) throw new UsageError('set-quota needs a VALUE (a non-negative number, or "default")');
         const n = value === 'default' ? null : Number(value);
         if (n !== null && (!Number.isFinite(n) || n < 0 || value.trim() === '')) throw new UsageError(`VALUE must be a non-negative number or "default" (got "${value}")`);

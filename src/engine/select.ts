@@ -14,6 +14,8 @@ export interface EngineOptions {
   threads?: number;
   /** The CPU engine's dense pass (RESONANCE_CPU_DENSE): WebAssembly SIMD (default) or TypeScript. */
   dense?: 'wasm' | 'ts';
+  /** auto only: told why the CPU engine was taken ("no GPU adapter (Vulkan not available)"). */
+  onCpuFallback?: (reason: string) => void;
 }
 
 export function denseFromEnv(env: NodeJS.ProcessEnv = process.env): 'wasm' | 'ts' {
@@ -47,6 +49,21 @@ async function pickEngine(options: EngineOptions): Promise<Engine> {
     return WebGpuEngine.create({ allowSoftware });
   };
   if (backend === 'webgpu') return webgpu(true);
-  // auto: a missing native binding or a software-only adapter both mean the CPU engine.
-  return webgpu(false).catch(() => cpu());
+  // auto: a missing native binding or a software-only adapter both mean the CPU engine. Whether there is a
+  // GPU is asked of a child process first (device.ts probeDefaultAdapter), so that a machine without one
+  // gets one line through onCpuFallback instead of Dawn's warnings on stderr. Not a literal specifier, as
+  // in engine.ts: bundlers of the demo pages must leave the Node-only module out.
+  const fallback = (reason: string): Engine => {
+    options.onCpuFallback?.(reason);
+    return cpu();
+  };
+  let probe: Awaited<ReturnType<typeof import('./webgpu/device.js').probeDefaultAdapter>>;
+  try {
+    const deviceModule = './webgpu/device.js';
+    probe = await ((await import(/* @vite-ignore */ deviceModule)) as typeof import('./webgpu/device.js')).probeDefaultAdapter();
+  } catch (err) {
+    return fallback(`WebGPU not available (${(err as Error).message})`);
+  }
+  if (probe.found !== 'hardware') return fallback(`no GPU adapter (${probe.detail})`);
+  return webgpu(false).catch((err: unknown) => fallback(`WebGPU failed on ${probe.detail} (${(err as Error).message})`));
 }

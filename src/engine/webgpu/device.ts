@@ -4,6 +4,7 @@
  * Order (DESIGN.md, "WebGPU on machines without a GPU"):
  * 1. `create([])`: Dawn's default backend (Vulkan on Linux) at the core feature level. A software adapter
  *    found there (llvmpipe, lavapipe, SwiftShader, a fallback adapter) is refused unless allowSoftware.
+ *    A child process looks first (probeDefaultAdapter); where it finds no adapter this step is skipped.
  * 2. allowSoftware only: `create(['backend=opengl'])` with `EGL_PLATFORM=surfaceless` and
  *    `requestAdapter({ featureLevel: 'compatibility' })`: Mesa llvmpipe through EGL on a machine without a GPU.
  *
@@ -14,9 +15,11 @@
  * would outlive every device) but tied to the device in a WeakMap: it lives exactly as long as the device
  * object. `device.destroy()` then lets the process exit even while the device object is still reachable.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { create } from 'webgpu';
 
 export interface AcquiredDevice {
@@ -83,6 +86,66 @@ async function deviceFrom(gpu: GPU, adapter: GPUAdapter, backend: 'default' | 'o
   return { device, label, software, backend, featureLevel };
 }
 
+/** What Dawn's default backend offers this machine (probeDefaultAdapter). */
+export interface AdapterProbe {
+  /** hardware: a GPU; software: only a software or fallback adapter; none: no adapter at all. */
+  found: 'hardware' | 'software' | 'none';
+  /** The adapter, or in a few words why there is none or only a software one ("Vulkan not available"). */
+  detail: string;
+}
+
+let probed: Promise<AdapterProbe> | null = null;
+
+/**
+ * Whether the default backend (Vulkan on Linux) has an adapter, asked in a child process. Dawn reports
+ * what it cannot load by writing to stderr from native code (on every machine without a GPU: "Warning:
+ * Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file" and a source location), where this
+ * process can neither catch nor silence it: Node cannot redirect its own fd 2 around a call. A child's
+ * stderr is captured instead and summed up in `detail`; its cost is one Node start and one Dawn instance
+ * (about 0.2 s here), paid once per process (the answer is kept). A crash of Dawn in the probe costs
+ * the child, not this process.
+ */
+export function probeDefaultAdapter(): Promise<AdapterProbe> {
+  return (probed ??= runProbe());
+}
+
+function runProbe(): Promise<AdapterProbe> {
+  // The child imports the same `webgpu` package as this module, by absolute URL (its working directory may be anywhere).
+  const entry = pathToFileURL(createRequire(import.meta.url).resolve('webgpu')).href;
+  const script = `
+    const { create } = await import(${JSON.stringify(entry)});
+    const adapter = await create([]).requestAdapter({ powerPreference: 'high-performance' });
+    const info = adapter && adapter.info;
+    const out = info && { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description,
+      isFallbackAdapter: info.isFallbackAdapter === true || adapter.isFallbackAdapter === true };
+    process.stdout.write(JSON.stringify(out ?? null), () => process.exit(0));`;
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const firstLine = (text: string): string => (text.split('\n').find((l) => l.trim() !== '') ?? '').replace(/^Warning:\s*/, '').trim().slice(0, 200);
+      if (err) {
+        const why = err.killed ? 'it did not answer within 30 s' : err.signal ? `it crashed (${err.signal})` : firstLine(stderr) || err.message;
+        resolve({ found: 'none', detail: `the WebGPU probe failed: ${why}` });
+        return;
+      }
+      let info: (GPUAdapterInfo & { isFallbackAdapter: boolean }) | null;
+      try {
+        info = JSON.parse(stdout) as typeof info;
+      } catch {
+        resolve({ found: 'none', detail: `the WebGPU probe answered ${JSON.stringify(stdout.slice(0, 100))}` });
+        return;
+      }
+      if (!info) {
+        const detail = /Couldn't load Vulkan/i.test(stderr) ? 'Vulkan not available' : firstLine(stderr) || 'no adapter from the default backend';
+        resolve({ found: 'none', detail });
+        return;
+      }
+      const text = adapterText(info) || 'unnamed adapter';
+      if (info.isFallbackAdapter || SOFTWARE_NAMES.test(text)) resolve({ found: 'software', detail: `only the software adapter ${text}` });
+      else resolve({ found: 'hardware', detail: text });
+    });
+  });
+}
+
 /**
  * A WebGPU device for the engine. Throws an Error naming what is missing when none can be had: no
  * hardware adapter and allowSoftware false, or the software path (Mesa EGL/llvmpipe) failing too.
@@ -90,16 +153,21 @@ async function deviceFrom(gpu: GPU, adapter: GPUAdapter, backend: 'default' | 'o
 export async function acquireDevice(options: AcquireOptions): Promise<AcquiredDevice> {
   const problems: string[] = [];
   let softwareDefault: { gpu: GPU; adapter: GPUAdapter } | null = null;
-  try {
-    const gpu = create([]);
-    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (!adapter) problems.push('no adapter from the default backend (Vulkan on Linux: is a GPU with its Vulkan ICD present?)');
-    else if (isSoftwareAdapter(adapter)) {
-      problems.push(`the default backend offers only a software adapter (${adapterText(adapter.info)})`);
-      softwareDefault = { gpu, adapter };
-    } else return await deviceFrom(gpu, adapter, 'default');
-  } catch (err) {
-    problems.push(`default backend failed: ${(err as Error).message}`);
+  // Asked of a child process first: where it finds nothing, Dawn in this process would only print warnings.
+  const probe = await probeDefaultAdapter();
+  if (probe.found === 'none') problems.push(`no adapter from the default backend (${probe.detail})`);
+  else {
+    try {
+      const gpu = create([]);
+      const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+      if (!adapter) problems.push('no adapter from the default backend (Vulkan on Linux: is a GPU with its Vulkan ICD present?)');
+      else if (isSoftwareAdapter(adapter)) {
+        problems.push(`the default backend offers only a software adapter (${adapterText(adapter.info)})`);
+        softwareDefault = { gpu, adapter };
+      } else return await deviceFrom(gpu, adapter, 'default');
+    } catch (err) {
+      problems.push(`default backend failed: ${(err as Error).message}`);
+    }
   }
   if (!options.allowSoftware) {
     throw new Error(`WebGPU: no hardware adapter (${problems.join('; ')}); software adapters are not allowed (allowSoftware false)`);
