@@ -16,7 +16,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { pinned, pinSelf, replaceResultsSection, startBenchServer } from './harness.js';
+import { freePort, pinned, pinSelf, replaceResultsSection, startBenchServer } from './harness.js';
 
 // ---- the client ----
 
@@ -342,8 +342,9 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       'log-level': { type: 'string', default: 'info' },
-      port: { type: 'string', default: '8399' },
-      'peer-port': { type: 'string', default: '8398' },
+      // 0: a free port, so that a server left running on a fixed one can never answer for this run's.
+      port: { type: 'string', default: '0' },
+      'peer-port': { type: 'string', default: '0' },
       rate: { type: 'string', default: '500' },
       seconds: { type: 'string', default: '20' },
       connections: { type: 'string', default: '64' },
@@ -353,7 +354,8 @@ async function main(): Promise<void> {
       'start-rate': { type: 'string', default: '1000' },
       disturbed: { type: 'string', default: '0.1' },
       budget: { type: 'string', default: '120' },
-      pin: { type: 'boolean', default: true },
+      // The client on CPU 0 and the servers on the others, unless --no-pin (Node 20's parseArgs has no negated booleans).
+      'no-pin': { type: 'boolean', default: false },
     },
   });
   const key = 'bench-key-' + Math.random().toString(36).slice(2);
@@ -364,15 +366,15 @@ async function main(): Promise<void> {
   const disturbed = Number(values.disturbed);
   const budgetSeconds = Number(values.budget);
   const warmSeconds = 0.5;
-  const port = Number(values.port);
-  const peerPort = Number(values['peer-port']);
+  const port = Number(values.port) || (await freePort());
+  const peerPort = Number(values['peer-port']) || (await freePort());
   const body = JSON.stringify({ primes: [7, 2, 3, 5, 11, 13], schedule: { steps: 256, dt: 0.1 }, resonanceTarget: { value: 0.8 }, phaseSeeding: { golden: true } });
 
   const startedAt = Date.now();
   // The client on the first CPU, the server and the peer (one measured at a time) on the others: neither
   // server ever competes with the client for a core, whatever the scheduler would have placed where.
   const cores = availableParallelism();
-  const serverCpus = values.pin && cores >= 2 && pinSelf('0') ? (cores === 2 ? '1' : `1-${cores - 1}`) : undefined;
+  const serverCpus = !values['no-pin'] && cores >= 2 && pinSelf('0') ? (cores === 2 ? '1' : `1-${cores - 1}`) : undefined;
   // A budget no benchmark reaches: this measures the server, not the limiter's refusals.
   const server = await startBenchServer({ RESONANCE_BOOTSTRAP_KEY: key, RESONANCE_RATE_LIMIT: '100000000', RESONANCE_LOG_LEVEL: values['log-level'] }, port, serverCpus);
   const peer = await startPeer(peerPort, serverCpus);
@@ -426,7 +428,7 @@ async function main(): Promise<void> {
       kind: 'http',
       endpoint: 'POST /v1/hqe/validate',
       date,
-      host: { cpus: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), node: process.version },
+      host: { cpus: cpus()[0]?.model ?? 'unknown', cores, node: process.version },
       client: {
         kind: 'open loop: requests due at a steady rate, latency counted from when each was due',
         connections,
