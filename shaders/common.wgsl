@@ -52,7 +52,7 @@ const F_CONVERGED: u32 = 16u;
 const F_FAILED: u32 = 32u;
 const F_RESTART: u32 = 64u;
 const F_COLLAPSE: u32 = 128u;
-// SimHeader.status (same codes as the CPU engine's STATUS_CODES).
+// SimHeader.status: the index of the status in SIM_STATUSES (src/engine/types.ts).
 const ST_RUNNING: u32 = 0u;
 const ST_PLATEAU: u32 = 1u;
 const ST_CONVERGED: u32 = 2u;
@@ -177,7 +177,7 @@ fn noiseXi(seed: u32, rho: u32, n: u32, i: u32) -> f32 {
   return XI_SCALE * symUniform(seed, rho, n, i);
 }
 
-// wrap_2pi exactly as the CPU reference writes it: x - 2pi floor(x / 2pi), and 0 when that lands on 2pi.
+// wrap_2pi exactly as the CPU engine writes it (wrapRounded, src/engine/types.ts): x - 2pi floor(x / 2pi), and 0 when that lands on 2pi.
 fn wrap2pi(x: f32) -> f32 {
   let w = x - TWO_PI_F * floor(x / TWO_PI_F);
   return select(w, 0.0, w >= TWO_PI_F);

@@ -10,7 +10,12 @@ export type BackendKind = 'cpu' | 'webgpu';
 export type BackendChoice = 'auto' | BackendKind;
 export type Precision = 'f32' | 'f64';
 
-export type SimStatus = 'running' | 'plateau' | 'converged' | 'failed' | 'completed';
+/**
+ * The statuses of a simulation, in the order of their numeric codes: the code an engine stores (the CPU
+ * state's scalars, the GPU's SimHeader.status and the ST_* constants of shaders/common.wgsl) is the index.
+ */
+export const SIM_STATUSES = ['running', 'plateau', 'converged', 'failed', 'completed'] as const;
+export type SimStatus = (typeof SIM_STATUSES)[number];
 
 /** Bits of TickRecord.flags (docs/engine.md, "Records"). */
 export const Flag = {
@@ -332,8 +337,6 @@ export interface DecodedCheckpoint {
   space: SpaceCheckpoint | null;
 }
 
-const STATUSES: readonly SimStatus[] = ['running', 'plateau', 'converged', 'failed', 'completed'];
-
 function count(x: unknown, what: string): number {
   if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw new Error(`checkpoint: ${what} must be a non-negative integer (got ${JSON.stringify(x)})`);
   return x;
@@ -347,7 +350,7 @@ export function decodeCheckpoint(cp: SimCheckpoint, spec: SimSpec): DecodedCheck
   const k = spec.primes.length;
   if (cp.k !== k) throw new Error(`checkpoint: k = ${cp.k} does not match the spec's k = ${k}`);
   if (cp.precision !== 'f32' && cp.precision !== 'f64') throw new Error(`checkpoint: unknown precision ${JSON.stringify(cp.precision)}`);
-  if (!STATUSES.includes(cp.status)) throw new Error(`checkpoint: unknown status ${JSON.stringify(cp.status)}`);
+  if (!(SIM_STATUSES as readonly string[]).includes(cp.status)) throw new Error(`checkpoint: unknown status ${JSON.stringify(cp.status)}`);
   const learned = spec.mixer === 'learned';
   if (learned !== (cp.learned !== null && cp.learned !== undefined)) {
     throw new Error(learned ? 'checkpoint: the spec has mixer learned but the checkpoint holds no learned matrix' : `checkpoint: holds a learned matrix but the spec has mixer ${spec.mixer}`);
@@ -492,11 +495,16 @@ export function checkPhaseEdits(edits: Array<[number, number]> | undefined, k: n
  * phases, so that the CPU f32 engine and the WebGPU engine store the same f32 value.
  */
 export function wrapPhase(x: number, precision: Precision): number {
-  const R = precision === 'f32' ? Math.fround : (v: number): number => v;
-  const TWO_PI = 2 * Math.PI;
+  return wrapRounded(x, precision === 'f32' ? Math.fround : (v: number): number => v);
+}
+
+/** wrap_2pi with every stored value rounded by `R` (Math.fround in f32, the identity in f64): the engines' one formula. */
+export function wrapRounded(x: number, R: (x: number) => number): number {
   const w = R(x - R(TWO_PI * Math.floor(R(x / R(TWO_PI)))));
   return w >= R(TWO_PI) ? 0 : w;
 }
+
+const TWO_PI = 2 * Math.PI;
 
 /** Apply set then shift edits to phases (in place), in the engine's precision. */
 export function applyPhaseEdits(theta: { [i: number]: number }, sets: Array<[number, number]>, shifts: Array<[number, number]>, precision: Precision): void {

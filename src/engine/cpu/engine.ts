@@ -19,6 +19,7 @@ import {
   type SimCheckpoint,
   type SimPatch,
   type SimReport,
+  SIM_STATUSES,
   type TickRecord,
   applyPhaseEdits,
   changesMixer,
@@ -32,7 +33,7 @@ import {
   withSpaceParams,
 } from '../types.js';
 import { basisConstants } from '../../model/basis.js';
-import { buildKernel, createSimState, type CpuSimState, denseScratch, kernelKey, releaseVec, S, STATUS_CODES, type Vec } from './state.js';
+import { buildKernel, createSimState, type CpuSimState, denseScratch, kernelKey, releaseVec, S, type Vec } from './state.js';
 import { runTicks, type WasmDense } from './step.js';
 import { compileDense, DenseKernel, type DenseModule, SharedArena, SIM_RECORD_BYTES } from './wasm-dense.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
@@ -140,7 +141,7 @@ export class CpuEngine implements Engine {
       sc[S.EBEST] = round(restored.ebest);
       sc[S.PLATEAU_COUNT] = restored.plateauCount;
       sc[S.CONV_COUNT] = restored.convCount;
-      sc[S.STATUS] = STATUS_CODES.indexOf(restored.status);
+      sc[S.STATUS] = SIM_STATUSES.indexOf(restored.status);
       sc[S.EXTRA_STEPS] = restored.extraSteps;
       sc[S.STEPS] = spec.steps + restored.extraSteps;
       sc[S.SNAP_AT] = restored.snapshotAt ?? -1;
@@ -218,7 +219,7 @@ export class CpuEngine implements Engine {
     const reports = new Map<number, SimReport>();
     for (const [id, s] of this.sims) {
       reports.set(id, {
-        status: STATUS_CODES[s.scalars[S.STATUS]!] ?? 'failed',
+        status: SIM_STATUSES[s.scalars[S.STATUS]!] ?? 'failed',
         step: s.scalars[S.STEP]!,
         restart: s.scalars[S.RESTART]!,
         records: records.get(id) ?? [],
@@ -237,7 +238,7 @@ export class CpuEngine implements Engine {
       backend: 'cpu',
       precision: this.precision,
       k: s.k,
-      status: STATUS_CODES[sc[S.STATUS]!] ?? 'failed',
+      status: SIM_STATUSES[sc[S.STATUS]!] ?? 'failed',
       n: sc[S.N]!,
       restart: sc[S.RESTART]!,
       step: sc[S.STEP]!,
@@ -270,7 +271,7 @@ export class CpuEngine implements Engine {
   patch(id: number, change: SimPatch): void {
     const s = this.sim(id);
     const sc = s.scalars;
-    const status = STATUS_CODES[sc[S.STATUS]!] ?? 'failed';
+    const status = SIM_STATUSES[sc[S.STATUS]!] ?? 'failed';
     const revisitNext = status === 'completed' || sc[S.REVISIT] === 1;
     const { extraSteps, snapshotAt } = checkPatch(change, status, sc[S.STEP]! + (revisitNext ? 1 : 0), s.spec);
     if (isSpace(s.spec)) {
@@ -285,7 +286,7 @@ export class CpuEngine implements Engine {
       sc[S.EXTRA_STEPS] = sc[S.EXTRA_STEPS]! + extraSteps;
       sc[S.STEPS] = s.spec.steps + sc[S.EXTRA_STEPS]!;
       if (status === 'completed') {
-        sc[S.STATUS] = 0;
+        sc[S.STATUS] = SIM_STATUSES.indexOf('running');
         sc[S.REVISIT] = 1;
       }
     }

@@ -4,7 +4,7 @@
  */
 import { basisConstants, type BasisConstants, kernelMatrix } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
-import type { Precision, SimStatus } from '../types.js';
+import { type Precision, SIM_STATUSES } from '../types.js';
 import type { SharedArena } from './wasm-dense.js';
 
 export type Vec = Float64Array | Float32Array;
@@ -39,8 +39,6 @@ export const S = {
   C_FALSE: 17,
 } as const;
 const SCALARS = 18;
-
-export const STATUS_CODES: SimStatus[] = ['running', 'plateau', 'converged', 'failed', 'completed'];
 
 const shared = typeof SharedArrayBuffer !== 'undefined';
 
@@ -172,7 +170,7 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
   resetRestart(state, 0);
   state.scalars[S.STEP] = 0;
   state.scalars[S.LNNU] = 0;
-  state.scalars[S.STATUS] = 0;
+  state.scalars[S.STATUS] = SIM_STATUSES.indexOf('running');
   state.scalars[S.STEPS] = spec.steps;
   state.scalars[S.EXTRA_STEPS] = 0;
   state.scalars[S.SNAP_AT] = -1;

@@ -7,7 +7,7 @@
  */
 import type { Metrics } from '../../model/config.js';
 import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
-import { collapseThresholdOf, Flag, type TickRecord } from '../types.js';
+import { collapseThresholdOf, Flag, SIM_STATUSES, statusOfFlags, type TickRecord, wrapRounded } from '../types.js';
 import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
 import { type DenseKernel, SIM_RECORD_BYTES } from './wasm-dense.js';
 
@@ -17,18 +17,13 @@ export interface WasmDense {
   table: Uint32Array;
 }
 
-const TWO_PI = 2 * Math.PI;
 const MIN_LOG_MASS = -80;
 const TINY = 1e-30;
+const RUNNING = SIM_STATUSES.indexOf('running');
 const identity = (x: number): number => x;
 
 function rounder(state: CpuSimState): (x: number) => number {
   return state.precision === 'f32' ? Math.fround : identity;
-}
-
-function wrap(x: number, R: (x: number) => number): number {
-  const w = R(x - R(TWO_PI * Math.floor(R(x / R(TWO_PI)))));
-  return w >= R(TWO_PI) ? 0 : w;
 }
 
 /**
@@ -294,7 +289,7 @@ function restart(s: CpuSimState, next: number): void {
   const jitter = R(Math.PI * Math.min(1, s.spec.temperature0));
   for (let i = 0; i < s.k; i++) {
     const u = R(2 * uniform(s.spec.seed, next, JITTER_STREAM, i) - 1);
-    s.theta[i] = wrap(R(s.theta0[i]! + R(jitter * u)), R);
+    s.theta[i] = wrapRounded(R(s.theta0[i]! + R(jitter * u)), R);
   }
   resetRestart(s, next);
 }
@@ -327,7 +322,7 @@ function update(s: CpuSimState, m: Measured): void {
     const sn = sinT[i]!;
     const qi = q[i]!;
     const align = qi < TINY ? 0 : R((c * zRe[i]! + sn * zIm[i]!) / qi);
-    theta[i] = wrap(R(theta[i]! + dTheta[i]!), R);
+    theta[i] = wrapRounded(R(theta[i]! + dTheta[i]!), R);
     const d = R(logC[i]! - m.mean);
     const yi = R(logMass(P[i]!, lnP[i]!) + R(hLambda * align) - R(hPenalty * R(d * d)));
     y[i] = yi;
@@ -449,7 +444,7 @@ function end(s: CpuSimState, m: Measured, flags: number): TickRecord | null {
     }
   }
   if (flags & Flag.TERMINAL) {
-    sc[S.STATUS] = flags & Flag.FAILED ? 3 : flags & Flag.CONVERGED ? 2 : flags & Flag.PLATEAU ? 1 : 4;
+    sc[S.STATUS] = SIM_STATUSES.indexOf(statusOfFlags(flags, 'running'));
   } else if (flags & Flag.RESTART) {
     restart(s, rho + 1);
   } else {
@@ -485,7 +480,7 @@ function spaceEvents(s: CpuSimState, plateau: boolean, collapse: boolean): numbe
 }
 
 export function isRunning(s: CpuSimState): boolean {
-  return s.scalars[S.STATUS] === 0;
+  return s.scalars[S.STATUS] === RUNNING;
 }
 
 /** The running simulations of tick `t`, grouped by the kernel they share (a learned mixer's is its own). */

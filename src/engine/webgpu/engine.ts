@@ -58,6 +58,7 @@ import {
   type SimCheckpoint,
   type SimPatch,
   type SimReport,
+  SIM_STATUSES,
   type SimStatus,
   type TickRecord,
   applyPhaseEdits,
@@ -181,7 +182,6 @@ const STAGE_COMPUTE = 0x4;
 const NONE = 0xffffffff;
 const MIN_CLASS = 64;
 const MAX_K = 2048;
-const STATUS_CODES: SimStatus[] = ['running', 'plateau', 'converged', 'failed', 'completed'];
 const MIXER_CODE = { local: 0, flow: 1, learned: 2 } as const;
 const TARGET_CODE = { R: 0, R_q: 1, custom: 2 } as const;
 const OPT_SEMANTIC = 1;
@@ -504,7 +504,7 @@ export class WebGpuEngine implements Engine {
         backend: 'webgpu',
         precision: 'f32',
         k,
-        status: STATUS_CODES[h.status] ?? 'failed',
+        status: SIM_STATUSES[h.status] ?? 'failed',
         n: h.n,
         restart: h.restart,
         step: h.step,
@@ -685,7 +685,7 @@ export class WebGpuEngine implements Engine {
     let payloadBytes = 0;
     for (const sim of sims) {
       const at = headerAt.get(sim)!;
-      sim.status = STATUS_CODES[hv.getUint32(at + H_STATUS, true)] ?? 'failed';
+      sim.status = SIM_STATUSES[hv.getUint32(at + H_STATUS, true)] ?? 'failed';
       sim.step = hv.getUint32(at + H_STEP, true);
       sim.restart = hv.getUint32(at + H_RESTART, true);
       sim.remaining = sim.status === 'running' ? hv.getUint32(at + H_BUDGET, true) : 0;
@@ -971,7 +971,7 @@ export class WebGpuEngine implements Engine {
     const header = new ArrayBuffer(HEADER_SIZE);
     const r = restored;
     writeToArrayBuffer(header, SimHeader, {
-      status: r ? STATUS_CODES.indexOf(r.status) : 0,
+      status: r ? SIM_STATUSES.indexOf(r.status) : 0,
       n: r?.n ?? 0,
       restart: r?.restart ?? 0,
       step: r?.step ?? 0,
