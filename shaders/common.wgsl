@@ -177,7 +177,7 @@ fn noiseXi(seed: u32, rho: u32, n: u32, i: u32) -> f32 {
   return XI_SCALE * symUniform(seed, rho, n, i);
 }
 
-// wrap_2pi exactly as the CPU engine writes it (wrapRounded, src/engine/types.ts): x - 2pi floor(x / 2pi), and 0 when that lands on 2pi.
+// wrap_2pi exactly as the CPU engine writes it (wrapRounded, src/engine/edits.ts): x - 2pi floor(x / 2pi), and 0 when that lands on 2pi.
 fn wrap2pi(x: f32) -> f32 {
   let w = x - TWO_PI_F * floor(x / TWO_PI_F);
   return select(w, 0.0, w >= TWO_PI_F);

@@ -6,16 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
-import {
-  decodeFloats,
-  type Engine,
-  Flag,
-  type Precision,
-  type SimCheckpoint,
-  type SimPatch,
-  type TickRecord,
-  wrapPhase,
-} from '../src/engine/types.js';
+import { type Engine, Flag, type Precision, type SimCheckpoint, type SimPatch, type TickRecord } from '../src/engine/types.js';
+import { decodeFloats } from '../src/engine/checkpoint.js';
+import { wrapPhase } from '../src/engine/edits.js';
 import type { HQEConfigInput } from '../src/model/config.js';
 import { firstPrimes } from '../src/model/primes.js';
 import type { SimSpec } from '../src/model/spec.js';

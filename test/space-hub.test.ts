@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Presence } from '../src/cluster/broker.js';
 import { MemoryBroker } from '../src/cluster/memory-broker.js';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
-import { wrapPhase } from '../src/engine/types.js';
+import { wrapPhase } from '../src/engine/edits.js';
 import { normalize } from '../src/model/normalize.js';
 import { firstPrimes } from '../src/model/primes.js';
 import { Scheduler } from '../src/sim/scheduler.js';

@@ -5,33 +5,9 @@
  */
 import type { Worker } from 'node:worker_threads';
 import type { SimSpec } from '../../model/spec.js';
-import {
-  CHECKPOINT_FORMAT,
-  CHECKPOINT_VERSION,
-  checkLimits,
-  checkPatch,
-  decodeCheckpoint,
-  encodeFloat,
-  encodeFloats,
-  type Engine,
-  type EngineInfo,
-  type Precision,
-  type SimCheckpoint,
-  type SimPatch,
-  type SimReport,
-  SIM_STATUSES,
-  type TickRecord,
-  applyPhaseEdits,
-  changesMixer,
-  checkSpecMode,
-  checkPhaseEdits,
-  checkSpaceParams,
-  isSpace,
-  type SpaceParams,
-  spaceParamsOf,
-  ticksFor,
-  withSpaceParams,
-} from '../types.js';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkLimits, type Engine, type EngineInfo, type Precision, type SimCheckpoint, type SimPatch, type SimReport, SIM_STATUSES, type TickRecord, type SpaceParams, ticksFor } from '../types.js';
+import { decodeCheckpoint, encodeFloat, encodeFloats } from '../checkpoint.js';
+import { checkPatch, applyPhaseEdits, changesMixer, checkSpecMode, checkPhaseEdits, checkSpaceParams, isSpace, spaceParamsOf, withSpaceParams } from '../edits.js';
 import { basisConstants } from '../../model/basis.js';
 import { buildKernel, createSimState, type CpuSimState, denseScratch, kernelKey, releaseVec, S, type Vec } from './state.js';
 import { runTicks, type WasmDense } from './step.js';

@@ -7,7 +7,8 @@
  */
 import type { Metrics } from '../../model/config.js';
 import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
-import { collapseThresholdOf, Flag, SIM_STATUSES, statusOfFlags, type TickRecord, wrapRounded } from '../types.js';
+import { Flag, SIM_STATUSES, statusOfFlags, type TickRecord } from '../types.js';
+import { collapseThresholdOf, wrapRounded } from '../edits.js';
 import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
 import { type DenseKernel, SIM_RECORD_BYTES } from './wasm-dense.js';
 

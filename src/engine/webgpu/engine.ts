@@ -44,34 +44,9 @@
 import { d, readFromArrayBuffer, writeToArrayBuffer } from 'typegpu';
 import { type BasisConstants, basisConstants } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
-import {
-  CHECKPOINT_FORMAT,
-  CHECKPOINT_VERSION,
-  checkLimits,
-  checkPatch,
-  type DecodedCheckpoint,
-  decodeCheckpoint,
-  encodeFloat,
-  encodeFloats,
-  type Engine,
-  type EngineInfo,
-  type SimCheckpoint,
-  type SimPatch,
-  type SimReport,
-  SIM_STATUSES,
-  type SimStatus,
-  type TickRecord,
-  applyPhaseEdits,
-  changesMixer,
-  checkSpecMode,
-  checkPhaseEdits,
-  checkSpaceParams,
-  collapseThresholdOf,
-  isSpace,
-  spaceParamsOf,
-  ticksFor,
-  withSpaceParams,
-} from '../types.js';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkLimits, type Engine, type EngineInfo, type SimCheckpoint, type SimPatch, type SimReport, SIM_STATUSES, type SimStatus, type TickRecord, ticksFor } from '../types.js';
+import { type DecodedCheckpoint, decodeCheckpoint, encodeFloat, encodeFloats } from '../checkpoint.js';
+import { checkPatch, applyPhaseEdits, changesMixer, checkSpecMode, checkPhaseEdits, checkSpaceParams, collapseThresholdOf, isSpace, spaceParamsOf, withSpaceParams } from '../edits.js';
 
 // ---- typed layouts (mirror the structs of shaders/common.wgsl field for field) ----
 

@@ -1,0 +1,164 @@
+/**
+ * Checkpoints of a simulation (docs/engine.md, "Checkpoints and patches"): floats as JSON values and
+ * base64 arrays, and the decoding every engine applies before it restores one. No Node APIs, so browser
+ * bundles can use it.
+ */
+import type { SimSpec } from '../model/spec.js';
+import { checkSpaceParams, isSpace, spaceParamsOf } from './edits.js';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type JsonFloat, type Precision, SIM_STATUSES, type SimCheckpoint, type SimStatus, type SpaceCheckpoint } from './types.js';
+
+export function encodeFloat(x: number): JsonFloat {
+  if (Number.isFinite(x)) return x;
+  return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
+}
+
+export function decodeFloat(x: JsonFloat, what: string): number {
+  if (typeof x === 'number') return x;
+  if (x === 'Infinity') return Infinity;
+  if (x === '-Infinity') return -Infinity;
+  if (x === 'NaN') return NaN;
+  throw new Error(`checkpoint: ${what} is not a number (${JSON.stringify(x)})`);
+}
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const B64_INDEX = new Int16Array(128).fill(-1);
+for (let i = 0; i < B64.length; i++) B64_INDEX[B64.charCodeAt(i)] = i;
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function bytesBase64(bytes: Uint8Array): string {
+  const parts: string[] = [];
+  const CHUNK = 3 * 4096;
+  for (let at = 0; at < bytes.length; at += CHUNK) {
+    const end = Math.min(bytes.length, at + CHUNK);
+    const codes: number[] = [];
+    for (let i = at; i < end; i += 3) {
+      const b0 = bytes[i]!;
+      const b1 = i + 1 < end ? bytes[i + 1]! : 0;
+      const b2 = i + 2 < end ? bytes[i + 2]! : 0;
+      codes.push(B64.charCodeAt(b0 >> 2), B64.charCodeAt(((b0 & 3) << 4) | (b1 >> 4)));
+      codes.push(i + 1 < end ? B64.charCodeAt(((b1 & 15) << 2) | (b2 >> 6)) : 61, i + 2 < end ? B64.charCodeAt(b2 & 63) : 61);
+    }
+    parts.push(String.fromCharCode(...codes));
+  }
+  return parts.join('');
+}
+
+function base64Bytes(text: string, what: string): Uint8Array {
+  if (text.length % 4 !== 0) throw new Error(`checkpoint: ${what} is not base64 (length ${text.length})`);
+  const pad = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  const out = new Uint8Array((text.length / 4) * 3 - pad);
+  let o = 0;
+  for (let i = 0; i < text.length; i += 4) {
+    let v = 0;
+    for (let j = 0; j < 4; j++) {
+      const c = text.charCodeAt(i + j);
+      const d = c === 61 && i + 4 === text.length && j >= 4 - pad ? 0 : c < 128 ? B64_INDEX[c]! : -1;
+      if (d < 0) throw new Error(`checkpoint: ${what} is not base64 (character ${i + j})`);
+      v = (v << 6) | d;
+    }
+    if (o < out.length) out[o++] = (v >> 16) & 255;
+    if (o < out.length) out[o++] = (v >> 8) & 255;
+    if (o < out.length) out[o++] = v & 255;
+  }
+  return out;
+}
+
+/** Base64 of the little-endian bytes of a float array. */
+export function encodeFloats(values: Float32Array | Float64Array): string {
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  if (LITTLE_ENDIAN) return bytesBase64(bytes);
+  const swapped = new Uint8Array(bytes.length);
+  const w = values.BYTES_PER_ELEMENT;
+  for (let i = 0; i < bytes.length; i++) swapped[i] = bytes[i - (i % w) + (w - 1 - (i % w))]!;
+  return bytesBase64(swapped);
+}
+
+/** The inverse of encodeFloats for `length` values of `precision`, widened to float64 (exactly). */
+export function decodeFloats(text: string, precision: Precision, length: number, what: string): Float64Array {
+  if (typeof text !== 'string') throw new Error(`checkpoint: ${what} is missing`);
+  const bytes = base64Bytes(text, what);
+  const w = precision === 'f32' ? 4 : 8;
+  if (bytes.length !== length * w) throw new Error(`checkpoint: ${what} holds ${bytes.length / w} ${precision} values, expected ${length}`);
+  if (!LITTLE_ENDIAN) {
+    for (let at = 0; at < bytes.length; at += w) bytes.subarray(at, at + w).reverse();
+  }
+  return Float64Array.from(precision === 'f32' ? new Float32Array(bytes.buffer) : new Float64Array(bytes.buffer));
+}
+
+/** A checkpoint's values decoded and checked against the spec it is added with (both engines use this). */
+export interface DecodedCheckpoint {
+  status: SimStatus;
+  n: number;
+  restart: number;
+  step: number;
+  gamma: number;
+  temperature: number;
+  lnNu: number;
+  ebest: number;
+  plateauCount: number;
+  convCount: number;
+  extraSteps: number;
+  snapshotAt: number | null;
+  revisit: boolean;
+  phases: Float64Array;
+  masses: Float64Array;
+  learned: Float64Array | null;
+  space: SpaceCheckpoint | null;
+}
+
+function count(x: unknown, what: string): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw new Error(`checkpoint: ${what} must be a non-negative integer (got ${JSON.stringify(x)})`);
+  return x;
+}
+
+export function decodeCheckpoint(cp: SimCheckpoint, spec: SimSpec): DecodedCheckpoint {
+  if (!cp || typeof cp !== 'object') throw new Error('checkpoint: not an object');
+  if (cp.format !== CHECKPOINT_FORMAT || cp.version !== CHECKPOINT_VERSION) {
+    throw new Error(`checkpoint: unknown format ${JSON.stringify(cp.format)} version ${JSON.stringify(cp.version)} (expected ${CHECKPOINT_FORMAT} version ${CHECKPOINT_VERSION})`);
+  }
+  const k = spec.primes.length;
+  if (cp.k !== k) throw new Error(`checkpoint: k = ${cp.k} does not match the spec's k = ${k}`);
+  if (cp.precision !== 'f32' && cp.precision !== 'f64') throw new Error(`checkpoint: unknown precision ${JSON.stringify(cp.precision)}`);
+  if (!(SIM_STATUSES as readonly string[]).includes(cp.status)) throw new Error(`checkpoint: unknown status ${JSON.stringify(cp.status)}`);
+  const learned = spec.mixer === 'learned';
+  if (learned !== (cp.learned !== null && cp.learned !== undefined)) {
+    throw new Error(learned ? 'checkpoint: the spec has mixer learned but the checkpoint holds no learned matrix' : `checkpoint: holds a learned matrix but the spec has mixer ${spec.mixer}`);
+  }
+  const snapshotAt = cp.snapshotAt === null || cp.snapshotAt === undefined ? null : count(cp.snapshotAt, 'snapshotAt');
+  const out: DecodedCheckpoint = {
+    status: cp.status,
+    n: count(cp.n, 'n'),
+    restart: count(cp.restart, 'restart'),
+    step: count(cp.step, 'step'),
+    gamma: decodeFloat(cp.gamma, 'gamma'),
+    temperature: decodeFloat(cp.temperature, 'temperature'),
+    lnNu: decodeFloat(cp.lnNu, 'lnNu'),
+    ebest: decodeFloat(cp.ebest, 'ebest'),
+    plateauCount: count(cp.plateauCount, 'plateauCount'),
+    convCount: count(cp.convCount, 'convCount'),
+    extraSteps: count(cp.extraSteps ?? 0, 'extraSteps'),
+    snapshotAt,
+    revisit: cp.revisit === true,
+    phases: decodeFloats(cp.phases, cp.precision, k, 'phases'),
+    masses: decodeFloats(cp.masses, cp.precision, k, 'masses'),
+    learned: learned ? decodeFloats(cp.learned!, cp.precision, k * k, 'learned') : null,
+    space: null,
+  };
+  if (isSpace(spec)) {
+    const sp = cp.space;
+    if (sp === undefined || sp === null) {
+      out.space = { plateauArmed: true, plateauFalse: 0, collapseArmed: true, collapseFalse: 0, params: spaceParamsOf(spec) };
+    } else {
+      if (typeof sp !== 'object') throw new Error('checkpoint: space is not an object');
+      out.space = {
+        plateauArmed: sp.plateauArmed !== false,
+        plateauFalse: count(sp.plateauFalse ?? 0, 'space.plateauFalse'),
+        collapseArmed: sp.collapseArmed !== false,
+        collapseFalse: count(sp.collapseFalse ?? 0, 'space.collapseFalse'),
+        params: { ...spaceParamsOf(spec), ...checkSpaceParams(sp.params ?? {}, 'checkpoint: space.params') },
+      };
+    }
+  }
+  if (out.revisit && out.status !== 'running') throw new Error('checkpoint: revisit is set on a simulation that is not running');
+  return out;
+}
