@@ -7,6 +7,8 @@
 // A revisit tick (SimHeader.revisit, docs/engine.md "Checkpoints and patches") measures and updates only
 // (or fails, when its step cannot be represented: docs/model.md section 9).
 // (Step 7, the learned matrix, is learn.wgsl, dispatched after this pass.)
+// The functions are the twins of src/engine/cpu/step.ts and carry their names: measure, visit (the counters
+// and the decision), end, restart, update.
 //
 // Inputs (group 0):
 //   @binding(0) params  : array<SimParams>         read        per-simulation constants
@@ -96,27 +98,27 @@ fn edgeEvent(armed: u32, falseCount: u32, condition: bool, need: u32) -> vec3<u3
   return vec3<u32>(select(0u, 1u, f >= need), f, 0u);
 }
 
-@compute @workgroup_size(WG_V)
-fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-  let sim = wid.x;
-  let lid = lid3.x;
-  let prm = params[sim];
-  if (lid == 0u) {
-    wgHdr = headers[sim];
-  }
-  let hdr = workgroupUniformLoad(&wgHdr);
-  if (!simActive(prm, hdr)) {
-    if (lid == 0u && hdr.didUpdate != 0u) {
-      headers[sim].didUpdate = 0u;
-    }
-    return;
-  }
+// The metrics of the visited state (docs/model.md section 5), what the decision reads, and (in zq.w) the
+// phase increments of its step (section 4 step 4), as step.ts's measure.
+struct Measured {
+  rc: f32,
+  cohc: f32,
+  entc: f32,
+  locc: f32,
+  domc: f32,
+  controlled: f32,
+  mean: f32,
+  // bit m set: metric m (resonanceStrength, coherence, entropy, locality, dominance) is not finite
+  mask: u32,
+  finite: bool,
+  stepOk: bool,
+}
+
+fn measure(sim: u32, lid: u32, prm: SimParams, hdr: SimHeader) -> Measured {
   let k = prm.k;
   let base = sim * PAD_K;
   let opts = prm.opts;
   let kl = (opts & OPT_KL) != 0u;
-
-  // ---- metrics of state n (docs/model.md section 5) and the phase increments of its step ----
   let noiseAmp = sqrt(2.0 * hdr.temp * prm.dt);
   var sA = vec4<f32>(0.0);
   var sB = vec4<f32>(0.0);
@@ -243,6 +245,151 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     }
   }
 
+  return Measured(rc, cohc, entc, locc, domc, controlled, mean, mask, finite, stepOk);
+}
+
+// Restart rho + 1 (step.ts, restart): the phases re-seeded with jitter; masses, lnNu and A are kept.
+fn restart(sim: u32, lid: u32, prm: SimParams, h: ptr<function, SimHeader>) {
+  let k = prm.k;
+  let base = sim * PAD_K;
+  let next = (*h).restart + 1u;
+  for (var i = lid; i < k; i += WG_V) {
+    let u = symUniform(prm.seed, next, JITTER_STREAM, i);
+    state[base + i].x = wrap2pi(elemF[base + i].w + prm.jitter * u);
+  }
+  (*h).n = 0u;
+  (*h).restart = next;
+  (*h).gamma = prm.gammaInit;
+  (*h).temp = prm.temp0;
+  (*h).ebest = BIG;
+  (*h).plateauCount = 0u;
+  (*h).convCount = 0u;
+}
+
+// Section 4 steps 3–6 and 8 (step.ts, update); step 7, the learned matrix, is learn.wgsl.
+fn update(sim: u32, lid: u32, prm: SimParams, h: ptr<function, SimHeader>, m: Measured) {
+  let k = prm.k;
+  let base = sim * PAD_K;
+  let opts = prm.opts;
+  let hasTarget = (opts & OPT_TARGET) != 0u;
+  let mean = m.mean;
+  let controlled = m.controlled;
+  let gamma = (*h).gamma;
+  var ymaxL = -BIG;
+  for (var i = lid; i < k; i += WG_V) {
+    let st = state[base + i];
+    let cs = cosSin(st.x);
+    let z = zq[base + i];
+    let align = select((cs.x * z.x + cs.y * z.y) / z.z, 0.0, z.z < TINY);
+    let th = wrap2pi(st.x + z.w);
+    let d = elemG[base + i].z - mean;
+    let y = lnAcc(max(st.y, EXP_M80)) + prm.hLambda * align - prm.hPenalty * (d * d);
+    state[base + i] = vec2<f32>(th, y);   // y parked in the mass slot (this invocation owns i)
+    ymaxL = max(ymaxL, y);
+  }
+  let ymax = wgMax1(ymaxL, lid);
+  var totL = 0.0;
+  for (var i = lid; i < k; i += WG_V) {
+    let e = exp(state[base + i].y - ymax);
+    state[base + i].y = e;
+    totL += e;
+  }
+  let total = wgSum1(totL, lid);
+  for (var i = lid; i < k; i += WG_V) {
+    state[base + i].y = state[base + i].y / total;
+  }
+  for (var sweep = 0u; sweep < prm.sweeps; sweep++) {
+    var sL = 0.0;
+    for (var i = lid; i < k; i += WG_V) {
+      sL += state[base + i].y;
+    }
+    let sum = wgSum1(sL, lid);
+    for (var i = lid; i < k; i += WG_V) {
+      state[base + i].y = state[base + i].y / sum;
+    }
+  }
+  if ((opts & OPT_NORM_CHANNEL) != 0u) {
+    (*h).lnNu = (*h).lnNu - prm.hLambda * (controlled - prm.targetValue);
+  }
+  if (!hasTarget || controlled < prm.targetValue) {
+    (*h).gamma = min(gamma + prm.gammaGrowth, prm.gammaMax);
+  }
+  (*h).temp = (*h).temp * prm.beta;
+  (*h).n = (*h).n + 1u;
+  (*h).step = (*h).step + 1u;
+  (*h).didUpdate = 1u;
+}
+
+// The record and snapshot of the visited state with `flags`, then its end, restart or update (step.ts, end).
+fn end(sim: u32, lid: u32, prm: SimParams, h: ptr<function, SimHeader>, m: Measured, flags: u32, plateau: bool) {
+  let k = prm.k;
+  let base = sim * PAD_K;
+  let doSnap = (flags & F_SNAPSHOT) != 0u;
+  let snapIdx = (*h).snapCount;
+  if (doSnap) {
+    let sb = (sim * SNAP_CAP + snapIdx) * 2u * PAD_K;
+    for (var i = lid; i < k; i += WG_V) {
+      let st = state[base + i];
+      snaps[sb + i] = st.x;
+      snaps[sb + k + i] = st.y;
+    }
+  }
+  if (lid == 0u && flags != 0u) {
+    records[sim * REC_CAP + (*h).recCount] = GpuRecord(
+      (*h).step, (*h).restart, (*h).n, flags,
+      m.rc, m.cohc, m.entc, m.locc, m.domc, select(0u, 1u, plateau),
+      (*h).gamma, (*h).lnNu, m.controlled, select(NONE, snapIdx, doSnap), m.mask, 0u);
+  }
+  if (flags != 0u) {
+    (*h).recCount = (*h).recCount + 1u;
+  }
+  if (doSnap) {
+    (*h).snapCount = (*h).snapCount + 1u;
+  }
+  (*h).budget = (*h).budget - 1u;
+  (*h).didUpdate = 0u;
+
+  if ((flags & F_TERMINAL) != 0u) {
+    var st = ST_COMPLETED;
+    if ((flags & F_FAILED) != 0u) {
+      st = ST_FAILED;
+    } else if ((flags & F_CONVERGED) != 0u) {
+      st = ST_CONVERGED;
+    } else if ((flags & F_PLATEAU) != 0u) {
+      st = ST_PLATEAU;
+    }
+    (*h).status = st;
+  } else if ((flags & F_RESTART) != 0u) {
+    restart(sim, lid, prm, h);
+  } else {
+    update(sim, lid, prm, h, m);
+  }
+}
+
+@compute @workgroup_size(WG_V)
+fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+  let sim = wid.x;
+  let lid = lid3.x;
+  let prm = params[sim];
+  if (lid == 0u) {
+    wgHdr = headers[sim];
+  }
+  let hdr = workgroupUniformLoad(&wgHdr);
+  if (!simActive(prm, hdr)) {
+    if (lid == 0u && hdr.didUpdate != 0u) {
+      headers[sim].didUpdate = 0u;
+    }
+    return;
+  }
+  let opts = prm.opts;
+  let hasTarget = (opts & OPT_TARGET) != 0u;
+  let m = measure(sim, lid, prm, hdr);
+  let finite = m.finite;
+  let stepOk = m.stepOk;
+  let entc = m.entc;
+  let domc = m.domc;
+  let controlled = m.controlled;
+
   // ---- counters and decision (docs/engine.md, "Ticks" 2–3; first match wins) ----
   // A revisit (a completed run given extra steps: this state's counters, decision and record were done
   // when the run ended) skips all of it and goes straight to the update, without a record.
@@ -309,104 +456,7 @@ fn visit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
   }
   h.revisit = 0u;
 
-  // ---- record and snapshot of the visited state ----
-  let doSnap = (flags & F_SNAPSHOT) != 0u;
-  let snapIdx = h.snapCount;
-  if (doSnap) {
-    let sb = (sim * SNAP_CAP + snapIdx) * 2u * PAD_K;
-    for (var i = lid; i < k; i += WG_V) {
-      let st = state[base + i];
-      snaps[sb + i] = st.x;
-      snaps[sb + k + i] = st.y;
-    }
-  }
-  if (lid == 0u && flags != 0u) {
-    records[sim * REC_CAP + h.recCount] = GpuRecord(
-      h.step, h.restart, h.n, flags,
-      rc, cohc, entc, locc, domc, select(0u, 1u, plateau),
-      h.gamma, h.lnNu, controlled, select(NONE, snapIdx, doSnap), mask, 0u);
-  }
-  if (flags != 0u) {
-    h.recCount = h.recCount + 1u;
-  }
-  if (doSnap) {
-    h.snapCount = h.snapCount + 1u;
-  }
-  h.budget = h.budget - 1u;
-  h.didUpdate = 0u;
-
-  if ((flags & F_TERMINAL) != 0u) {
-    // ---- end: the state is frozen ----
-    var st = ST_COMPLETED;
-    if ((flags & F_FAILED) != 0u) {
-      st = ST_FAILED;
-    } else if ((flags & F_CONVERGED) != 0u) {
-      st = ST_CONVERGED;
-    } else if ((flags & F_PLATEAU) != 0u) {
-      st = ST_PLATEAU;
-    }
-    h.status = st;
-  } else if ((flags & F_RESTART) != 0u) {
-    // ---- restart rho + 1: re-seed the phases with jitter; masses, lnNu and A are kept ----
-    let next = h.restart + 1u;
-    for (var i = lid; i < k; i += WG_V) {
-      let u = symUniform(prm.seed, next, JITTER_STREAM, i);
-      state[base + i].x = wrap2pi(elemF[base + i].w + prm.jitter * u);
-    }
-    h.n = 0u;
-    h.restart = next;
-    h.gamma = prm.gammaInit;
-    h.temp = prm.temp0;
-    h.ebest = BIG;
-    h.plateauCount = 0u;
-    h.convCount = 0u;
-  } else {
-    // ---- update: section 4 steps 3–6 and 8 ----
-    let gamma = h.gamma;
-    var ymaxL = -BIG;
-    for (var i = lid; i < k; i += WG_V) {
-      let st = state[base + i];
-      let cs = cosSin(st.x);
-      let z = zq[base + i];
-      let align = select((cs.x * z.x + cs.y * z.y) / z.z, 0.0, z.z < TINY);
-      let th = wrap2pi(st.x + z.w);
-      let d = elemG[base + i].z - mean;
-      let y = lnAcc(max(st.y, EXP_M80)) + prm.hLambda * align - prm.hPenalty * (d * d);
-      state[base + i] = vec2<f32>(th, y);   // y parked in the mass slot (this invocation owns i)
-      ymaxL = max(ymaxL, y);
-    }
-    let ymax = wgMax1(ymaxL, lid);
-    var totL = 0.0;
-    for (var i = lid; i < k; i += WG_V) {
-      let e = exp(state[base + i].y - ymax);
-      state[base + i].y = e;
-      totL += e;
-    }
-    let total = wgSum1(totL, lid);
-    for (var i = lid; i < k; i += WG_V) {
-      state[base + i].y = state[base + i].y / total;
-    }
-    for (var sweep = 0u; sweep < prm.sweeps; sweep++) {
-      var sL = 0.0;
-      for (var i = lid; i < k; i += WG_V) {
-        sL += state[base + i].y;
-      }
-      let sum = wgSum1(sL, lid);
-      for (var i = lid; i < k; i += WG_V) {
-        state[base + i].y = state[base + i].y / sum;
-      }
-    }
-    if ((opts & OPT_NORM_CHANNEL) != 0u) {
-      h.lnNu = h.lnNu - prm.hLambda * (controlled - prm.targetValue);
-    }
-    if (!hasTarget || controlled < prm.targetValue) {
-      h.gamma = min(gamma + prm.gammaGrowth, prm.gammaMax);
-    }
-    h.temp = h.temp * prm.beta;
-    h.n = h.n + 1u;
-    h.step = h.step + 1u;
-    h.didUpdate = 1u;
-  }
+  end(sim, lid, prm, &h, m, flags, plateau);
   if (lid == 0u) {
     headers[sim] = h;
   }
