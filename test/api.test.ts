@@ -173,6 +173,11 @@ function checkSsePayloads(events: SseEvent[]): void {
       expect(Number.isInteger(data.step)).toBe(true);
     } else if (e.event === 'event') {
       expect(['plateau', 'converged', 'failed', 'restart']).toContain(data.type);
+    } else if (e.event === 'end') {
+      expect(e, 'end is the last event, without an id').toBe(events[events.length - 1]);
+      expect(e.id).toBeUndefined();
+      expect(Object.keys(data)).toEqual(['status']);
+      expectSchema('/components/schemas/HQESessionStatus', data.status);
     } else throw new Error(`unexpected SSE event type ${e.event}`);
   }
 }
@@ -546,12 +551,15 @@ describe('SSE stream', () => {
     expectIncreasingIds(b.events);
     expect(Number(b.events[0]!.id)).toBeGreaterThan(Number(cut.id));
 
-    // Close the session: the stream then ends after the terminal status.
+    // Close the session: the stream then ends after the terminal status, with `end`.
     expect((await api.request('DELETE', `/v1/hqe/sessions/${s.id}`)).status).toBe(204);
-    const all = await stream(s.id);
-    expect(all.ended).toBe(true);
+    const whole = await stream(s.id);
+    expect(whole.ended).toBe(true);
+    checkSsePayloads(whole.events);
+    const end = whole.events[whole.events.length - 1]!;
+    expect(end).toEqual({ id: undefined, event: 'end', data: JSON.stringify({ status: 'closed' }) });
+    const all = { ...whole, events: whole.events.slice(0, -1) };
     expectIncreasingIds(all.events);
-    checkSsePayloads(all.events);
     const last = all.events[all.events.length - 1]!;
     expect(last.event).toBe('status');
     expect(JSON.parse(last.data).status).toBe('closed');
@@ -569,8 +577,29 @@ describe('SSE stream', () => {
     for (const at of [0, 7, all.events.length - 2, all.events.length - 1]) {
       const r = await stream(s.id, { lastEventId: all.events[at]!.id! });
       expect(r.ended).toBe(true);
-      expect(r.events.map(key), `Last-Event-ID at index ${at}`).toEqual(all.events.slice(at + 1).map(key));
+      expect(r.events.map(key), `Last-Event-ID at index ${at}`).toEqual([...all.events.slice(at + 1), end].map(key));
     }
+  });
+
+  it('ends the stream of a completed session, and goes on through a completion that a step extended', async () => {
+    const s = await createSession({ primes: [2, 3, 5, 7, 11], schedule: { steps: 40 }, observables: { snapshotsInterval: 10 }, seed: 3 });
+    await waitFor('completed', async () => ((await getSession(s.id)).status === 'completed' ? true : undefined));
+    const first = await stream(s.id, { timeoutMs: 10_000 });
+    expect(first.ended).toBe(true);
+    checkSsePayloads(first.events);
+    const statuses = (r: typeof first): unknown[] => r.events.filter((e) => e.event === 'status' || e.event === 'end').map((e) => [e.event, JSON.parse(e.data).status]);
+    expect(statuses(first)).toEqual([['status', 'running'], ['status', 'completed'], ['end', 'completed']]);
+
+    // Stepped on, it runs and completes again: a replay passes the first completion and ends after the second.
+    expect((await api.request('POST', `/v1/hqe/sessions/${s.id}/step`, { body: { steps: 20 } })).status).toBe(200);
+    await waitFor('completed again', async () => ((await getSession(s.id)).status === 'completed' ? true : undefined));
+    const again = await stream(s.id, { timeoutMs: 10_000 });
+    expect(again.ended).toBe(true);
+    checkSsePayloads(again.events);
+    expectIncreasingIds(again.events.slice(0, -1));
+    expect(statuses(again)).toEqual([['status', 'running'], ['status', 'completed'], ['status', 'running'], ['status', 'completed'], ['end', 'completed']]);
+    const snaps = again.events.filter((e) => e.event === 'snapshot').map((e) => JSON.parse(e.data).step as number);
+    expect(snaps.at(-1)).toBe((await getSession(s.id)).step);
   });
 
   it('ends the stream of a converged session after its event and terminal status', async () => {
@@ -579,10 +608,10 @@ describe('SSE stream', () => {
     const r = await api.request('GET', `/v1/hqe/sessions/${s.id}/stream`);
     expect(r.status).toBe(200);
     const events = new SseParser().push(r.text + '\n\n');
-    expectIncreasingIds(events);
     checkSsePayloads(events);
-    const tail = events.slice(-2).map((e) => [e.event, JSON.parse(e.data).type ?? JSON.parse(e.data).status]);
-    expect(tail).toEqual([['event', 'converged'], ['status', 'converged']]);
+    expectIncreasingIds(events.slice(0, -1));
+    const tail = events.slice(-3).map((e) => [e.event, JSON.parse(e.data).type ?? JSON.parse(e.data).status]);
+    expect(tail).toEqual([['event', 'converged'], ['status', 'converged'], ['end', 'converged']]);
     const session = await getSession(s.id);
     const snaps = events.filter((e) => e.event === 'snapshot').map((e) => JSON.parse(e.data).step as number);
     expect(snaps[snaps.length - 1]).toBe(session.step);

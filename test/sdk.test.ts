@@ -5,9 +5,10 @@
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConflictError, type Delta, type LiveSession, ResonanceClient, ResonanceError } from '../src/sdk/index.js';
+import { ConflictError, type Delta, type LiveSession, ResonanceClient, ResonanceError, type StreamEvent, UnreachableError } from '../src/sdk/index.js';
 import { DEMO_ROOM as demoRoom, DEV_KEY, sleep, startServer, type TestServer, waitFor } from './helpers/server.js';
 
 describe('SDK', () => {
@@ -102,14 +103,78 @@ describe('SDK', () => {
     for await (const s of rs.hqe.sessions.snapshots(session.id, { pageSize: 3 })) steps.push(s.step);
     expect(steps.length).toBeGreaterThan(3);
     expect(steps).toEqual([...steps].sort((x, y) => x - y));
-    const controller = new AbortController();
-    const kinds: string[] = [];
-    for await (const e of rs.hqe.sessions.stream(session.id, { signal: controller.signal })) {
-      kinds.push(e.event);
-      if (e.event === 'status' && (e.data as { status: string }).status === 'completed') break;
+    // The stream of a completed session ends by itself after its last event: `end` with the status.
+    const events = await drain(rs.hqe.sessions.stream(session.id));
+    expect(events.map((e) => e.event)).toContain('snapshot');
+    expect(events.at(-2)).toMatchObject({ event: 'status', data: { status: 'completed' } });
+    expect(events.at(-1)).toMatchObject({ event: 'end', data: { status: 'completed' } });
+    // Resumed after its last event: only the end.
+    const resumed = await drain(rs.hqe.sessions.stream(session.id, { lastEventId: events.at(-2)!.id! }));
+    expect(resumed.map((e) => [e.event, e.data])).toEqual([['end', { status: 'completed' }]]);
+  });
+
+  it('closes the request when the loop over a stream is left: a Node process that breaks out exits on its own', async () => {
+    // A running session whose stream is quiet after its first event: nothing fills the client's buffer, so
+    // the server keeps the stream open (a busy one it would end), and so does an abandoned response's socket.
+    const quiet = { metricsInterval: 1_000_000_000, snapshotsInterval: 1_000_000_000 };
+    const session = await rs.hqe.sessions.create({ primes: [2, 3, 5, 7, 11, 13], schedule: { steps: 100_000_000, plateauT: 1_000_000_000 }, observables: quiet, seed: 3 });
+    try {
+      const sdk = new URL('../dist/src/sdk/index.js', import.meta.url).href;
+      const script = `
+        import { ResonanceClient } from ${JSON.stringify(sdk)};
+        const rs = new ResonanceClient({ apiKey: process.env.KEY, baseUrl: process.env.URL });
+        for await (const e of rs.hqe.sessions.stream(process.env.ID)) { console.log('got', e.event); break; }
+        console.log('left the loop');`;
+      const started = Date.now();
+      const out = await new Promise<{ err: Error | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, KEY: DEV_KEY, URL: server.url, ID: session.id }, timeout: 15_000 }, (err, stdout, stderr) =>
+          resolve({ err, stdout, stderr }));
+      });
+      expect(out.stdout).toMatch(/left the loop/);
+      expect(out.err, `the process did not exit by itself: ${out.stderr}`).toBeNull();
+      expect(Date.now() - started).toBeLessThan(8000);
+    } finally {
+      await rs.hqe.sessions.close(session.id);
     }
-    controller.abort();
-    expect(kinds).toContain('snapshot');
+  });
+
+  it('raises UnreachableError, a ResonanceError naming the URL with the cause attached, when the server is down', async () => {
+    // A port nothing listens on: one the system just handed out and took back.
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const url = `http://127.0.0.1:${port}`;
+    const down = new ResonanceClient({ apiKey: DEV_KEY, baseUrl: url });
+    for (const attempt of [() => down.spaces.list(), () => drain(down.hqe.sessions.stream('ses_x'))]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnreachableError);
+      expect(err).toBeInstanceOf(ResonanceError);
+      expect(err).toMatchObject({ status: 0, code: 'unreachable', url });
+      expect((err as Error).message).toContain(`could not reach the server at ${url}: fetch failed (ECONNREFUSED`);
+      expect((err as Error).cause).toBeInstanceOf(TypeError);
+    }
+  });
+
+  it('refuses to make a client without credentials', () => {
+    expect(() => new ResonanceClient({ baseUrl: server.url })).toThrow(ResonanceError);
+    expect(() => new ResonanceClient({ baseUrl: server.url, apiKey: '' })).toThrow(/needs an apiKey .* or an accessToken/);
+    expect(() => new ResonanceClient({ baseUrl: server.url, accessToken: 'tok' })).not.toThrow();
+  });
+
+  it('fails a live session the server closes with the status, code and detail of its problem', async () => {
+    const space = await rs.spaces.create(demoRoom);
+    const session = await rs.sessions.open(space.id, { role: 'reader' });
+    sessions.push(session);
+    const errors: ResonanceError[] = [];
+    session.on('error', (e) => errors.push(e));
+    await rs.spaces.delete(space.id);
+    await waitFor('closed', async () => (session.state === 'closed' ? true : undefined));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ status: 404, code: 'space_deleted', problem: { status: 404, code: 'space_deleted', detail: 'the space was deleted' } });
+    expect(errors[0]!.message).toMatch(/the space was deleted \(404 space_deleted\)/);
   });
 
   it('runs the seed quickstart example with only the import path and base URL changed', async () => {
@@ -121,6 +186,46 @@ describe('SDK', () => {
     expect(out.code, out.stderr).toBe(0);
     expect(out.stdout).toMatch(/^telemetry \{/m);
     expect(out.stdout).toMatch(/^delta v 1$/m);
+  });
+});
+
+/** Every event of a stream, failing after `ms` if it does not end. */
+async function drain(stream: AsyncGenerator<StreamEvent>, ms = 10_000): Promise<StreamEvent[]> {
+  const events: StreamEvent[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the stream did not end within ${ms} ms (${events.length} events, last ${JSON.stringify(events.at(-1))})`)), ms);
+  });
+  try {
+    await Promise.race([(async () => {
+      for await (const e of stream) events.push(e);
+    })(), timeout]);
+  } finally {
+    clearTimeout(timer);
+    void stream.return(undefined);
+  }
+  return events;
+}
+
+describe('SDK against refused WebSocket upgrades', () => {
+  let server: TestServer | undefined;
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('rejects open() with the HTTP status, code and detail of the refusal (a sockets quota)', async () => {
+    server = await startServer({ env: { RESONANCE_QUOTA_SOCKETS: '1' } });
+    const rs = new ResonanceClient({ apiKey: DEV_KEY, baseUrl: server.url });
+    const space = await rs.spaces.create(demoRoom);
+    const first = await rs.sessions.open(space.id, { role: 'reader' });
+    try {
+      const err = await Promise.race([rs.sessions.open(space.id, { role: 'reader' }).catch((e: unknown) => e), sleep(10_000).then(() => new Error('open() still waits 10 s later'))]);
+      expect(err).toBeInstanceOf(ResonanceError);
+      expect(err).toMatchObject({ status: 409, code: 'quota_exceeded', problem: { status: 409, code: 'quota_exceeded', meta: { quota: 'sockets', limit: 1 } } });
+      expect((err as Error).message).toMatch(/refused the realtime connection: the org has its maximum of 1 open WebSocket connections \(409 quota_exceeded\)/);
+    } finally {
+      first.close();
+    }
   });
 });
 

@@ -15,13 +15,42 @@ export interface Problem {
 export class ResonanceError extends Error {
   override readonly name: string = 'ResonanceError';
   constructor(
+    /** The HTTP status (of the response, or of the refused WebSocket's problem); 0 when none applies. */
     readonly status: number,
     readonly code: string,
     message: string,
     readonly problem: Problem | null = null,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
+}
+
+/**
+ * The server could not be reached at all (refused, reset, DNS, TLS, or the connection dropped while the
+ * response was read): `cause` holds what fetch threw. Nothing says whether the server acted on a request
+ * that was sent.
+ */
+export class UnreachableError extends ResonanceError {
+  override readonly name = 'UnreachableError';
+  constructor(
+    /** The URL that could not be reached. */
+    readonly url: string,
+    cause: unknown,
+  ) {
+    super(0, 'unreachable', `could not reach the server at ${url}: ${describe(cause)}`, null, { cause });
+  }
+}
+
+/** fetch's own message ("fetch failed") says little; Node puts the reason (ECONNREFUSED …) in its cause. */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const inner = err.cause;
+  if (inner instanceof Error) {
+    const code = (inner as Error & { code?: unknown }).code;
+    return `${err.message} (${typeof code === 'string' ? `${code}: ` : ''}${inner.message})`;
+  }
+  return err.message;
 }
 
 /**

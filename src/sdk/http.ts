@@ -1,5 +1,5 @@
 /** REST over fetch with X-Api-Key (or a bearer token), problem+json errors, and SSE read from a fetch stream. */
-import { type Problem, ResonanceError } from './errors.js';
+import { type Problem, ResonanceError, UnreachableError } from './errors.js';
 import type { StreamEvent } from './types.js';
 
 export interface HttpOptions {
@@ -30,27 +30,38 @@ export class Http {
       delete headers['X-Api-Key'];
       headers.Authorization = `Bearer ${extra.bearer}`;
     }
-    const res = await this.options.fetch(this.options.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const res = await this.send(path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     if (res.status === 204) return undefined as T;
-    const text = await res.text();
+    const text = await this.read(res.text(), undefined);
     if (!res.ok) throw errorFrom(res.status, text);
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
-  /** An SSE stream as an async iterator; ends when the server ends it or `signal` aborts. */
-  async *stream<T>(path: string, opts: { lastEventId?: string; signal?: AbortSignal } = {}): AsyncGenerator<StreamEvent<T>> {
+  /**
+   * An SSE stream as an async iterator; ends when the server ends it, after an event `isLast` accepts, or
+   * when `signal` aborts. Leaving it early (break, return, a throw in the loop) aborts the request.
+   */
+  async *stream<T>(
+    path: string,
+    opts: { lastEventId?: string; signal?: AbortSignal; isLast?: (e: StreamEvent<T>) => boolean } = {},
+  ): AsyncGenerator<StreamEvent<T>> {
     const headers = this.headers({ Accept: 'text/event-stream' });
     if (opts.lastEventId !== undefined) headers['Last-Event-ID'] = opts.lastEventId;
-    const res = await this.options.fetch(this.options.baseUrl + path, { headers, ...(opts.signal ? { signal: opts.signal } : {}) });
-    if (!res.ok || !res.body) throw errorFrom(res.status, await res.text());
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    // Our own controller: the response must be released when the consumer stops, whether or not it gave a signal.
+    const controller = new AbortController();
+    const forward = (): void => controller.abort(opts.signal?.reason);
+    if (opts.signal?.aborted) forward();
+    else opts.signal?.addEventListener('abort', forward, { once: true });
     let buffer = '';
     let event = '';
     let id: string | undefined;
     let data: string[] = [];
     try {
+      const res = await this.send(path, { headers, signal: controller.signal });
+      if (!res.ok || !res.body) throw errorFrom(res.status, await this.read(res.text(), controller.signal));
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
-        const { value, done } = await reader.read();
+        const { value, done } = await this.read(reader.read(), controller.signal);
         if (done) return;
         buffer += value;
         let nl: number;
@@ -58,7 +69,11 @@ export class Http {
           const line = buffer.slice(0, nl);
           buffer = buffer.slice(nl + (buffer.startsWith('\r\n', nl) ? 2 : 1));
           if (line === '') {
-            if (data.length > 0) yield { event: event || 'message', id, data: JSON.parse(data.join('\n')) as T };
+            if (data.length > 0) {
+              const e: StreamEvent<T> = { event: event || 'message', id, data: JSON.parse(data.join('\n')) as T };
+              yield e;
+              if (opts.isLast?.(e)) return;
+            }
             event = '';
             data = [];
             continue;
@@ -73,7 +88,29 @@ export class Http {
         }
       }
     } finally {
-      reader.releaseLock();
+      opts.signal?.removeEventListener('abort', forward);
+      // An open response keeps its socket, and with it a Node process, alive.
+      controller.abort();
+    }
+  }
+
+  /** fetch, with a failure to reach the server as UnreachableError (an abort stays an abort). */
+  private async send(path: string, init: RequestInit): Promise<Response> {
+    try {
+      return await this.options.fetch(this.options.baseUrl + path, init);
+    } catch (err) {
+      if (init.signal?.aborted) throw err;
+      throw new UnreachableError(this.options.baseUrl, err);
+    }
+  }
+
+  /** A read of a response body: a connection lost meanwhile is UnreachableError too. */
+  private async read<R>(reading: Promise<R>, signal: AbortSignal | undefined): Promise<R> {
+    try {
+      return await reading;
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new UnreachableError(this.options.baseUrl, err);
     }
   }
 }

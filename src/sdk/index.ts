@@ -3,13 +3,14 @@
  * sessions over WebSocket. Runs in browsers and in Node 20 (where the `ws` package stands in for the
  * WebSocket that Node 20 lacks). Depends on nothing but what browsers provide and @msgpack/msgpack.
  */
+import { ResonanceError } from './errors.js';
 import { Http } from './http.js';
 import { LiveSession, type OpenOptions, type WebSocketLike } from './session.js';
 import type {
   DeltaProposal, HqeRunResult, HqeSession, HqeSnapshot, Member, Page, Role, SessionToken, Space, SpaceConfigInput, SpaceSnapshot, SpaceStatus, StreamEvent,
 } from './types.js';
 
-export { ConflictError, ConnectionLostError, type Problem, ResonanceError } from './errors.js';
+export { ConflictError, ConnectionLostError, type Problem, ResonanceError, UnreachableError } from './errors.js';
 export { applyDelta, applyPhaseOps, type ConflictInfo, type ConnectionState, type Encoding, LiveSession, type OpenOptions, type SessionEvents, type SubscriptionKind } from './session.js';
 export type * from './types.js';
 
@@ -45,7 +46,11 @@ export class ResonanceClient {
   readonly hqe: HqeApi;
   private readonly http: Http;
 
+  /** Throws at once without an `apiKey` or `accessToken`: every route but health checks needs one. */
   constructor(options: ClientOptions = {}) {
+    if (!options.apiKey?.trim() && !options.accessToken?.trim()) {
+      throw new ResonanceError(0, 'missing_credentials', 'ResonanceClient needs an apiKey (X-Api-Key) or an accessToken (from POST /oauth/token); neither was given');
+    }
     const f = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.http = new Http({
       baseUrl: (options.baseUrl ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''),
@@ -174,8 +179,12 @@ export class HqeSessionsApi {
     } while (cursor);
   }
 
-  /** The session's live stream (snapshot, metrics, event, status events); resume with `lastEventId`. */
+  /**
+   * The session's live stream (snapshot, metrics, event, status events); resume with `lastEventId`. Once
+   * the session has finished (converged, plateau, failed, completed or closed) the last event is `end`
+   * `{status}` and the iteration ends. Leaving the loop early closes the request.
+   */
   stream(id: string, opts: { lastEventId?: string; signal?: AbortSignal } = {}): AsyncGenerator<StreamEvent> {
-    return this.http.stream(`/v1/hqe/sessions/${encodeURIComponent(id)}/stream`, opts);
+    return this.http.stream(`/v1/hqe/sessions/${encodeURIComponent(id)}/stream`, { ...opts, isLast: (e) => e.event === 'end' });
   }
 }

@@ -5,8 +5,8 @@
  * the last version seen (the server replays the missed deltas, or sends a snapshot).
  */
 import { decode, encode } from '@msgpack/msgpack';
-import { ConflictError, ConnectionLostError, ResonanceError } from './errors.js';
-import type { Http } from './http.js';
+import { ConflictError, ConnectionLostError, type Problem, ResonanceError } from './errors.js';
+import { errorFrom, type Http } from './http.js';
 import type { Delta, DeltaProposal, PhasesFrame, Role, SessionToken, SpaceEvent, SpaceSnapshot, Telemetry } from './types.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -74,6 +74,8 @@ export class LiveSession {
   private tokenExpiresAt: number;
   private opened: { resolve: () => void; reject: (err: Error) => void } | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The last error frame of the current connection that answered no request: why the server is closing it. */
+  private closingError: ResonanceError | null = null;
 
   constructor(
     private readonly http: Http,
@@ -147,7 +149,15 @@ export class LiveSession {
     const ws = new this.WS(url, protocols);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
+    this.closingError = null;
     let welcomed = false;
+    // An upgrade the server refused with problem+json (401, 403, 404, 409, 503). Browsers hide that
+    // answer; the `ws` package of Node shows it, and the session fails with it as a REST call would.
+    let refusal: ResonanceError | null = null;
+    onRefusedUpgrade(ws, (status, body) => {
+      const err = errorFrom(status, body);
+      refusal = new ResonanceError(err.status, err.code, `the server refused the realtime connection: ${withStatus(err.status, err.code, err.message)}`, err.problem);
+    });
     ws.onopen = () => {
       this.encoding = ws.protocol === 'resonance.v1.msgpack' ? 'msgpack' : 'json';
       this.send({ type: 'hello', version: 1, sessionId: this.token.sessionId, ...(this.version >= 0 ? { lastVersion: this.version } : {}) });
@@ -171,27 +181,46 @@ export class LiveSession {
       this.ws = null;
       this.failPending(new ConnectionLostError());
       if (this.closedByUser) return;
-      if (FINAL_CLOSE_CODES.has(ev.code)) {
-        const err = new ResonanceError(0, `closed_${ev.code}`, `the server closed the session (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`);
+      const starting = this.opened !== null;
+      const said = this.closingError;
+      const err = refusal ?? (ev.code >= 4000 || FINAL_CLOSE_CODES.has(ev.code) ? this.closeError(ev) : null);
+      // While open() waits, a refusal ends it (the caller learns why at once) unless waiting may help.
+      const final = refusal !== null
+        ? starting ? refusal.status < 500 && refusal.status !== 429 : FINAL_REFUSALS.has(refusal.status) && refusal.code !== 'quota_exceeded'
+        : FINAL_CLOSE_CODES.has(ev.code) || (starting && ev.code >= 4000);
+      if (err && final) {
         this.setState('closed');
         this.opened?.reject(err);
         this.opened = null;
-        this.emit('error', err);
+        if (err !== said) this.emit('error', err);
         return;
       }
-      this.scheduleReconnect(welcomed);
+      if (err && err !== said) this.emit('error', err);
+      // A refused token (expired, or a restarted server's new key) is renewed before the next try.
+      this.scheduleReconnect(welcomed, refusal?.status === 401);
     };
     ws.onerror = () => {
       // onclose follows with the code; nothing to add here
     };
   }
 
-  private scheduleReconnect(wasOpen: boolean): void {
+  /** Why the server closed the connection: its error frame, else the close code, with the HTTP status of either. */
+  private closeError(ev: CloseEvent): ResonanceError {
+    const said = this.closingError;
+    const status = CLOSE_STATUS[ev.code] ?? said?.status ?? 0;
+    const code = said?.code ?? `closed_${ev.code}`;
+    if (said && said.status === status) return said;
+    const detail = said?.problem?.detail ?? `close code ${ev.code}${ev.reason ? ` (${ev.reason})` : ''}`;
+    const problem: Problem = { type: `/problems/${code}`, title: code, status, code, detail, ...(said?.problem?.meta ? { meta: said.problem.meta } : {}) };
+    return new ResonanceError(status, code, `the server closed the realtime session: ${withStatus(status, code, detail)}`, problem);
+  }
+
+  private scheduleReconnect(wasOpen: boolean, renewToken = false): void {
     this.setState('reconnecting');
     const base = this.options.reconnect?.baseMs ?? 250;
     const max = this.options.reconnect?.maxMs ?? 10_000;
     const delay = Math.min(max, base * 2 ** this.attempt) * (0.5 + Math.random() / 2);
-    const failedBefore = !wasOpen && this.attempt > 0;
+    const failedBefore = renewToken || (!wasOpen && this.attempt > 0);
     this.attempt++;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
@@ -225,6 +254,8 @@ export class LiveSession {
   // ---- frames ----
 
   private handle(frame: Record<string, unknown>): void {
+    // An error frame tells why a close follows only when nothing came between them.
+    if (frame.type !== 'error') this.closingError = null;
     switch (frame.type) {
       case 'welcome':
         this.epoch = frame.epoch as number;
@@ -257,15 +288,23 @@ export class LiveSession {
         void this.takeConflict(frame as unknown as ConflictInfo & { requestId?: string });
         break;
       case 'error': {
-        const err = new ResonanceError(0, String(frame.code), String(frame.message), {
-          type: 'about:blank', title: String(frame.code), status: 0, code: String(frame.code), detail: String(frame.message),
+        const code = String(frame.code);
+        const answersRequest = typeof frame.requestId === 'string';
+        const status = typeof frame.status === 'number' ? frame.status : statusOfFrame(code, answersRequest);
+        const detail = String(frame.message);
+        const err = new ResonanceError(status, code, answersRequest ? detail : withStatus(status, code, detail), {
+          type: `/problems/${code}`, title: code, status, code, detail,
           ...(frame.errors ? { errors: frame.errors as Array<{ pointer: string; code: string; message: string }> } : {}),
+          ...(frame.meta ? { meta: frame.meta as Record<string, unknown> } : {}),
         });
-        const p = typeof frame.requestId === 'string' ? this.pending.get(frame.requestId) : undefined;
+        const p = answersRequest ? this.pending.get(frame.requestId as string) : undefined;
         if (p) {
           this.pending.delete(frame.requestId as string);
           p.reject(err);
-        } else this.emit('error', err);
+        } else {
+          if (!answersRequest) this.closingError = err;
+          this.emit('error', err);
+        }
         break;
       }
       default:
@@ -337,6 +376,65 @@ export class LiveSession {
   private emit<K extends keyof SessionEvents>(name: K, value: SessionEvents[K]): void {
     for (const fn of this.listeners.get(name) ?? []) (fn as (v: SessionEvents[K]) => void)(value);
   }
+}
+
+/** Refusals that a later try cannot overcome (a quota_exceeded 409 may: another socket closes). */
+const FINAL_REFUSALS = new Set([403, 404, 409, 410]);
+
+/** The HTTP status of a close code's refusal (docs/spaces.md "Realtime"; docs/errors.md for the statuses). */
+const CLOSE_STATUS: Record<number, number> = {
+  1001: 503, 1008: 400, 1011: 500, 4008: 400, 4401: 401, 4403: 403, 4409: 409, 4429: 409,
+};
+
+/** The HTTP status a REST call gets for the code of an error frame (docs/errors.md). */
+const FRAME_STATUS: Record<string, number> = {
+  validation_failed: 400, invalid_frame: 400, malformed_frame: 400, frame_too_large: 400, already_started: 400, too_many_bad_frames: 400,
+  credential_revoked: 401, invalid_credentials: 401,
+  insufficient_role: 403, member_removed: 403,
+  space_deleted: 404, not_found: 404,
+  conflict: 409, stale_version: 409, version_ahead: 409, stale_epoch: 409, space_locked: 409, space_archived: 409, space_full: 409,
+  rate_limited: 429, too_many_requests: 429,
+  internal: 500, owner_unreachable: 503, owner_changed: 503, service_unavailable: 503, unavailable: 503,
+};
+
+/** quota_exceeded answering a proposal is a rate quota (429); closing a connection, a cap (409, live_spaces). */
+function statusOfFrame(code: string, answersRequest: boolean): number {
+  if (code === 'quota_exceeded') return answersRequest ? 429 : 409;
+  return FRAME_STATUS[code] ?? 0;
+}
+
+/** A problem's detail with its status and code, as a message that says all of it. */
+function withStatus(status: number, code: string, detail: string): string {
+  return `${detail} (${status ? `${status} ` : ''}${code})`;
+}
+
+/** What the `ws` package shows of a refused upgrade, read whole; nothing happens with a browser's WebSocket. */
+function onRefusedUpgrade(ws: WebSocket, fn: (status: number, body: string) => void): void {
+  interface Body {
+    statusCode?: number;
+    on(event: 'data', cb: (chunk: Uint8Array) => void): void;
+    on(event: 'end' | 'error', cb: () => void): void;
+  }
+  const node = ws as unknown as { on?: (event: 'unexpected-response', cb: (req: unknown, res: Body) => void) => void; terminate?: () => void };
+  if (typeof node.on !== 'function') return;
+  // With this listener `ws` leaves the failed handshake to us: terminate() then closes it (1006).
+  node.on('unexpected-response', (_req, res) => {
+    const decoder = new TextDecoder();
+    let body = '';
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      fn(res.statusCode ?? 0, body + decoder.decode());
+      if (node.terminate) node.terminate();
+      else ws.close();
+    };
+    res.on('data', (chunk) => {
+      body += decoder.decode(chunk, { stream: true });
+    });
+    res.on('end', finish);
+    res.on('error', finish);
+  });
 }
 
 const TWO_PI = 2 * Math.PI;

@@ -291,6 +291,7 @@ export function hqeRoutes(deps: HqeDeps): Router {
       if (!reading && c.events && c.after !== null && c.after <= last) {
         wokenAt = Date.now();
         for (const e of c.events) deliver(e);
+        endIfFinished();
         return;
       }
       wake();
@@ -310,12 +311,26 @@ export function hqeRoutes(deps: HqeDeps): Router {
     sse.onClose(release);
     sse.onClose(unsubscribe);
     sse.onClose(credentials.watchPrincipal(principalOf(ctx), () => sse.close()));
+    // The status the session finished on when the last event sent (or, before any, the row) says it
+    // finished. It is decided once every event stored so far is sent: a `completed` in a replay may be
+    // followed by the `running` of a later step, and the stream goes on through it.
+    let finished: string | null = streamEnds(row.status) ? row.status : null;
+    const endIfFinished = (): void => {
+      if (finished === null || sse.closed) return;
+      // No id: Last-Event-ID stays on the last stored event, so a resume gets this `end` again.
+      sse.send('end', JSON.stringify({ status: finished }));
+      sse.close();
+    };
     deliver = (e) => {
       if (e.seq <= last || sse.closed) return;
       // Not sent (the client is past its buffer and the stream was ended): it resumes from `last`.
       if (!sse.send(e.kind === 'event' ? 'event' : e.kind, e.body, e.seq)) return;
       last = e.seq;
-      if (e.kind === 'status' && isTerminal((JSON.parse(e.body) as { status: string }).status)) sse.close();
+      // Only a status event moves it: whatever else a status is followed by does not reopen the session.
+      if (e.kind === 'status') {
+        const status = (JSON.parse(e.body) as { status: string }).status;
+        finished = streamEnds(status) ? status : null;
+      }
     };
     // Reads are paced by the client: the next event is written only once the socket drains. They are sized
     // to about REPLAY_BATCH_BYTES (what a stalled client keeps in memory), and each is a turn of the event
@@ -340,6 +355,7 @@ export function hqeRoutes(deps: HqeDeps): Router {
             await new Promise<void>((resolve) => setImmediate(resolve));
           }
         } while (again && !sse.closed);
+        endIfFinished();
       } catch (err) {
         // The store failed: the stream ends and the client resumes with Last-Event-ID (the first read's
         // failure is rethrown below, to be logged).
@@ -359,8 +375,6 @@ export function hqeRoutes(deps: HqeDeps): Router {
     }, STREAM_RESYNC_MS);
     resync.unref();
     sse.onClose(() => clearInterval(resync));
-    const current = await sessions.get(row.id);
-    if (current && isTerminal(current.status) && !sse.closed) sse.close();
   });
 
   return router;
@@ -372,7 +386,10 @@ const REPLAY_MAX_ROWS = 500;
 /** A stream with no commit notice for this long reads the store anyway. */
 const STREAM_RESYNC_MS = 5000;
 
+/** A session that may not be stepped any more (`completed` may: its schedule is extended). */
 const isTerminal = (status: string): boolean => status !== 'running' && status !== 'initializing' && status !== 'completed';
+/** A session that runs no more unless stepped: its stream ends after its last event (`completed` too). */
+const streamEnds = (status: string): boolean => status !== 'running' && status !== 'initializing';
 
 // ---- OpenAPI ----
 
@@ -456,7 +473,7 @@ export const hqePaths: ZodOpenApiPathsObject = {
   '/v1/hqe/sessions/{id}/stream': {
     get: {
       tags: ['Telemetry'],
-      summary: 'Server-Sent Events: `snapshot`, `metrics`, `event` and `status` events (JSON data, id = sequence); Last-Event-ID resumes',
+      summary: 'Server-Sent Events: `snapshot`, `metrics`, `event` and `status` events (JSON data, id = sequence); Last-Event-ID resumes. Once the session has finished (converged, plateau, failed, completed, closed) the stream ends after its last event with `end` {status} (no id)',
       requestParams: { path: SessionId, header: z.object({ 'Last-Event-ID': z.string().optional() }) },
       responses: {
         '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
