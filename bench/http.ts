@@ -8,7 +8,7 @@
  * bench/results/http-validate-<date>.json and updates bench/README.md (bench/README.md, "HTTP").
  *
  *   npm run bench:http [-- --rate 500 --seconds 20 --connections 64 --p99 10 --bar 0.5 --step-seconds 4
- *                         --start-rate 1000 --disturbed 0.1 --budget 120 --log-level info --no-pin]
+ *                         --start-rate 1000 --disturbed 0.1 --budget 120 --log-level info --port 0 --peer-port 0 --no-pin]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
