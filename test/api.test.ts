@@ -953,6 +953,12 @@ describe('webhooks', () => {
 });
 
 describe('operations', () => {
+  it('/ sends a browser to the demo pages (it was a JSON 404)', async () => {
+    const r = await fetch(`${srv.url}/`, { redirect: 'manual' });
+    expect(r.status).toBe(302);
+    expect(r.headers.get('location')).toBe('/demo');
+  });
+
   it('/healthz names the backend, adapter and store', async () => {
     const r = await anon.request('GET', '/healthz');
     expect(r.status).toBe(200);

@@ -1,4 +1,4 @@
-/** Operations: health, readiness, Prometheus metrics, the OpenAPI document and a docs page. */
+/** Operations: health, readiness, Prometheus metrics, the OpenAPI document, a docs page, and the root's redirect to /demo. */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import Router from '@koa/router';
@@ -107,6 +107,10 @@ export function opsRoutes(deps: OpsDeps): Router {
   router.get('/docs', (ctx) => {
     ctx.type = 'text/html';
     ctx.body = docsCache ??= deps.docsHtml();
+  });
+  // The root is where a person's browser lands first: the demo pages, which link the API reference.
+  router.get('/', (ctx) => {
+    ctx.redirect('/demo');
   });
   return router;
 }
