@@ -62,7 +62,11 @@ export interface ClusterStore {
    * null while another node holds it.
    */
   acquire(resource: LeaseResource, orgId: string, nodeId: string, ttlMs: number): Promise<Lease | null>;
-  /** Renews every lease `nodeId` still holds; returns them (a lease missing from the answer was lost). */
+  /**
+   * Renews every lease `nodeId` still holds, at its epoch; returns them (a lease missing from the answer was
+   * taken by another node or released). One that lapsed while nobody took it is still held: a renewal that
+   * came late (a stalled process) keeps it, and the fence refused the holder's writes in between.
+   */
   renew(nodeId: string, ttlMs: number): Promise<Lease[]>;
   /** Gives a lease up (when its holder is `nodeId`); the next taker needs no wait. */
   release(resource: LeaseResource, nodeId: string): Promise<void>;
@@ -100,7 +104,8 @@ export function memoryCluster(): ClusterStore {
       const now = Date.now();
       const out: Lease[] = [];
       for (const l of held.values()) {
-        if (l.nodeId !== nodeId || l.expiresAt <= now) continue;
+        // Released (0) or another node's: not this node's to renew.
+        if (l.nodeId !== nodeId || l.expiresAt === 0) continue;
         l.expiresAt = now + ttlMs;
         out.push({ ...l });
       }

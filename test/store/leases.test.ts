@@ -37,6 +37,16 @@ describe('leases', () => {
     expect(await cluster.orgLeases('org2')).toEqual([]);
   });
 
+  it('stay with a holder whose renewal came late while nobody took them, at the same epoch; not once released', async () => {
+    await cluster.acquire('session:late', 'org1', 'a', 150);
+    await cluster.acquire('session:gone', 'org1', 'a', 150);
+    await cluster.release('session:gone', 'a');
+    await sleep(250);
+    const renewed = await cluster.renew('a', 5000);
+    expect(renewed.map((l) => [l.resource, l.epoch])).toEqual([['session:late', 1]]);
+    expect(await cluster.acquire('session:late', 'org1', 'b', 5000)).toBeNull();
+  });
+
   it('are handed over at once when released or when their node leaves', async () => {
     await cluster.acquire('space:r', 'org1', 'a', 60_000);
     await cluster.acquire('space:q', 'org1', 'a', 60_000);

@@ -58,7 +58,9 @@ export class PgClusterStore implements ClusterStore {
   async renew(nodeId: string, ttlMs: number): Promise<Lease[]> {
     const rows = await query<LeaseRow>(
       this.pool,
-      `UPDATE leases SET expires_at = ${NOW} + $2 WHERE node_id = $1 AND expires_at > ${NOW} RETURNING resource, org_id, node_id, epoch, expires_at`,
+      // A lapsed lease nobody took is still this node's (its writes meanwhile were refused by the fence); a
+      // released one (expires_at 0) is not.
+      `UPDATE leases SET expires_at = ${NOW} + $2 WHERE node_id = $1 AND expires_at > 0 RETURNING resource, org_id, node_id, epoch, expires_at`,
       [nodeId, ttlMs],
     );
     return rows.map(fromLease);
