@@ -37,12 +37,17 @@ export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendCho
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
   const engine = await pickEngine(options);
   if (engine.info.precision !== 'f32') return engine;
-  return new RoutedEngine(engine, () => new CpuEngine({ precision: 'f64', threads: options.threads, dense: options.dense ?? denseFromEnv() }));
+  return new RoutedEngine(engine, () => cpuEngine(options, 'f64'));
+}
+
+/** The CPU engine of `options`, in `precision`. */
+function cpuEngine(options: EngineOptions, precision: Precision): Engine {
+  return new CpuEngine({ precision, threads: options.threads, dense: options.dense ?? denseFromEnv() });
 }
 
 async function pickEngine(options: EngineOptions): Promise<Engine> {
   const backend = options.backend ?? backendFromEnv();
-  const cpu = (): Engine => new CpuEngine({ precision: options.precision ?? 'f64', threads: options.threads, dense: options.dense ?? denseFromEnv() });
+  const cpu = (): Engine => cpuEngine(options, options.precision ?? 'f64');
   if (backend === 'cpu') return cpu();
   const webgpu = async (allowSoftware: boolean): Promise<Engine> => {
     const { WebGpuEngine } = await import('./webgpu/engine.js');
