@@ -4,7 +4,6 @@
  * Ops routes need no credentials.
  */
 import { randomUUID } from 'node:crypto';
-import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Logger } from 'pino';
 import type { Scheduler } from '../sim/scheduler.js';
@@ -17,7 +16,7 @@ import type { WebhookService } from '../webhooks/service.js';
 import { authenticate } from './auth.js';
 import { type ServerConfig, SLOW_REQUEST_MS } from './config.js';
 import type { CredentialCache } from './credential-cache.js';
-import { bodyParseProblem, bodyPreflight, bodyShape } from './body.js';
+import { bodyReader, hasBody } from './body.js';
 import { docsHtml } from './docs.js';
 import type { Idempotency } from './idempotency.js';
 import type { ClusterStore } from '../store/leases.js';
@@ -76,11 +75,10 @@ export interface AppDeps {
 
 /** The /v1 API reads JSON only: a body of any other type is a 415, not a silently empty request. */
 function requireJson(ctx: Context, next: Next): Promise<void> {
-  // A body is chunked or has a non-zero Content-Length; an empty one is no body (routing decides, e.g. 405).
-  const hasBody = ctx.get('Transfer-Encoding') !== '' || (ctx.request.length ?? 0) > 0;
   // The usual header is exactly `application/json`: taken as it is, without parsing the media type.
   const json = (type: string): boolean => type === 'application/json' || Boolean(ctx.is('application/json'));
-  if ((ctx.method === 'POST' || ctx.method === 'PATCH') && hasBody && !json(ctx.get('Content-Type'))) {
+  // An empty body is no body: routing decides (e.g. 405).
+  if ((ctx.method === 'POST' || ctx.method === 'PATCH') && hasBody(ctx) && !json(ctx.get('content-type'))) {
     throw new Problem(415, 'unsupported_media_type', 'Unsupported media type', 'send the body as application/json');
   }
   return next();
@@ -127,7 +125,8 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     const requestId = randomUUID();
     (ctx.state as AppState).requestId = requestId;
     // Which node answered: behind a load balancer, the one to look at in its logs.
-    ctx.set({ 'X-Request-Id': requestId, 'X-Resonance-Node': deps.nodeId() });
+    ctx.set('X-Request-Id', requestId);
+    ctx.set('X-Resonance-Node', deps.nodeId());
     const started = performance.now();
     try {
       await next();
@@ -141,20 +140,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   app.use(problemMiddleware((err, ctx) => logger.error({ err, requestId: (ctx.state as AppState).requestId }, 'unhandled error')));
   // Body reading (body.ts): unsupported codings and oversized declared lengths are refused before reading;
   // what cannot be decoded or parsed, nests too deeply or names __proto__ is a 4xx, never a 500.
-  app.use(bodyPreflight(config.maxBodyBytes));
-  app.use(
-    bodyParser({
-      enableTypes: ['json', 'form'],
-      jsonLimit: config.maxBodyBytes,
-      formLimit: config.maxBodyBytes,
-      // Only objects and arrays are JSON documents a route accepts; a bare scalar is malformed here.
-      jsonStrict: true,
-      onError: (err, ctx) => {
-        throw bodyParseProblem(err, ctx);
-      },
-    }),
-  );
-  app.use(bodyShape);
+  app.use(bodyReader(config.maxBodyBytes));
 
   const ops = opsRoutes({
     health: () => ({ ...scheduler.engineInfo, store: deps.storeKind, node: deps.nodeId() }),
@@ -181,9 +167,9 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   ];
   const auth = authenticate({ authStore: deps.credentialCache, config });
   const limiter = rateLimit(deps.rateLimiter);
-  app.use(async (ctx: Context, next: Next) => {
+  app.use((ctx: Context, next: Next) => {
     if (!ctx.path.startsWith('/v1/')) return next();
-    await auth(ctx, () => limiter(ctx, () => requireJson(ctx, next)));
+    return auth(ctx, () => limiter(ctx, () => requireJson(ctx, next)));
   });
   for (const router of api) app.use(router.routes()).use(router.allowedMethods());
   return app;

@@ -43,13 +43,16 @@ const invalidCredentials = (challenge: string): Problem =>
     headers: { 'WWW-Authenticate': challenge },
   });
 
-const keyPrincipal = (key: ApiKeyRecord): Principal => ({
-  orgId: key.orgId,
-  scopes: new Set(key.scopes),
-  via: 'api_key',
-  subject: key.id,
-  credential: { kind: 'api_key', id: key.id },
-});
+/** One principal per key record: the credential cache hands out the same record until it refreshes it. */
+const keyPrincipals = new WeakMap<ApiKeyRecord, Principal>();
+
+function keyPrincipal(key: ApiKeyRecord): Principal {
+  const known = keyPrincipals.get(key);
+  if (known) return known;
+  const principal: Principal = { orgId: key.orgId, scopes: new Set(key.scopes), via: 'api_key', subject: key.id, credential: { kind: 'api_key', id: key.id } };
+  keyPrincipals.set(key, Object.freeze(principal));
+  return principal;
+}
 
 async function fromApiKey(store: CredentialLookups, key: string): Promise<Principal> {
   const record = key.length <= MAX_CREDENTIAL_LENGTH ? await store.verifyApiKey(key) : null;
@@ -112,11 +115,12 @@ function confineSession(principal: Principal, path: string): void {
 /** Requires a credential and sets ctx.state.principal; put it in front of every /v1 router. */
 export function authenticate(deps: AuthDeps) {
   return async (ctx: Context, next: Next): Promise<void> => {
-    const apiKey = ctx.get('X-Api-Key').trim();
-    const bearer = /^Bearer(?:\s+(.*))?$/i.exec(ctx.get('Authorization').trim());
+    const apiKey = ctx.get('x-api-key').trim();
+    const authorization = ctx.get('authorization').trim();
+    const bearer = authorization === '' ? null : /^Bearer(?:\s+(.*))?$/i.exec(authorization);
     const queryToken = ctx.method === 'GET' && QUERY_TOKEN_PATH.test(ctx.path) && typeof ctx.query.token === 'string' ? ctx.query.token : undefined;
     // Two credentials could name two orgs; guessing which one wins is how privilege bugs start.
-    if ([apiKey, bearer, queryToken].filter((c) => c !== undefined && c !== '' && c !== null).length > 1) throw invalidCredentials(CHALLENGE_ANY);
+    if (Number(apiKey !== '') + Number(bearer !== null) + Number(queryToken !== undefined && queryToken !== '') > 1) throw invalidCredentials(CHALLENGE_ANY);
     let principal: Principal;
     if (apiKey) principal = await fromApiKey(deps.authStore, apiKey);
     else if (bearer) principal = await fromBearer(deps.authStore, deps.config.jwtSecret, (bearer[1] ?? '').trim());

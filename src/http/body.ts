@@ -3,6 +3,7 @@
  * nest, and how a body that cannot be read becomes a 4xx problem (never a 500). The parsing itself is
  * @koa/bodyparser's (co-body); these checks sit around it in app.ts. docs/errors.md lists the codes.
  */
+import { bodyParser } from '@koa/bodyparser';
 import type { Context, Next } from 'koa';
 import type { FieldError } from '../model/normalize.js';
 import { toPointer } from '../model/normalize.js';
@@ -17,29 +18,30 @@ export const MAX_BODY_DEPTH = 64;
 /** Field names refused anywhere in a body: assigning them elsewhere would rewrite an object's prototype. */
 const FORBIDDEN_KEYS = new Set(['__proto__']);
 
-const hasBody = (ctx: Context): boolean => ctx.get('Transfer-Encoding') !== '' || (ctx.request.length ?? 0) > 0;
+/**
+ * Whether a request has a body: chunked, or a non-zero Content-Length. (Header names on the path of every
+ * request are written in lower case, as Node stores them: ctx.get() then has nothing to lower.)
+ */
+export const hasBody = (ctx: Context): boolean => ctx.get('transfer-encoding') !== '' || (ctx.request.length ?? 0) > 0;
 
 /**
  * Before the body parser: 415 unsupported_content_encoding for a coding it cannot read (with Accept-Encoding,
  * RFC 9110 section 15.5.16), and 413 for a declared length over the limit (compressed bodies included, whose
  * decoded size the parser bounds as it reads).
  */
-export function bodyPreflight(maxBodyBytes: number) {
-  return async (ctx: Context, next: Next): Promise<void> => {
-    const raw = ctx.get('Content-Encoding');
-    if (raw !== '' && hasBody(ctx)) {
-      const coding = raw.trim().toLowerCase();
-      if (!(BODY_ENCODINGS as readonly string[]).includes(coding)) {
-        throw new Problem(415, 'unsupported_content_encoding', 'Unsupported content encoding', `Content-Encoding "${raw}" is not supported; send ${BODY_ENCODINGS.join(', ')}`, {
-          headers: { 'Accept-Encoding': BODY_ENCODINGS.filter((c) => c !== 'identity').join(', ') },
-        });
-      }
-      // The decoder matches codings case-sensitively; the header's case is not meaningful (RFC 9110 8.4.1).
-      ctx.req.headers['content-encoding'] = coding;
+function preflight(ctx: Context, maxBodyBytes: number): void {
+  const raw = ctx.get('content-encoding');
+  if (raw !== '' && hasBody(ctx)) {
+    const coding = raw.trim().toLowerCase();
+    if (!(BODY_ENCODINGS as readonly string[]).includes(coding)) {
+      throw new Problem(415, 'unsupported_content_encoding', 'Unsupported content encoding', `Content-Encoding "${raw}" is not supported; send ${BODY_ENCODINGS.join(', ')}`, {
+        headers: { 'Accept-Encoding': BODY_ENCODINGS.filter((c) => c !== 'identity').join(', ') },
+      });
     }
-    if (Number(ctx.get('Content-Length') || 0) > maxBodyBytes) throw new Problem(413, 'payload_too_large', 'Payload too large', `the request body exceeds ${maxBodyBytes} bytes`);
-    await next();
-  };
+    // The decoder matches codings case-sensitively; the header's case is not meaningful (RFC 9110 8.4.1).
+    ctx.req.headers['content-encoding'] = coding;
+  }
+  if (Number(ctx.get('content-length') || 0) > maxBodyBytes) throw new Problem(413, 'payload_too_large', 'Payload too large', `the request body exceeds ${maxBodyBytes} bytes`);
 }
 
 interface ParseError {
@@ -56,9 +58,9 @@ interface ParseError {
  * a body its Content-Encoding does not decode is 400 malformed_encoding; a `__proto__` field is 400
  * validation_failed at its pointer; other client errors keep their status (problem.ts maps them).
  */
-export function bodyParseProblem(err: unknown, ctx: Context): unknown {
+function bodyParseProblem(err: unknown, ctx: Context): unknown {
   const e = (err ?? {}) as ParseError;
-  const coding = ctx.get('Content-Encoding');
+  const coding = ctx.get('content-encoding');
   // zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR, the brotli decoder's ERR_*) carry no HTTP status.
   if (e.status === undefined && coding !== '' && coding !== 'identity') {
     return new Problem(400, 'malformed_encoding', 'Malformed body encoding', `the body is not valid ${coding} data (Content-Encoding: ${coding})`, {
@@ -156,12 +158,35 @@ function acceptableShape(value: object, depth: number): boolean {
 }
 
 /** After the body parser: a JSON body nested too deeply (400 too_deep) or with a forbidden field name (400 validation_failed). */
-export async function bodyShape(ctx: Context, next: Next): Promise<void> {
+function checkShape(ctx: Context): void {
   const body: unknown = ctx.request.body;
-  if (body !== null && typeof body === 'object' && (ctx.get('Content-Type') === 'application/json' || ctx.is('json')) && !acceptableShape(body, 1)) {
+  if (body !== null && typeof body === 'object' && (ctx.get('content-type') === 'application/json' || ctx.is('json')) && !acceptableShape(body, 1)) {
     const found = inspectBody(body);
     if (found?.kind === 'deep') throw tooDeepProblem(found.error);
     if (found?.kind === 'forbidden') throw forbiddenFieldProblem(found.error);
   }
-  await next();
+}
+
+/**
+ * The body of every request, as one middleware: the preflight refusals, then @koa/bodyparser (JSON and
+ * forms up to `maxBodyBytes`, its failures mapped by bodyParseProblem), then the shape checks.
+ */
+export function bodyReader(maxBodyBytes: number) {
+  const parse = bodyParser({
+    enableTypes: ['json', 'form'],
+    jsonLimit: maxBodyBytes,
+    formLimit: maxBodyBytes,
+    // Only objects and arrays are JSON documents a route accepts; a bare scalar is malformed here.
+    jsonStrict: true,
+    onError: (err, ctx) => {
+      throw bodyParseProblem(err, ctx);
+    },
+  });
+  return (ctx: Context, next: Next): Promise<void> => {
+    preflight(ctx, maxBodyBytes);
+    return parse(ctx, () => {
+      checkShape(ctx);
+      return next();
+    });
+  };
 }

@@ -78,10 +78,15 @@ export class Idempotency {
   }
 
   /** The route middleware: put it after requireScope and the route's access check, right before the handler. */
-  readonly middleware: RouteMiddleware = async (ctx, next) => {
-    const key = ctx.get('Idempotency-Key');
+  readonly middleware: RouteMiddleware = (ctx, next) => {
+    const key = ctx.get('idempotency-key');
     const principal = (ctx.state as AppState).principal;
+    // Most requests send no key: they pass on without a promise of this middleware's own.
     if (!key || !principal || (ctx.method !== 'POST' && ctx.method !== 'PATCH')) return next();
+    return this.keyed(ctx, next, key, principal);
+  };
+
+  private async keyed(ctx: Context, next: Next, key: string, principal: Principal): Promise<void> {
     if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
       throw new Problem(400, 'validation_failed', 'Invalid request', `Idempotency-Key is longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`, {
         errors: [{ pointer: '', code: 'too_long', message: `header Idempotency-Key: at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters` }],
@@ -123,7 +128,7 @@ export class Idempotency {
     }
     const body = typeof ctx.body === 'string' ? ctx.body : JSON.stringify(ctx.body ?? null);
     await this.store.complete(subject, key, ctx.status, headers, body);
-  };
+  }
 }
 
 /** For routers built without the service (tests of a router alone): no replay. */

@@ -59,8 +59,12 @@ export class WindowRateLimiter implements RateLimiter {
 /** Work units of `entries` kernel entries (steps x (restarts + 1) x k^2 of a run or session): entries / workUnit, rounded up. */
 export const workUnits = (entries: number, workUnit: number): number => Math.ceil(entries / workUnit);
 
-/** Which limiter and key a request charges; set by rateLimit() so chargeWork() needs only the context. */
-const bindings = new WeakMap<object, { limiter: RateLimiter; key: string }>();
+/** Which limiter and key a request charges: set by rateLimit() in the request's state, so chargeWork() needs only the context. */
+interface RateBinding {
+  limiter: RateLimiter;
+  key: string;
+}
+type BoundState = { rateLimit?: RateBinding };
 
 export const rateLimitHeaders = (s: RateState): Record<string, string> => ({
   'X-RateLimit-Limit': String(s.limit),
@@ -70,6 +74,7 @@ export const rateLimitHeaders = (s: RateState): Record<string, string> => ({
 
 /** All the limiter needs of a Koa context (any router's context type fits). */
 type HeaderTarget = Pick<Context, 'set'>;
+type ChargeTarget = HeaderTarget & { state: unknown };
 
 /** Charges `units`, at once when the limiter counts in this process (no promise on the path of every request). */
 function charge(ctx: HeaderTarget, limiter: RateLimiter, key: string, units: number): void | Promise<void> {
@@ -79,10 +84,13 @@ function charge(ctx: HeaderTarget, limiter: RateLimiter, key: string, units: num
 
 /** Reports the budget in the response headers; throws the 429 when the charge did not fit. */
 function settle(ctx: HeaderTarget, decision: RateDecision, units: number): void {
-  const headers = rateLimitHeaders(decision);
   // Set now, so every later response (a success or any problem a route throws) reports the current budget.
-  ctx.set(headers);
+  // One header at a time: no object is made on the path of every request.
+  ctx.set('X-RateLimit-Limit', String(decision.limit));
+  ctx.set('X-RateLimit-Remaining', String(decision.remaining));
+  ctx.set('X-RateLimit-Reset', String(decision.resetSeconds));
   if (decision.allowed) return;
+  const headers = rateLimitHeaders(decision);
   const over = units > decision.limit;
   throw new Problem(
     429,
@@ -106,7 +114,7 @@ export function rateLimit(limiter: RateLimiter) {
   return async (ctx: Context, next: Next): Promise<void> => {
     const principal = (ctx.state as AppState).principal;
     if (!principal) return next();
-    bindings.set(ctx, { limiter, key: principal.subject });
+    (ctx.state as BoundState).rateLimit = { limiter, key: principal.subject };
     const charging = charge(ctx, limiter, principal.subject, 1);
     if (charging) await charging;
     await next();
@@ -118,8 +126,8 @@ export function rateLimit(limiter: RateLimiter) {
  * budget cannot cover it (then nothing is charged). Use workUnits() for runs, sessions and steps. Await it: the
  * limiter may be remote (Redis), so the 429 arrives as a rejection.
  */
-export async function chargeWork(ctx: HeaderTarget, units: number): Promise<void> {
-  const binding = bindings.get(ctx);
+export async function chargeWork(ctx: ChargeTarget, units: number): Promise<void> {
+  const binding = (ctx.state as BoundState).rateLimit;
   // A programming error, not a client's: a work route mounted without rateLimit() would run unmetered.
   if (!binding) throw new Error('chargeWork() needs the rateLimit() middleware in front of the route');
   const cost = Math.ceil(units);
