@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""The spaces contract end to end, from a client that shares nothing with the server: Python's standard
+"""The Spaces API end to end, from a client that shares nothing with the server: Python's standard
 library only (HTTP, a minimal RFC 6455 WebSocket client, and an SSE reader).
 
     python3 examples/demo_room.py http://127.0.0.1:8080 dev-key
 
-Creates the seed's `demo-room` space, opens a writer session, joins over WebSocket (JSON frames), reads
+Creates the example `demo-room` space, opens a writer session, joins over WebSocket (JSON frames), reads
 telemetry, proposes a `shift_phase` delta and waits for it to come back, then reads the same space's
 telemetry over SSE. Prints one JSON line per step and exits non-zero on any deviation from the contract.
 """

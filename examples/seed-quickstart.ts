@@ -1,6 +1,6 @@
-// The seed's SDK example, with only the import path and the base URL changed.
+// The SDK quickstart: create a space, join it, propose a delta, read telemetry.
 // Run against `npm start`: RESONANCE_API_KEY=dev-key npm run example:sdk
-import { ResonanceClient } from "resonance/sdk";
+import { ResonanceClient } from "@resonance/sdk";
 
 const rs = new ResonanceClient({ apiKey: process.env.RESONANCE_API_KEY!, baseUrl: process.env.RESONANCE_URL ?? "http://127.0.0.1:8080" });
 

@@ -227,7 +227,7 @@ async function receiver(): Promise<{ url: string; received: Received[]; setStatu
 // ---- tests ----
 
 describe('POST /v1/hqe/run', () => {
-  it("runs the seed's example; with a fixed seed its finalMetrics equal the independent reference to 1e-6", async () => {
+  it("runs the HQE example; with a fixed seed its finalMetrics equal the independent reference to 1e-6", async () => {
     const config = { ...SEED_EXAMPLE, seed: 42 };
     const v = await api.request('POST', '/v1/hqe/validate', { body: config });
     expect(v.status, v.text).toBe(200);
@@ -244,7 +244,7 @@ describe('POST /v1/hqe/run', () => {
       expect(Math.abs((run.finalMetrics[key] as number) - (ref.finalMetrics[key] as number)), key).toBeLessThanOrEqual(1e-6);
     }
     expect(run.finalMetrics.plateauDetected).toBe(ref.finalMetrics.plateauDetected);
-    // Snapshots at 0, 32, 64, ... and the final state; the seed's rate-limit headers.
+    // Snapshots at 0, 32, 64, ... and the final state; the documented rate-limit headers.
     const steps = (run.snapshots as Json[]).map((s) => s.step as number);
     expect(steps[0]).toBe(0);
     expect(steps[steps.length - 1]).toBe(ref.step);

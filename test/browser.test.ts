@@ -1,7 +1,7 @@
 /**
  * The demo pages in a real browser: Debian's Chromium (/usr/bin/chromium, installed by .ci/run) driven by
- * playwright-core, headless, with --enable-unsafe-webgpu for its SwiftShader WebGPU adapter (DESIGN.md,
- * "WebGPU on machines without a GPU"), against a real server (test/helpers/server.ts).
+ * playwright-core, headless, with --enable-unsafe-webgpu for its SwiftShader WebGPU adapter (docs/web.md,
+ * "Engine in the browser"), against a real server (test/helpers/server.ts).
  *
  * - The playground runs examples/seed-hqe.json on WebGPU (a page that falls back to the CPU engine fails
  *   here: no adapter is a failure, never a skip) and its final metrics match the server's POST /v1/hqe/run

@@ -1,5 +1,5 @@
 /**
- * The seed's space example (`demo-room`) end to end over REST, WebSocket and SSE, driven by
+ * The example space (`demo-room`) end to end over REST, WebSocket and SSE, driven by
  * examples/demo_room.py: a client written against the contract alone, in Python's standard library.
  */
 import { execFile } from 'node:child_process';

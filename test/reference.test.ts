@@ -1,6 +1,6 @@
 /**
  * The CPU engine (f64) against an independent Python implementation of docs/model.md, record by record:
- * the seed's HQE example and configs that exercise every branch (mixers, norms, bases, operators,
+ * the HQE example and configs that exercise every branch (mixers, norms, bases, operators,
  * restarts, noise, the norm channel).
  */
 import { describe, expect, it } from 'vitest';

@@ -32,7 +32,7 @@ const LONG_SESSION = {
   observables: { snapshotsInterval: INTERVAL, metricsInterval: 500 },
   seed: 2024,
 };
-/** Converges at step 131 (the seed's example). */
+/** Converges at step 131 (the HQE example). */
 const CONVERGING = {
   primes: [2, 3, 5, 7], schedule: { steps: 256, dt: 0.1 }, entropy: { base: 'shannon', lambda: 0.03 },
   resonanceTarget: { value: 0.8, operator: 'R' }, phaseSeeding: { golden: true, silver: true }, seed: 42,

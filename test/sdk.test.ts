@@ -1,6 +1,6 @@
 /**
  * The SDK against a real server: spaces and HQE over REST, a live session over WebSocket (MessagePack and
- * JSON), typed errors and conflicts, the seed's quickstart example, and a session that outlives a server
+ * JSON), typed errors and conflicts, the quickstart example, and a session that outlives a server
  * kill: it reconnects by itself and resumes from its last version with no delta lost or duplicated.
  */
 import { execFile } from 'node:child_process';
@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConflictError, type Delta, type LiveSession, ResonanceClient, ResonanceError, type StreamEvent, UnreachableError } from '../src/sdk/index.js';
+import { ConflictError, type Delta, type HqeConfigInput, type LiveSession, ResonanceClient, ResonanceError, type StreamEvent, UnreachableError } from '@resonance/sdk';
 import { DEMO_ROOM as demoRoom, DEV_KEY, sleep, startServer, type TestServer, waitFor } from './helpers/server.js';
 
 describe('SDK', () => {
@@ -91,7 +91,7 @@ describe('SDK', () => {
   }
 
   it('runs HQE: validate, run, sessions, snapshot pages and the stream', async () => {
-    const config = JSON.parse(readFileSync(fileURLToPath(new URL('../examples/seed-hqe.json', import.meta.url)), 'utf8')) as Record<string, unknown>;
+    const config = JSON.parse(readFileSync(fileURLToPath(new URL('../examples/seed-hqe.json', import.meta.url)), 'utf8')) as HqeConfigInput;
     expect((await rs.hqe.validate(config)).ok).toBe(true);
     const run = await rs.hqe.run(config);
     expect(run.status).toBe('converged');
@@ -119,7 +119,7 @@ describe('SDK', () => {
     const quiet = { metricsInterval: 1_000_000_000, snapshotsInterval: 1_000_000_000 };
     const session = await rs.hqe.sessions.create({ primes: [2, 3, 5, 7, 11, 13], schedule: { steps: 100_000_000, plateauT: 1_000_000_000 }, observables: quiet, seed: 3 });
     try {
-      const sdk = new URL('../dist/src/sdk/index.js', import.meta.url).href;
+      const sdk = new URL('../packages/sdk/dist/index.js', import.meta.url).href;
       const script = `
         import { ResonanceClient } from ${JSON.stringify(sdk)};
         const rs = new ResonanceClient({ apiKey: process.env.KEY, baseUrl: process.env.URL });

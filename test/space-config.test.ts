@@ -1,4 +1,4 @@
-/** Space configuration (resonance-spaces-api.md SpaceConfig) and its validation. */
+/** Space configuration (SpaceConfig) and its validation. */
 import { describe, expect, it } from 'vitest';
 import { normalizeSpace } from '../src/model/space.js';
 

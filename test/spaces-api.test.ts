@@ -133,7 +133,7 @@ const ofType = (events: SseEvent[], type: string): Json[] => events.filter((e) =
 // ---- tests ----
 
 describe('create, read, list', () => {
-  it("creates the seed's demo-room and answers with its normalized config", async () => {
+  it("creates the example demo-room and answers with its normalized config", async () => {
     const r = await api.request('POST', '/v1/spaces', { body: DEMO });
     expect(r.status, r.text).toBe(201);
     const space = r.json as Json;

@@ -425,7 +425,7 @@ describe('webhook registration API', () => {
     const post = doc.paths?.['/v1/hqe/webhooks']?.post;
     expect(post?.responses?.['400']).toMatchObject({ content: { 'application/problem+json': {} } });
     expect(doc.paths?.['/v1/hqe/webhooks/{id}']?.delete?.responses?.['204']).toBeDefined();
-    // The spaces contract's path serves the same registrations.
+    // The Spaces API's path serves the same registrations.
     expect(doc.paths?.['/v1/webhooks']?.post?.responses?.['201']).toBeDefined();
     expect(doc.paths?.['/v1/webhooks/{id}']?.delete?.responses?.['204']).toBeDefined();
     expect(Object.keys(doc.webhooks ?? {})).toEqual([...WEBHOOK_EVENT_TYPES]);

@@ -5,7 +5,7 @@
  * draggable and keyboard-operable). No chart library: the drawing is about 300 lines and has no
  * dependencies, so the pages make no request beyond this origin.
  */
-import { ResonanceClient } from '../src/sdk/index.js';
+import { ResonanceClient } from '@resonance/sdk';
 
 const KEY_STORAGE = 'resonance.apiKey';
 

@@ -14,7 +14,7 @@ import { WebGpuEngine } from '../src/engine/webgpu/engine.js';
 import type { NormalizedConfig } from '../src/model/config.js';
 import { normalize } from '../src/model/normalize.js';
 import { specFromConfig } from '../src/model/spec.js';
-import type { HqeRunResult as ServerResult } from '../src/sdk/index.js';
+import type { HqeConfigInput, HqeRunResult as ServerResult } from '@resonance/sdk';
 import { type HqeRunResult, resultFromRecords, ticksPerAdvance } from '../src/sim/run.js';
 import commonWgsl from '../shaders/common.wgsl';
 import denseWgsl from '../shaders/dense.wgsl';
@@ -482,7 +482,8 @@ async function runOnServer(): Promise<void> {
   say(status, 'Running on the server…');
   progress(0, 1, 'waiting for the server');
   try {
-    serverRun = await api.hqe.run(structuredClone(config));
+    // The form and the text box edit the JSON freely: the server validates it.
+    serverRun = await api.hqe.run(structuredClone(config) as unknown as HqeConfigInput);
     progress(1, 1, `server done at step ${serverRun.steps}`);
     status.dataset.state = 'server-done';
     say(status, `Server run ${serverRun.status} at step ${serverRun.steps} on ${serverRun.backend} (${serverRun.adapter}) in ${Math.round(serverRun.elapsedMs)} ms.`, 'ok');

@@ -1,10 +1,10 @@
 /**
- * The space viewer: create a space (the seed's demo-room defaults) or join one by id, then a live phase
+ * The space viewer: create a space (the demo-room defaults) or join one by id, then a live phase
  * circle (the `phases` subscription) and telemetry charts at the space's publishHz. Dragging a marker, or
  * the arrow keys on a focused one, proposes a `shift_phase` delta; every delta, conflict and event lands in
  * the log; the readout shows the version and the round trip from proposeDelta to its resolution.
  */
-import { applyPhaseOps, ConflictError, type Delta, type LiveSession, type PhasesFrame, type ResonanceClient, type SpaceEvent, type SpaceSnapshot, type Telemetry } from '../src/sdk/index.js';
+import { applyPhaseOps, ConflictError, type Delta, type LiveSession, type Phases, type ResonanceClient, type SpaceEvent, type SpaceSnapshot, type Telemetry } from '@resonance/sdk';
 import { $, apiKeyField, clientOrSay, degrees, errorText, type Marker, MetricCharts, PhaseCircle, say } from './common.js';
 
 const WINDOW = 300;
@@ -13,7 +13,7 @@ const LOG_MAX = 200;
 let getKey: () => string = () => '';
 let api: ResonanceClient | null = null;
 let session: LiveSession | null = null;
-let frame: PhasesFrame | null = null;
+let frame: Phases | null = null;
 let primes: number[] = [];
 /** Deltas newer than the last phases frame may hold: applied on top of it when drawing. */
 let recent: Delta[] = [];

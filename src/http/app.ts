@@ -159,7 +159,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   const api = [
     hqeRoutes({ config, scheduler, sessions: deps.sessions, idempotent: deps.idempotency.middleware, credentials: deps.credentials, quotas: deps.quotas, usage: deps.usage }),
     webhookRoutes({ webhooks: deps.webhooks, idempotent: deps.idempotency.middleware }),
-    // The spaces contract's path for the same registrations (hqe.* or spaces.* scopes).
+    // The Spaces API's path for the same registrations (hqe.* or spaces.* scopes).
     webhookRoutes({ webhooks: deps.webhooks, prefix: '/v1/webhooks', idempotent: deps.idempotency.middleware }),
     spacesRoutes({ config, hub: deps.spaces, idempotent: deps.idempotency.middleware, credentials: deps.credentials, usage: deps.usage, quotas: deps.quotas, streams: deps.spaceStreams }),
     usageRoutes({ usage: deps.usage, usageStore: deps.usageStore, quotas: deps.quotas }),

@@ -18,9 +18,9 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
       version: '1.0.0',
       description:
         'Prime-basis resonance simulations: HQE runs and sessions, and live shared Spaces. Errors are RFC 9457 problem+json with a stable `code`. ' +
-        'Additions to the HQE seed contract: `completed` status, `frequencyScale`, mixer `localityBias`/`learningRate`/`gammaMax`, ' +
+        'Additions to the original HQE API: `completed` status, `frequencyScale`, mixer `localityBias`/`learningRate`/`gammaMax`, ' +
         '`resonanceTarget.weights`, run `events`/`metrics`/`seed`/`status`, webhook list/get/delete, OAuth2 token endpoint, ops endpoints. ' +
-        'Additions to the Spaces seed contract are marked "addition" in their descriptions (space status changes and deletion, members, ' +
+        'Additions to the original Spaces API are marked "addition" in their descriptions (space status changes and deletion, members, ' +
         'snapshot `t`/`primes`/`masses`/`metrics`, the delta reply\'s `toVersion`, session tokens on REST).',
     },
     servers: [{ url: '/' }],

@@ -1,6 +1,6 @@
 /**
  * Per-key rate limits measured in work units: a request costs 1 unit, routes that simulate charge more
- * through chargeWork() before they start. Headers follow the HQE seed:
+ * through chargeWork() before they start. Headers (docs/tenancy.md):
  *   X-RateLimit-Limit      units per window
  *   X-RateLimit-Remaining  units left in the current window
  *   X-RateLimit-Reset      SECONDS UNTIL the current window ends (a delta, as in the IETF RateLimit-headers

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { MAX_FIELD_ERRORS } from '../model/normalize.js';
+import { HQE_SESSION_STATUSES, RUN_STATUSES } from '@resonance/sdk/protocol';
 
 export const ProblemSchema = z
   .object({
@@ -72,7 +73,7 @@ export const SnapshotSchema = z
   })
   .meta({ id: 'Snapshot' });
 
-export const RunStatus = z.enum(['converged', 'plateau', 'completed', 'failed']).meta({ id: 'RunStatus' });
+export const RunStatus = z.enum(RUN_STATUSES).meta({ id: 'RunStatus' });
 
 export const RunEventSchema = z
   .object({ type: z.enum(['plateau', 'converged', 'failed', 'restart']), step: z.number().int(), restart: z.number().int() })
@@ -106,8 +107,8 @@ export const HQERunResponse = z
   .meta({ id: 'HQERunResponse' });
 
 export const SessionStatusSchema = z
-  .enum(['initializing', 'running', 'plateau', 'converged', 'failed', 'completed', 'closed'])
-  .meta({ id: 'HQESessionStatus', description: '`completed` (the schedule ran out) is an addition to the seed enum.' });
+  .enum(HQE_SESSION_STATUSES)
+  .meta({ id: 'HQESessionStatus', description: '`completed`: the schedule ran out without converging (an addition to the original enum).' });
 
 /** Page size of every list; paging.ts also refuses anything but plain decimal digits, and a repeated parameter. */
 export const PageSize = z.coerce

@@ -6,6 +6,7 @@
 import { SignJWT, jwtVerify } from 'jose';
 import { type CredentialKind, parseScopes } from '../store/auth.js';
 import type { Scope } from './types.js';
+import type { Role } from '@resonance/sdk/protocol';
 
 export const TOKEN_ISSUER = 'resonance';
 /** Audience of OAuth2 access tokens accepted by the REST API. */
@@ -72,7 +73,7 @@ export interface SessionClaims {
   sub: string;
   org: string;
   space: string;
-  role: 'owner' | 'admin' | 'writer' | 'reader';
+  role: Role;
   /** Who minted it (API key or OAuth client id): the rate-limit identity. */
   minter: string;
   /** What `minter` is: revoking that credential refuses the token (and ends its sockets and streams). */

@@ -1,5 +1,6 @@
 /** What the HTTP layer attaches to every request. */
 import type { CredentialRef, Scope } from '../store/auth.js';
+import type { Role } from '@resonance/sdk/protocol';
 
 export { ALL_SCOPES, type Scope } from '../store/auth.js';
 
@@ -20,10 +21,8 @@ export interface Principal {
    * minted with and its member (= session) id. Such a principal holds spaces.read (+ spaces.write unless a
    * reader) and is refused (403 insufficient_scope) anywhere under /v1 but /v1/spaces/{spaceId}.
    */
-  session?: { spaceId: string; role: SpaceRole; memberId: string };
+  session?: { spaceId: string; role: Role; memberId: string };
 }
-
-export type SpaceRole = 'owner' | 'admin' | 'writer' | 'reader';
 
 export interface AppState {
   requestId: string;

@@ -1,5 +1,5 @@
 /**
- * The HQE configuration of hqe-api.md, with the additions of docs/model.md (frequencyScale, mixer.localityBias,
+ * The HQE configuration of the HQE API, with the additions of docs/model.md (frequencyScale, mixer.localityBias,
  * mixer.learningRate, mixer.gammaMax, resonanceTarget.weights). Objects are closed: an unknown field is an
  * error, so a typo never silently falls back to a default.
  */
@@ -116,7 +116,7 @@ export const HQEConfig = z.strictObject({
 }).meta({
   id: 'HQEConfig',
   description:
-    'An HQE configuration (hqe-api.md with the additions of docs/model.md). Unknown fields are rejected. Real parameters other than ' +
+    'An HQE configuration (docs/model.md section 1). Unknown fields are rejected. Real parameters other than ' +
     'initialAmplitudes and customPhases must be 0 or between 1.1754943508222875e-38 and 3.4028234663852886e+38 in magnitude, ' +
     'the values f32 holds (docs/model.md section 9: code not_f32 below that range).',
 });

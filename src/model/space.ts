@@ -1,5 +1,5 @@
 /**
- * The configuration of a live space (resonance-spaces-api.md: SpaceConfig) and its normalisation
+ * The configuration of a live space (SpaceConfig; docs/spaces.md) and its normalisation
  * (docs/model.md section 1 for the basis: composites and duplicates are errors, `cutoff` truncates with a
  * warning, k above maxBasis is an error). Objects are closed, as for HQE configs.
  */

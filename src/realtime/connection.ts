@@ -17,32 +17,11 @@ import WebSocket from 'ws';
 import type { SessionClaims } from '../http/tokens.js';
 import type { RateLimiter } from '../http/ratelimit.js';
 import { QuotaExceededError } from '../sim/quotas.js';
-import { type DeltaFrame, SpaceError, type SpaceHub, type SpaceSnapshot } from '../sim/spaces.js';
+import { SpaceError, type SpaceHub } from '../sim/spaces.js';
+import { CloseCode, DEFAULT_SUBSCRIPTION, type DeltaFrame, type Encoding, type ServerFrame, type SpaceSnapshot, type SubscriptionKind } from '@resonance/sdk/protocol';
 import { type Encoded, ProposeOrigin, type SpaceFeed, wireOf } from './feed.js';
-import { type ClientFrame, DEFAULT_KINDS, decodeFrame, type Encoding, type ServerFrame, type SubscriptionKind } from './frames.js';
+import { type ClientFrame, decodeFrame } from './frames.js';
 import type { FeedStart, SpaceSubscriber } from './subscriber.js';
-
-/** Close codes of the realtime protocol (docs/spaces.md, "Realtime"). */
-export const CloseCode = {
-  /** The server is shutting down. */
-  GOING_AWAY: 1001,
-  /** The client does not read: replies to its own requests overflowed the hard send-buffer limit. */
-  POLICY: 1008,
-  /** The server failed while starting the session. */
-  INTERNAL: 1011,
-  /** More than BAD_FRAME_LIMIT bad frames within BAD_FRAME_WINDOW_MS. */
-  TOO_MANY_BAD_FRAMES: 4008,
-  /** The API key or OAuth client that minted the session token was revoked. */
-  CREDENTIAL_REVOKED: 4401,
-  /** The member was removed from the space. */
-  MEMBER_REMOVED: 4403,
-  /** The space has policy.maxMembers members already. */
-  SPACE_FULL: 4409,
-  /** The space was archived or deleted. */
-  SPACE_GONE: 4410,
-  /** An org quota refused the session (live_spaces when the space had to be loaded): docs/tenancy.md. */
-  QUOTA_EXCEEDED: 4429,
-} as const;
 
 export const BAD_FRAME_LIMIT = 10;
 export const BAD_FRAME_WINDOW_MS = 10_000;
@@ -144,7 +123,7 @@ export class Connection implements Flushable, SpaceSubscriber {
   readonly memberId: string;
   readonly role: SessionClaims['role'];
   encoding: Encoding;
-  kinds = new Set<SubscriptionKind>(DEFAULT_KINDS);
+  kinds = new Set<SubscriptionKind>(DEFAULT_SUBSCRIPTION);
   /** joining -> ready (member present) -> syncing (attach) -> live (in the feed) -> closed. */
   phase: 'joining' | 'ready' | 'syncing' | 'live' | 'closed' = 'joining';
   /** Set once, by hello or the hello timeout (or the first propose_delta). */

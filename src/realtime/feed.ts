@@ -12,8 +12,9 @@
  * those that skip deltas: rechecking them until they drain (watch) and one shared fresh snapshot for all
  * that wait for one (requestSnapshot).
  */
-import { SpaceError, type SpaceHub, type SpaceListener, type DeltaFrame, type EventFrame, type PhasesFrame, type SpaceSnapshot, type TelemetryFrame } from '../sim/spaces.js';
-import { type Encoding, encodeFrameBytes, type ServerFrame, sseEventOf } from './frames.js';
+import { SpaceError, type SpaceHub, type SpaceListener } from '../sim/spaces.js';
+import type { DeltaFrame, Encoding, EventFrame, PhasesFrame, ServerFrame, SpaceSnapshot, TelemetryFrame } from '@resonance/sdk/protocol';
+import { encodeFrameBytes, sseEventOf } from './frames.js';
 import type { SpaceSubscriber } from './subscriber.js';
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Realtime frames of the spaces contract (resonance-spaces-api.md, "Real-time protocol"), as JSON text or
+ * Realtime frames of the Spaces API (docs/spaces.md "Realtime"), as JSON text or
  * MessagePack binary. Client frames are validated here; a frame that is malformed, of an unknown type or
  * over the size limit becomes an `error` frame, never an exception.
  */
@@ -7,16 +7,9 @@ import { decode, encode } from '@msgpack/msgpack';
 import { z } from 'zod';
 import { sseEvent } from '../http/sse.js';
 import { DeltaSchema } from '../sim/deltas.js';
-import type { DeltaFrame, EventFrame, PhasesFrame, SpaceSnapshot, TelemetryFrame } from '../sim/spaces.js';
+import { type Encoding, type ServerFrame, SUBSCRIPTION_KINDS } from '@resonance/sdk/protocol';
 
-export type Encoding = 'json' | 'msgpack';
-
-/** WebSocket subprotocols that choose the encoding at the upgrade (`hello` may choose later). */
-export const SUBPROTOCOLS: Record<string, Encoding> = { 'resonance.v1.json': 'json', 'resonance.v1.msgpack': 'msgpack' };
-
-export const SubscriptionKind = z.enum(['telemetry', 'deltas', 'events', 'phases']);
-export type SubscriptionKind = z.infer<typeof SubscriptionKind>;
-export const DEFAULT_KINDS: readonly SubscriptionKind[] = ['telemetry', 'deltas', 'events'];
+export const SubscriptionKind = z.enum(SUBSCRIPTION_KINDS);
 
 export const ClientFrame = z.discriminatedUnion('type', [
   z.strictObject({
@@ -33,26 +26,6 @@ export const ClientFrame = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('ping'), ts: z.number().optional() }),
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
-
-export type ServerFrame =
-  | { type: 'welcome'; spaceId: string; epoch: number; version: number; role: string; encoding: Encoding; sessionId: string }
-  /** `acks`: this connection's accepted proposals whose delta frames the snapshot replaces (a stale connection). */
-  | { type: 'snapshot'; snapshot: SpaceSnapshot; acks?: Array<{ requestId: string; toVersion: number }> }
-  | DeltaFrame
-  | TelemetryFrame
-  | PhasesFrame
-  | { type: 'conflict'; expectedFrom: number; actual: number; code: string; detail: string; requestId?: string }
-  | { type: 'pong'; ts?: number }
-  | EventFrame
-  | {
-    type: 'error';
-    code: string;
-    message: string;
-    errors?: Array<{ pointer: string; code: string; message: string }>;
-    /** Details a client acts on: the quota and limit of quota_exceeded, the retry time of rate_limited. */
-    meta?: Record<string, unknown>;
-    requestId?: string;
-  };
 
 export function encodeFrame(frame: ServerFrame, encoding: Encoding): string | Uint8Array {
   return encoding === 'json' ? JSON.stringify(frame) : encode(frame);

@@ -1,6 +1,6 @@
 /**
  * The WebSocket endpoint of live spaces: `GET /spaces/{id}` upgraded on the HTTP server's port
- * (resonance-spaces-api.md "Real-time protocol"; behaviour and close codes in docs/spaces.md "Realtime"),
+ * (behaviour and close codes in docs/spaces.md "Realtime"),
  * and the per-space feeds (feed.ts) that its connections and the SSE telemetry streams of the HTTP API
  * (SpaceStreams) subscribe to alike.
  *
@@ -22,11 +22,12 @@ import type { ServerConfig } from '../http/config.js';
 import type { CredentialWatch } from '../http/revocations.js';
 import type { SpaceStreamRequest, SpaceStreams } from '../http/routes/spaces.js';
 import { type SessionClaims, verifySessionToken } from '../http/tokens.js';
+import { notFound, Problem, problemOf, spaceTitle } from '../http/problem.js';
 import type { SpaceHub } from '../sim/spaces.js';
 import { QuotaExceededError, type Quotas, type UsageMeter } from '../sim/quotas.js';
-import { CloseCode, Connection, type ConnectionHost, type ConnectionLimits, Flusher, type ProposalBudget } from './connection.js';
+import { Connection, type ConnectionHost, type ConnectionLimits, Flusher, type ProposalBudget } from './connection.js';
 import { type FeedOwner, SpaceFeed } from './feed.js';
-import { type Encoding, SUBPROTOCOLS } from './frames.js';
+import { CloseCode, type Encoding, SUBPROTOCOLS } from '@resonance/sdk/protocol';
 import { SseSubscriber } from './sse-subscriber.js';
 
 export interface RealtimeOptions {
@@ -53,22 +54,13 @@ const SPACE_PATH = /^\/spaces\/([A-Za-z0-9_-]{1,100})\/?$/;
 const MAX_TOKEN_LENGTH = 4096;
 const REALM = 'realm="resonance"';
 
-interface Refusal {
-  status: number;
-  code: string;
-  title: string;
-  detail: string;
-  headers?: Record<string, string>;
-  meta?: Record<string, unknown>;
-}
-
 interface Admitted {
   claims: SessionClaims & { exp: number };
 }
 
 /** Subprotocol choice: the first of the client's offers that we speak (none: JSON, no protocol header). */
 function chooseProtocol(offered: Set<string>): string | false {
-  for (const p of offered) if (SUBPROTOCOLS[p]) return p;
+  for (const p of offered) if (SUBPROTOCOLS.has(p)) return p;
   return false;
 }
 
@@ -136,17 +128,19 @@ export class RealtimeServer implements FeedOwner, ConnectionHost, SpaceStreams {
     // A client that goes away mid-handshake must not become an uncaught 'error'.
     socket.on('error', () => undefined);
     this.upgrade(req, socket, head).catch((err: unknown) => {
-      this.logger.error({ err }, 'realtime upgrade failed');
-      refuse(socket, { status: 500, code: 'internal', title: 'Internal error', detail: 'the server failed' }, req.url ?? '/');
+      // The same answers as the HTTP API's (a store out of reach is a 503); anything else is the server's failure.
+      const problem = problemOf(err);
+      if (!problem) this.logger.error({ err }, 'realtime upgrade failed');
+      refuse(socket, problem ?? new Problem(500, 'internal', 'Internal error', 'the server failed'), req.url ?? '/');
     });
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const result = await this.admit(req);
-    if ('status' in result) return refuse(socket, result, req.url ?? '/');
+    if (result instanceof Problem) return refuse(socket, result, req.url ?? '/');
     if (this.closing) return refuse(socket, unavailable(), req.url ?? '/');
     const held = await this.hold(result.claims);
-    if ('status' in held) return refuse(socket, held, req.url ?? '/');
+    if (held instanceof Problem) return refuse(socket, held, req.url ?? '/');
     // The client may have left while its places were taken: its 'close' has fired already.
     if (socket.destroyed) return held.release();
     // A handshake that fails (or a client that leaves) before accept() gives its places back.
@@ -160,35 +154,32 @@ export class RealtimeServer implements FeedOwner, ConnectionHost, SpaceStreams {
     });
   }
 
-  private async admit(req: IncomingMessage): Promise<Admitted | Refusal> {
+  private async admit(req: IncomingMessage): Promise<Admitted | Problem> {
     if (this.closing) return unavailable();
     const url = new URL(req.url ?? '/', 'http://localhost');
     const m = SPACE_PATH.exec(url.pathname);
-    if (!m) return { status: 404, code: 'not_found', title: 'Not found', detail: `no WebSocket endpoint at ${url.pathname}; use /spaces/{id}` };
+    if (!m) return new Problem(404, 'not_found', 'Not found', `no WebSocket endpoint at ${url.pathname}; use /spaces/{id}`);
     const spaceId = m[1]!;
     const token = bearer(req, url);
     if (!token) {
-      return {
-        status: 401, code: 'unauthorized', title: 'Unauthorized',
-        detail: 'send the session token of POST /v1/spaces/{id}/sessions in Authorization: Bearer or ?token=',
+      return new Problem(401, 'unauthorized', 'Unauthorized', 'send the session token of POST /v1/spaces/{id}/sessions in Authorization: Bearer or ?token=', {
         headers: { 'WWW-Authenticate': `Bearer ${REALM}` },
-      };
+      });
     }
     const claims = token.length <= MAX_TOKEN_LENGTH ? await verifySessionToken(this.options.config.jwtSecret, token) : null;
     // Another space's token, or one whose minter was revoked, is refused exactly like a forged or expired one.
     if (!claims || claims.space !== spaceId || (await this.options.credentials.isRevoked({ kind: claims.minterKind, id: claims.minter }))) {
-      return {
-        status: 401, code: 'invalid_credentials', title: 'Invalid credentials', detail: 'the session token is invalid, expired, revoked or for another space',
+      return new Problem(401, 'invalid_credentials', 'Invalid credentials', 'the session token is invalid, expired, revoked or for another space', {
         headers: { 'WWW-Authenticate': `Bearer ${REALM}, error="invalid_token"` },
-      };
+      });
     }
     // Removal is stored: its tokens stay refused after a restart too.
     if ((await this.hub.member(spaceId, claims.sub))?.removedAt != null) {
-      return { status: 403, code: 'member_removed', title: 'Forbidden', detail: 'this member was removed from the space' };
+      return new Problem(403, 'member_removed', spaceTitle('member_removed'), 'this member was removed from the space');
     }
     const row = await this.hub.get(spaceId);
-    if (!row) return { status: 404, code: 'not_found', title: 'Not found', detail: `space ${spaceId} does not exist` };
-    if (row.status === 'archived') return { status: 409, code: 'space_archived', title: 'Conflict', detail: 'the space is archived' };
+    if (!row) return notFound(`space ${spaceId}`);
+    if (row.status === 'archived') return new Problem(409, 'space_archived', spaceTitle('space_archived'), 'the space is archived');
     return { claims };
   }
 
@@ -196,7 +187,7 @@ export class RealtimeServer implements FeedOwner, ConnectionHost, SpaceStreams {
    * Take the socket's places in the org's `sockets` and the member's `sockets_per_member` quotas before
    * the upgrade (a refusal is a 409 problem quota_exceeded); released when the socket closes.
    */
-  private async hold(claims: SessionClaims): Promise<{ release: () => void } | Refusal> {
+  private async hold(claims: SessionClaims): Promise<{ release: () => void } | Problem> {
     const quotas = this.options.quotas;
     if (!quotas) return { release: () => undefined };
     let member: (() => void) | null = null;
@@ -213,15 +204,14 @@ export class RealtimeServer implements FeedOwner, ConnectionHost, SpaceStreams {
     } catch (err) {
       member?.();
       if (!(err instanceof QuotaExceededError)) throw err;
-      return {
-        status: 409, code: 'quota_exceeded', title: 'Quota exceeded', meta: err.meta,
-        detail: err.quota === 'sockets' ? `the org has its maximum of ${err.limit} open WebSocket connections` : `this member has its maximum of ${err.limit} open WebSocket connections`,
-      };
+      // The quota's problem, told in terms of sockets.
+      const detail = err.quota === 'sockets' ? `the org has its maximum of ${err.limit} open WebSocket connections` : `this member has its maximum of ${err.limit} open WebSocket connections`;
+      return new Problem(409, 'quota_exceeded', 'Quota exceeded', detail, { meta: err.meta });
     }
   }
 
   private accept(ws: WebSocket, socket: Duplex, req: IncomingMessage, admitted: Admitted, release: () => void): void {
-    const encoding: Encoding = (ws.protocol && SUBPROTOCOLS[ws.protocol]) || 'json';
+    const encoding: Encoding = SUBPROTOCOLS.get(ws.protocol) ?? 'json';
     ws.once('close', release);
     if (this.closing) {
       ws.close(CloseCode.GOING_AWAY, 'server shutting down');
@@ -381,23 +371,21 @@ export class RealtimeServer implements FeedOwner, ConnectionHost, SpaceStreams {
 
 const memberKey = (spaceId: string, memberId: string): string => `${spaceId}\u0000${memberId}`;
 
-const unavailable = (): Refusal => ({ status: 503, code: 'unavailable', title: 'Service unavailable', detail: 'the server is shutting down' });
+const unavailable = (): Problem => new Problem(503, 'unavailable', 'Service unavailable', 'the server is shutting down', { headers: { 'Retry-After': '1' } });
 
 /** An HTTP answer on the socket of a refused upgrade (problem+json), then the socket is closed. */
-function refuse(socket: Duplex, r: Refusal, path: string): void {
+function refuse(socket: Duplex, r: Problem, path: string): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
-  const body = JSON.stringify({
-    type: `/problems/${r.code}`, title: r.title, status: r.status, code: r.code, detail: r.detail, instance: path.split('?')[0], ...(r.meta ? { meta: r.meta } : {}),
-  });
+  const body = JSON.stringify(r.bodyAt(path.split('?')[0] ?? '/'));
   const headers = {
     Connection: 'close',
     'Content-Type': 'application/problem+json',
     'Content-Length': String(Buffer.byteLength(body)),
     'Cache-Control': 'no-store',
-    ...r.headers,
+    ...r.extra.headers,
   };
   const head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? ''}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`;
   socket.end(head + body);

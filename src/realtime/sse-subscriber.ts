@@ -11,7 +11,7 @@
  */
 import type { SpaceStreamRequest } from '../http/routes/spaces.js';
 import type { SseStream } from '../http/sse.js';
-import type { DeltaFrame } from '../sim/spaces.js';
+import type { DeltaFrame } from '@resonance/sdk/protocol';
 import type { Encoded, SpaceFeed } from './feed.js';
 import { sseEventOf } from './frames.js';
 import type { FeedStart, SpaceSubscriber } from './subscriber.js';

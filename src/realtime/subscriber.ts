@@ -3,7 +3,8 @@
  * (connection.ts) or an SSE telemetry stream (sse-subscriber.ts). The feed hands every subscriber the same
  * Encoded frames; each subscriber writes them in its own format and applies its own backpressure.
  */
-import type { SpaceHub, SpaceSnapshot } from '../sim/spaces.js';
+import type { SpaceHub } from '../sim/spaces.js';
+import type { SpaceSnapshot } from '@resonance/sdk/protocol';
 import type { Encoded } from './feed.js';
 
 /**

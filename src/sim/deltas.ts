@@ -1,5 +1,5 @@
 /**
- * Versioned deltas of a live space (DESIGN.md "Deltas"): validation of each op against the space's state,
+ * Versioned deltas of a live space (docs/spaces.md "Deltas"): validation of each op against the space's state,
  * role checks, and the version rules. The server is authoritative and assigns versions: `shift_phase`
  * commutes and is always rebased onto the current version; a `set_*` op whose path was written after the
  * delta's `fromVersion` conflicts; a delta older than the retained history, or from another epoch, is stale.
@@ -9,13 +9,12 @@
 import { z } from 'zod';
 import type { FieldError } from '../model/normalize.js';
 import { EntropyField, OperatorSet, SpaceMixer, SpacePolicy } from '../model/space.js';
+import { DELTA_OPS, type DeltaOpName, type Role } from '@resonance/sdk/protocol';
 
-export type Role = 'owner' | 'admin' | 'writer' | 'reader';
-export type OpName = 'set_phase' | 'shift_phase' | 'set_operator' | 'set_entropy' | 'set_policy';
 
 export const DeltaOpSchema = z
   .strictObject({
-    op: z.enum(['set_phase', 'shift_phase', 'set_operator', 'set_entropy', 'set_policy']),
+    op: z.enum(DELTA_OPS),
     path: z.string().max(200).meta({ description: 'JSON pointer into the snapshot state, e.g. /state/phases/3' }),
     value: z.unknown(),
     meta: z.record(z.string(), z.unknown()).optional(),
@@ -36,7 +35,7 @@ export type Delta = z.infer<typeof DeltaSchema>;
 
 /** An accepted op, its value validated and normalised. */
 export interface AcceptedOp {
-  op: OpName;
+  op: DeltaOpName;
   path: string;
   value: number | boolean;
 }
@@ -60,27 +59,27 @@ export type DeltaDecision =
   | { ok: true; ops: AcceptedOp[] }
   | { ok: false; status: 400 | 403 | 409; code: string; detail: string; errors?: FieldError[]; currentVersion: number };
 
-const ROLE_OPS: Record<Role, ReadonlySet<OpName>> = {
+const ROLE_OPS: Record<Role, ReadonlySet<DeltaOpName>> = {
   reader: new Set(),
   writer: new Set(['set_phase', 'shift_phase']),
   admin: new Set(['set_phase', 'shift_phase', 'set_operator', 'set_entropy', 'set_policy']),
   owner: new Set(['set_phase', 'shift_phase', 'set_operator', 'set_entropy', 'set_policy']),
 };
 
-export function roleMayApply(role: Role, op: OpName): boolean {
+export function roleMayApply(role: Role, op: DeltaOpName): boolean {
   return ROLE_OPS[role].has(op);
 }
 
 /** Leaf schemas by path, taken from the space config schemas so both validate alike. */
-const LEAVES: Record<string, { op: OpName; schema: z.ZodType<number | boolean> }> = (() => {
-  const out: Record<string, { op: OpName; schema: z.ZodType<number | boolean> }> = {};
-  const add = (op: OpName, prefix: string, shape: Record<string, z.ZodType>): void => {
+const LEAVES: Record<string, { op: DeltaOpName; schema: z.ZodType<number | boolean> }> = (() => {
+  const out: Record<string, { op: DeltaOpName; schema: z.ZodType<number | boolean> }> = {};
+  const add = (op: DeltaOpName, prefix: string, shape: Record<string, z.ZodType>): void => {
     for (const [key, schema] of Object.entries(shape)) {
       const inner = schema instanceof z.ZodDefault || schema instanceof z.ZodOptional ? (schema.unwrap() as z.ZodType) : schema;
       if (inner instanceof z.ZodNumber || inner instanceof z.ZodBoolean) out[`${prefix}/${key}`] = { op, schema: inner as z.ZodType<number | boolean> };
     }
   };
-  // frequencyScale is fixed for a space's life: it is not a field of the seed's OperatorSet.
+  // frequencyScale is fixed for a space's life: it is not a field of an OperatorSet.
   const { frequencyScale: _fixed, ...operators } = OperatorSet.shape;
   add('set_operator', '/state/operators', operators);
   add('set_operator', '/state/operators/mixer', SpaceMixer.shape);

@@ -1,5 +1,5 @@
 /**
- * A space's basis over its epochs (docs/model.md section 1, resonance-spaces-api.md `POST /basis`): ordering
+ * A space's basis over its epochs (docs/model.md section 1, `POST /v1/spaces/{id}/basis`): ordering
  * (`ascending`, or `learned` from the space's current masses) and the state carried into a new epoch.
  */
 import { scaffoldPhases, wrap2pi } from '../model/basis.js';

@@ -12,7 +12,8 @@ import type { LeaseResource } from '../store/leases.js';
 import type { StoredDelta } from '../store/spaces.js';
 import { QuotaExceededError } from './quotas.js';
 import { SpaceError } from './space-error.js';
-import type { DeltaFrame, EventFrame, PhasesFrame, SpaceListener, SpaceSnapshot, TelemetryFrame } from './spaces.js';
+import type { SpaceListener } from './spaces.js';
+import type { DeltaFrame, EventFrame, PhasesFrame, SpaceSnapshot, TelemetryFrame } from '@resonance/sdk/protocol';
 
 export const spaceResource = (spaceId: string): LeaseResource => `space:${spaceId}`;
 export const spaceChannel = (spaceId: string): string => `space:${spaceId}`;

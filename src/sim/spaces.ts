@@ -1,5 +1,5 @@
 /**
- * Live spaces (resonance-spaces-api.md; decisions in docs/spaces.md). Each active space is a simulation in
+ * Live spaces (docs/spaces.md). Each active space is a simulation in
  * the scheduler's shared engine batch, ticked at its `policy.publishHz` while at least one realtime
  * connection listens; deltas are durable (the store's log) before they are acknowledged and fanned out,
  * and reach the engine at the next tick boundary, in version order. A space nobody listens to idles (no
@@ -15,82 +15,23 @@ import { decodeFloats } from '../engine/checkpoint.js';
 import { applyPhaseEdits } from '../engine/edits.js';
 import { type NormalizedSpaceConfig, normalizeSpace } from '../model/space.js';
 import { specFromSpace } from '../model/spec.js';
-import type { MemberRole, MemberRow, SpaceRow, SpaceStatus, SpaceStore } from '../store/spaces.js';
-import { type AcceptedOp, type Delta, decideDelta, type Role } from './deltas.js';
+import type { MemberRow, SpaceRow, SpaceStore } from '../store/spaces.js';
+import { type AcceptedOp, type Delta, decideDelta } from './deltas.js';
 import type { Quotas, UsageMeter } from './quotas.js';
 import type { Scheduler, Ticker } from './scheduler.js';
 import { carryState, orderBasis } from './space-basis.js';
 import { SpaceError } from './space-error.js';
 import { frameOf, fromRemoteError, spaceChannel, type SpaceMessage, SpaceRelay, spaceResource, WATCH_TTL_MS } from './space-cluster.js';
+import type { BasisOp, DeltaFrame, EventFrame, PhasesFrame, Role, SpaceEventName, SpaceMetrics, SpaceSnapshot, SpaceStatus, TelemetryFrame } from '@resonance/sdk/protocol';
 
 /** Defaults of RESONANCE_REPLAY_MAX_DELTAS and RESONANCE_REPLAY_MAX_BYTES: past either, a resume gets a snapshot. */
 export const DEFAULT_REPLAY_MAX_DELTAS = 1000;
 export const DEFAULT_REPLAY_MAX_BYTES = 1024 * 1024;
 
-// ---- what listeners receive (the realtime frames carry these as they are) ----
-
-export interface SpaceMetrics {
-  resonanceStrength: number | null;
-  coherence: number | null;
-  locality: number | null;
-  entropy: number | null;
-  dominance: number | null;
-}
-
-export interface SpaceSnapshot {
-  spaceId: string;
-  epoch: number;
-  version: number;
-  /** Tick of the state within the epoch. */
-  t: number;
-  state: {
-    /** The ordered basis: phase i belongs to primes[i]. */
-    primes: number[];
-    phases: number[];
-    masses: number[];
-    operators: NormalizedSpaceConfig['operators'];
-    entropy: NormalizedSpaceConfig['entropy'];
-    policy: NormalizedSpaceConfig['policy'];
-  };
-  metrics: SpaceMetrics | null;
-}
-
-export type TelemetryFrame = { type: 'telemetry'; t: number; version: number } & SpaceMetrics;
-export interface PhasesFrame {
-  type: 'phases';
-  t: number;
-  version: number;
-  phases: number[];
-  masses: number[];
-}
-export interface DeltaFrame {
-  type: 'delta';
-  /** Always toVersion - 1: the version the server applied it on (shift_phase is rebased). */
-  fromVersion: number;
-  toVersion: number;
-  epoch: number;
-  ops: AcceptedOp[] | BasisOp[];
-  author: string | null;
-  /** Only on the proposer's own copy over WebSocket. */
-  requestId?: string;
-}
-export type SpaceEventName = 'space.updated' | 'basis.changed' | 'plateau' | 'collapse' | 'member.joined' | 'member.left';
-export interface EventFrame {
-  type: 'event';
-  name: SpaceEventName;
-  at: string;
-  data: Record<string, unknown>;
-}
+// ---- what listeners receive: the realtime frames of the protocol, as they are ----
 
 /** The path of a basis change in the log (no client op can name it). */
-const BASIS_PATH = '/state/basis';
-
-/** The log entry of a basis change (server-made; clients cannot propose it). */
-export interface BasisOp {
-  op: 'replace_basis';
-  path: typeof BASIS_PATH;
-  value: { primes: number[]; order: 'ascending' | 'learned'; cutoff: number };
-}
+const BASIS_PATH: BasisOp['path'] = '/state/basis';
 
 export interface SpaceListener {
   telemetry(frame: TelemetryFrame, phases: PhasesFrame): void;
@@ -521,7 +462,7 @@ export class SpaceHub implements Ticker {
    */
   async join(
     id: string,
-    member: { id: string; userId: string; orgId: string; role: MemberRole; displayName: string | null; expiresAt: number | null },
+    member: { id: string; userId: string; orgId: string; role: Role; displayName: string | null; expiresAt: number | null },
   ): Promise<MemberRow> {
     return this.onOwner(id, 'join', [member], () => this.serial(id, async (l) => {
       const existing = await this.deps.store.getMember(id, member.id);

@@ -12,7 +12,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { now, type Db, stmt, write } from './db.js';
 
-/** OAuth2 scopes of the HQE API (hqe-api.md). */
+/** OAuth2 scopes of the API (README, "The HTTP service"). */
 export type Scope = 'hqe.read' | 'hqe.write' | 'spaces.read' | 'spaces.write';
 export const ALL_SCOPES: Scope[] = ['hqe.read', 'hqe.write', 'spaces.read', 'spaces.write'];
 

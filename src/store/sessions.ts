@@ -2,8 +2,9 @@
 import type { NormalizedConfig } from '../model/config.js';
 import type { Fence } from './leases.js';
 import { type Db, now, stmt, updateRow, write, written } from './db.js';
+import type { HqeSessionStatus } from '@resonance/sdk/protocol';
 
-export type SessionStatus = 'initializing' | 'running' | 'plateau' | 'converged' | 'failed' | 'completed' | 'closed';
+export type SessionStatus = HqeSessionStatus;
 export type SessionEventKind = 'snapshot' | 'metrics' | 'event' | 'status';
 
 export interface SessionRow {

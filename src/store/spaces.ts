@@ -3,8 +3,8 @@ import type { NormalizedSpaceConfig } from '../model/space.js';
 import type { Fence } from './leases.js';
 import { setImmediate } from 'node:timers/promises';
 import { type Db, durable, flushBehind, now, stmt, updateRow, write, written } from './db.js';
+import type { Role, SpaceStatus } from '@resonance/sdk/protocol';
 
-export type SpaceStatus = 'active' | 'locked' | 'archived';
 
 export interface SpaceRow {
   id: string;
@@ -30,7 +30,6 @@ export interface StoredDelta {
   createdAt: number;
 }
 
-export type MemberRole = 'owner' | 'admin' | 'writer' | 'reader';
 
 /** A participant: one per realtime session token. Present while `leftAt` is null. */
 export interface MemberRow {
@@ -38,7 +37,7 @@ export interface MemberRow {
   id: string;
   userId: string;
   orgId: string;
-  role: MemberRole;
+  role: Role;
   displayName: string | null;
   joinedAt: number;
   leftAt: number | null;
@@ -330,7 +329,7 @@ export interface MemberDbRow {
   id: string;
   user_id: string;
   org_id: string;
-  role: MemberRole;
+  role: Role;
   display_name: string | null;
   joined_at: number;
   left_at: number | null;

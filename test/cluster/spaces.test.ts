@@ -6,8 +6,7 @@
  */
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ResonanceClient } from '../../src/sdk/index.js';
-import type { LiveSession } from '../../src/sdk/session.js';
+import { type LiveSession, ResonanceClient } from '@resonance/sdk';
 import { type Cluster, type LoadBalancer, startCluster, startHaproxy } from '../helpers/cluster.js';
 import { Api, Client, type Frame } from '../helpers/realtime.js';
 import { DEV_KEY, sleep, waitFor } from '../helpers/server.js';

@@ -15,7 +15,7 @@ import { ContractClient, type ContractResponse } from './contract-client.js';
 import { databaseUrlFor, dropDatabase, storeEnv, TEST_STORE } from './stores.js';
 
 export const BIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
-/** The seed's space example (resonance-spaces-api.md, `demo-room`), as a create body. */
+/** The published example space (`demo-room`), as a create body. */
 export const DEMO_ROOM = {
   name: 'demo-room',
   basis: { primes: [2, 3, 5, 7, 11, 13], cutoff: 1024 },

@@ -19,7 +19,7 @@ export class Http {
   headers(extra: Record<string, string> = {}): Record<string, string> {
     const h: Record<string, string> = { Accept: 'application/json', ...extra };
     if (this.options.apiKey) h['X-Api-Key'] = this.options.apiKey;
-    else if (this.options.accessToken) h.Authorization = `Bearer ${this.options.accessToken}`;
+    else if (this.options.accessToken) h['Authorization'] = `Bearer ${this.options.accessToken}`;
     return h;
   }
 
@@ -28,7 +28,7 @@ export class Http {
     if (extra.idempotencyKey) headers['Idempotency-Key'] = extra.idempotencyKey;
     if (extra.bearer) {
       delete headers['X-Api-Key'];
-      headers.Authorization = `Bearer ${extra.bearer}`;
+      headers['Authorization'] = `Bearer ${extra.bearer}`;
     }
     const res = await this.send(path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     if (res.status === 204) return undefined as T;

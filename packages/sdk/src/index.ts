@@ -1,29 +1,29 @@
 /**
- * The Resonance TypeScript SDK (the seed's "npm SDK"): REST through fetch with X-Api-Key, live space
+ * The Resonance TypeScript SDK: REST through fetch with X-Api-Key, live space
  * sessions over WebSocket. Runs in browsers and in Node 20 (where the `ws` package stands in for the
  * WebSocket that Node 20 lacks). Depends on nothing but what browsers provide and @msgpack/msgpack.
  */
 import { ResonanceError } from './errors.js';
 import { Http } from './http.js';
 import { LiveSession, type OpenOptions, type WebSocketLike } from './session.js';
-import type {
-  DeltaProposal, HqeRunResult, HqeSession, HqeSnapshot, Member, Page, Role, SessionToken, Space, SpaceConfigInput, SpaceSnapshot, SpaceStatus, StreamEvent,
-} from './types.js';
+import type { DeltaProposal, HqeConfigInput, NormalizedHqeConfig, Role, SpaceConfigInput, SpaceSnapshot, SpaceStatus } from './protocol.js';
+import type { HqeRunResult, HqeSession, HqeSnapshot, Member, Page, SessionToken, Space, StreamEvent } from './types.js';
 
 export { ConflictError, ConnectionLostError, type Problem, ResonanceError, UnreachableError } from './errors.js';
-export { applyDelta, applyPhaseOps, type ConflictInfo, type ConnectionState, type Encoding, LiveSession, type OpenOptions, type SessionEvents, type SubscriptionKind } from './session.js';
+export { applyDelta, applyPhaseOps, type ConflictInfo, type ConnectionState, LiveSession, type OpenOptions, type SessionEvents } from './session.js';
 export type * from './types.js';
+export * from './protocol.js';
 
 export interface ClientOptions {
   /** An API key (X-Api-Key). */
-  apiKey?: string;
+  apiKey?: string | undefined;
   /** Or an OAuth2 access token from /oauth/token. */
-  accessToken?: string;
+  accessToken?: string | undefined;
   /** Default http://127.0.0.1:8080 (`npm start`). */
-  baseUrl?: string;
-  fetch?: typeof fetch;
+  baseUrl?: string | undefined;
+  fetch?: typeof fetch | undefined;
   /** A WebSocket constructor; default the global one, else the `ws` package (Node 20). */
-  WebSocket?: WebSocketLike;
+  WebSocket?: WebSocketLike | undefined;
 }
 
 const q = (params: Record<string, string | number | undefined>): string => {
@@ -140,11 +140,11 @@ export class HqeApi {
     this.sessions = new HqeSessionsApi(http);
   }
 
-  validate(config: Record<string, unknown>): Promise<{ ok: true; warnings: string[]; normalized: Record<string, unknown> }> {
+  validate(config: HqeConfigInput): Promise<{ ok: true; warnings: string[]; normalized: NormalizedHqeConfig }> {
     return this.http.request('POST', '/v1/hqe/validate', config);
   }
 
-  run(config: Record<string, unknown>, opts: { idempotencyKey?: string } = {}): Promise<HqeRunResult> {
+  run(config: HqeConfigInput, opts: { idempotencyKey?: string } = {}): Promise<HqeRunResult> {
     return this.http.request('POST', '/v1/hqe/run', config, opts);
   }
 }
@@ -152,7 +152,7 @@ export class HqeApi {
 export class HqeSessionsApi {
   constructor(private readonly http: Http) {}
 
-  create(config: Record<string, unknown>, opts: { idempotencyKey?: string } = {}): Promise<HqeSession> {
+  create(config: HqeConfigInput, opts: { idempotencyKey?: string } = {}): Promise<HqeSession> {
     return this.http.request('POST', '/v1/hqe/sessions', config, opts);
   }
 

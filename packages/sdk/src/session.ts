@@ -7,11 +7,13 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { ConflictError, ConnectionLostError, type Problem, ResonanceError } from './errors.js';
 import { errorFrom, type Http } from './http.js';
-import type { Delta, DeltaProposal, PhasesFrame, Role, SessionToken, SpaceEvent, SpaceSnapshot, Telemetry } from './types.js';
+import {
+  CLOSE_STATUS, type ClientFrame, type Delta, type DeltaProposal, type Encoding, FINAL_CLOSE_CODES, type Phases, type Role, type ServerFrame,
+  type SpaceEvent, type SpaceSnapshot, SUBPROTOCOL, SUBPROTOCOLS, type SubscriptionKind, type Telemetry,
+} from './protocol.js';
+import type { SessionToken } from './types.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
-export type Encoding = 'json' | 'msgpack';
-export type SubscriptionKind = 'telemetry' | 'deltas' | 'events' | 'phases';
 
 export interface ConflictInfo {
   expectedFrom: number;
@@ -26,7 +28,7 @@ export interface SessionEvents {
   snapshot: SpaceSnapshot;
   event: SpaceEvent;
   conflict: ConflictInfo;
-  phases: PhasesFrame;
+  phases: Phases;
   state: ConnectionState;
   error: ResonanceError;
 }
@@ -51,11 +53,6 @@ interface PendingProposal {
   reject: (err: Error) => void;
 }
 
-/**
- * Close codes after which reconnecting cannot help (docs/spaces.md, "Realtime"). 4429 (an org quota) is
- * not among them: a resident space frees its place when another goes idle, so backing off may succeed.
- */
-const FINAL_CLOSE_CODES = new Set([1000, 4008, 4401, 4403, 4409, 4410]);
 
 export class LiveSession {
   /** The space's version as this session knows it: every delta up to it has been received. -1 before the first. */
@@ -145,7 +142,7 @@ export class LiveSession {
 
   private connect(): void {
     const url = `${this.token.websocketUrl}?token=${encodeURIComponent(this.token.token)}`;
-    const protocols = this.options.encoding === 'json' ? ['resonance.v1.json'] : ['resonance.v1.msgpack', 'resonance.v1.json'];
+    const protocols = this.options.encoding === 'json' ? [SUBPROTOCOL.json] : [SUBPROTOCOL.msgpack, SUBPROTOCOL.json];
     const ws = new this.WS(url, protocols);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
@@ -159,14 +156,14 @@ export class LiveSession {
       refusal = new ResonanceError(err.status, err.code, `the server refused the realtime connection: ${withStatus(err.status, err.code, err.message)}`, err.problem);
     });
     ws.onopen = () => {
-      this.encoding = ws.protocol === 'resonance.v1.msgpack' ? 'msgpack' : 'json';
+      this.encoding = SUBPROTOCOLS.get(ws.protocol) ?? 'json';
       this.send({ type: 'hello', version: 1, sessionId: this.token.sessionId, ...(this.version >= 0 ? { lastVersion: this.version } : {}) });
       if (this.options.subscribe) this.send({ type: 'subscribe', kinds: this.options.subscribe });
     };
     ws.onmessage = (ev: MessageEvent) => {
-      let frame: Record<string, unknown>;
+      let frame: ServerFrame;
       try {
-        frame = (typeof ev.data === 'string' ? JSON.parse(ev.data) : decode(new Uint8Array(ev.data as ArrayBuffer))) as Record<string, unknown>;
+        frame = (typeof ev.data === 'string' ? JSON.parse(ev.data) : decode(new Uint8Array(ev.data as ArrayBuffer))) as ServerFrame;
       } catch {
         return;
       }
@@ -253,56 +250,56 @@ export class LiveSession {
 
   // ---- frames ----
 
-  private handle(frame: Record<string, unknown>): void {
+  private handle(frame: ServerFrame): void {
     // An error frame tells why a close follows only when nothing came between them.
     if (frame.type !== 'error') this.closingError = null;
     switch (frame.type) {
       case 'welcome':
-        this.epoch = frame.epoch as number;
+        this.epoch = frame.epoch;
         this.setState('open');
         break;
       case 'snapshot':
         // A connection that fell behind gets its own accepted proposals acknowledged in the snapshot.
-        for (const ack of (frame.acks as Array<{ requestId: string; toVersion: number }> | undefined) ?? []) this.resolve(ack.requestId, ack.toVersion);
-        this.takeSnapshot(frame.snapshot as SpaceSnapshot);
+        for (const ack of frame.acks ?? []) this.resolve(ack.requestId, ack.toVersion);
+        this.takeSnapshot(frame.snapshot);
         break;
       case 'delta':
-        this.takeDelta(frame as unknown as Delta & { requestId?: string });
+        this.takeDelta(frame);
         break;
       case 'telemetry': {
         const { type: _type, ...telemetry } = frame;
-        this.emit('telemetry', telemetry as unknown as Telemetry);
+        this.emit('telemetry', telemetry);
         break;
       }
       case 'phases': {
         const { type: _type, ...phases } = frame;
-        this.emit('phases', phases as unknown as PhasesFrame);
+        this.emit('phases', phases);
         break;
       }
       case 'event': {
         const { type: _type, ...event } = frame;
-        this.emit('event', event as unknown as SpaceEvent);
+        this.emit('event', event);
         break;
       }
       case 'conflict':
-        void this.takeConflict(frame as unknown as ConflictInfo & { requestId?: string });
+        void this.takeConflict(frame);
         break;
       case 'error': {
         const code = String(frame.code);
-        const answersRequest = typeof frame.requestId === 'string';
-        const status = typeof frame.status === 'number' ? frame.status : statusOfFrame(code, answersRequest);
+        const requestId = typeof frame.requestId === 'string' ? frame.requestId : undefined;
+        const status = statusOfFrame(code, requestId !== undefined);
         const detail = String(frame.message);
-        const err = new ResonanceError(status, code, answersRequest ? detail : withStatus(status, code, detail), {
+        const err = new ResonanceError(status, code, requestId !== undefined ? detail : withStatus(status, code, detail), {
           type: `/problems/${code}`, title: code, status, code, detail,
-          ...(frame.errors ? { errors: frame.errors as Array<{ pointer: string; code: string; message: string }> } : {}),
-          ...(frame.meta ? { meta: frame.meta as Record<string, unknown> } : {}),
+          ...(frame.errors ? { errors: frame.errors } : {}),
+          ...(frame.meta ? { meta: frame.meta } : {}),
         });
-        const p = answersRequest ? this.pending.get(frame.requestId as string) : undefined;
+        const p = requestId !== undefined ? this.pending.get(requestId) : undefined;
         if (p) {
-          this.pending.delete(frame.requestId as string);
+          this.pending.delete(requestId!);
           p.reject(err);
         } else {
-          if (!answersRequest) this.closingError = err;
+          if (requestId === undefined) this.closingError = err;
           this.emit('error', err);
         }
         break;
@@ -358,7 +355,7 @@ export class LiveSession {
     p.resolve(version);
   }
 
-  private send(frame: Record<string, unknown>): void {
+  private send(frame: ClientFrame): void {
     this.ws?.send(this.encoding === 'msgpack' ? encode(frame) : JSON.stringify(frame));
   }
 
@@ -381,10 +378,6 @@ export class LiveSession {
 /** Refusals that a later try cannot overcome (a quota_exceeded 409 may: another socket closes). */
 const FINAL_REFUSALS = new Set([403, 404, 409, 410]);
 
-/** The HTTP status of a close code's refusal (docs/spaces.md "Realtime"; docs/errors.md for the statuses). */
-const CLOSE_STATUS: Record<number, number> = {
-  1001: 503, 1008: 400, 1011: 500, 4008: 400, 4401: 401, 4403: 403, 4409: 409, 4429: 409,
-};
 
 /** The HTTP status a REST call gets for the code of an error frame (docs/errors.md). */
 const FRAME_STATUS: Record<string, number> = {

@@ -1,7 +1,7 @@
 /**
  * Node-side WebGPU acquisition (Dawn through the `webgpu` package) and the WGSL loader for shaders/.
  *
- * Order (DESIGN.md, "WebGPU on machines without a GPU"):
+ * Order (docs/engine.md, "WebGPU engine": adapters):
  * 1. `create([])`: Dawn's default backend (Vulkan on Linux) at the core feature level. A software adapter
  *    found there (llvmpipe, lavapipe, SwiftShader, a fallback adapter) is refused unless allowSoftware.
  *    A child process looks first (probeDefaultAdapter); where it finds no adapter this step is skipped.

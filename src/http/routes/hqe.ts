@@ -1,4 +1,4 @@
-/** The HQE API (hqe-api.md): validate, run, sessions, stepping, snapshots and their SSE stream. */
+/** The HQE API: validate, run, sessions, stepping, snapshots and their SSE stream. */
 import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context } from 'koa';
@@ -9,7 +9,7 @@ import { normalize, zodErrors } from '../../model/normalize.js';
 import type { EngineInfo } from '../../engine/types.js';
 import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import { type Scheduler, SessionEndedError } from '../../sim/scheduler.js';
-import { OwnerUnreachableError, type SessionCommit } from '../../sim/session-cluster.js';
+import type { SessionCommit } from '../../sim/session-cluster.js';
 import type { SessionEvent, SessionRow, SessionStore } from '../../store/sessions.js';
 import { requireScope } from '../auth.js';
 import type { ServerConfig } from '../config.js';
@@ -127,15 +127,6 @@ function sessionView(row: SessionRow, engine: EngineInfo): z.input<typeof HQESes
   };
 }
 
-/**
- * A forwarded request whose owner did not answer, or a session that changed hands meanwhile: 503
- * owner_unreachable with Retry-After (docs/errors.md). Any other error as it is.
- */
-function clusterProblem(err: unknown): unknown {
-  if (!(err instanceof OwnerUnreachableError)) return err;
-  return new Problem(503, 'owner_unreachable', 'Owner unreachable', err.message, { headers: { 'Retry-After': String(err.retryAfterSeconds) } });
-}
-
 async function ownSession(ctx: Context, sessions: SessionStore): Promise<SessionRow> {
   const row = await sessions.get(String(ctx.params.id));
   // Another org's session is indistinguishable from a missing one.
@@ -214,9 +205,7 @@ export function hqeRoutes(deps: HqeDeps): Router {
   router.delete('/sessions/:id', requireScope('hqe.write'), async (ctx) => {
     const row = await ownSession(ctx, sessions);
     // On the node that simulates the session (forwarded there when that is another node).
-    await scheduler.close(row.id, row.orgId).catch((err: unknown) => {
-      throw clusterProblem(err);
-    });
+    await scheduler.close(row.id, row.orgId);
     ctx.status = 204;
   });
 
@@ -251,7 +240,7 @@ export function hqeRoutes(deps: HqeDeps): Router {
       }
     } catch (err) {
       if (err instanceof SessionEndedError) throw sessionEnded(err.status);
-      throw clusterProblem(err);
+      throw err;
     }
   });
 

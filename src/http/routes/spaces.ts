@@ -1,7 +1,7 @@
 /**
- * The Spaces REST API (resonance-spaces-api.md; decisions in docs/spaces.md "REST"): create, list, read,
+ * The Spaces REST API (docs/spaces.md "REST"): create, list, read,
  * patch, lock/archive and delete spaces, replace the basis, snapshots, deltas, session tokens for the
- * realtime channels, the SSE telemetry stream and members. Per-space RBAC (DESIGN.md "API surface"): the
+ * realtime channels, the SSE telemetry stream and members. Per-space RBAC (docs/spaces.md "REST"): the
  * owner org's credentials act as `owner`, a session token as the role it was minted with, another org as
  * `reader` when the space allows guests; otherwise the space does not exist for the caller (404).
  */
@@ -13,20 +13,21 @@ import { label } from '../../model/label.js';
 import type { ZodOpenApiPathsObject, ZodOpenApiSchemaObject } from 'zod-openapi';
 import { EntropyField, OperatorSet, PhaseProfile, SpaceBasis, SpaceConfig, SpacePolicy } from '../../model/space.js';
 import { DeltaSchema } from '../../sim/deltas.js';
-import { type SpaceHub, type SpacePatch, SpaceError } from '../../sim/spaces.js';
+import type { SpaceHub, SpacePatch } from '../../sim/spaces.js';
 import type { Quotas, UsageMeter } from '../../sim/quotas.js';
 import type { MemberRow, SpaceRow } from '../../store/spaces.js';
 import { orgCredentialOf, requireOrgCredential, requireScope } from '../auth.js';
 import type { ServerConfig } from '../config.js';
-import { notFound, Problem, validationProblem } from '../problem.js';
+import { notFound, Problem, spaceTitle, validationProblem } from '../problem.js';
 import { authProblems, bodyProblems, Cursor, encodeCursor, idempotencyProblems, PageSize, problemResponse, RateLimitHeaders } from '../schemas.js';
 import { pageQuery } from '../paging.js';
 import type { RouteMiddleware } from '../idempotency.js';
 import type { CredentialWatch } from '../revocations.js';
 import { openSse, type SseStream } from '../sse.js';
 import { issueSessionToken } from '../tokens.js';
-import type { AppState, Principal, SpaceRole } from '../types.js';
+import type { AppState, Principal } from '../types.js';
 import { fieldErrors } from './webhooks.js';
+import { type Role, ROLES, SPACE_STATUSES } from '@resonance/sdk/protocol';
 
 export interface SpacesDeps {
   config: ServerConfig;
@@ -64,7 +65,7 @@ export interface SpaceStreamRequest {
   /** Resume after this version (Last-Event-ID). */
   lastVersion: number | undefined;
   /** The subscriber's role on the space, as its welcome says. */
-  role: SpaceRole;
+  role: Role;
   /** Opens the response stream, once; until then a refusal is still a problem+json answer. */
   stream: () => SseStream;
   /** A telemetry event was sent (metering). */
@@ -73,9 +74,9 @@ export interface SpaceStreamRequest {
 
 // ---- schemas ----
 
-export const RoleSchema = z.enum(['owner', 'admin', 'writer', 'reader']).meta({ id: 'Role' });
+export const RoleSchema = z.enum(ROLES).meta({ id: 'Role' });
 export const SpaceStatusSchema = z
-  .enum(['active', 'locked', 'archived'])
+  .enum(SPACE_STATUSES)
   .meta({ id: 'SpaceStatus', description: '`locked`: deltas are refused (409 space_locked); `archived`: read-only for good, no simulation.' });
 
 export const SpaceSchema = z
@@ -207,7 +208,7 @@ const CursorShape = z.object({ t: z.number().int(), id: z.string() });
 
 // ---- access ----
 
-const RANK: Record<SpaceRole, number> = { reader: 0, writer: 1, admin: 2, owner: 3 };
+const RANK: Record<Role, number> = { reader: 0, writer: 1, admin: 2, owner: 3 };
 
 function principalOf(ctx: Context): Principal {
   const p = (ctx.state as AppState).principal;
@@ -215,43 +216,18 @@ function principalOf(ctx: Context): Principal {
   return p;
 }
 
-const insufficientRole = (role: SpaceRole, required: SpaceRole, what: string): Problem =>
+const insufficientRole = (role: Role, required: Role, what: string): Problem =>
   new Problem(403, 'insufficient_role', 'Insufficient role', `${what} needs the ${required} role on this space; the caller is ${role}`, { meta: { role, required } });
 
 /**
  * The caller's role on a space. Session token: its role (on its own space only); the owner org: owner;
  * another org: reader when the space allows guests. A space the caller may not see is a 404.
  */
-export function roleOn(principal: Principal, row: SpaceRow): SpaceRole | null {
+export function roleOn(principal: Principal, row: SpaceRow): Role | null {
   const guest = row.orgId !== principal.orgId;
   if (guest && !row.config.policy.allowGuest) return null;
   if (principal.session) return principal.session.spaceId === row.id ? principal.session.role : null;
   return guest ? 'reader' : 'owner';
-}
-
-const TITLES: Record<string, string> = {
-  validation_failed: 'Invalid request', not_found: 'Not found', conflict: 'Conflict', stale_version: 'Stale version', version_ahead: 'Version ahead',
-  stale_epoch: 'Stale epoch', space_locked: 'Space locked', space_archived: 'Space archived', space_full: 'Space full', insufficient_role: 'Insufficient role',
-  owner_unreachable: 'Owner unreachable', owner_changed: 'Owner changed',
-};
-
-/** The one mapping of the hub's refusals to problem+json: status, code, detail, errors and meta as they are. */
-export function spaceProblem(err: SpaceError): Problem {
-  return new Problem(err.status, err.code, TITLES[err.code] ?? 'Request refused', err.message, {
-    ...(err.errors ? { errors: err.errors } : {}),
-    ...(err.meta ? { meta: err.meta } : {}),
-    // The space's owner did not answer or is changing hands: the lease moves within its TTL.
-    ...(err.status === 503 ? { headers: { 'Retry-After': '1' } } : {}),
-  });
-}
-
-async function hubCall<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (err) {
-    if (err instanceof SpaceError) throw spaceProblem(err);
-    throw err;
-  }
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -281,12 +257,12 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     status: row.status,
   });
 
-  type Access = { row: SpaceRow; role: SpaceRole; principal: Principal };
+  type Access = { row: SpaceRow; role: Role; principal: Principal };
   /** Looked up once per request: the route middleware checks first, the handler asks again. */
   const looked = new WeakMap<Context, Access>();
 
   /** The space of the route and the caller's role on it; 404 when the caller may not see it, 403 below `need`. */
-  async function access(ctx: Context, need: SpaceRole, what: string): Promise<Access> {
+  async function access(ctx: Context, need: Role, what: string): Promise<Access> {
     let found = looked.get(ctx);
     if (!found) {
       const principal = principalOf(ctx);
@@ -307,19 +283,19 @@ export function spacesRoutes(deps: SpacesDeps): Router {
    * Route middleware: access() before the Idempotency-Key replay, so that a stored response goes only to a
    * caller who may still make the request (a removed member, or one below the role, is refused first).
    */
-  const allowed = (need: SpaceRole | ((ctx: Context) => [SpaceRole, string]), what = ''): RouteMiddleware => async (ctx, next) => {
+  const allowed = (need: Role | ((ctx: Context) => [Role, string]), what = ''): RouteMiddleware => async (ctx, next) => {
     const [role, doing] = typeof need === 'function' ? need(ctx) : [need, what];
     await access(ctx, role, doing);
     await next();
   };
   /** PATCH needs admin, and owner when it changes the status (as its handler decides). */
-  const patchNeed = (ctx: Context): [SpaceRole, string] =>
+  const patchNeed = (ctx: Context): [Role, string] =>
     isObject(ctx.request.body) && ctx.request.body.status !== undefined ? ['owner', 'changing the status'] : ['admin', 'PATCH'];
 
   const author = (p: Principal): string => p.session?.memberId ?? p.subject;
 
   router.post('/', requireScope('spaces.write'), idempotent, async (ctx) => {
-    const { row } = await hubCall(hub.create(principalOf(ctx).orgId, ctx.request.body));
+    const { row } = await hub.create(principalOf(ctx).orgId, ctx.request.body);
     ctx.status = 201;
     ctx.set('Location', `/v1/spaces/${row.id}`);
     ctx.body = await spaceView(row);
@@ -351,14 +327,14 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     const change: SpacePatch = {};
     for (const key of ['phases', 'operators', 'entropy', 'policy'] as const) if (raw[key] !== undefined) change[key] = raw[key];
     let current = row;
-    if (Object.keys(change).length > 0) current = await hubCall(hub.patch(row.id, change, author(principal)));
-    if (status !== undefined) current = await hubCall(hub.setStatus(row.id, status));
+    if (Object.keys(change).length > 0) current = await hub.patch(row.id, change, author(principal));
+    if (status !== undefined) current = await hub.setStatus(row.id, status);
     ctx.body = await spaceView(current);
   });
 
   router.delete('/:id', requireScope('spaces.write'), async (ctx) => {
     const { row } = await access(ctx, 'owner', 'deleting the space');
-    await hubCall(hub.remove(row.id));
+    await hub.remove(row.id);
     ctx.status = 204;
   });
 
@@ -366,12 +342,12 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     const { row, principal } = await access(ctx, 'admin', 'replacing the basis');
     const body: unknown = ctx.request.body;
     if (!isObject(body)) throw validationProblem([{ pointer: '', code: 'invalid_type', message: 'the body is an object {primes, order?, cutoff?}' }]);
-    ctx.body = await spaceView(await hubCall(hub.replaceBasis(row.id, body, author(principal))));
+    ctx.body = await spaceView(await hub.replaceBasis(row.id, body, author(principal)));
   });
 
   router.get('/:id/snapshot', requireScope('spaces.read'), async (ctx) => {
     const { row } = await access(ctx, 'reader', 'reading the snapshot');
-    ctx.body = await hubCall(hub.snapshot(row.id));
+    ctx.body = await hub.snapshot(row.id);
   });
 
   router.post('/:id/deltas', requireScope('spaces.write'), allowed('reader', 'proposing a delta'), idempotent, async (ctx) => {
@@ -379,7 +355,7 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     const { row, role, principal } = await access(ctx, 'reader', 'proposing a delta');
     const parsed = DeltaSchema.safeParse(ctx.request.body);
     if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
-    const { frame, snapshot } = await hubCall(hub.propose(row.id, parsed.data, role, author(principal)));
+    const { frame, snapshot } = await hub.propose(row.id, parsed.data, role, author(principal));
     ctx.body = { ...snapshot(), toVersion: frame.toVersion };
   });
 
@@ -390,17 +366,17 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     const { row, role: callerRole, principal } = await access(ctx, 'reader', opening);
     // The token names its minter: revoking that key or client refuses the token and ends its connections.
     const minter = orgCredentialOf(principal, opening);
-    const role: SpaceRole = parsed.data.role ?? (RANK[callerRole] >= RANK.writer ? 'writer' : 'reader');
+    const role: Role = parsed.data.role ?? (RANK[callerRole] >= RANK.writer ? 'writer' : 'reader');
     if (RANK[role] > RANK[callerRole]) throw insufficientRole(callerRole, role, `a ${role} session`);
     if (role !== 'reader' && !principal.scopes.has('spaces.write')) {
       throw new Problem(403, 'insufficient_scope', 'Insufficient scope', `a ${role} session needs the spaces.write scope`, { meta: { required: 'spaces.write' } });
     }
-    if (row.status === 'archived') throw new Problem(409, 'space_archived', TITLES.space_archived!, 'an archived space has no live sessions');
+    if (row.status === 'archived') throw new Problem(409, 'space_archived', spaceTitle('space_archived'), 'an archived space has no live sessions');
     const sessionId = `ses_${randomUUID().replaceAll('-', '')}`;
-    await hubCall(hub.join(row.id, {
+    await hub.join(row.id, {
       id: sessionId, userId: principal.subject, orgId: principal.orgId, role, displayName: parsed.data.displayName ?? null,
       expiresAt: Date.now() + config.sessionTokenTtlSeconds * 1000,
-    }));
+    });
     const token = await issueSessionToken(
       config.jwtSecret,
       { sub: sessionId, org: principal.orgId, space: row.id, role, minter: minter.id, minterKind: minter.kind },
@@ -427,7 +403,7 @@ export function spacesRoutes(deps: SpacesDeps): Router {
   router.delete('/:id/members/:memberId', requireScope('spaces.write'), async (ctx) => {
     const { row } = await access(ctx, 'owner', 'removing a member');
     const memberId = String(ctx.params.memberId);
-    if (!(await hubCall(hub.leave(row.id, memberId, 'removed')))) throw notFound(`member ${memberId}`);
+    if (!(await hub.leave(row.id, memberId, 'removed'))) throw notFound(`member ${memberId}`);
     ctx.status = 204;
   });
 
@@ -441,7 +417,7 @@ export function spacesRoutes(deps: SpacesDeps): Router {
     const release = await quotas.acquire(orgId, 'streams');
     let opened = false;
     try {
-      await hubCall(streams.open(row.id, {
+      await streams.open(row.id, {
         lastVersion,
         role,
         onTelemetry: () => usage.add(orgId, 'telemetry_frames', 1),
@@ -456,7 +432,7 @@ export function spacesRoutes(deps: SpacesDeps): Router {
           if (ctx.req.socket.destroyed) sse.close();
           return sse;
         },
-      }));
+      });
     } catch (err) {
       if (!opened) release();
       throw err;

@@ -1,17 +1,18 @@
-/** Webhook registrations (hqe-api.md `/v1/hqe/webhooks`, plus list/get/delete) and the event payload contract. */
+/** Webhook registrations (`/v1/hqe/webhooks` and `/v1/webhooks`, create/list/get/delete) and the event payload (docs/webhooks.md). */
 import type {} from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import { type FieldError, toPointer } from '../../model/normalize.js';
-import { WEBHOOK_EVENT_TYPES, WebhookNotFoundError, type WebhookService, WebhookTargetError } from '../../webhooks/service.js';
+import { WEBHOOK_EVENT_TYPES, type WebhookService } from '../../webhooks/service.js';
 import { parseTargetUrl } from '../../webhooks/targets.js';
-import { notFound, Problem, validationProblem } from '../problem.js';
+import { Problem, validationProblem } from '../problem.js';
 import { authProblems, Cursor, encodeCursor, PageSize, problemResponse, bodyProblems, idempotencyProblems } from '../schemas.js';
 import { noIdempotency, type RouteMiddleware } from '../idempotency.js';
 import { pageQuery } from '../paging.js';
 import type { AppState, Principal, Scope } from '../types.js';
+import { ROLES, SPACE_STATUSES } from '@resonance/sdk/protocol';
 
 // ---- schemas ----
 
@@ -87,14 +88,14 @@ export const SpaceWebhookEventData = z
   .object({
     spaceId: z.string(),
     version: z.number().int().optional().meta({ description: 'space.updated, basis.changed, plateau, collapse: the space version.' }),
-    status: z.enum(['active', 'locked', 'archived']).optional().meta({ description: 'space.updated after a status change.' }),
+    status: z.enum(SPACE_STATUSES).optional().meta({ description: 'space.updated after a status change.' }),
     epoch: z.number().int().optional().meta({ description: 'basis.changed: the new epoch.' }),
     primes: z.array(z.number().int()).optional().meta({ description: 'basis.changed: the new ordered basis.' }),
     t: z.number().int().optional().meta({ description: 'plateau, collapse: tick within the epoch.' }),
     metrics: z.record(z.string(), z.number().nullable()).nullable().optional().meta({ description: 'plateau, collapse: the metrics at that tick.' }),
     memberId: z.string().optional().meta({ description: 'member.joined, member.left.' }),
     userId: z.string().optional().meta({ description: 'member.joined.' }),
-    role: z.enum(['owner', 'admin', 'writer', 'reader']).optional().meta({ description: 'member.joined.' }),
+    role: z.enum(ROLES).optional().meta({ description: 'member.joined.' }),
     displayName: z.string().nullable().optional().meta({ description: 'member.joined.' }),
     reason: z.enum(['removed', 'disconnected', 'expired']).optional().meta({ description: 'member.left.' }),
   })
@@ -141,25 +142,9 @@ export function fieldErrors(error: z.ZodError): FieldError[] {
 
 // ---- routes ----
 
-/** The service's domain errors as problems. */
-async function asProblem<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (err) {
-    if (err instanceof WebhookNotFoundError) throw notFound(`webhook ${err.id}`);
-    if (err instanceof WebhookTargetError) {
-      const errors = [{ pointer: '/url', code: err.code, message: err.message }];
-      if (err.code === 'invalid_url') throw validationProblem(errors);
-      const title = err.code === 'webhook_target_forbidden' ? 'Webhook target forbidden' : 'Webhook target unresolvable';
-      throw new Problem(400, err.code, title, err.message, { errors });
-    }
-    throw err;
-  }
-}
-
 /**
  * Mounted twice over the same registrations: `/v1/hqe/webhooks` (the HQE contract; hqe.* scopes) and
- * `/v1/webhooks` (the spaces contract; hqe.* or spaces.* scopes). Every event type can be chosen at both.
+ * `/v1/webhooks` (the Spaces API's path; hqe.* or spaces.* scopes). Every event type can be chosen at both.
  */
 export function webhookRoutes(deps: { webhooks: WebhookService; prefix?: '/v1/hqe/webhooks' | '/v1/webhooks'; idempotent?: RouteMiddleware }): Router {
   const { webhooks, idempotent = noIdempotency } = deps;
@@ -173,7 +158,7 @@ export function webhookRoutes(deps: { webhooks: WebhookService; prefix?: '/v1/hq
     const { orgId } = principalOf(ctx);
     const parsed = WebhookCreateRequest.safeParse(ctx.request.body);
     if (!parsed.success) throw validationProblem(fieldErrors(parsed.error));
-    const created = await asProblem(webhooks.register(orgId, parsed.data));
+    const created = await webhooks.register(orgId, parsed.data);
     ctx.status = 201;
     ctx.set('Location', `${prefix}/${encodeURIComponent(created.id)}`);
     ctx.body = created;
@@ -187,11 +172,11 @@ export function webhookRoutes(deps: { webhooks: WebhookService; prefix?: '/v1/hq
   });
 
   router.get('/:id', needScope(...read), async (ctx) => {
-    ctx.body = await asProblem(webhooks.get(principalOf(ctx).orgId, ctx.params.id ?? ''));
+    ctx.body = await webhooks.get(principalOf(ctx).orgId, ctx.params.id ?? '');
   });
 
   router.delete('/:id', needScope(...write), async (ctx) => {
-    await asProblem(webhooks.delete(principalOf(ctx).orgId, ctx.params.id ?? ''));
+    await webhooks.delete(principalOf(ctx).orgId, ctx.params.id ?? '');
     ctx.status = 204;
   });
 
@@ -206,7 +191,7 @@ function pathsAt(prefix: '/v1/hqe/webhooks' | '/v1/webhooks'): ZodOpenApiPathsOb
   const spaces = prefix === '/v1/webhooks';
   const scopes = spaces ? 'hqe.write or spaces.write' : 'hqe.write';
   const readScopes = spaces ? 'hqe.read or spaces.read' : 'hqe.read';
-  const same = spaces ? ' The same registrations as /v1/hqe/webhooks (the spaces contract\'s path).' : ' The same registrations as /v1/webhooks.';
+  const same = spaces ? ' The same registrations as /v1/hqe/webhooks (the Spaces API\'s path).' : ' The same registrations as /v1/webhooks.';
   return {
     [prefix]: {
       post: {
