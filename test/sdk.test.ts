@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConflictError, type Delta, type HqeConfigInput, type LiveSession, ResonanceClient, ResonanceError, type StreamEvent, UnreachableError } from '@resonance/sdk';
+import { ConflictError, type Delta, type HqeConfigInput, type LiveSession, ResonanceClient, ResonanceError, type SessionTokenRequest, type StreamEvent, UnreachableError } from '@resonance/sdk';
 import { DEMO_ROOM as demoRoom, DEV_KEY, sleep, startServer, type TestServer, waitFor } from './helpers/server.js';
 
 describe('SDK', () => {
@@ -158,9 +158,30 @@ describe('SDK', () => {
     }
   });
 
+  it('joins with session tokens from an auth endpoint, holding no key: asked once per session, with the role and name', async () => {
+    const space = await rs.spaces.create({ ...demoRoom, policy: { publishHz: 30 } });
+    const asked: SessionTokenRequest[] = [];
+    // What a page's backend does with its key; the page's client holds none.
+    const page = new ResonanceClient({
+      baseUrl: server.url,
+      authEndpoint: async (request) => {
+        asked.push(request);
+        return rs.sessions.mintToken({ ...request, role: 'reader' });
+      },
+    });
+    const live = await page.sessions.open(space.id, { role: 'writer', displayName: 'ada' });
+    sessions.push(live);
+    expect(asked).toEqual([{ spaceId: space.id, role: 'writer', displayName: 'ada' }]);
+    // The backend decided: a reader, whatever the page asked for.
+    expect(live.role).toBe('reader');
+    await new Promise<void>((resolve) => live.on('telemetry', () => resolve()));
+    // REST with no key and no token is the server's 401, not a client-side guess.
+    await expect(page.spaces.get(space.id)).rejects.toMatchObject({ status: 401, code: 'unauthorized' });
+  });
+
   it('refuses to make a client without credentials', () => {
     expect(() => new ResonanceClient({ baseUrl: server.url })).toThrow(ResonanceError);
-    expect(() => new ResonanceClient({ baseUrl: server.url, apiKey: '' })).toThrow(/needs an apiKey .* or an accessToken/);
+    expect(() => new ResonanceClient({ baseUrl: server.url, apiKey: '' })).toThrow(/needs an apiKey .*, an accessToken .* or an authEndpoint/);
     expect(() => new ResonanceClient({ baseUrl: server.url, accessToken: 'tok' })).not.toThrow();
   });
 

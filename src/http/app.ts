@@ -17,6 +17,7 @@ import { authenticate } from './auth.js';
 import { type ServerConfig, SLOW_REQUEST_MS } from './config.js';
 import type { CredentialCache } from './credential-cache.js';
 import { bodyReader, hasBody } from './body.js';
+import { corsMiddleware } from './cors.js';
 import { docsHtml } from './docs.js';
 import type { Idempotency } from './idempotency.js';
 import type { ClusterStore } from '../store/leases.js';
@@ -138,6 +139,9 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     }
   });
   app.use(problemMiddleware((err, ctx) => logger.error({ err, requestId: (ctx.state as AppState).requestId }, 'unhandled error')));
+  // Pages on the allowed origins (RESONANCE_CORS_ORIGINS): preflights are answered here, before the body and auth.
+  const cors = corsMiddleware(config.corsOrigins);
+  if (cors) app.use(cors);
   // Body reading (body.ts): unsupported codings and oversized declared lengths are refused before reading;
   // what cannot be decoded or parsed, nests too deeply or names __proto__ is a 4xx, never a 500.
   app.use(bodyReader(config.maxBodyBytes));

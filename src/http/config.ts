@@ -7,6 +7,7 @@ import type { RealtimeSync } from '../store/spaces.js';
 import { parseWebhookPorts } from '../webhooks/targets.js';
 import { DEFAULT_AUTH_CACHE_MS } from './credential-cache.js';
 import { DEFAULT_SEND_TIMEOUT_MS, DEFAULT_STREAM_BUFFER_BYTES } from './sse.js';
+import { parseCorsOrigins } from './cors.js';
 
 /**
  * `errors` logs the requests answered with a status >= 400 or slower than SLOW_REQUEST_MS: at thousands of
@@ -60,6 +61,8 @@ export interface ServerConfig {
   allowPrivateWebhooks: boolean;
   /** Ports a webhook URL may name (RESONANCE_WEBHOOK_PORTS); any port while private webhooks are allowed. */
   webhookPorts: number[];
+  /** Origins whose pages may call the API from a browser (RESONANCE_CORS_ORIGINS; cors.ts); none by default. */
+  corsOrigins: string[];
   /** When set, GET /metrics needs `Authorization: Bearer <token>`; unset, it answers only on a loopback listen address. */
   metricsToken?: string;
   logLevel: string;
@@ -186,6 +189,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     workUnit: num(env.RESONANCE_WORK_UNIT, 2 ** 24),
     allowPrivateWebhooks: env.RESONANCE_ALLOW_PRIVATE_WEBHOOKS === '1' || env.RESONANCE_ALLOW_PRIVATE_WEBHOOKS === 'true',
     webhookPorts: parseWebhookPorts(env.RESONANCE_WEBHOOK_PORTS, 'RESONANCE_WEBHOOK_PORTS'),
+    corsOrigins: parseCorsOrigins(env.RESONANCE_CORS_ORIGINS),
     metricsToken: env.RESONANCE_METRICS_TOKEN || undefined,
     logLevel: env.RESONANCE_LOG_LEVEL ?? 'info',
     accessLog: oneOf<AccessLog>(env, 'RESONANCE_ACCESS_LOG', ACCESS_LOGS, 'errors'),

@@ -115,6 +115,19 @@ export class Http {
   }
 }
 
+/** POST `body` as JSON to `url` (any URL, not the API's: an auth endpoint) and read its JSON answer. */
+export async function postJson<T>(fetchFn: typeof fetch, url: string, body: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetchFn(url, { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body) });
+  } catch (err) {
+    throw new UnreachableError(url, err);
+  }
+  const text = await res.text();
+  if (!res.ok) throw errorFrom(res.status, text);
+  return JSON.parse(text) as T;
+}
+
 export function errorFrom(status: number, text: string): ResonanceError {
   let problem: Problem | null = null;
   try {

@@ -4,10 +4,10 @@
  * WebSocket that Node 20 lacks). Depends on nothing but what browsers provide and @msgpack/msgpack.
  */
 import { ResonanceError } from './errors.js';
-import { Http } from './http.js';
+import { Http, postJson } from './http.js';
 import { LiveSession, type OpenOptions, type WebSocketLike } from './session.js';
 import type { DeltaProposal, HqeConfigInput, NormalizedHqeConfig, Role, SpaceConfigInput, SpaceSnapshot, SpaceStatus } from './protocol.js';
-import type { HqeRunResult, HqeSession, HqeSnapshot, Member, Page, SessionToken, Space, StreamEvent } from './types.js';
+import type { AuthEndpoint, HqeRunResult, HqeSession, HqeSnapshot, Member, Page, SessionToken, SessionTokenRequest, Space, StreamEvent } from './types.js';
 
 export { ConflictError, ConnectionLostError, type Problem, ResonanceError, UnreachableError } from './errors.js';
 export { applyDelta, applyPhaseOps, type ConflictInfo, type ConnectionState, LiveSession, type OpenOptions, type SessionEvents } from './session.js';
@@ -19,6 +19,12 @@ export interface ClientOptions {
   apiKey?: string | undefined;
   /** Or an OAuth2 access token from /oauth/token. */
   accessToken?: string | undefined;
+  /**
+   * Or, in a browser that must not hold a key: where live sessions get their session tokens (a URL of the
+   * page's own backend, or a function; types.ts AuthEndpoint). Used by `sessions.open` whenever it is given;
+   * REST calls still need an apiKey or accessToken.
+   */
+  authEndpoint?: AuthEndpoint | undefined;
   /** Default http://127.0.0.1:8080 (`npm start`). */
   baseUrl?: string | undefined;
   fetch?: typeof fetch | undefined;
@@ -46,10 +52,13 @@ export class ResonanceClient {
   readonly hqe: HqeApi;
   private readonly http: Http;
 
-  /** Throws at once without an `apiKey` or `accessToken`: every route but health checks needs one. */
+  /** Throws at once without an `apiKey`, an `accessToken` or an `authEndpoint`: every route but health checks needs one. */
   constructor(options: ClientOptions = {}) {
-    if (!options.apiKey?.trim() && !options.accessToken?.trim()) {
-      throw new ResonanceError(0, 'missing_credentials', 'ResonanceClient needs an apiKey (X-Api-Key) or an accessToken (from POST /oauth/token); neither was given');
+    if (!options.apiKey?.trim() && !options.accessToken?.trim() && options.authEndpoint === undefined) {
+      throw new ResonanceError(
+        0, 'missing_credentials',
+        'ResonanceClient needs an apiKey (X-Api-Key), an accessToken (from POST /oauth/token) or an authEndpoint (session tokens from your backend); none was given',
+      );
     }
     const f = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.http = new Http({
@@ -59,7 +68,9 @@ export class ResonanceClient {
       ...(options.accessToken ? { accessToken: options.accessToken } : {}),
     });
     this.spaces = new SpacesApi(this.http);
-    this.sessions = new SessionsApi(this.http, options.WebSocket);
+    const endpoint = options.authEndpoint;
+    const fromEndpoint = typeof endpoint === 'string' ? (r: SessionTokenRequest) => postJson<SessionToken>(f, endpoint, r) : endpoint;
+    this.sessions = new SessionsApi(this.http, options.WebSocket, fromEndpoint);
     this.hqe = new HqeApi(this.http);
   }
 }
@@ -119,15 +130,29 @@ export class SessionsApi {
   constructor(
     private readonly http: Http,
     private readonly WebSocketCtor: WebSocketLike | undefined,
+    /** Where `open` gets its tokens when the client was given an authEndpoint; else mintToken. */
+    private readonly authEndpoint: ((request: SessionTokenRequest) => Promise<SessionToken>) | undefined,
   ) {}
+
+  /**
+   * A session token for a space, minted with this client's key or access token: what an app's backend
+   * hands its pages (their authEndpoint), which then join without holding a key.
+   */
+  mintToken(request: SessionTokenRequest): Promise<SessionToken> {
+    return this.http.request<SessionToken>('POST', `/v1/spaces/${encodeURIComponent(request.spaceId)}/sessions`, {
+      ...(request.role ? { role: request.role } : {}),
+      ...(request.displayName ? { displayName: request.displayName } : {}),
+    });
+  }
 
   /** Mint a session token and join the space over WebSocket; resolves once the session holds the state. */
   async open(spaceId: string, options: OpenOptions & { role?: Role; displayName?: string } = {}): Promise<LiveSession> {
-    const token = await this.http.request<SessionToken>('POST', `/v1/spaces/${encodeURIComponent(spaceId)}/sessions`, {
-      ...(options.role ? { role: options.role } : {}),
-      ...(options.displayName ? { displayName: options.displayName } : {}),
-    });
-    const session = new LiveSession(this.http, await webSocketClass(this.WebSocketCtor), token, options);
+    const request: SessionTokenRequest = { spaceId, ...(options.role ? { role: options.role } : {}), ...(options.displayName ? { displayName: options.displayName } : {}) };
+    const mint = this.authEndpoint ?? ((r: SessionTokenRequest) => this.mintToken(r));
+    const token = await mint(request);
+    // Renewals ask for the role the first token was given.
+    const renew = (): Promise<SessionToken> => mint({ ...request, role: token.role });
+    const session = new LiveSession(this.http, await webSocketClass(this.WebSocketCtor), token, options, renew);
     await session.start();
     return session;
   }

@@ -79,6 +79,8 @@ export class LiveSession {
     private readonly WS: WebSocketLike,
     private token: SessionToken,
     private readonly options: OpenOptions,
+    /** A new token for this session's space and role (the client's key, or its auth endpoint). */
+    private readonly renew: () => Promise<SessionToken>,
   ) {
     this.tokenExpiresAt = Date.now() + token.expiresIn * 1000;
   }
@@ -230,8 +232,7 @@ export class LiveSession {
     if (this.closedByUser) return;
     if (renewToken || Date.now() > this.tokenExpiresAt - 5000) {
       try {
-        const body = { ...(this.token.role ? { role: this.token.role } : {}), ...(this.options.displayName ? { displayName: this.options.displayName } : {}) };
-        this.token = await this.http.request<SessionToken>('POST', `/v1/spaces/${this.token.spaceId}/sessions`, body);
+        this.token = await this.renew();
         this.tokenExpiresAt = Date.now() + this.token.expiresIn * 1000;
       } catch (err) {
         if (err instanceof ResonanceError && err.status >= 400 && err.status < 500 && err.status !== 429) {

@@ -15,6 +15,20 @@ export interface Space {
   config: SpaceConfig;
 }
 
+/** What a session token is minted for: one space, with the role and display name the member asks for. */
+export interface SessionTokenRequest {
+  spaceId: string;
+  role?: Role | undefined;
+  displayName?: string | undefined;
+}
+
+/**
+ * Where a client without an API key gets its session tokens: a URL of the page's own backend, which is
+ * POSTed a SessionTokenRequest as JSON and answers with the SessionToken that POST /v1/spaces/{id}/sessions
+ * gave it; or a function that returns one.
+ */
+export type AuthEndpoint = string | ((request: SessionTokenRequest) => Promise<SessionToken>);
+
 export interface SessionToken {
   spaceId: string;
   sessionId: string;
