@@ -3,7 +3,7 @@
  * playwright-core, headless, with --enable-unsafe-webgpu for its SwiftShader WebGPU adapter (docs/web.md,
  * "Engine in the browser"), against a real server (test/helpers/server.ts).
  *
- * - The playground runs examples/seed-hqe.json on WebGPU (a page that falls back to the CPU engine fails
+ * - The playground runs examples/hqe.json on WebGPU (a page that falls back to the CPU engine fails
  *   here: no adapter is a failure, never a skip) and its final metrics match the server's POST /v1/hqe/run
  *   of the same config within the parity bar (docs/model.md section 7: 1e-4 per metric).
  * - Two space viewers join one space; one shifts a phase with the keyboard and then by dragging, the other
@@ -100,7 +100,7 @@ function clean(w: Watched): void {
 }
 
 async function seedConfig(): Promise<Record<string, unknown>> {
-  return JSON.parse(await readFile(join(ROOT, 'examples', 'seed-hqe.json'), 'utf8')) as Record<string, unknown>;
+  return JSON.parse(await readFile(join(ROOT, 'examples', 'hqe.json'), 'utf8')) as Record<string, unknown>;
 }
 
 /** Runs the page's config in the browser; returns the engine readout and the final metrics from the table. */

@@ -11,7 +11,7 @@ import { normalize } from '../src/model/normalize.js';
 import { runReference } from './helpers/reference.js';
 
 const bin = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
-const seedExample = fileURLToPath(new URL('../examples/seed-hqe.json', import.meta.url));
+const example = fileURLToPath(new URL('../examples/hqe.json', import.meta.url));
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -23,9 +23,9 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 
 describe('resonance CLI', () => {
   it('runs the seed example and prints a table whose metrics match the reference implementation', async () => {
-    const { code, stdout } = await cli(['run', seedExample]);
+    const { code, stdout } = await cli(['run', example]);
     expect(code).toBe(0);
-    const config = JSON.parse(await readFile(seedExample, 'utf8')) as unknown;
+    const config = JSON.parse(await readFile(example, 'utf8')) as unknown;
     const norm = normalize(config);
     if (!norm.ok) throw new Error();
     const ref = runReference(norm.normalized);
@@ -38,7 +38,7 @@ describe('resonance CLI', () => {
   it('prints JSON with --json and writes snapshots as JSON lines', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'resonance-cli-'));
     const file = join(dir, 'snaps.jsonl');
-    const { code, stdout } = await cli(['run', seedExample, '--json', '--snapshots', file, '--backend', 'cpu']);
+    const { code, stdout } = await cli(['run', example, '--json', '--snapshots', file, '--backend', 'cpu']);
     expect(code).toBe(0);
     const result = JSON.parse(stdout) as { status: string; seed: number; backend: string; snapshots: Array<{ step: number }> };
     expect(result).toMatchObject({ status: 'converged', seed: 42, backend: 'cpu' });
@@ -66,8 +66,8 @@ describe('resonance CLI', () => {
     const malformed = await cli(['run', broken]);
     expect(malformed.code).toBe(2);
     expect(malformed.stderr).toContain(`${broken}:1:17: Expected ',' or ']' after array element`);
-    expect((await cli(['run', seedExample, '--backend', 'gpu'])).code).toBe(2);
-    expect((await cli(['run', seedExample, '--frobnicate'])).code).toBe(2);
+    expect((await cli(['run', example, '--backend', 'gpu'])).code).toBe(2);
+    expect((await cli(['run', example, '--frobnicate'])).code).toBe(2);
     expect((await cli(['nonsense'])).code).toBe(2);
   });
 
@@ -170,7 +170,7 @@ describe('resonance CLI: help, version, mistakes', () => {
     const serv = await cli(['serv']);
     expect(serv.code).toBe(2);
     expect(serv.stderr).toContain('unknown command "serv" (did you mean "serve"?)');
-    const backnd = await cli(['run', seedExample, '--backnd', 'cpu']);
+    const backnd = await cli(['run', example, '--backnd', 'cpu']);
     expect(backnd.code).toBe(2);
     expect(backnd.stderr).toContain('unknown option --backnd (did you mean --backend?)');
     const port = await cli(['serve', '--prot', '8080']);
@@ -279,14 +279,14 @@ describe('resonance serve', () => {
 
 describe('resonance run: engine choice', () => {
   it('auto without a GPU says so in one line instead of Dawn warnings; cpu looks for no GPU at all', async () => {
-    const auto = await cli(['run', seedExample, '--json', '--backend', 'auto']);
+    const auto = await cli(['run', example, '--json', '--backend', 'auto']);
     expect(auto.code).toBe(0);
     const stderr = withoutProgress(auto.stderr);
     expect(stderr).not.toMatch(/Couldn't load Vulkan|Warning/);
     const result = JSON.parse(auto.stdout) as { backend: string };
     if (result.backend === 'cpu') expect(stderr).toMatch(/^resonance: no GPU adapter \(.+\); using the CPU engine\n$/);
     else expect(stderr).toBe('');
-    const cpu = await cli(['run', seedExample, '--json', '--backend', 'cpu']);
+    const cpu = await cli(['run', example, '--json', '--backend', 'cpu']);
     expect(cpu.code).toBe(0);
     expect(withoutProgress(cpu.stderr)).toBe('');
   });

@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import {
   type ClientFrame, CLOSE_STATUS, CloseCode, DELTA_OPS, type DeltaProposal, FINAL_CLOSE_CODES, HQE_SESSION_STATUSES, type HqeConfig, type HqeConfigInput,
   type NormalizedHqeConfig, ROLES, RUN_STATUSES, SPACE_EVENT_NAMES, SPACE_STATUSES, type SpaceConfig, type SpaceConfigInput, SUBPROTOCOL, SUBPROTOCOLS,
-  SUBSCRIPTION_KINDS, WEBHOOK_EVENT_TYPES,
+  SUBSCRIPTION_KINDS, WEBHOOK_EVENT_TYPES, type ConflictFrame, type DeltaFrame, type ErrorFrame, type EventFrame, type PhasesFrame, type ServerFrame,
+  type SnapshotFrame, type TelemetryFrame, type WelcomeFrame,
 } from '@resonance/sdk/protocol';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { parse } from 'yaml';
@@ -15,6 +16,7 @@ import type { z } from 'zod';
 import type { HQEConfig, NormalizedConfig } from '../src/model/config.js';
 import type { NormalizedSpaceConfig, SpaceConfig as SpaceConfigSchema } from '../src/model/space.js';
 import type { ClientFrame as ClientFrameSchema } from '../src/realtime/frames.js';
+import type * as ServerFrames from '../src/realtime/server-frames.js';
 import type { DeltaSchema } from '../src/sim/deltas.js';
 
 /** The same type written as plain objects at every depth (an intersection compares unequal to its flat form). */
@@ -29,6 +31,20 @@ describe('the protocol module', () => {
     expectTypeOf<Plain<SpaceConfig>>().toEqualTypeOf<Plain<NormalizedSpaceConfig>>();
     expectTypeOf<Plain<DeltaProposal>>().toEqualTypeOf<Plain<z.input<typeof DeltaSchema>>>();
     expectTypeOf<Plain<ClientFrame>>().toEqualTypeOf<Plain<z.input<typeof ClientFrameSchema>>>();
+  });
+
+  it('types every server frame exactly as the schemas of asyncapi.yaml describe it (expectTypeOf: a mismatch fails the build)', () => {
+    expectTypeOf<Plain<WelcomeFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.WelcomeFrame>>>();
+    expectTypeOf<Plain<SnapshotFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.SnapshotFrame>>>();
+    expectTypeOf<Plain<DeltaFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.DeltaFrame>>>();
+    expectTypeOf<Plain<TelemetryFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.TelemetryFrame>>>();
+    expectTypeOf<Plain<PhasesFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.PhasesFrame>>>();
+    expectTypeOf<Plain<EventFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.EventFrame>>>();
+    expectTypeOf<Plain<ConflictFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.ConflictFrame>>>();
+    expectTypeOf<Plain<Extract<ServerFrame, { type: 'pong' }>>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.PongFrame>>>();
+    expectTypeOf<Plain<ErrorFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.ErrorFrame>>>();
+    // The union as a whole: a frame type added to protocol.ts without a schema fails here.
+    expectTypeOf<Plain<ServerFrame>>().toEqualTypeOf<Plain<z.output<typeof ServerFrames.ServerFrame>>>();
   });
 
   it('publishes the lists openapi.yaml names: roles, statuses, event types', () => {

@@ -3,6 +3,7 @@
  * the HQE example and configs that exercise every branch (mixers, norms, bases, operators,
  * restarts, noise, the norm channel).
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { Flag } from '../src/engine/types.js';
@@ -12,14 +13,8 @@ import type { HQEConfigInput, NormalizedConfig } from '../src/model/config.js';
 import { specFromConfig } from '../src/model/spec.js';
 import { runReference } from './helpers/reference.js';
 
-export const SEED_EXAMPLE: HQEConfigInput = {
-  primes: [2, 3, 5, 7],
-  schedule: { steps: 256, dt: 0.1 },
-  entropy: { base: 'shannon', lambda: 0.03 },
-  resonanceTarget: { value: 0.8, operator: 'R' },
-  phaseSeeding: { golden: true, silver: true },
-  seed: 42,
-};
+/** examples/hqe.json: the HQE example of the README and the API reference. */
+const HQE_EXAMPLE = JSON.parse(readFileSync(new URL('../examples/hqe.json', import.meta.url), 'utf8')) as HQEConfigInput;
 
 function norm(input: HQEConfigInput): NormalizedConfig {
   const r = normalize(input);
@@ -58,15 +53,15 @@ async function compare(input: HQEConfigInput, tol = 1e-7): Promise<void> {
 }
 
 describe('CPU engine agrees with the independent reference', () => {
-  it('on the seed HQE example, through runHqe', async () => {
-    const ref = runReference(norm(SEED_EXAMPLE));
-    const result = await runHqe(SEED_EXAMPLE, { backend: 'cpu', threads: 0 });
+  it('on the HQE example, through runHqe', async () => {
+    const ref = runReference(norm(HQE_EXAMPLE));
+    const result = await runHqe(HQE_EXAMPLE, { backend: 'cpu', threads: 0 });
     expect(result.status).toBe(ref.status);
     expect(result.steps).toBe(ref.step);
     for (const key of METRIC_KEYS) expect(result.finalMetrics[key]).toBeCloseTo(ref.finalMetrics[key] as number, 7);
     expect(result.seed).toBe(42);
     expect(result.backend).toBe('cpu');
-    await compare(SEED_EXAMPLE);
+    await compare(HQE_EXAMPLE);
   });
 
   const cases: Array<[string, HQEConfigInput]> = [

@@ -91,7 +91,7 @@ describe('SDK', () => {
   }
 
   it('runs HQE: validate, run, sessions, snapshot pages and the stream', async () => {
-    const config = JSON.parse(readFileSync(fileURLToPath(new URL('../examples/seed-hqe.json', import.meta.url)), 'utf8')) as HqeConfigInput;
+    const config = JSON.parse(readFileSync(fileURLToPath(new URL('../examples/hqe.json', import.meta.url)), 'utf8')) as HqeConfigInput;
     expect((await rs.hqe.validate(config)).ok).toBe(true);
     const run = await rs.hqe.run(config);
     expect(run.status).toBe('converged');
@@ -198,8 +198,8 @@ describe('SDK', () => {
     expect(errors[0]!.message).toMatch(/the space was deleted \(404 space_deleted\)/);
   });
 
-  it('runs the seed quickstart example with only the import path and base URL changed', async () => {
-    const script = fileURLToPath(new URL('../dist/examples/seed-quickstart.js', import.meta.url));
+  it('runs the quickstart example against a real server', async () => {
+    const script = fileURLToPath(new URL('../dist/examples/quickstart.js', import.meta.url));
     const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(process.execPath, [script], { env: { ...process.env, RESONANCE_API_KEY: DEV_KEY, RESONANCE_URL: server.url }, timeout: 30_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? 1 : 0, stdout, stderr }));

@@ -20,7 +20,7 @@ import commonWgsl from '../shaders/common.wgsl';
 import denseWgsl from '../shaders/dense.wgsl';
 import learnWgsl from '../shaders/learn.wgsl';
 import visitWgsl from '../shaders/visit.wgsl';
-import seedExample from '../examples/seed-hqe.json';
+import exampleConfig from '../examples/hqe.json';
 import { $, apiKeyField, clientOrSay, errorText, fmt, type Marker, type MetricName, METRIC_LABELS, MetricCharts, METRICS, PhaseCircle, say } from './common.js';
 
 const SHADERS: Record<string, string> = { common: commonWgsl, dense: denseWgsl, visit: visitWgsl, learn: learnWgsl };
@@ -70,7 +70,7 @@ const FIELDS: Field[] = [
   { id: 'f-phases', path: ['observables', 'recordPhases'], label: 'Record phases (server snapshots)', kind: 'checkbox', group: 'Boundary and output' },
 ];
 
-let config: Config = structuredClone(seedExample) as Config;
+let config: Config = structuredClone(exampleConfig) as Config;
 const inputs = new Map<string, HTMLInputElement | HTMLSelectElement>();
 
 function getPath(obj: Config, path: string[]): unknown {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** `resonance` command line: run | validate | serve | keys | clients | orgs | openapi. */
+/** `resonance` command line: run | validate | serve | keys | clients | orgs | openapi | asyncapi. */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,7 @@ const COMMANDS: Record<string, Command> = {
   clients: { synopsis: 'clients create|list|revoke', summary: 'OAuth2 clients', load: async () => (await import('./keys.js')).clientsCommand },
   orgs: { synopsis: 'orgs quotas|set-quota', summary: "an org's quotas", load: async () => (await import('./orgs.js')).orgsCommand },
   openapi: { synopsis: 'openapi', summary: 'print the OpenAPI document (openapi.yaml)', load: async () => (await import('./openapi.js')).openapiCommand },
+  asyncapi: { synopsis: 'asyncapi', summary: 'print the AsyncAPI document of the WebSocket protocol (asyncapi.yaml)', load: async () => (await import('./asyncapi.js')).asyncapiCommand },
 };
 
 const USAGE = `usage: resonance <command> [options]

@@ -18,15 +18,16 @@ import { type ServerConfig, SLOW_REQUEST_MS } from './config.js';
 import type { CredentialCache } from './credential-cache.js';
 import { bodyReader, hasBody } from './body.js';
 import { corsMiddleware } from './cors.js';
-import { docsHtml } from './docs.js';
 import type { Idempotency } from './idempotency.js';
 import type { ClusterStore } from '../store/leases.js';
 import type { StoreKind, StoreStats } from '../store/store.js';
 import { createMetrics } from './metrics.js';
-import { openApiDocument, openApiYaml } from './openapi.js';
+import { openApiYaml } from './openapi.js';
 import { Problem, problemMiddleware } from './problem.js';
 import { rateLimit, type RateLimiter } from './ratelimit.js';
 import { demoRoutes } from './routes/demo.js';
+import { type AsyncApiDocument, referenceRoutes } from './routes/reference.js';
+import { asyncApiDocument, asyncApiYaml } from '../realtime/asyncapi.js';
 import { hqeRoutes } from './routes/hqe.js';
 import { oauthRoutes } from './routes/oauth.js';
 import { type Connections, opsRoutes } from './routes/ops.js';
@@ -152,13 +153,18 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     ready: deps.isReady,
     registry: metrics.registry,
     openApiYaml,
-    docsHtml: () => docsHtml(openApiDocument()),
     metrics: { token: config.metricsToken, listenHost: config.host },
   });
   const oauth = oauthRoutes({ authStore: deps.authStore, config });
   // The routes outside /v1: ops, OAuth and the demo pages at /demo (no credentials; web/, docs/web.md). A /v1
   // request skips them: each router matches every request against all its routes (and parses Host) first.
-  app.use(outsideV1(ops.routes(), ops.allowedMethods(), oauth.routes(), oauth.allowedMethods(), demoRoutes().routes()));
+  // The reference pages (/docs, /docs/realtime, /docs/errors, /problems/{code}, /asyncapi.yaml).
+  const reference = referenceRoutes({
+    // The document is this project's own (src/realtime/asyncapi.ts): the page reads the parts it shows.
+    asyncApiDocument: () => asyncApiDocument() as unknown as AsyncApiDocument,
+    asyncApiYaml,
+  });
+  app.use(outsideV1(reference.routes(), ops.routes(), ops.allowedMethods(), oauth.routes(), oauth.allowedMethods(), demoRoutes().routes()));
 
   const api = [
     hqeRoutes({ config, scheduler, sessions: deps.sessions, idempotent: deps.idempotency.middleware, credentials: deps.credentials, quotas: deps.quotas, usage: deps.usage }),

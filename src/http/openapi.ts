@@ -18,6 +18,9 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
       version: '1.0.0',
       description:
         'Prime-basis resonance simulations: HQE runs and sessions, and live shared Spaces. Errors are RFC 9457 problem+json with a stable `code`. ' +
+        'Start here: send an API key as `X-Api-Key` (or a bearer token from POST /oauth/token) on every /v1 request; each costs one unit of the key\'s rate limit (X-RateLimit-* headers). ' +
+        'Check an HQE config with POST /v1/hqe/validate, run it with POST /v1/hqe/run, or create a session that runs in the background and follow its stream. ' +
+        'A space is a live simulation many clients share: create one, then mint a session token per client to join it over WebSocket or SSE. ' +
         'Additions to the original HQE API: `completed` status, `frequencyScale`, mixer `localityBias`/`learningRate`/`gammaMax`, ' +
         '`resonanceTarget.weights`, run `events`/`metrics`/`seed`/`status`, webhook list/get/delete, OAuth2 token endpoint, ops endpoints. ' +
         'Additions to the original Spaces API are marked "addition" in their descriptions (space status changes and deletion, members, ' +
@@ -25,7 +28,16 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
     },
     servers: [{ url: '/' }],
     tags: [
-      { name: 'HQE' }, { name: 'Spaces' }, { name: 'Sessions' }, { name: 'State' }, { name: 'Telemetry' }, { name: 'Webhooks' }, { name: 'Usage' }, { name: 'Cluster' }, { name: 'Auth' }, { name: 'Ops' },
+      { name: 'HQE', description: 'Validate and run HQE configs, synchronously or as stored sessions that run in the background.' },
+      { name: 'Spaces', description: 'Live simulations shared by many clients: create, read, change and delete them.' },
+      { name: 'Sessions', description: 'Join a space: session tokens for WebSocket, SSE and REST, and the members they make.' },
+      { name: 'State', description: 'A space\'s simulated state: snapshots, and deltas that change it.' },
+      { name: 'Telemetry', description: 'Follow a simulation: HQE snapshots and streams, space telemetry (Server-Sent Events).' },
+      { name: 'Webhooks', description: 'Signed HTTP callbacks for HQE and space events.' },
+      { name: 'Usage', description: 'What the org has used, and its quotas.' },
+      { name: 'Cluster', description: 'Which node runs what.' },
+      { name: 'Auth', description: 'OAuth2 access tokens.' },
+      { name: 'Ops', description: 'Health, readiness and metrics for operators; no API key.' },
     ],
     security: [{ ApiKeyAuth: [] }, { OAuth2CC: ['hqe.read', 'hqe.write'] }],
     components: {

@@ -12,63 +12,70 @@ import {
 
 export const SpaceBasis = z
   .strictObject({
-    primes: z.array(z.number().int().min(2).max(2 ** 31 - 1)).min(1),
-    order: z.enum(['ascending', 'learned']).default('ascending'),
-    cutoff: z.number().int().min(1).max(1_000_000).default(2048),
+    primes: z
+      .array(z.number().int().min(2).max(2 ** 31 - 1))
+      .min(1)
+      .meta({ description: 'Distinct primes; composites and duplicates are listed in a 400.' }),
+    order: z
+      .enum(['ascending', 'learned'])
+      .default('ascending')
+      .meta({ description: '`ascending`: by value; `learned`: by the space\'s current mass, largest first (new primes after them, ascending).' }),
+    cutoff: z.number().int().min(1).max(1_000_000).default(2048).meta({ description: 'Keep the first `cutoff` primes (a warning when more were sent); k must then be at most the server\'s maxBasis.' }),
   })
-  .meta({ id: 'SpaceBasis' });
+  .meta({ id: 'SpaceBasis', description: 'The primes a space simulates, and how they are ordered. Changing it (POST /v1/spaces/{id}/basis) starts a new epoch.' });
 
 export const PhaseProfile = z
   .strictObject({
-    golden: z.boolean().default(true),
-    silver: z.boolean().default(true),
+    golden: z.boolean().default(true).meta({ description: 'Add i x the golden angle to the scaffold phase of prime i.' }),
+    silver: z.boolean().default(true).meta({ description: 'Add i x the silver angle to the scaffold phase of prime i.' }),
     custom: z.array(z.number()).optional().meta({ description: 'Radians added to the scaffold, one per prime of the ordered basis.' }),
   })
-  .meta({ id: 'PhaseProfile' });
+  .meta({ id: 'PhaseProfile', description: 'How primes are seeded: the initial phases, and those of primes a basis change adds later.' });
 
 export const SpaceMixer = z
   .strictObject({
-    gamma0: f32(z.number().min(0)).default(0.2),
-    gammaGrowth: f32(z.number().min(0)).default(0.001),
-    gammaMax: f32(z.number().min(0)).optional(),
-    temperature0: f32(z.number().min(0)).default(1.0),
-    beta: f32(z.number().gt(0).max(1)).default(0.98),
+    gamma0: f32(z.number().min(0)).default(0.2).meta({ description: 'Initial coupling strength (at most gammaMax).' }),
+    gammaGrowth: f32(z.number().min(0)).default(0.001).meta({ description: 'Added to the coupling each tick while resonanceStrength is below resonanceTarget, up to gammaMax.' }),
+    gammaMax: f32(z.number().min(0)).optional().meta({ description: 'Upper bound of the coupling; default max(1, gamma0).' }),
+    temperature0: f32(z.number().min(0)).default(1.0).meta({ description: 'Initial phase-noise temperature.' }),
+    beta: f32(z.number().gt(0).max(1)).default(0.98).meta({ description: 'Cooling factor per tick.' }),
   })
-  .meta({ id: 'SpaceMixer' });
+  .meta({ id: 'SpaceMixer', description: 'The coupling schedule of a space (the HQE mixer `local`); changing it restarts the schedule from gamma0.' });
 
 export const OperatorSet = z
   .strictObject({
     mixer: SpaceMixer.default({ gamma0: 0.2, gammaGrowth: 0.001, temperature0: 1.0, beta: 0.98 }),
-    resonanceTarget: f32(z.number().min(0).max(1)).default(0.8),
-    localityBias: f32(z.number().min(0).max(1)).default(0.3),
+    resonanceTarget: f32(z.number().min(0).max(1)).default(0.8).meta({ description: 'The resonanceStrength the coupling grows towards.' }),
+    localityBias: f32(z.number().min(0).max(1)).default(0.3).meta({ description: 'Weight of the locality factor in the kernel: couples nearby primes more.' }),
     semantic: z
       .strictObject({ enabled: z.boolean().default(false), kernel: z.literal('prime').default('prime') })
-      .default({ enabled: false, kernel: 'prime' }),
-    frequencyScale: f32(z.number().min(0).max(100)).default(0.1),
+      .default({ enabled: false, kernel: 'prime' })
+      .meta({ description: 'The semantic kernel 1/(1 + |p - q|): when enabled, couples primes close in value more.' }),
+    frequencyScale: f32(z.number().min(0).max(100)).default(0.1).meta({ description: 'Natural frequency scale s (w_i = 1 + s ln p_i); fixed at creation.' }),
   })
-  .meta({ id: 'OperatorSet' });
+  .meta({ id: 'OperatorSet', description: 'The dynamics of a space: coupling, target and kernels (docs/model.md sections 2 and 4).' });
 
 export const EntropyField = z
   .strictObject({
-    lambda: f32(z.number().min(0)).default(0.02),
-    plateauEps: f32(z.number().min(0)).default(1e-6),
-    plateauT: z.number().int().min(1).max(1_000_000_000).default(150),
-    collapseThreshold: f32(z.number().gt(0).max(1)).default(0.97),
+    lambda: f32(z.number().min(0)).default(0.02).meta({ description: 'Rate at which mass flows to primes in phase with their neighbourhood; 0 keeps the masses fixed.' }),
+    plateauEps: f32(z.number().min(0)).default(1e-6).meta({ description: 'An entropy drop smaller than this does not count as progress.' }),
+    plateauT: z.number().int().min(1).max(1_000_000_000).default(150).meta({ description: 'Ticks without progress that raise a `plateau` event.' }),
+    collapseThreshold: f32(z.number().gt(0).max(1)).default(0.97).meta({ description: 'A `collapse` event when dominance (the largest mass) reaches this.' }),
   })
-  .meta({ id: 'EntropyField' });
+  .meta({ id: 'EntropyField', description: 'How mass concentrates, and when the space reports a plateau or a collapse.' });
 
 export const SpacePolicy = z
   .strictObject({
-    maxMembers: z.number().int().min(1).max(100_000).default(128),
-    publishHz: z.number().int().min(1).max(60).default(30),
-    historySeconds: z.number().int().min(1).max(7 * 24 * 3600).default(600),
-    allowGuest: z.boolean().default(false),
+    maxMembers: z.number().int().min(1).max(100_000).default(128).meta({ description: 'Members present at once; one more is 409 space_full.' }),
+    publishHz: z.number().int().min(1).max(60).default(30).meta({ description: 'Ticks (and telemetry frames) per second while someone listens.' }),
+    historySeconds: z.number().int().min(1).max(7 * 24 * 3600).default(600).meta({ description: 'How long deltas are kept for resumes; older ones are pruned (a resume from before gets a snapshot).' }),
+    allowGuest: z.boolean().default(false).meta({ description: 'Other orgs may read the space (role reader); otherwise it does not exist for them (404).' }),
   })
-  .meta({ id: 'SpacePolicy' });
+  .meta({ id: 'SpacePolicy', description: 'Who may join and how the space is served.' });
 
 export const SpaceConfig = z
   .strictObject({
-    name: label(200),
+    name: label(200).meta({ description: 'A label for people (1-200 printable characters); not unique.' }),
     basis: SpaceBasis,
     phases: PhaseProfile.default({ golden: true, silver: true }),
     operators: OperatorSet.default({
@@ -77,9 +84,9 @@ export const SpaceConfig = z
     }),
     entropy: EntropyField.default({ lambda: 0.02, plateauEps: 1e-6, plateauT: 150, collapseThreshold: 0.97 }),
     policy: SpacePolicy.default({ maxMembers: 128, publishHz: 30, historySeconds: 600, allowGuest: false }),
-    seed: z.number().int().min(0).max(0xffffffff).optional(),
+    seed: z.number().int().min(0).max(0xffffffff).optional().meta({ description: 'Seed of the phase noise (u32); drawn and reported when omitted.' }),
   })
-  .meta({ id: 'SpaceConfig' });
+  .meta({ id: 'SpaceConfig', description: 'The configuration of a live space (docs/spaces.md). Unknown fields are rejected; every omitted field takes the default shown.' });
 
 export type SpaceConfigInput = z.input<typeof SpaceConfig>;
 export type NormalizedSpaceConfig = Omit<z.output<typeof SpaceConfig>, 'seed'> & { seed: number };

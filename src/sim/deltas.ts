@@ -14,22 +14,27 @@ import { DELTA_OPS, type DeltaOpName, type Role } from '@resonance/sdk/protocol'
 
 export const DeltaOpSchema = z
   .strictObject({
-    op: z.enum(DELTA_OPS),
+    op: z.enum(DELTA_OPS).meta({ description: 'set_* replaces the value; shift_phase adds radians to a phase (and commutes, so it never conflicts).' }),
     path: z.string().max(200).meta({ description: 'JSON pointer into the snapshot state, e.g. /state/phases/3' }),
-    value: z.unknown(),
-    meta: z.record(z.string(), z.unknown()).optional(),
+    value: z.unknown().meta({ description: 'A number (radians for phases), or a boolean for semantic.enabled and allowGuest: validated like the same field of SpaceConfig.' }),
+    meta: z.record(z.string(), z.unknown()).optional().meta({ description: 'Accepted and ignored.' }),
   })
-  .meta({ id: 'DeltaOp' });
+  .meta({
+    id: 'DeltaOp',
+    description: 'One change: `set_phase`/`shift_phase` on /state/phases/{i} (writer), `set_operator`, `set_entropy`, `set_policy` on the fields under /state/operators, /state/entropy, /state/policy (admin).',
+  });
 
 export const DeltaSchema = z
   .strictObject({
-    fromVersion: z.number().int().min(0),
+    fromVersion: z.number().int().min(0).meta({
+      description: "The version the ops were based on (the snapshot's `version`): a set_* op on a path written since is a 409 conflict; shift_phase is rebased.",
+    }),
     toVersion: z.number().int().min(0).optional().meta({ description: 'Ignored: the server assigns versions.' }),
-    epoch: z.number().int().min(0).optional(),
-    cv: z.array(z.number().int()).optional(),
-    ops: z.array(DeltaOpSchema).min(1).max(256),
+    epoch: z.number().int().min(0).optional().meta({ description: 'The epoch the ops were based on; another epoch is a 409 stale_epoch.' }),
+    cv: z.array(z.number().int()).optional().meta({ description: 'Accepted for compatibility with the original Spaces API; ignored.' }),
+    ops: z.array(DeltaOpSchema).min(1).max(256).meta({ description: 'At most 256 ops.' }),
   })
-  .meta({ id: 'Delta' });
+  .meta({ id: 'Delta', description: "A proposed change to a space's state: ops applied together at the next version, or refused together." });
 
 export type Delta = z.infer<typeof DeltaSchema>;
 

@@ -8,7 +8,8 @@ import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import type { ClusterStore, Lease } from '../../store/leases.js';
 import { orgPrincipal } from '../org-principal.js';
-import { authProblems, RateLimitHeaders } from '../schemas.js';
+import { authProblems, jsonResponse, RateLimitHeaders } from '../schemas.js';
+import * as ex from '../openapi-examples.js';
 
 export interface ClusterDeps {
   cluster: ClusterStore;
@@ -29,7 +30,14 @@ export const ClusterView = z
     node: z.string().meta({ description: 'The node that answered (also in the X-Resonance-Node header).' }),
     leaseTtlMs: z.number().int().meta({ description: 'How long a lease outlives its last renewal: the longest a space or session waits for a new owner.' }),
     nodes: z
-      .array(z.object({ id: z.string(), url: z.string(), startedAt: z.string().meta({ format: 'date-time' }), lastHeartbeatAt: z.string().meta({ format: 'date-time' }) }))
+      .array(
+        z.object({
+          id: z.string(),
+          url: z.string().meta({ description: 'Where the other nodes reach it.' }),
+          startedAt: z.string().meta({ format: 'date-time' }),
+          lastHeartbeatAt: z.string().meta({ format: 'date-time' }),
+        }),
+      )
       .meta({ description: 'Nodes heard from within three lease TTLs, oldest first.' }),
     spaces: z.array(Owned('spaceId')).meta({ description: "The org's live spaces (in some node's engine)." }),
     sessions: z.array(Owned('sessionId')).meta({ description: "The org's running HQE sessions." }),
@@ -58,10 +66,13 @@ export function clusterRoutes(deps: ClusterDeps): Router {
 export const clusterPaths: ZodOpenApiPathsObject = {
   '/v1/cluster': {
     get: {
-      tags: ['Cluster'],
+      tags: ['Cluster'], operationId: 'getCluster',
       summary: "The nodes, and which node owns each of the caller's org's live spaces and running HQE sessions (addition; any org credential with hqe.read or spaces.read)",
+      description:
+        'The nodes serving the API and, for the caller\'s org only, which node simulates each live space and running HQE session under which lease (an API key or OAuth token with hqe.read or spaces.read). ' +
+        'Any node answers for all of them; a single process lists itself. Useful to see where work runs and how a failover moved it (leaseEpoch).',
       responses: {
-        '200': { description: 'Cluster view', headers: RateLimitHeaders, content: { 'application/json': { schema: ClusterView } } },
+        '200': { description: 'Cluster view', headers: RateLimitHeaders, ...jsonResponse(ClusterView, { one: { summary: 'One node, one live space, one running session', value: ex.clusterView } }) },
         ...authProblems,
       },
     },

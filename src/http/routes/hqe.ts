@@ -16,9 +16,10 @@ import type { ServerConfig } from '../config.js';
 import { Problem, notFound, unavailableProblem, validationProblem } from '../problem.js';
 import { chargeWork, workUnits } from '../ratelimit.js';
 import {
-  authProblems, bodyProblems, Cursor, EngineFields, idempotencyProblems, encodeCursor, HQERunResponse, MetricsSchema, PageSize, problemResponse, RateLimitHeaders,
-  SessionStatusSchema, SnapshotSchema,
+  authProblems, bodyProblems, Cursor, EngineFields, idempotencyProblems, encodeCursor, HQERunResponse, jsonRequest, jsonResponse, MetricsSchema, PageSize, problemResponse,
+  RateLimitHeaders, SessionStatusSchema, SnapshotSchema, sseResponse,
 } from '../schemas.js';
+import * as ex from '../openapi-examples.js';
 import { pageQuery } from '../paging.js';
 import type { RouteMiddleware } from '../idempotency.js';
 import type { CredentialWatch } from '../revocations.js';
@@ -42,31 +43,35 @@ export interface HqeDeps {
 // ---- schemas ----
 
 export const HQEValidateResponse = z
-  .object({ ok: z.literal(true), warnings: z.array(z.string()), normalized: HQEConfig })
-  .meta({ id: 'HQEValidateResponse' });
+  .object({
+    ok: z.literal(true),
+    warnings: z.array(z.string()).meta({ description: 'What normalisation changed or noticed: a basis sorted, a band of primes f32 cannot resolve (run in f64 on the CPU).' }),
+    normalized: HQEConfig.meta({ description: 'The config as it would run: every default filled in, the basis sorted with its per-prime arrays, gammaMax and the seed resolved.' }),
+  })
+  .meta({ id: 'HQEValidateResponse', description: 'A valid config: its normalized form, and warnings.' });
 
 export const HQESession = z
   .object({
     id: z.string(),
     status: SessionStatusSchema,
     step: z.number().int().meta({ description: 'Global step of the latest state.' }),
-    restart: z.number().int(),
-    seed: z.number().int(),
-    metrics: MetricsSchema.nullable(),
+    restart: z.number().int().meta({ description: 'Restart index of the latest state.' }),
+    seed: z.number().int().meta({ description: 'The seed it runs with (drawn when the config had none).' }),
+    metrics: MetricsSchema.nullable().meta({ description: 'Of the latest state; null until the first is recorded.' }),
     createdAt: z.string().meta({ format: 'date-time' }),
     updatedAt: z.string().meta({ format: 'date-time' }),
-    config: HQEConfig,
+    config: HQEConfig.meta({ description: 'The normalized config.' }),
     ...EngineFields.shape,
   })
-  .meta({ id: 'HQESession' });
+  .meta({ id: 'HQESession', description: 'A stored HQE simulation that runs in the background: where it is, how it is doing, and what it runs.' });
 
 export const StepRequest = z
-  .strictObject({ steps: z.number().int().min(1).max(1_000_000).default(32) })
-  .meta({ id: 'HQEStepRequest' });
+  .strictObject({ steps: z.number().int().min(1).max(1_000_000).default(32).meta({ description: 'Steps to add beyond the current state.' }) })
+  .meta({ id: 'HQEStepRequest', description: 'How far to advance a session. The body may be omitted (32 steps).' });
 
 export const SnapshotPage = z
-  .object({ items: z.array(SnapshotSchema), next_cursor: z.string().nullable() })
-  .meta({ id: 'SnapshotPage' });
+  .object({ items: z.array(SnapshotSchema), next_cursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null on the last page so far.' }) })
+  .meta({ id: 'SnapshotPage', description: 'A page of a session\'s snapshots, oldest first.' });
 
 const SessionId = z.object({ id: z.string().meta({ description: 'Session id' }) });
 const CursorShape = z.object({ seq: z.number().int().min(0) });
@@ -382,26 +387,49 @@ const streamEnds = (status: string): boolean => status !== 'running' && status !
 
 // ---- OpenAPI ----
 
-const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } });
 const idempotencyHeader = z.object({
   'Idempotency-Key': z.string().max(128).optional().meta({ description: 'Replays the first response for 24 h (UUID recommended).' }),
 });
 const invalid = { '400': problemResponse('Invalid config: every failing field by JSON pointer') };
 const workRefused = problemResponse("The key's rate budget (code rate_limited) or the org's work_units_per_hour quota (code quota_exceeded) cannot pay for the work; see Retry-After");
+const exampleRequest = { example: { summary: 'examples/hqe.json', value: ex.exampleHqeConfig } };
 
 export const hqePaths: ZodOpenApiPathsObject = {
   '/v1/hqe/validate': {
     post: {
-      tags: ['HQE'], summary: 'Validate and normalize an HQE configuration', requestBody: json(HQEConfig),
-      responses: { '200': { description: 'Valid; the normalized config and warnings', headers: RateLimitHeaders, ...json(HQEValidateResponse) }, ...invalid, ...bodyProblems, ...authProblems },
+      tags: ['HQE'], operationId: 'validateHqeConfig', summary: 'Validate and normalize an HQE configuration',
+      description:
+        'Checks a config without running it (scope hqe.read; one rate-limit unit, no work charged): a 400 lists every failing field by JSON pointer, ' +
+        'a 200 returns the config with every default filled in, the basis sorted and the seed fixed, and warnings (a sorted basis, a band of primes f32 cannot resolve). ' +
+        'Send the normalized config to /run or /sessions to get exactly what was validated.',
+      requestBody: jsonRequest(HQEConfig, {
+        ...exampleRequest,
+        unsorted: { summary: 'An unsorted basis: valid, with a warning', value: ex.unsortedHqeConfig },
+      }),
+      responses: {
+        '200': {
+          description: 'Valid; the normalized config and warnings', headers: RateLimitHeaders,
+          ...jsonResponse(HQEValidateResponse, { example: { summary: 'examples/hqe.json, normalized', value: ex.validateResponse } }),
+        },
+        ...invalid, ...bodyProblems, ...authProblems,
+      },
     },
   },
   '/v1/hqe/run': {
     post: {
-      tags: ['HQE'], summary: 'Run a config to its end; snapshots and final metrics', requestParams: { header: idempotencyHeader },
-      requestBody: json(HQEConfig),
+      tags: ['HQE'], operationId: 'runHqe', summary: 'Run a config to its end; snapshots and final metrics', requestParams: { header: idempotencyHeader },
+      description:
+        'Runs the config synchronously and answers with the whole result; nothing is stored (scope hqe.write). ' +
+        'Costs steps x (restarts + 1) x k^2 kernel entries in work units, charged up front to the key\'s rate budget and the org\'s work_units_per_hour quota; ' +
+        'more than the server\'s run limit is a 400 run_too_large. For long schedules, or to watch progress, create a session instead.',
+      requestBody: jsonRequest(HQEConfig, {
+        example: { summary: 'examples/hqe.json, recording every 64 steps', value: ex.exampleRunConfig },
+      }),
       responses: {
-        '200': { description: 'Completed run', headers: RateLimitHeaders, ...json(HQERunResponse) },
+        '200': {
+          description: 'Completed run', headers: RateLimitHeaders,
+          ...jsonResponse(HQERunResponse, { converged: { summary: 'The example config converges at step 131', value: ex.runResponse } }),
+        },
         '400': problemResponse('Invalid config, or more work than one run may do (code run_too_large)'),
         ...bodyProblems,
         ...authProblems,
@@ -412,10 +440,17 @@ export const hqePaths: ZodOpenApiPathsObject = {
   },
   '/v1/hqe/sessions': {
     post: {
-      tags: ['HQE'], summary: 'Create a long-running session (runs its schedule in the background)', requestParams: { header: idempotencyHeader },
-      requestBody: json(HQEConfig),
+      tags: ['HQE'], operationId: 'createHqeSession', summary: 'Create a long-running session (runs its schedule in the background)', requestParams: { header: idempotencyHeader },
+      description:
+        'Starts a stored session that runs its schedule in the background (scope hqe.write). The whole schedule is charged at creation in work units; ' +
+        'a schedule above the session limit is a 400 session_too_large (create a shorter one and extend it with /step), and the org\'s hqe_sessions quota caps running sessions (409). ' +
+        'Follow it with GET /v1/hqe/sessions/{id}/stream (or poll GET /v1/hqe/sessions/{id}); the Location header names it.',
+      requestBody: jsonRequest(HQEConfig, exampleRequest),
       responses: {
-        '201': { description: 'Session created', headers: RateLimitHeaders, ...json(HQESession) },
+        '201': {
+          description: 'Session created', headers: RateLimitHeaders.extend({ Location: z.string().meta({ description: 'The session: /v1/hqe/sessions/{id}.' }) }),
+          ...jsonResponse(HQESession, { created: { summary: 'Just created: running, no metrics yet', value: ex.createdSession } }),
+        },
         '400': problemResponse('Invalid config, or a schedule of more work than a session may be created with (code session_too_large)'),
         ...bodyProblems,
         ...authProblems,
@@ -427,20 +462,38 @@ export const hqePaths: ZodOpenApiPathsObject = {
   },
   '/v1/hqe/sessions/{id}': {
     get: {
-      tags: ['HQE'], summary: 'Session state and latest metrics', requestParams: { path: SessionId },
-      responses: { '200': { description: 'Session', ...json(HQESession) }, '404': problemResponse('No such session (or not yours)'), ...authProblems },
+      tags: ['HQE'], operationId: 'getHqeSession', summary: 'Session state and latest metrics', requestParams: { path: SessionId },
+      description:
+        'The session\'s status, step and latest metrics, and its normalized config (scope hqe.read; one rate-limit unit). ' +
+        'A status other than running or initializing means it runs no more unless stepped: completed sessions can be extended with /step; the others have ended. ' +
+        'Another org\'s session is a 404.',
+      responses: {
+        '200': { description: 'Session', ...jsonResponse(HQESession, { converged: { summary: 'The example session, converged', value: ex.convergedSession } }) },
+        '404': problemResponse('No such session (or not yours)'), ...authProblems,
+      },
     },
     delete: {
-      tags: ['HQE'], summary: 'Close a session (its data stays readable)', requestParams: { path: SessionId },
+      tags: ['HQE'], operationId: 'closeHqeSession', summary: 'Close a session (its data stays readable)', requestParams: { path: SessionId },
+      description:
+        'Stops the session and marks it closed (scope hqe.write); its state, snapshots and stream stay readable until the retention period deletes them. ' +
+        'Work already charged is not refunded. Open streams end with `end` {status: closed}.',
       responses: { '204': { description: 'Closed' }, '404': problemResponse('No such session'), ...authProblems },
     },
   },
   '/v1/hqe/sessions/{id}/step': {
     post: {
-      tags: ['HQE'], summary: 'Advance a session N steps beyond where it is; the snapshot of that state',
-      requestParams: { path: SessionId, header: idempotencyHeader }, requestBody: json(StepRequest),
+      tags: ['HQE'], operationId: 'stepHqeSession', summary: 'Advance a session N steps beyond where it is; the snapshot of that state',
+      description:
+        'Extends the session\'s schedule by `steps` and waits for the state that many steps beyond where it was (scope hqe.write). ' +
+        'Charged steps x (restarts still to come + 1) x k^2 in work units. A running or completed session may be stepped (a completed one runs again and counts against hqe_sessions); ' +
+        'one that converged, plateaued, failed or was closed is a 409 session_ended.',
+      requestParams: { path: SessionId, header: idempotencyHeader },
+      requestBody: jsonRequest(StepRequest, { steps: { summary: '32 more steps', value: ex.stepRequest } }),
       responses: {
-        '200': { description: 'Snapshot after the steps (or of the state the session ended on first)', ...json(SnapshotSchema) },
+        '200': {
+          description: 'Snapshot after the steps (or of the state the session ended on first)',
+          ...jsonResponse(SnapshotSchema, { completed: { summary: 'A session that completed at step 64, stepped 32 more', value: ex.stepResponse } }),
+        },
         '400': problemResponse('Invalid body'), '404': problemResponse('No such session'),
         ...bodyProblems,
         ...authProblems,
@@ -454,18 +507,30 @@ export const hqePaths: ZodOpenApiPathsObject = {
   },
   '/v1/hqe/sessions/{id}/snapshots': {
     get: {
-      tags: ['Telemetry'], summary: 'Page through stored snapshots, oldest first',
+      tags: ['Telemetry'], operationId: 'listHqeSnapshots', summary: 'Page through stored snapshots, oldest first',
+      description:
+        'The snapshots the session has stored, oldest first (scope hqe.read). Pass `next_cursor` back as `cursor` until it is null; ' +
+        'a session still running adds more later, so a client may keep the last cursor and ask again.',
       requestParams: { path: SessionId, query: z.object({ cursor: Cursor, page_size: PageSize.optional() }) },
-      responses: { '200': { description: 'A page', ...json(SnapshotPage) }, '400': problemResponse('Bad cursor or page_size'), '404': problemResponse('No such session'), ...authProblems },
+      responses: {
+        '200': { description: 'A page', ...jsonResponse(SnapshotPage, { first: { summary: 'The first page of the example session, page_size=2', value: ex.snapshotPage } }) },
+        '400': problemResponse('Bad cursor or page_size'), '404': problemResponse('No such session'), ...authProblems,
+      },
     },
   },
   '/v1/hqe/sessions/{id}/stream': {
     get: {
-      tags: ['Telemetry'],
+      tags: ['Telemetry'], operationId: 'streamHqeSession',
       summary: 'Server-Sent Events: `snapshot`, `metrics`, `event` and `status` events (JSON data, id = sequence); Last-Event-ID resumes. Once the session has finished (converged, plateau, failed, completed, closed) the stream ends after its last event with `end` {status} (no id)',
-      requestParams: { path: SessionId, header: z.object({ 'Last-Event-ID': z.string().optional() }) },
+      description:
+        'Replays the session\'s stored events, then sends new ones live (scope hqe.read); holds a place in the org\'s streams quota while open. ' +
+        'Reconnect with Last-Event-ID (EventSource does) to get exactly the events after it. On `end`, close the stream: the session runs no more unless stepped.',
+      requestParams: { path: SessionId, header: z.object({ 'Last-Event-ID': z.string().optional().meta({ description: 'The id of the last event received: resume after it.' }) }) },
       responses: {
-        '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
+        '200': sseResponse('text/event-stream', {
+          start: { summary: 'From the start', value: ex.sessionStreamStart },
+          resume: { summary: 'Resumed with Last-Event-ID: 20, to the end', value: ex.sessionStreamEnd },
+        }),
         '404': problemResponse('No such session'), ...authProblems,
         '409': problemResponse('The org has as many open streams as its streams quota allows (code quota_exceeded)'),
       },

@@ -18,7 +18,8 @@ import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import type { AuthStore, OAuthClientRecord } from '../../store/auth.js';
 import type { ServerConfig } from '../config.js';
 import { Problem } from '../problem.js';
-import { problemResponse } from '../schemas.js';
+import { jsonResponse, problemResponse } from '../schemas.js';
+import * as ex from '../openapi-examples.js';
 import { issueToken } from '../tokens.js';
 import { ALL_SCOPES, type Scope } from '../types.js';
 
@@ -33,13 +34,13 @@ export const TokenRequest = z
   .object({
     grant_type: z.literal('client_credentials'),
     client_id: z.string().optional().meta({ description: 'With client_secret, when the client does not authenticate with HTTP Basic.' }),
-    client_secret: z.string().optional(),
+    client_secret: z.string().optional().meta({ description: 'With client_id, when the client does not authenticate with HTTP Basic.' }),
     scope: z
       .string()
       .optional()
       .meta({ description: "Space-separated subset of the client's scopes; all of them when absent.", example: 'hqe.read hqe.write' }),
   })
-  .meta({ id: 'OAuthTokenRequest' });
+  .meta({ id: 'OAuthTokenRequest', description: 'RFC 6749 section 4.4 token request; form-encoded or JSON.' });
 
 export const TokenResponse = z
   .object({
@@ -48,7 +49,7 @@ export const TokenResponse = z
     expires_in: z.number().int().positive().meta({ description: 'Seconds until the token expires.' }),
     scope: z.string().meta({ description: 'Space-separated scopes granted.' }),
   })
-  .meta({ id: 'OAuthTokenResponse' });
+  .meta({ id: 'OAuthTokenResponse', description: 'RFC 6749 section 5.1 token response: send `Authorization: Bearer <access_token>` until it expires, then ask again.' });
 
 export type TokenResponseBody = z.infer<typeof TokenResponse>;
 
@@ -153,24 +154,25 @@ export function oauthRoutes(deps: OAuthDeps): Router {
 export const oauthPaths: ZodOpenApiPathsObject = {
   '/oauth/token': {
     post: {
-      tags: ['Auth'],
+      tags: ['Auth'], operationId: 'issueToken',
       summary: 'Get an access token (OAuth2 client credentials)',
       description:
         'RFC 6749 section 4.4. Authenticate the client with HTTP Basic (`Authorization: Basic base64(client_id:client_secret)`) ' +
-        'or with client_id and client_secret in the body, not both. Errors are problem+json whose `code` is the RFC 6749 error name.',
+        'or with client_id and client_secret in the body, not both. Errors are problem+json whose `code` is the RFC 6749 error name. ' +
+        'No API key is needed; the token carries the requested scopes (all of the client\'s when none are asked for) and expires after expires_in seconds: cache it and ask again shortly before.',
       security: [],
       requestBody: {
         required: true,
         content: {
-          'application/x-www-form-urlencoded': { schema: TokenRequest },
-          'application/json': { schema: TokenRequest },
+          'application/x-www-form-urlencoded': { schema: TokenRequest, examples: { basic: { summary: 'Client authenticated with HTTP Basic', value: ex.tokenRequest } } },
+          'application/json': { schema: TokenRequest, examples: { body: { summary: 'Client id and secret in the body', value: ex.tokenRequestWithSecret } } },
         },
       },
       responses: {
         '200': {
           description: 'Access token',
           headers: z.object({ 'Cache-Control': z.literal('no-store') }),
-          content: { 'application/json': { schema: TokenResponse } },
+          ...jsonResponse(TokenResponse, { token: { summary: 'An hour-long token for hqe.read and hqe.write', value: ex.tokenResponse } }),
         },
         '400': problemResponse('invalid_request, unsupported_grant_type or invalid_scope'),
         '401': problemResponse('invalid_client: unknown or revoked client, wrong secret or no client authentication'),

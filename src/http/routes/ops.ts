@@ -1,4 +1,4 @@
-/** Operations: health, readiness, Prometheus metrics, the OpenAPI document, a docs page, and the root's redirect to /demo. */
+/** Operations: health, readiness, Prometheus metrics, the OpenAPI document, and the root's redirect to /demo (the reference pages: reference.ts). */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import Router from '@koa/router';
@@ -6,7 +6,8 @@ import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import type { Registry } from 'prom-client';
 import { Problem } from '../problem.js';
-import { problemResponse } from '../schemas.js';
+import { jsonResponse, problemResponse } from '../schemas.js';
+import * as ex from '../openapi-examples.js';
 
 /** Reachability of the store and the broker, checked when asked (a load balancer asks every few seconds). */
 export interface Connections {
@@ -21,7 +22,6 @@ export interface OpsDeps {
   ready: () => boolean;
   registry: Registry;
   openApiYaml: () => string;
-  docsHtml: () => string;
   /** Who may read /metrics (see metricsAccess). */
   metrics: MetricsAccess;
 }
@@ -71,20 +71,29 @@ const ConnectionsSchema = z
 
 export const Health = z
   .object({
-    status: z.literal('ok'), node: z.string(), backend: z.string(), adapter: z.string(), precision: z.string(), store: z.string(),
-    connections: ConnectionsSchema, uptimeSeconds: z.number(),
+    status: z.literal('ok'),
+    node: z.string().meta({ description: 'This node\'s id (also in the X-Resonance-Node header).' }),
+    backend: z.string().meta({ description: 'The engine: cpu or webgpu.' }),
+    adapter: z.string().meta({ description: 'The engine in words: the GPU adapter, or the CPU engine and its threads.' }),
+    precision: z.string().meta({ description: 'The engine\'s precision: f32 or f64.' }),
+    store: z.string().meta({ description: 'sqlite or postgres.' }),
+    connections: ConnectionsSchema,
+    uptimeSeconds: z.number(),
   })
   .meta({ id: 'Health', description: 'The process is alive (always 200 while it answers); `connections` says what it can reach.' });
 
 export const Readiness = z
-  .object({ ready: z.boolean(), draining: z.boolean(), connections: ConnectionsSchema })
+  .object({
+    ready: z.boolean(),
+    draining: z.boolean().meta({ description: 'The node is shutting down (SIGTERM): it finishes what it has and takes nothing new.' }),
+    connections: ConnectionsSchema,
+  })
   .meta({ id: 'Readiness', description: 'Ready: not draining, and both the store and the broker answer.' });
 
 export function opsRoutes(deps: OpsDeps): Router {
   const router = new Router();
   const started = Date.now();
   let yamlCache: string | null = null;
-  let docsCache: string | null = null;
   router.get('/healthz', async (ctx) => {
     ctx.body = { status: 'ok', ...deps.health(), connections: await deps.connections(), uptimeSeconds: (Date.now() - started) / 1000 } satisfies z.input<typeof Health>;
   });
@@ -104,10 +113,6 @@ export function opsRoutes(deps: OpsDeps): Router {
     ctx.type = 'application/yaml';
     ctx.body = yamlCache ??= deps.openApiYaml();
   });
-  router.get('/docs', (ctx) => {
-    ctx.type = 'text/html';
-    ctx.body = docsCache ??= deps.docsHtml();
-  });
   // The root is where a person's browser lands first: the demo pages, which link the API reference.
   router.get('/', (ctx) => {
     ctx.redirect('/demo');
@@ -119,28 +124,33 @@ const noAuth: [] = [];
 export const opsPaths: ZodOpenApiPathsObject = {
   '/healthz': {
     get: {
-      tags: ['Ops'], summary: 'Liveness, with the node, engine backend, adapter, store, and what the node can reach', security: noAuth,
-      responses: { '200': { description: 'Up', content: { 'application/json': { schema: Health } } } },
+      tags: ['Ops'], operationId: 'getHealth', summary: 'Liveness, with the node, engine backend, adapter, store, and what the node can reach', security: noAuth,
+      description:
+        'No credentials, not rate limited. Always 200 while the process answers, whatever it can reach: use it for liveness probes, and read `connections` to see whether the store and the broker answer. ' +
+        'For load balancers, use /readyz.',
+      responses: { '200': { description: 'Up', ...jsonResponse(Health, { up: { summary: 'A node on the CPU engine with SQLite', value: ex.health } }) } },
     },
   },
   '/readyz': {
     get: {
-      tags: ['Ops'], summary: 'Readiness: 503 while draining, or while the store or the broker cannot be reached', security: noAuth,
+      tags: ['Ops'], operationId: 'getReadiness', summary: 'Readiness: 503 while draining, or while the store or the broker cannot be reached', security: noAuth,
+      description: 'No credentials, not rate limited. A load balancer sends traffic only while this is 200: a node shutting down (while it drains), or one that cannot reach its store or broker, answers 503.',
       responses: {
-        '200': { description: 'Ready', content: { 'application/json': { schema: Readiness } } },
-        '503': { description: 'Not ready', content: { 'application/json': { schema: Readiness } } },
+        '200': { description: 'Ready', ...jsonResponse(Readiness, { ready: { summary: 'Ready', value: ex.ready } }) },
+        '503': { description: 'Not ready', ...jsonResponse(Readiness, { draining: { summary: 'Shutting down', value: ex.draining } }) },
       },
     },
   },
   '/metrics': {
     get: {
-      tags: ['Ops'],
+      tags: ['Ops'], operationId: 'getMetrics',
       summary: 'Prometheus metrics',
       description:
-        'With RESONANCE_METRICS_TOKEN set: needs `Authorization: Bearer <token>`. Without it: answers only when the server listens on a loopback address, else 404.',
+        'With RESONANCE_METRICS_TOKEN set: needs `Authorization: Bearer <token>`. Without it: answers only when the server listens on a loopback address, else 404. ' +
+        'Request counts and latencies, resident runs, sessions and spaces, realtime connections, the webhook queue, and usage per org (resonance_usage_total): for a Prometheus scraper, not for API clients.',
       security: noAuth,
       responses: {
-        '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: z.string() } } },
+        '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: z.string(), examples: { excerpt: { summary: 'An excerpt', value: ex.prometheusText } } } } },
         '401': problemResponse('RESONANCE_METRICS_TOKEN is set and the request lacks it (code unauthorized) or has another (code invalid_credentials)'),
         '404': problemResponse('No token is configured and the server listens on a non-loopback address (code not_found)'),
       },

@@ -19,7 +19,10 @@ import type { MemberRow, SpaceRow } from '../../store/spaces.js';
 import { orgCredentialOf, requireOrgCredential, requireScope } from '../auth.js';
 import type { ServerConfig } from '../config.js';
 import { notFound, Problem, spaceTitle, validationProblem } from '../problem.js';
-import { authProblems, bodyProblems, Cursor, encodeCursor, idempotencyProblems, PageSize, problemResponse, RateLimitHeaders } from '../schemas.js';
+import {
+  authProblems, bodyProblems, Cursor, encodeCursor, idempotencyProblems, jsonRequest, jsonResponse, PageSize, problemResponse, RateLimitHeaders, sseResponse,
+} from '../schemas.js';
+import * as ex from '../openapi-examples.js';
 import { pageQuery } from '../paging.js';
 import type { RouteMiddleware } from '../idempotency.js';
 import type { CredentialWatch } from '../revocations.js';
@@ -74,7 +77,10 @@ export interface SpaceStreamRequest {
 
 // ---- schemas ----
 
-export const RoleSchema = z.enum(ROLES).meta({ id: 'Role' });
+export const RoleSchema = z.enum(ROLES).meta({
+  id: 'Role',
+  description: 'A role on one space: `reader` reads and listens; `writer` also proposes phase deltas; `admin` also changes operators, entropy, policy and the basis; `owner` (the owner org) also changes the status, removes members and deletes.',
+});
 export const SpaceStatusSchema = z
   .enum(SPACE_STATUSES)
   .meta({ id: 'SpaceStatus', description: '`locked`: deltas are refused (409 space_locked); `archived`: read-only for good, no simulation.' });
@@ -84,8 +90,8 @@ export const SpaceSchema = z
     id: z.string(),
     name: z.string(),
     createdAt: z.string().meta({ format: 'date-time' }),
-    updatedAt: z.string().meta({ format: 'date-time', description: 'Addition to the seed.' }),
-    ownerOrg: z.string(),
+    updatedAt: z.string().meta({ format: 'date-time', description: 'Addition: when the space last changed.' }),
+    ownerOrg: z.string().meta({ description: 'The org that created the space; its credentials act as owner.' }),
     epoch: z.number().int().meta({ description: 'Increments when the basis changes.' }),
     version: z.number().int().meta({ description: 'Monotone state version: every accepted delta, operator/entropy/policy PATCH and basis change adds one.' }),
     config: SpaceConfig,
@@ -94,17 +100,25 @@ export const SpaceSchema = z
   })
   .meta({ id: 'Space', description: '`config` is normalized: every default filled in, the basis ordered, `seed` drawn when absent.' });
 
-export const SpacePage = z.object({ items: z.array(SpaceSchema), next_cursor: z.string().nullable() }).meta({ id: 'SpacePage' });
+export const SpacePage = z
+  .object({ items: z.array(SpaceSchema), next_cursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null on the last.' }) })
+  .meta({ id: 'SpacePage', description: 'A page of spaces, oldest first.' });
 
-const metric = () => z.number().nullable();
+const metric = (meaning: string) => z.number().nullable().meta({ description: meaning });
 export const SpaceMetricsSchema = z
-  .object({ resonanceStrength: metric(), coherence: metric(), locality: metric(), entropy: metric(), dominance: metric() })
+  .object({
+    resonanceStrength: metric('Mass-weighted phase order |sum P_i e^{i theta_i}|: 1 when every prime is in phase. The coupling grows until it reaches operators.resonanceTarget.'),
+    coherence: metric('Kernel-weighted phase agreement of coupled primes.'),
+    locality: metric('1 when the mass sits in a narrow band of log-prime.'),
+    entropy: metric('Normalised Shannon entropy of the masses: 1 uniform, 0 collapsed on one prime.'),
+    dominance: metric('The largest mass; a `collapse` event when it reaches entropy.collapseThreshold.'),
+  })
   .meta({ id: 'SpaceMetrics', description: 'In [0, 1]; null only for a non-finite value.' });
 
 export const SpaceSnapshotSchema = z
   .object({
     spaceId: z.string(),
-    epoch: z.number().int(),
+    epoch: z.number().int().meta({ description: 'The basis generation: deltas must name this epoch (or omit it).' }),
     version: z.number().int().meta({ description: 'Every accepted delta up to this version is in the state.' }),
     t: z.number().int().meta({ description: 'Tick of the state within the epoch (addition). A space ticks at policy.publishHz only while a WebSocket or SSE client listens.' }),
     state: z.object({
@@ -114,7 +128,7 @@ export const SpaceSnapshotSchema = z
       operators: OperatorSet,
       entropy: EntropyField,
       policy: SpacePolicy.meta({ description: 'Addition.' }),
-    }),
+    }).meta({ description: 'The simulated state; delta paths point into it (/state/phases/3, /state/operators/resonanceTarget ...).' }),
     metrics: SpaceMetricsSchema.nullable().meta({ description: 'Of the latest tick; null before the first tick of the epoch (addition).' }),
   })
   .meta({ id: 'SpaceSnapshot', description: 'The seed\'s Snapshot (named SpaceSnapshot here: `Snapshot` is the HQE one).' });
@@ -141,9 +155,9 @@ export const SpacePatchRequest = z
 export const SessionRequest = z
   .strictObject({
     role: RoleSchema.optional().meta({ description: "Default: writer for the owner org's credentials, reader for guests. At most the caller's own role." }),
-    displayName: label(100).optional(),
+    displayName: label(100).optional().meta({ description: 'Shown to the other members (member.joined, GET /members).' }),
   })
-  .meta({ id: 'SessionRequest' });
+  .meta({ id: 'SessionRequest', description: 'The member to create: its role and display name. The body may be omitted.' });
 
 export const SessionTokenSchema = z
   .object({
@@ -155,46 +169,51 @@ export const SessionTokenSchema = z
     expiresIn: z.number().int().meta({ description: 'Seconds.' }),
     role: RoleSchema.meta({ description: 'Addition: the role the token carries.' }),
   })
-  .meta({ id: 'SessionToken' });
+  .meta({ id: 'SessionToken', description: 'A member\'s credentials for one space: where to connect, and the token to connect with.' });
 
 export const MemberSchema = z
   .object({
-    id: z.string(),
+    id: z.string().meta({ description: 'The member id: the sessionId of its token.' }),
     userId: z.string().meta({ description: 'The API key or OAuth client that opened the session.' }),
     role: RoleSchema,
     displayName: z.string().nullable().meta({ description: 'Addition.' }),
     joinedAt: z.string().meta({ format: 'date-time' }),
   })
-  .meta({ id: 'Member' });
+  .meta({ id: 'Member', description: 'One session token\'s member of a space.' });
 
-export const MemberList = z.object({ items: z.array(MemberSchema) }).meta({ id: 'MemberList' });
+export const MemberList = z.object({ items: z.array(MemberSchema) }).meta({ id: 'MemberList', description: 'The members present now, oldest first (not paged: at most policy.maxMembers).' });
 
 // Payloads of the telemetry SSE stream (documented as components; the stream itself is text/event-stream).
 export const SpaceWelcomeEvent = z
-  .object({ spaceId: z.string(), epoch: z.number().int(), version: z.number().int(), role: RoleSchema })
+  .object({
+    spaceId: z.string(),
+    epoch: z.number().int().meta({ description: 'The current epoch.' }),
+    version: z.number().int().meta({ description: 'The space\'s version now: the snapshot or the replayed deltas that follow bring the client to it.' }),
+    role: RoleSchema,
+  })
   .meta({ id: 'SpaceWelcomeEvent', description: 'SSE `welcome`: the version the stream starts from and the caller\'s role.' });
 export const SpaceTelemetryEvent = SpaceMetricsSchema.extend({
-  t: z.number().int(),
+  t: z.number().int().meta({ description: 'Tick within the epoch.' }),
   version: z.number().int().meta({ description: 'Highest version whose deltas the tick included.' }),
 }).meta({ id: 'SpaceTelemetryEvent', description: 'SSE `telemetry` (the realtime `telemetry` frame without `type`).' });
 export const SpaceDeltaEvent = z
   .object({
     fromVersion: z.number().int().meta({ description: 'Always toVersion - 1: the version it was applied on.' }),
-    toVersion: z.number().int(),
-    epoch: z.number().int(),
+    toVersion: z.number().int().meta({ description: 'The version this delta made.' }),
+    epoch: z.number().int().meta({ description: 'The epoch it belongs to (a `replace_basis` op starts it).' }),
     ops: z.array(z.object({ op: z.string(), path: z.string(), value: z.unknown() })).meta({ description: 'Accepted ops with normalized values; a basis change is one `replace_basis` op.' }),
-    author: z.string().nullable(),
+    author: z.string().nullable().meta({ description: 'Who proposed it: the member id of a session token, else the API key or OAuth client id.' }),
   })
   .meta({ id: 'SpaceDeltaEvent', description: 'SSE `delta` (id: toVersion).' });
 export const SpaceEventEvent = z
   .object({
-    name: z.enum(['space.updated', 'basis.changed', 'plateau', 'collapse', 'member.joined', 'member.left']),
-    at: z.string().meta({ format: 'date-time' }),
-    data: z.record(z.string(), z.unknown()),
+    name: z.enum(['space.updated', 'basis.changed', 'plateau', 'collapse', 'member.joined', 'member.left']).meta({ description: 'The event type, as for webhooks.' }),
+    at: z.string().meta({ format: 'date-time', description: 'When it happened.' }),
+    data: z.record(z.string(), z.unknown()).meta({ description: 'As SpaceWebhookEventData.' }),
   })
   .meta({ id: 'SpaceEventEvent', description: 'SSE `event`: the same names and data as the webhooks.' });
 export const SpaceClosedEvent = z
-  .object({ reason: z.enum(['archived', 'deleted']) })
+  .object({ reason: z.enum(['archived', 'deleted']).meta({ description: 'Why the stream ends: the space was archived or deleted.' }) })
   .meta({ id: 'SpaceClosedEvent', description: 'SSE `closed`: the last event; the server ends the stream.' });
 
 /** Schemas only the SSE stream uses, for the document's components. */
@@ -444,7 +463,6 @@ export function spacesRoutes(deps: SpacesDeps): Router {
 
 // ---- OpenAPI ----
 
-const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } });
 const idempotencyHeader = z.object({
   'Idempotency-Key': z.string().max(128).optional().meta({ description: 'Replays the first response for 24 h (UUID recommended).' }),
 });
@@ -463,64 +481,87 @@ const orgOrSession = (scope: string): Security => [...orgOnly(scope), { SpaceSes
 export const spacesPaths: ZodOpenApiPathsObject = {
   '/v1/spaces': {
     post: {
-      tags: ['Spaces'], security: orgOnly('spaces.write'), summary: 'Create a resonance space (scope spaces.write); the caller\'s org owns it',
+      tags: ['Spaces'], operationId: 'createSpace', security: orgOnly('spaces.write'), summary: 'Create a resonance space (scope spaces.write); the caller\'s org owns it',
+      description:
+        'Creates a live space owned by the caller\'s org, whose credentials act as its owner (org credentials only: an API key or an OAuth token with spaces.write). ' +
+        'It counts against the org\'s spaces quota and simulates only while someone listens (WebSocket or SSE). ' +
+        'Keep `id` from the answer; open a session (POST /v1/spaces/{id}/sessions) to join it in real time.',
       requestParams: { header: idempotencyHeader },
-      requestBody: {
-        required: true,
-        content: {
-          'application/json': {
-            schema: SpaceConfig,
-            examples: {
-              basic: {
-                value: {
-                  name: 'demo-room', basis: { primes: [2, 3, 5, 7, 11, 13], cutoff: 1024 }, phases: { golden: true, silver: true },
-                  operators: { resonanceTarget: 0.85 }, entropy: { lambda: 0.03, collapseThreshold: 0.96 },
-                },
-              },
-            },
-          },
-        },
-      },
+      requestBody: { required: true, ...jsonRequest(SpaceConfig, { basic: { summary: 'The demo room', value: ex.demoRoom } }) },
       responses: {
-        '201': { description: 'Space created', headers: RateLimitHeaders.extend({ Location: z.string() }), ...json(SpaceSchema) },
+        '201': {
+          description: 'Space created', headers: RateLimitHeaders.extend({ Location: z.string().meta({ description: 'The space: /v1/spaces/{id}.' }) }),
+          ...jsonResponse(SpaceSchema, { basic: { summary: 'The demo room, normalized; seed drawn', value: ex.createdSpace } }),
+        },
         '400': problemResponse('Invalid config: every failing field by JSON pointer (code validation_failed)'),
         ...bodyProblems, ...authProblems, ...idempotencyProblems,
         '409': problemResponse('The org\'s spaces or storage_bytes quota is reached (code quota_exceeded), or a request with this Idempotency-Key is in flight (code idempotency_in_flight)'),
       },
     },
     get: {
-      tags: ['Spaces'], security: orgOnly('spaces.read'), summary: "The caller's org's spaces, oldest first (scope spaces.read)",
+      tags: ['Spaces'], operationId: 'listSpaces', security: orgOnly('spaces.read'), summary: "The caller's org's spaces, oldest first (scope spaces.read)",
+      description:
+        'Lists the spaces the caller\'s org owns (not other orgs\' spaces open to guests), oldest first, with org credentials. ' +
+        'Pass `next_cursor` back as `cursor` until it is null.',
       requestParams: { query: z.object({ cursor: Cursor, page_size: PageSize.optional() }) },
-      responses: { '200': { description: 'A page', headers: RateLimitHeaders, ...json(SpacePage) }, '400': problemResponse('Bad cursor or page_size'), ...authProblems },
+      responses: {
+        '200': { description: 'A page', headers: RateLimitHeaders, ...jsonResponse(SpacePage, { one: { summary: 'The last page: one space', value: ex.spacePage } }) },
+        '400': problemResponse('Bad cursor or page_size'), ...authProblems,
+      },
     },
   },
   '/v1/spaces/{id}': {
     get: {
-      tags: ['Spaces'], security: orgOrSession('spaces.read'), summary: 'A space (any role)', requestParams: { path: SpaceId },
-      responses: { '200': { description: 'Space', ...json(SpaceSchema) }, ...noSpace, ...roleProblems },
+      tags: ['Spaces'], operationId: 'getSpace', security: orgOrSession('spaces.read'), summary: 'A space (any role)', requestParams: { path: SpaceId },
+      description:
+        'The space\'s normalized config, status, version, epoch and the number of members present (scope spaces.read, any role: the owner org, a guest when allowGuest, or a session token of this space). ' +
+        'For the simulated state itself, read the snapshot or subscribe to the telemetry.',
+      responses: {
+        '200': { description: 'Space', ...jsonResponse(SpaceSchema, { rebased: { summary: 'After a delta, a PATCH and a basis change, with one member', value: ex.spaceWithMember } }) },
+        ...noSpace, ...roleProblems,
+      },
     },
     patch: {
-      tags: ['Spaces'], security: orgOrSession('spaces.write'),
+      tags: ['Spaces'], operationId: 'updateSpace', security: orgOrSession('spaces.write'),
       summary: 'Update phases/operators/entropy/policy (admin), or the status (addition: lock, unlock, archive; owner)',
-      requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: true, ...json(SpacePatchRequest) },
+      description:
+        'A merge patch (scope spaces.write): only the fields sent change. `phases`, `operators`, `entropy` and `policy` need the admin role: ' +
+        'changed operator, entropy and policy values become one logged delta (version + 1, announced as space.updated), and a new phase profile seeds the primes added later. ' +
+        '`status` needs the owner: `locked` refuses deltas, `active` unlocks, `archived` makes the space read-only for good. ' +
+        'The answer is the whole space after the change.',
+      requestParams: { path: SpaceId, header: idempotencyHeader },
+      requestBody: {
+        required: true,
+        ...jsonRequest(SpacePatchRequest, {
+          tune: { summary: 'Faster collapse, and guests may read', value: ex.patchRequest },
+          lock: { summary: 'Lock the space (owner)', value: ex.lockRequest },
+        }),
+      },
       responses: {
-        '200': { description: 'The updated space', ...json(SpaceSchema) },
+        '200': { description: 'The updated space', ...jsonResponse(SpaceSchema, { tune: { summary: 'After the `tune` example', value: ex.patchedSpace } }) },
         '400': problemResponse('Invalid change: every failing field by JSON pointer'),
         ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
         '409': problemResponse(`${archived}; or a request with this Idempotency-Key is in flight (idempotency_in_flight)`),
       },
     },
     delete: {
-      tags: ['Spaces'], security: orgOrSession('spaces.write'), summary: 'Delete a space and its history (addition; owner). Live streams get `closed`.', requestParams: { path: SpaceId },
+      tags: ['Spaces'], operationId: 'deleteSpace', security: orgOrSession('spaces.write'), summary: 'Delete a space and its history (addition; owner). Live streams get `closed`.', requestParams: { path: SpaceId },
+      description:
+        'Deletes the space, its delta log and its members for good (scope spaces.write, owner role), freeing its place in the org\'s spaces quota. ' +
+        'WebSockets close and telemetry streams end with `closed` {reason: deleted}. To keep it readable instead, PATCH its status to archived.',
       responses: { '204': { description: 'Deleted' }, ...noSpace, ...roleProblems },
     },
   },
   '/v1/spaces/{id}/basis': {
     post: {
-      tags: ['Spaces'], security: orgOrSession('spaces.write'), summary: 'Replace the basis (admin): a new epoch; kept primes keep phase and mass',
-      requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: true, ...json(SpaceBasis) },
+      tags: ['Spaces'], operationId: 'replaceSpaceBasis', security: orgOrSession('spaces.write'), summary: 'Replace the basis (admin): a new epoch; kept primes keep phase and mass',
+      description:
+        'Replaces the primes (scope spaces.write, admin role): the space enters a new epoch (version + 1), new primes start at their scaffold phase with mass 1/k, and every listener gets a snapshot. ' +
+        'Deltas based on the old epoch are refused (409 stale_epoch): clients should take the new snapshot before proposing again.',
+      requestParams: { path: SpaceId, header: idempotencyHeader },
+      requestBody: { required: true, ...jsonRequest(SpaceBasis, { grow: { summary: 'Add 17 and 19', value: ex.basisRequest } }) },
       responses: {
-        '200': { description: 'The space in its new epoch', ...json(SpaceSchema) },
+        '200': { description: 'The space in its new epoch', ...jsonResponse(SpaceSchema, { grow: { summary: 'Epoch 1, eight primes', value: ex.rebasedSpace } }) },
         '400': problemResponse('Invalid basis: every failing field by JSON pointer into the body (e.g. /primes/1 not_prime)'),
         ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
         '409': problemResponse(`${archived}; or idempotency_in_flight`),
@@ -529,20 +570,32 @@ export const spacesPaths: ZodOpenApiPathsObject = {
   },
   '/v1/spaces/{id}/snapshot': {
     get: {
-      tags: ['State'], security: orgOrSession('spaces.read'), summary: 'The current compact snapshot, for catch-up (any role)', requestParams: { path: SpaceId },
+      tags: ['State'], operationId: 'getSpaceSnapshot', security: orgOrSession('spaces.read'), summary: 'The current compact snapshot, for catch-up (any role)', requestParams: { path: SpaceId },
+      description:
+        'The simulated state now: phases and masses per prime, operators, and the metrics of the latest tick (scope spaces.read, any role). ' +
+        'An idle space is loaded into the engine to answer (the org\'s live_spaces quota). Propose deltas with `fromVersion` set to its `version`.',
       responses: {
-        '200': { description: 'Snapshot', ...json(SpaceSnapshotSchema) }, ...noSpace, ...roleProblems,
+        '200': { description: 'Snapshot', ...jsonResponse(SpaceSnapshotSchema, { live: { summary: 'Ticking in epoch 1', value: ex.liveSnapshot } }) },
+        ...noSpace, ...roleProblems,
         '409': problemResponse('An idle space must be loaded and the org has as many resident spaces as its live_spaces quota allows (code quota_exceeded)'),
       },
     },
   },
   '/v1/spaces/{id}/deltas': {
     post: {
-      tags: ['State'], security: orgOrSession('spaces.write'),
+      tags: ['State'], operationId: 'proposeSpaceDelta', security: orgOrSession('spaces.write'),
       summary: 'Propose a delta (writer: set_phase/shift_phase; admin: every op); the server assigns the version and answers with the merged snapshot',
-      requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: true, ...json(DeltaSchema) },
+      description:
+        'Proposes changes to the state (scope spaces.write): phase ops need the writer role, operator, entropy and policy ops admin. ' +
+        'Each accepted delta is logged, gets the next version and goes to every listener; it counts against the org\'s deltas_per_minute quota. ' +
+        'On a 409 conflict or stale_* refusal, read the snapshot and propose again from its version.',
+      requestParams: { path: SpaceId, header: idempotencyHeader },
+      requestBody: { required: true, ...jsonRequest(DeltaSchema, { nudge: { summary: 'Shift a phase and raise the target', value: ex.deltaRequest } }) },
       responses: {
-        '200': { description: 'Accepted and merged: the snapshot, plus toVersion (addition)', ...json(DeltaResultSchema) },
+        '200': {
+          description: 'Accepted and merged: the snapshot, plus toVersion (addition)',
+          ...jsonResponse(DeltaResultSchema, { nudge: { summary: 'Version 1; no tick yet (nobody listening)', value: ex.deltaResult } }),
+        },
         '400': problemResponse('Invalid delta: every bad op by pointer (/ops/{n}/path, /ops/{n}/value)'),
         ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
         '409': problemResponse(
@@ -555,14 +608,16 @@ export const spacesPaths: ZodOpenApiPathsObject = {
   },
   '/v1/spaces/{id}/sessions': {
     post: {
-      tags: ['Sessions'], security: orgOnly('spaces.read'),
+      tags: ['Sessions'], operationId: 'createSpaceSession', security: orgOnly('spaces.read'),
       summary: 'Join: a member and its session token for WebSocket, SSE and this space\'s REST routes (role at most the caller\'s; guests: reader only)',
       description:
         'Only org credentials (an API key or an OAuth access token) mint session tokens: a session token gets 403 org_credential_required. ' +
-        'The token names the key or client that minted it; revoking that credential refuses the token (401 invalid_credentials) and ends its WebSockets (4401) and SSE streams.',
-      requestParams: { path: SpaceId, header: idempotencyHeader }, requestBody: { required: false, ...json(SessionRequest) },
+        'The token names the key or client that minted it; revoking that credential refuses the token (401 invalid_credentials) and ends its WebSockets (4401) and SSE streams. ' +
+        'A role above reader needs spaces.write. Hand the token to the client that joins (a browser, a device): it connects to websocketUrl or sseUrl, and asks for a new token before expiresIn runs out.',
+      requestParams: { path: SpaceId, header: idempotencyHeader },
+      requestBody: { required: false, ...jsonRequest(SessionRequest, { writer: { summary: 'A writer named Ada', value: ex.sessionRequest } }) },
       responses: {
-        '201': { description: 'Session token', ...json(SessionTokenSchema) },
+        '201': { description: 'Session token', ...jsonResponse(SessionTokenSchema, { writer: { summary: 'A writer token for 15 minutes', value: ex.sessionToken } }) },
         '400': problemResponse('Invalid body'),
         ...noSpace, ...bodyProblems, ...roleProblems, ...idempotencyProblems,
         '409': problemResponse('space_full (policy.maxMembers present), space_archived; or idempotency_in_flight'),
@@ -571,18 +626,25 @@ export const spacesPaths: ZodOpenApiPathsObject = {
   },
   '/v1/spaces/{id}/telemetry': {
     get: {
-      tags: ['Telemetry'], security: [...orgOrSession('spaces.read'), { SpaceSessionQuery: [] }],
+      tags: ['Telemetry'], operationId: 'streamSpaceTelemetry', security: [...orgOrSession('spaces.read'), { SpaceSessionQuery: [] }],
       summary:
         'Server-Sent Events at policy.publishHz: `welcome` (SpaceWelcomeEvent), then `snapshot` (SpaceSnapshot, id = version) or, with Last-Event-ID, the missed `delta`s; ' +
         'then live `telemetry` (SpaceTelemetryEvent), `delta` (SpaceDeltaEvent, id = toVersion), `snapshot` (a new epoch), `event` (SpaceEventEvent) and a final `closed` (SpaceClosedEvent). ' +
         'A session token may be passed as ?token= (EventSource cannot set headers). The space simulates while someone listens.',
+      description:
+        'A read-only live feed of the space (scope spaces.read, any role); it neither joins nor leaves the member list. ' +
+        'It holds a place in the org\'s streams quota and makes the space tick while open; its bytes and telemetry frames are metered. ' +
+        'Apply each `delta` to the last snapshot; on reconnect send the last id as Last-Event-ID.',
       requestParams: {
         path: SpaceId,
         header: z.object({ 'Last-Event-ID': z.string().optional().meta({ description: 'A version: replay the deltas after it when still in history, else a snapshot.' }) }),
         query: z.object({ token: z.string().optional().meta({ description: 'Session token (this route only).' }) }),
       },
       responses: {
-        '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
+        '200': sseResponse('text/event-stream', {
+          live: { summary: 'Opened on a live space; a writer proposes a delta', value: ex.telemetryStart },
+          archived: { summary: 'The owner archives the space: the last events', value: ex.telemetryEnd },
+        }),
         ...noSpace, ...roleProblems,
         '409': problemResponse(`${archived}; or quota_exceeded: the org's streams quota is full, or the space must be loaded past its live_spaces quota`),
       },
@@ -590,13 +652,21 @@ export const spacesPaths: ZodOpenApiPathsObject = {
   },
   '/v1/spaces/{id}/members': {
     get: {
-      tags: ['Sessions'], security: orgOrSession('spaces.read'), summary: 'Members present now (addition; any role)', requestParams: { path: SpaceId },
-      responses: { '200': { description: 'Members, oldest first', ...json(MemberList) }, ...noSpace, ...roleProblems },
+      tags: ['Sessions'], operationId: 'listSpaceMembers', security: orgOrSession('spaces.read'), summary: 'Members present now (addition; any role)', requestParams: { path: SpaceId },
+      description:
+        'The members present now, oldest first (scope spaces.read, any role): one per session token, from its creation until it is removed, its last WebSocket closes or it expires unused.',
+      responses: {
+        '200': { description: 'Members, oldest first', ...jsonResponse(MemberList, { one: { summary: 'Ada, a writer', value: ex.memberList } }) },
+        ...noSpace, ...roleProblems,
+      },
     },
   },
   '/v1/spaces/{id}/members/{memberId}': {
     delete: {
-      tags: ['Sessions'], security: orgOrSession('spaces.write'), summary: 'Remove a member (addition; owner): its live connections are dropped', requestParams: { path: MemberPath },
+      tags: ['Sessions'], operationId: 'removeSpaceMember', security: orgOrSession('spaces.write'), summary: 'Remove a member (addition; owner): its live connections are dropped', requestParams: { path: MemberPath },
+      description:
+        'Removes a member for good (scope spaces.write, owner role): its token is refused from then on (403 member_removed), its WebSockets close with 4403 and its telemetry streams end. ' +
+        'Listeners get member.left with reason removed.',
       responses: { '204': { description: 'Removed' }, '404': problemResponse('No such space, or no such member present'), ...roleProblems },
     },
   },

@@ -14,7 +14,8 @@ import type { UsageStore } from '../../store/usage.js';
 import { single } from '../paging.js';
 import { orgPrincipal } from '../org-principal.js';
 import { validationProblem } from '../problem.js';
-import { authProblems, problemResponse, RateLimitHeaders } from '../schemas.js';
+import { authProblems, jsonResponse, problemResponse, RateLimitHeaders } from '../schemas.js';
+import * as ex from '../openapi-examples.js';
 
 export interface UsageDeps {
   usage: UsageMeter;
@@ -38,9 +39,9 @@ export const UsageQuery = z.strictObject({
 export const UsageReport = z
   .object({
     orgId: z.string(),
-    from: z.string().meta({ format: 'date-time' }),
-    to: z.string().meta({ format: 'date-time' }),
-    granularity: z.enum(['hour', 'day']),
+    from: z.string().meta({ format: 'date-time', description: 'Start of the range, rounded down to the bucket.' }),
+    to: z.string().meta({ format: 'date-time', description: 'End of the range (exclusive), rounded up to the bucket.' }),
+    granularity: z.enum(['hour', 'day']).meta({ description: 'The bucket size.' }),
     buckets: z
       .array(z.object({ start: z.string().meta({ format: 'date-time' }), ...Metrics.shape }))
       .meta({ description: 'Buckets with any usage, oldest first.' }),
@@ -124,11 +125,17 @@ export function usageRoutes(deps: UsageDeps): Router {
 export const usagePaths: ZodOpenApiPathsObject = {
   '/v1/usage': {
     get: {
-      tags: ['Usage'],
+      tags: ['Usage'], operationId: 'getUsage',
       summary: "The caller's org's metered usage per hour or day, and its quotas (addition; any org credential with hqe.read or spaces.read)",
+      description:
+        'What the org has used, per UTC hour or day, with totals, bytes stored now and every quota with its limit (an API key or OAuth token with hqe.read or spaces.read; a session token is refused). ' +
+        'Buckets without usage are left out. Use it for billing, and to see how close the org is to a quota before a 409 or 429 quota_exceeded.',
       requestParams: { query: UsageQuery },
       responses: {
-        '200': { description: 'Usage report', headers: RateLimitHeaders, content: { 'application/json': { schema: UsageReport } } },
+        '200': {
+          description: 'Usage report', headers: RateLimitHeaders,
+          ...jsonResponse(UsageReport, { day: { summary: 'granularity=day: the last 30 days', value: ex.usageReport } }),
+        },
         '400': problemResponse('Bad from/to/granularity, a repeated parameter, or a range too long'),
         ...authProblems,
       },

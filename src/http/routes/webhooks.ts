@@ -8,7 +8,8 @@ import { type FieldError, toPointer } from '../../model/normalize.js';
 import { WEBHOOK_EVENT_TYPES, type WebhookService } from '../../webhooks/service.js';
 import { parseTargetUrl } from '../../webhooks/targets.js';
 import { Problem, validationProblem } from '../problem.js';
-import { authProblems, Cursor, encodeCursor, PageSize, problemResponse, bodyProblems, idempotencyProblems } from '../schemas.js';
+import { authProblems, Cursor, encodeCursor, jsonRequest, jsonResponse, PageSize, problemResponse, bodyProblems, idempotencyProblems } from '../schemas.js';
+import * as ex from '../openapi-examples.js';
 import { noIdempotency, type RouteMiddleware } from '../idempotency.js';
 import { pageQuery } from '../paging.js';
 import type { AppState, Principal, Scope } from '../types.js';
@@ -16,7 +17,10 @@ import { ROLES, SPACE_STATUSES } from '@resonance/sdk/protocol';
 
 // ---- schemas ----
 
-export const WebhookEventTypeSchema = z.enum(WEBHOOK_EVENT_TYPES).meta({ id: 'WebhookEventType' });
+export const WebhookEventTypeSchema = z.enum(WEBHOOK_EVENT_TYPES).meta({
+  id: 'WebhookEventType',
+  description: 'hqe.* for HQE sessions of the org (plateau, converged, failed); the others for its spaces (docs/webhooks.md "Space events").',
+});
 
 export const WebhookCreateRequest = z
   .strictObject({
@@ -48,30 +52,30 @@ export const WebhookCreateRequest = z
       })
       .meta({ description: 'Event types to receive; non-empty, no repeats.' }),
   })
-  .meta({ id: 'WebhookCreateRequest' });
+  .meta({ id: 'WebhookCreateRequest', description: 'A new registration: where to deliver, which events, and optionally the signing secret.' });
 
 export const WebhookSchema = z
   .object({
     id: z.string(),
     url: z.string().meta({ format: 'uri' }),
-    events: z.array(WebhookEventTypeSchema),
+    events: z.array(WebhookEventTypeSchema).meta({ description: 'The event types delivered to it.' }),
     createdAt: z.string().meta({ format: 'date-time' }),
   })
   .meta({ id: 'Webhook', description: 'A registration; its secret is never returned.' });
 
 export const WebhookCreated = WebhookSchema.extend({
   secret: z.string().optional().meta({ description: 'Only when the server generated the secret: shown this once, store it.' }),
-}).meta({ id: 'WebhookCreated' });
+}).meta({ id: 'WebhookCreated', description: 'The registration just made, with the generated secret when the request had none.' });
 
 export const WebhookPage = z
-  .object({ items: z.array(WebhookSchema), next_cursor: z.string().nullable() })
-  .meta({ id: 'WebhookPage' });
+  .object({ items: z.array(WebhookSchema), next_cursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null on the last.' }) })
+  .meta({ id: 'WebhookPage', description: 'A page of registrations, oldest first.' });
 
 export const WebhookEventSchema = z
   .object({
     id: z.string().meta({ description: 'Event id: the same for every webhook the event went to, and across retries.' }),
     type: WebhookEventTypeSchema,
-    createdAt: z.string().meta({ format: 'date-time' }),
+    createdAt: z.string().meta({ format: 'date-time', description: 'When the event happened (deliveries are not ordered: order by this).' }),
     data: z
       .record(z.string(), z.unknown())
       .meta({
@@ -99,10 +103,10 @@ export const SpaceWebhookEventData = z
     displayName: z.string().nullable().optional().meta({ description: 'member.joined.' }),
     reason: z.enum(['removed', 'disconnected', 'expired']).optional().meta({ description: 'member.left.' }),
   })
-  .meta({ id: 'SpaceWebhookEventData' });
+  .meta({ id: 'SpaceWebhookEventData', description: 'The `data` of a space event: `spaceId` always, the other fields by event type.' });
 
 export const SpaceWebhookEventSchema = WebhookEventSchema.extend({
-  type: z.enum(SPACE_EVENT_TYPES as [string, ...string[]]),
+  type: z.enum(SPACE_EVENT_TYPES as [string, ...string[]]).meta({ description: 'A space event type.' }),
   data: SpaceWebhookEventData,
 }).meta({ id: 'SpaceWebhookEvent', description: 'Body POSTed to receivers for a space event (space.updated, basis.changed, plateau, collapse, member.joined, member.left).' });
 
@@ -185,25 +189,42 @@ export function webhookRoutes(deps: { webhooks: WebhookService; prefix?: '/v1/hq
 
 // ---- OpenAPI ----
 
-const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } });
+/** operationIds per mount: the Spaces API's path gets the plain names. */
+const OPERATION_IDS = {
+  '/v1/hqe/webhooks': { create: 'createHqeWebhook', list: 'listHqeWebhooks', get: 'getHqeWebhook', delete: 'deleteHqeWebhook' },
+  '/v1/webhooks': { create: 'createWebhook', list: 'listWebhooks', get: 'getWebhook', delete: 'deleteWebhook' },
+} as const;
 
 function pathsAt(prefix: '/v1/hqe/webhooks' | '/v1/webhooks'): ZodOpenApiPathsObject {
   const spaces = prefix === '/v1/webhooks';
+  const ids = OPERATION_IDS[prefix];
   const scopes = spaces ? 'hqe.write or spaces.write' : 'hqe.write';
   const readScopes = spaces ? 'hqe.read or spaces.read' : 'hqe.read';
   const same = spaces ? ' The same registrations as /v1/hqe/webhooks (the Spaces API\'s path).' : ' The same registrations as /v1/webhooks.';
+  const created = spaces ? ex.spaceWebhookCreated : ex.hqeWebhook;
   return {
     [prefix]: {
       post: {
-        tags: ['Webhooks'],
+        tags: ['Webhooks'], operationId: ids.create,
         summary: spaces ? 'Register a webhook for space (and HQE) events' : 'Register a webhook for HQE (and space) events',
         description:
-          `Scope ${scopes}. Events: hqe.plateau, hqe.converged, hqe.failed (HQE sessions) and space.updated, basis.changed, plateau, collapse, ` +
+          `Scope ${scopes}; events: hqe.plateau, hqe.converged, hqe.failed (HQE sessions) and space.updated, basis.changed, plateau, collapse, ` +
           'member.joined, member.left (spaces of the org). Deliveries are signed (X-RS-Signature, see docs/webhooks.md), at least once, ' +
-          `retried with exponential backoff for 24 h.${same}`,
-        requestBody: { required: true, ...json(WebhookCreateRequest) },
+          `retried with exponential backoff for 24 h; the org's webhooks quota caps registrations. Store the secret: it is shown only in this answer, and only when the server generated it.${same}`,
+        requestBody: {
+          required: true,
+          ...jsonRequest(WebhookCreateRequest, spaces
+            ? { space: { summary: 'Space events; the server generates the secret', value: ex.spaceWebhookRequest } }
+            : { hqe: { summary: 'HQE session events, with a secret of your own', value: ex.hqeWebhookRequest } }),
+        },
         responses: {
-          '201': { description: 'Webhook registered (secret present only when generated)', headers: z.object({ Location: z.string() }), ...json(WebhookCreated) },
+          '201': {
+            description: 'Webhook registered (secret present only when generated)',
+            headers: z.object({ Location: z.string().meta({ description: `The webhook: ${prefix}/{id}.` }) }),
+            ...jsonResponse(WebhookCreated, {
+              [spaces ? 'space' : 'hqe']: { summary: spaces ? 'The generated secret, shown once' : 'The secret was sent, so none is returned', value: created },
+            }),
+          },
           '400': problemResponse('Invalid body (every failing field by JSON pointer), or a target that is not public (code webhook_target_forbidden) or does not resolve (webhook_target_unresolvable)'),
           ...bodyProblems,
           ...authProblems,
@@ -212,22 +233,31 @@ function pathsAt(prefix: '/v1/hqe/webhooks' | '/v1/webhooks'): ZodOpenApiPathsOb
         },
       },
       get: {
-        tags: ['Webhooks'],
+        tags: ['Webhooks'], operationId: ids.list,
         summary: `The org's webhooks, oldest first (scope ${readScopes})`,
+        description: `Lists the org's registrations, oldest first, without their secrets (scope ${readScopes}). Pass \`next_cursor\` back as \`cursor\` until it is null.`,
         requestParams: { query: z.object({ cursor: Cursor, page_size: PageSize.optional() }) },
-        responses: { '200': { description: 'A page', ...json(WebhookPage) }, '400': problemResponse('Bad cursor or page_size'), ...authProblems },
+        responses: {
+          '200': { description: 'A page', ...jsonResponse(WebhookPage, { two: { summary: 'Two registrations, the last page', value: ex.webhookPage } }) },
+          '400': problemResponse('Bad cursor or page_size'), ...authProblems,
+        },
       },
     },
     [`${prefix}/{id}`]: {
       get: {
-        tags: ['Webhooks'],
+        tags: ['Webhooks'], operationId: ids.get,
         summary: 'One webhook',
+        description: `One registration, without its secret (scope ${readScopes}). Another org's webhook is a 404.`,
         requestParams: { path: WebhookId },
-        responses: { '200': { description: 'Webhook', ...json(WebhookSchema) }, '404': problemResponse('No such webhook (or not yours)'), ...authProblems },
+        responses: {
+          '200': { description: 'Webhook', ...jsonResponse(WebhookSchema, { hqe: { summary: 'An HQE webhook', value: ex.hqeWebhook } }) },
+          '404': problemResponse('No such webhook (or not yours)'), ...authProblems,
+        },
       },
       delete: {
-        tags: ['Webhooks'],
+        tags: ['Webhooks'], operationId: ids.delete,
         summary: 'Delete a webhook; its pending deliveries are cancelled',
+        description: `Deletes the registration (scope ${scopes}) and frees its place in the org's webhooks quota; deliveries not yet made are cancelled.`,
         requestParams: { path: WebhookId },
         responses: { '204': { description: 'Deleted' }, '404': problemResponse('No such webhook (or not yours)'), ...authProblems },
       },
@@ -237,14 +267,20 @@ function pathsAt(prefix: '/v1/hqe/webhooks' | '/v1/webhooks'): ZodOpenApiPathsOb
 
 export const webhookPaths: ZodOpenApiPathsObject = { ...pathsAt('/v1/hqe/webhooks'), ...pathsAt('/v1/webhooks') };
 
+/** An event type as an operationId: hqe.converged -> onHqeConverged, member.left -> onMemberLeft. */
+const eventOperationId = (type: string): string => 'on' + type.split('.').map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
+
 /** The outgoing requests, for the OpenAPI 3.1 `webhooks` section of the document. */
 export const webhookEventPaths: ZodOpenApiPathsObject = Object.fromEntries(
   WEBHOOK_EVENT_TYPES.map((type) => [
     type,
     {
       post: {
-        tags: ['Webhooks'],
+        tags: ['Webhooks'], operationId: eventOperationId(type),
         summary: `${type} event delivered to a registered URL`,
+        description:
+          'What the server POSTs to each webhook subscribed to this event type. Verify X-RS-Signature over the raw body, ' +
+          'reject timestamps far from your clock, deduplicate on X-RS-Delivery, and answer 2xx within 10 seconds (do slow work afterwards).',
         requestParams: {
           header: z.object({
             'X-RS-Event': z.literal(type),
@@ -254,7 +290,10 @@ export const webhookEventPaths: ZodOpenApiPathsObject = Object.fromEntries(
             'X-RS-Attempt': z.string().meta({ description: 'Attempt number, from 1.' }),
           }),
         },
-        requestBody: { required: true, ...json(type.startsWith('hqe.') ? WebhookEventSchema : SpaceWebhookEventSchema) },
+        requestBody: {
+          required: true,
+          ...jsonRequest(type.startsWith('hqe.') ? WebhookEventSchema : SpaceWebhookEventSchema, { [type]: { summary: `A ${type} event`, value: ex.webhookEvents[type]! } }),
+        },
         responses: { '2XX': { description: 'Accepted; any other status (3xx included) or a timeout is retried' } },
       },
     },
