@@ -56,11 +56,11 @@ afterAll(async () => {
 });
 
 /** A page in its own context (its own storage: another user) at `viewport`, watched for foreign requests and errors. */
-async function open(path: string, viewport: { width: number; height: number }, app = true): Promise<Watched> {
+async function open(path: string, viewport: { width: number; height: number }, app = true, base = server.url): Promise<Watched> {
   const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
   contexts.push(context);
   const page = await context.newPage();
-  const origin = new URL(server.url).origin;
+  const origin = new URL(base).origin;
   const w: Watched = { page, foreign: [], errors: [] };
   page.on('request', (req) => {
     const url = req.url();
@@ -70,7 +70,7 @@ async function open(path: string, viewport: { width: number; height: number }, a
   page.on('console', (msg) => {
     if (msg.type() === 'error') w.errors.push(msg.text());
   });
-  await page.goto(server.url + path);
+  await page.goto(base + path);
   if (!app) return w;
   await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
   await page.fill('#api-key', DEV_KEY);
@@ -99,7 +99,7 @@ function clean(w: Watched): void {
   expect(w.errors, 'script errors').toEqual([]);
 }
 
-async function seedConfig(): Promise<Record<string, unknown>> {
+async function exampleConfig(): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(join(ROOT, 'examples', 'hqe.json'), 'utf8')) as Record<string, unknown>;
 }
 
@@ -117,10 +117,10 @@ async function runInBrowser(page: Page): Promise<{ backend: string; adapter: str
 }
 
 describe('HQE playground', () => {
-  it('runs the seed example on WebGPU (SwiftShader) and matches the server within the parity bar', async () => {
+  it('runs the HQE example on WebGPU (SwiftShader) and matches the server within the parity bar', async () => {
     const w = await open('/demo/playground', DESKTOP);
     const { page } = w;
-    const config = await seedConfig();
+    const config = await exampleConfig();
     await page.fill('#config-json', JSON.stringify(config, null, 2));
     await expect.poll(() => page.textContent('#validation')).toMatch(/^Valid: k = 4 primes/);
     // The form follows the JSON editor.
@@ -167,12 +167,12 @@ describe('HQE playground', () => {
 });
 
 describe('HQE playground on the CPU engine', () => {
-  it('runs the seed example on the WebAssembly dense pass (cross-origin isolated) and agrees with the server to float64 rounding', async () => {
+  it('runs the HQE example on the WebAssembly dense pass (cross-origin isolated) and agrees with the server to float64 rounding', async () => {
     const w = await open('/demo/playground', DESKTOP);
     const { page } = w;
     // COOP + COEP make the page cross-origin isolated: the engine's shared WebAssembly memory needs it.
     expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(true);
-    const config = await seedConfig();
+    const config = await exampleConfig();
     await page.fill('#config-json', JSON.stringify(config, null, 2));
     await expect.poll(() => page.textContent('#validation')).toMatch(/^Valid: k = 4 primes/);
     await page.selectOption('#engine-choice', 'cpu');
@@ -189,6 +189,22 @@ describe('HQE playground on the CPU engine', () => {
     // Both float64; the dense sums differ only in their order (vector lanes against the server's pass).
     for (const m of METRICS) expect(Math.abs(run.metrics[m]! - serverRun.finalMetrics[m]!), m).toBeLessThanOrEqual(1e-9);
     expect(await page.textContent('#summary')).toContain(`${serverRun.status} at step ${serverRun.steps}`);
+
+    // A server run of an edited config is shown, never compared with the browser's run of the old one.
+    const runOnServer = async (): Promise<void> => {
+      await page.click('#run-server');
+      await page.waitForSelector('#status[data-state="server-done"], #status[data-state="error"]', { timeout: 60_000 });
+      expect(await page.getAttribute('#status', 'data-state'), (await page.textContent('#status')) ?? '').toBe('server-done');
+    };
+    await page.fill('#config-json', JSON.stringify({ ...config, schedule: { steps: 64, dt: 0.1 } }, null, 2));
+    await expect.poll(() => page.textContent('#validation')).toMatch(/^Valid: k = 4 primes/);
+    await runOnServer();
+    expect(await page.textContent('#max-diff')).toMatch(/^not compared: the browser and the server ran different configurations/);
+    expect(await page.getAttribute('#compare', 'data-max-diff')).toBeNull();
+    expect(await page.textContent('#compare')).not.toMatch(/outside the parity bar/);
+    // Both runs of this config: compared again.
+    await runInBrowser(page);
+    expect(await page.textContent('#max-diff')).toMatch(/within the parity bar/);
     clean(w);
   });
 });
@@ -285,10 +301,43 @@ describe('space viewer', () => {
   });
 });
 
+describe('space viewer across a server restart', () => {
+  it('shows a lost connection in red at once and clears it when the session is back', async () => {
+    const own = await startServer();
+    let again: TestServer | null = null;
+    try {
+      const res = await fetch(`${own.url}/v1/spaces`, {
+        method: 'POST', headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'restart', basis: { primes: [2, 3, 5] } }),
+      });
+      const spaceId = ((await res.json()) as { id: string }).id;
+      const w = await open('/demo/space', DESKTOP, true, own.url);
+      const { page } = w;
+      await page.fill('#j-id', spaceId);
+      await page.click('#join');
+      await page.waitForSelector('body[data-joined="true"]', { timeout: 15_000 });
+      expect(await page.getAttribute('#status', 'data-kind')).toBe('ok');
+
+      await own.kill('SIGKILL');
+      await page.waitForFunction(() => /^Connection lost/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 15_000 });
+      expect(await page.getAttribute('#status', 'data-kind')).toBe('error');
+
+      again = await startServer({ dataDir: own.dataDir, port: Number(new URL(own.url).port) });
+      await page.waitForFunction(() => /^Reconnected at version \d+/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 30_000 });
+      expect(await page.getAttribute('#status', 'data-kind')).toBe('ok');
+      // The page's own failed requests while the server was down are expected; nothing else went wrong.
+      w.errors = w.errors.filter((e) => !/ERR_CONNECTION_REFUSED|WebSocket connection .* failed|Failed to load resource/.test(e));
+      clean(w);
+    } finally {
+      await again?.stop();
+      await own.stop();
+    }
+  }, 90_000);
+});
+
 describe('phone width', () => {
   it('renders both pages at 390x844 without horizontal overflow', async () => {
     const p = await open('/demo/playground', PHONE);
-    await p.page.fill('#config-json', JSON.stringify(await seedConfig(), null, 2));
+    await p.page.fill('#config-json', JSON.stringify(await exampleConfig(), null, 2));
     const run = await runInBrowser(p.page);
     expect(run.backend).toBe('webgpu');
     await noHorizontalOverflow(p.page);

@@ -316,6 +316,8 @@ let running = false;
 let stopRequested = false;
 let browserRun: { result: HqeRunResult; records: TickRecord[]; cfg: NormalizedConfig } | null = null;
 let serverRun: ServerResult | null = null;
+/** The normalized config the server run ran: a comparison is made only between runs of one config. */
+let serverCfg: NormalizedConfig | null = null;
 let liveRecords: TickRecord[] = [];
 let liveMaxSteps = 0;
 
@@ -484,6 +486,7 @@ async function runOnServer(): Promise<void> {
   try {
     // The form and the text box edit the JSON freely: the server validates it.
     serverRun = await api.hqe.run(structuredClone(config) as unknown as HqeConfigInput);
+    serverCfg = v.cfg;
     progress(1, 1, `server done at step ${serverRun.steps}`);
     status.dataset.state = 'server-done';
     say(status, `Server run ${serverRun.status} at step ${serverRun.steps} on ${serverRun.backend} (${serverRun.adapter}) in ${Math.round(serverRun.elapsedMs)} ms.`, 'ok');
@@ -504,6 +507,8 @@ async function runOnServer(): Promise<void> {
 function renderComparison(): void {
   const body = $<HTMLTableElement>('compare').tBodies[0]!;
   body.replaceChildren();
+  // Runs of two configs (one edited since the other ran) are shown side by side but never compared.
+  const comparable = !browserRun || !serverCfg || JSON.stringify(browserRun.cfg) === JSON.stringify(serverCfg);
   const b = browserRun?.result.finalMetrics;
   const s = serverRun?.finalMetrics;
   let max = -1;
@@ -522,7 +527,7 @@ function renderComparison(): void {
     };
     const bv = b?.[m];
     const sv = s?.[m];
-    const diff = typeof bv === 'number' && typeof sv === 'number' ? Math.abs(bv - sv) : null;
+    const diff = comparable && typeof bv === 'number' && typeof sv === 'number' ? Math.abs(bv - sv) : null;
     if (diff !== null) max = Math.max(max, diff);
     const dcell = cell('diff', diff);
     if (diff !== null) dcell.textContent = diff.toExponential(2);
@@ -536,6 +541,10 @@ function renderComparison(): void {
     maxCell.textContent = `${max.toExponential(2)}: ${ok ? 'within' : 'outside'} the parity bar (${PARITY_BAR.toExponential(0)} per metric)`;
     maxCell.dataset.kind = ok ? 'ok' : 'error';
     table.dataset.maxDiff = String(max);
+  } else if (!comparable) {
+    maxCell.textContent = 'not compared: the browser and the server ran different configurations; run both on this one';
+    maxCell.dataset.kind = 'info';
+    delete table.dataset.maxDiff;
   } else {
     maxCell.textContent = b || s ? 'run both to compare' : '—';
     delete maxCell.dataset.kind;

@@ -223,7 +223,23 @@ async function join(spaceId: string): Promise<void> {
         void refreshMembers(s.spaceId);
       } else log(`event: ${e.name}`, 'event');
     });
-    s.on('state', () => readout());
+    // The connection shows in the status line too: red while it is lost, green again (the old error cleared) once back.
+    let lost = false;
+    s.on('state', (state) => {
+      readout();
+      if (session !== s) return;
+      if (state === 'reconnecting' && !lost) {
+        lost = true;
+        say(status, 'Connection lost: reconnecting…', 'error');
+        log('connection lost', 'error');
+      } else if (state === 'open' && lost) {
+        lost = false;
+        say(status, `Reconnected at version ${s.version}.`, 'ok');
+        log(`reconnected at version ${s.version}`, 'info');
+      } else if (state === 'closed') {
+        say(status, 'Disconnected: the session ended. Join again to continue.', 'error');
+      }
+    });
     s.on('error', (err) => log(`error: ${errorText(err)}`, 'error'));
 
     $('space-id').textContent = s.spaceId;
