@@ -157,6 +157,14 @@ describe('HQE playground', () => {
 
     // Plots and the phase circle are drawn: five charts with data, four markers at the final step.
     expect(await page.locator('#charts canvas').count()).toBe(5);
+    // Each axis stays within [0, 1], the metrics' range; the resonance chart carries the config's target (0.8).
+    for (const m of METRICS) {
+      const [lo, hi] = await page.$eval(`.chart[data-metric="${m}"] canvas`, (c) => [Number((c as HTMLCanvasElement).dataset.yMin), Number((c as HTMLCanvasElement).dataset.yMax)]);
+      expect(lo, m).toBeGreaterThanOrEqual(0);
+      expect(hi, m).toBeLessThanOrEqual(1);
+    }
+    expect(await page.getAttribute('.chart[data-metric="resonanceStrength"] canvas', 'data-target')).toBe('0.8');
+    expect(await page.getAttribute('.chart[data-metric="coherence"] canvas', 'data-target')).toBeNull();
     expect(await page.getAttribute('.chart[data-metric="resonanceStrength"] .value', 'data-value')).not.toBe('');
     expect(await page.locator('#circle .marker').count()).toBe(4);
     expect(Number(await page.getAttribute('#circle', 'data-step'))).toBe(serverRun.steps);

@@ -129,12 +129,15 @@ export class LineChart {
   markers: Marker[] = [];
   /** Fixed x range (e.g. 0..maxSteps while a run is in progress); default the data's. */
   xRange: [number, number] | null = null;
+  /** A horizontal reference line (the resonance target), or null. */
+  target: number | null = null;
   private pending = false;
   private readonly ctx: CanvasRenderingContext2D;
 
   constructor(
     readonly canvas: HTMLCanvasElement,
-    private readonly opts: { minSpan?: number } = {},
+    /** `bounds`: the values the quantity can take (the axis never runs past them); `xLabel` names the x axis. */
+    private readonly opts: { minSpan?: number; bounds?: [number, number]; xLabel?: string } = {},
   ) {
     const ctx = canvas.getContext('2d');
     if (!ctx) throw new Error('canvas 2D is not available');
@@ -184,6 +187,10 @@ export class LineChart {
     if (!Number.isFinite(x0)) [x0, x1] = [0, 1];
     if (x1 <= x0) x1 = x0 + 1;
     if (!Number.isFinite(y0)) [y0, y1] = [0, 1];
+    if (this.target !== null) {
+      y0 = Math.min(y0, this.target);
+      y1 = Math.max(y1, this.target);
+    }
     const minSpan = this.opts.minSpan ?? 0.02;
     if (y1 - y0 < minSpan) {
       const mid = (y0 + y1) / 2;
@@ -191,8 +198,11 @@ export class LineChart {
       y1 = mid + minSpan / 2;
     }
     const margin = (y1 - y0) * 0.08;
-    y0 -= margin;
-    y1 += margin;
+    const [lo, hi] = this.opts.bounds ?? [-Infinity, Infinity];
+    y0 = Math.max(lo, y0 - margin);
+    y1 = Math.min(hi, y1 + margin);
+    canvas.dataset.yMin = String(y0);
+    canvas.dataset.yMax = String(y1);
     const X = (x: number): number => pad.l + ((x - x0) / (x1 - x0)) * pw;
     const Y = (y: number): number => pad.t + (1 - (y - y0) / (y1 - y0)) * ph;
 
@@ -207,7 +217,7 @@ export class LineChart {
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
     for (const f of [0, 0.5, 1]) {
-      const y = y0 + margin + f * (y1 - y0 - 2 * margin);
+      const y = y0 + f * (y1 - y0);
       const py = Y(y);
       ctx.fillText(y.toFixed(3), pad.l - 4, py);
       ctx.beginPath();
@@ -220,6 +230,25 @@ export class LineChart {
     ctx.fillText(String(Math.round(x0)), pad.l, pad.t + ph + 3);
     ctx.textAlign = 'right';
     ctx.fillText(String(Math.round(x1)), pad.l + pw, pad.t + ph + 3);
+    if (this.opts.xLabel) {
+      ctx.textAlign = 'center';
+      ctx.fillText(this.opts.xLabel, pad.l + pw / 2, pad.t + ph + 3);
+    }
+
+    // the target, dashed across the plot, labelled at its right end
+    if (this.target !== null) {
+      const py = Math.round(Y(this.target)) + 0.5;
+      ctx.strokeStyle = fg;
+      ctx.setLineDash([2, 3]);
+      ctx.beginPath();
+      ctx.moveTo(pad.l, py);
+      ctx.lineTo(pad.l + pw, py);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.textAlign = 'right';
+      ctx.textBaseline = 'bottom';
+      ctx.fillText(`target ${this.target}`, pad.l + pw - 2, py - 1);
+    }
 
     // markers (events) under the lines
     ctx.textAlign = 'center';
@@ -294,7 +323,8 @@ export class MetricCharts {
       canvas.setAttribute('aria-label', `${METRIC_LABELS[m]} over ${xName}: no data yet`);
       fig.append(cap, canvas);
       container.append(fig);
-      this.charts.set(m, new LineChart(canvas));
+      // Every metric lies in [0, 1] (docs/model.md section 5).
+      this.charts.set(m, new LineChart(canvas, { bounds: [0, 1], xLabel: xName }));
       this.values.set(m, value);
     }
   }
@@ -305,6 +335,18 @@ export class MetricCharts {
       chart.series = series.map((s) => ({ name: s.name, color: METRIC_COLORS[m], ...(s.dashed ? { dashed: true } : {}), points: s.points(m) }));
       chart.markers = markers;
       chart.xRange = xRange;
+      chart.update();
+    }
+  }
+
+  /** The resonance target r* on the chart of the metric it controls (resonanceStrength, or coherence for R_q); null clears it. */
+  setTarget(metric: MetricName, value: number | null): void {
+    for (const [m, chart] of this.charts) {
+      const target = m === metric ? value : null;
+      if (chart.target === target) continue;
+      chart.target = target;
+      if (target === null) delete chart.canvas.dataset.target;
+      else chart.canvas.dataset.target = String(target);
       chart.update();
     }
   }

@@ -224,6 +224,9 @@ function validate(): { cfg: NormalizedConfig; warnings: string[] } | null {
   const steps = result.normalized.schedule.steps * (result.normalized.schedule.restarts + 1);
   say(out, `Valid: k = ${k} primes, up to ${steps} steps.${result.warnings.length ? ` Warnings: ${result.warnings.join('; ')}` : ''}`, 'ok');
   setRunnable(true);
+  // The target line: on resonance strength (operator R) or coherence (R_q); a custom resonance has no chart.
+  const target = result.normalized.resonanceTarget;
+  charts?.setTarget(target?.operator === 'R_q' ? 'coherence' : 'resonanceStrength', target && target.operator !== 'custom' ? target.value : null);
   return { cfg: result.normalized, warnings: result.warnings };
 }
 
@@ -321,7 +324,8 @@ let serverCfg: NormalizedConfig | null = null;
 let liveRecords: TickRecord[] = [];
 let liveMaxSteps = 0;
 
-let charts: MetricCharts;
+/** Made at init; validate() runs once before it. */
+let charts: MetricCharts | null = null;
 let circle: PhaseCircle;
 
 const EVENT_MARKS: Array<[number, string, string]> = [
@@ -343,6 +347,7 @@ function serverMarkers(events: ServerResult['events']): Marker[] {
 }
 
 function redrawCharts(): void {
+  if (!charts) return;
   const series: Parameters<MetricCharts['set']>[0] = [];
   const records = running ? liveRecords : (browserRun?.records ?? []);
   if (records.length > 0) {

@@ -153,6 +153,8 @@ function takeSnapshot(s: SpaceSnapshot): void {
     epoch = s.epoch;
   }
   primes = [...s.state.primes];
+  // A space's resonance operator is R: its target on the resonance-strength chart.
+  charts.setTarget('resonanceStrength', s.state.operators.resonanceTarget);
   frame = { t: s.t, version: s.version, phases: [...s.state.phases], masses: [...s.state.masses] };
   recent = recent.filter((d) => d.toVersion > s.version);
 }
@@ -206,6 +208,8 @@ async function join(spaceId: string): Promise<void> {
           if (m) circle.flash(Number(m[1]));
         }
       }
+      const target = d.ops.find((op) => op.path === '/state/operators/resonanceTarget');
+      if (target && typeof target.value === 'number') charts.setTarget('resonanceStrength', target.value);
       readout();
       paint();
     });
