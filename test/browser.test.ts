@@ -309,6 +309,43 @@ describe('space viewer', () => {
   });
 });
 
+describe('space viewer with phases close together', () => {
+  it('a pointer on a marker\'s centre grabs that prime, not the one drawn over it', async () => {
+    // Primes 2 and 3 at 0.30 and 0.36 rad: equal masses, so equal dots, and 3's (drawn later) covers 2's centre.
+    const res = await fetch(`${server.url}/v1/spaces`, {
+      method: 'POST',
+      headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: 'close-phases', basis: { primes: [2, 3, 5, 7] }, phases: { golden: false, silver: false, custom: [0.3, 0.36, 2, 4] },
+        operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 }, frequencyScale: 0 }, policy: { publishHz: 1 },
+      }),
+    });
+    expect(res.status).toBe(201);
+    const spaceId = ((await res.json()) as { id: string }).id;
+    const w = await open('/demo/space', DESKTOP);
+    const { page } = w;
+    await page.fill('#j-id', spaceId);
+    await page.click('#join');
+    await page.waitForSelector('#circle .marker[data-index="3"][data-phase]', { timeout: 15_000 });
+    // In one turn of the page's event loop (no tick can move the markers in between): what is under marker 0's
+    // centre, and which marker a press there grabs.
+    const grabbed = await page.evaluate(() => {
+      const dot = document.querySelector('#circle .marker[data-index="0"] .dot')!.getBoundingClientRect();
+      const x = dot.left + dot.width / 2;
+      const y = dot.top + dot.height / 2;
+      const under = document.elementFromPoint(x, y)?.closest('.marker')?.getAttribute('data-index');
+      const svg = document.querySelector('#circle svg')!;
+      svg.dispatchEvent(new PointerEvent('pointerdown', { clientX: x, clientY: y, button: 0, buttons: 1, pointerId: 1, isPrimary: true, bubbles: true }));
+      const focused = document.activeElement?.getAttribute('data-index');
+      svg.dispatchEvent(new PointerEvent('pointercancel', { pointerId: 1, bubbles: true }));
+      return { under, focused };
+    });
+    expect(grabbed.under, 'the test needs prime 3 drawn over prime 2').toBe('1');
+    expect(grabbed.focused).toBe('0');
+    clean(w);
+  });
+});
+
 describe('space viewer across a server restart', () => {
   it('shows a lost connection in red at once and clears it when the session is back', async () => {
     const own = await startServer();

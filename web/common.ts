@@ -379,6 +379,9 @@ const svg = <K extends keyof SVGElementTagNameMap>(name: K, attrs: Record<string
   return el;
 };
 
+/** How far (in circle radii) from a marker's centre a pointer still grabs it: a large dot's radius and a little more. */
+const GRAB_RADIUS = 0.2;
+
 /**
  * Primes on the unit circle at their phases (counter-clockwise from +x), each marker's area proportional
  * to its mass (relative to the largest), with the mass-weighted mean phase vector from the centre. In
@@ -491,11 +494,35 @@ export class PhaseCircle {
     });
   }
 
-  private angleAt(ev: PointerEvent): number {
+  /** The pointer in the circle's coordinates (the unit circle, y down). */
+  private pointAt(ev: PointerEvent): DOMPoint {
     const m = this.root.getScreenCTM();
-    if (!m) return 0;
-    const pt = new DOMPoint(ev.clientX, ev.clientY).matrixTransform(m.inverse());
+    return m ? new DOMPoint(ev.clientX, ev.clientY).matrixTransform(m.inverse()) : new DOMPoint(0, 0);
+  }
+
+  private angleAt(ev: PointerEvent): number {
+    const pt = this.pointAt(ev);
     return wrap2pi(Math.atan2(-pt.y, pt.x));
+  }
+
+  /**
+   * The marker whose centre is nearest the pointer, within GRAB_RADIUS, or -1. Not the element under the
+   * pointer: where markers overlap (phases close to locking) the topmost one would take the grab even when
+   * the pointer is on another's centre.
+   */
+  private nearestMarker(ev: PointerEvent): number {
+    const pt = this.pointAt(ev);
+    let best = -1;
+    let bestDistance = GRAB_RADIUS;
+    for (let i = 0; i < this.phases.length; i++) {
+      const theta = this.phases[i]!;
+      const d = Math.hypot(pt.x - Math.cos(theta), pt.y + Math.sin(theta));
+      if (d < bestDistance) {
+        bestDistance = d;
+        best = i;
+      }
+    }
+    return best;
   }
 
   private listen(): void {
@@ -517,7 +544,7 @@ export class PhaseCircle {
       shift(i, d);
     });
     this.root.addEventListener('pointerdown', (ev) => {
-      const i = indexOf(ev.target);
+      const i = this.nearestMarker(ev);
       if (i < 0 || ev.button !== 0) return;
       ev.preventDefault();
       (this.markers[i] as SVGGElement).focus();
