@@ -346,6 +346,20 @@ describe('space viewer with phases close together', () => {
   });
 });
 
+describe('space viewer at 1280x800', () => {
+  it('shows a join error without scrolling', async () => {
+    const w = await open('/demo/space', DESKTOP);
+    await w.page.fill('#j-id', 'spc_does_not_exist');
+    await w.page.click('#join');
+    await w.page.waitForFunction(() => /^Could not join/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 15_000 });
+    const box = (await w.page.locator('#status').boundingBox())!;
+    expect(box.y + box.height, 'the status line ends below the fold').toBeLessThanOrEqual(DESKTOP.height);
+    // The refused join is an expected 404 in the console.
+    w.errors = w.errors.filter((e) => !/status of 404/.test(e));
+    clean(w);
+  });
+});
+
 describe('space viewer across a server restart', () => {
   it('shows a lost connection in red at once and clears it when the session is back', async () => {
     const own = await startServer();
@@ -387,6 +401,11 @@ describe('phone width', () => {
     expect(run.backend).toBe('webgpu');
     await noHorizontalOverflow(p.page);
     expect(await unlabelled(p.page)).toEqual([]);
+    // The results follow the Run buttons, before the long form: within a screen of them.
+    const runButton = (await p.page.locator('#run-browser').boundingBox())!;
+    const results = (await p.page.locator('section.results').boundingBox())!;
+    expect(results.y).toBeGreaterThan(runButton.y);
+    expect(results.y - runButton.y, 'results start this far below Run').toBeLessThan(PHONE.height);
     await shot(p.page, 'playground-390x844');
     clean(p);
 
