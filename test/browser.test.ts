@@ -217,6 +217,17 @@ describe('HQE playground on the CPU engine', () => {
   });
 });
 
+/** Creates a space on `base` with the dev key (201 expected) and returns its id. */
+async function createSpace(config: Record<string, unknown>, base = server.url): Promise<string> {
+  const res = await fetch(`${base}/v1/spaces`, {
+    method: 'POST',
+    headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' },
+    body: JSON.stringify(config),
+  });
+  expect(res.status, await res.clone().text()).toBe(201);
+  return ((await res.json()) as { id: string }).id;
+}
+
 const versionOf = async (page: Page): Promise<number> => Number(await page.getAttribute('#version', 'data-version'));
 const wrapPi = (x: number): number => {
   const y = (((x + Math.PI) % (2 * Math.PI)) + 2 * Math.PI) % (2 * Math.PI);
@@ -227,19 +238,13 @@ describe('space viewer', () => {
   it('two viewers: one shifts a phase by keyboard and by dragging, the other sees both', async () => {
     // A quiet space (no coupling, no noise): between two reads a prime's phase relative to another moves
     // only by their natural frequencies, -dt s ln(p_i/p_j) per tick, so a shift stands out exactly.
-    const res = await fetch(`${server.url}/v1/spaces`, {
-      method: 'POST',
-      headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: 'browser-test',
-        basis: { primes: [2, 3, 5, 7, 11, 13] },
-        phases: { golden: true, silver: true },
-        operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 } },
-        policy: { publishHz: 10 },
-      }),
+    const spaceId = await createSpace({
+      name: 'browser-test',
+      basis: { primes: [2, 3, 5, 7, 11, 13] },
+      phases: { golden: true, silver: true },
+      operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 } },
+      policy: { publishHz: 10 },
     });
-    expect(res.status).toBe(201);
-    const spaceId = ((await res.json()) as { id: string }).id;
 
     const a = await open('/demo/space', DESKTOP);
     const b = await open('/demo/space', DESKTOP);
@@ -312,16 +317,10 @@ describe('space viewer', () => {
 describe('space viewer with phases close together', () => {
   it('a pointer on a marker\'s centre grabs that prime, not the one drawn over it', async () => {
     // Primes 2 and 3 at 0.30 and 0.36 rad: equal masses, so equal dots, and 3's (drawn later) covers 2's centre.
-    const res = await fetch(`${server.url}/v1/spaces`, {
-      method: 'POST',
-      headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: 'close-phases', basis: { primes: [2, 3, 5, 7] }, phases: { golden: false, silver: false, custom: [0.3, 0.36, 2, 4] },
-        operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 }, frequencyScale: 0 }, policy: { publishHz: 1 },
-      }),
+    const spaceId = await createSpace({
+      name: 'close-phases', basis: { primes: [2, 3, 5, 7] }, phases: { golden: false, silver: false, custom: [0.3, 0.36, 2, 4] },
+      operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 }, frequencyScale: 0 }, policy: { publishHz: 1 },
     });
-    expect(res.status).toBe(201);
-    const spaceId = ((await res.json()) as { id: string }).id;
     const w = await open('/demo/space', DESKTOP);
     const { page } = w;
     await page.fill('#j-id', spaceId);
@@ -365,10 +364,7 @@ describe('space viewer across a server restart', () => {
     const own = await startServer();
     let again: TestServer | null = null;
     try {
-      const res = await fetch(`${own.url}/v1/spaces`, {
-        method: 'POST', headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'restart', basis: { primes: [2, 3, 5] } }),
-      });
-      const spaceId = ((await res.json()) as { id: string }).id;
+      const spaceId = await createSpace({ name: 'restart', basis: { primes: [2, 3, 5] } }, own.url);
       const w = await open('/demo/space', DESKTOP, true, own.url);
       const { page } = w;
       await page.fill('#j-id', spaceId);

@@ -47,24 +47,13 @@ async function ok(cmd: string, args: string[], cwd: string): Promise<Ran> {
   return r;
 }
 
-async function treeSize(dir: string): Promise<number> {
-  let total = 0;
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) total += await treeSize(p);
-    else if (e.isFile()) total += (await stat(p)).size;
-  }
-  return total;
-}
-
-async function findFiles(dir: string, match: (name: string) => boolean): Promise<string[]> {
-  const found: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) found.push(...(await findFiles(p, match)));
-    else if (match(e.name)) found.push(p);
-  }
-  return found;
+/** Every file under `dir`, with its size. */
+async function filesUnder(dir: string): Promise<Array<{ path: string; size: number }>> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return Promise.all(entries.filter((e) => e.isFile()).map(async (e) => {
+    const path = join(e.parentPath, e.name);
+    return { path, size: (await stat(path)).size };
+  }));
 }
 
 /**
@@ -198,9 +187,10 @@ describe('@resonance/sdk as an installable package', () => {
     for (const name of ['ws', 'better-sqlite3', 'webgpu', 'esbuild', 'typescript']) expect(installed, `${name} was installed`).not.toContain(name);
     const scripted = Object.entries(lock.packages).filter(([, v]) => v.hasInstallScript).map(([k]) => k);
     expect(scripted, 'packages with install scripts').toEqual([]);
-    expect(await findFiles(nm, (n) => n === 'binding.gyp' || n.endsWith('.node')), 'native modules').toEqual([]);
+    const files = await filesUnder(nm);
+    expect(files.map((f) => f.path).filter((p) => p.endsWith('/binding.gyp') || p.endsWith('.node')), 'native modules').toEqual([]);
 
-    const size = await treeSize(nm);
+    const size = files.reduce((sum, f) => sum + f.size, 0);
     console.log(`@resonance/sdk installed: ${installed.length} packages (${installed.join(', ')}), node_modules ${(size / 1024).toFixed(1)} KiB`);
     expect(size, `node_modules is ${size} bytes`).toBeLessThan(INSTALL_LIMIT);
   });

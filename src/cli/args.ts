@@ -118,3 +118,16 @@ export function exitCodeFor(err: unknown): number {
   }
   throw err;
 }
+
+/** A command that takes no argument and prints a document generated from the server's schemas (openapi, asyncapi). */
+export function printDocumentCommand(name: string, usage: string, render: () => string): (args: string[]) => Promise<number> {
+  return async (args) => {
+    try {
+      parseCommand({ name, usage, positionals: 0 }, args, {});
+    } catch (err) {
+      return exitCodeFor(err);
+    }
+    process.stdout.write(render());
+    return 0;
+  };
+}
