@@ -3,7 +3,7 @@
  * (src/engine/cpu/wasm-dense.ts) over its share of the rows, `passes` times, on the memory it is given.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { DenseKernel, type DenseModule } from '../src/engine/cpu/wasm-dense.js';
+import { type DenseModule, WasmLoops } from '../src/engine/cpu/wasm-dense.js';
 
 export interface DenseWorkerData {
   dense: DenseModule;
@@ -22,9 +22,9 @@ export interface DenseWorkerJob {
 }
 
 const { dense, memory } = workerData as DenseWorkerData;
-const kernel = new DenseKernel(dense, memory);
+const loops = new WasmLoops(dense, memory);
 parentPort?.on('message', (job: DenseWorkerJob) => {
   const t0 = performance.now();
-  for (let p = 0; p < job.passes; p++) kernel.run(job.precision, job.K, job.k, job.i0, job.i1, job.table, job.sims);
+  for (let p = 0; p < job.passes; p++) loops.dense(job.precision, job.K, job.k, job.i0, job.i1, job.table, job.sims);
   parentPort?.postMessage(performance.now() - t0);
 });

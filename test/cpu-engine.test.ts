@@ -67,6 +67,33 @@ describe('CPU engine', () => {
     }
   });
 
+  it('runs the per-prime loops in WebAssembly as the TypeScript loops do, on every branch they take', async () => {
+    // L1 and L2 norms, both entropy bases, the custom operator's weights, noise, restarts, projector sweeps:
+    // every per-prime vector of the record is read by one of them, so a vector out of its slot shows.
+    const primes = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59];
+    const inputs: HQEConfigInput[] = [
+      noisy,
+      { ...noisy, entropy: { lambda: 0.2, base: 'kl_to_prior' }, boundary: { norm: 'L1', projectorSweeps: 3 } },
+      { ...noisy, primes, resonanceTarget: { value: 0.9, operator: 'custom', weights: primes.map((p) => 1 / p) }, entropy: { lambda: 0.05 } },
+      { ...noisy, resonanceTarget: { value: 0.7, operator: 'R_q' }, mixer: { type: 'learned', temperature0: 0.4 } },
+    ];
+    for (const [precision, tol] of [['f64', 1e-9], ['f32', 2e-4]] as const) {
+      for (const input of inputs) {
+        const ts = (await runToEnd(new CpuEngine({ precision, threads: 0, dense: 'ts' }), specOf(input))).records;
+        const wasm = (await runToEnd(new CpuEngine({ precision, threads: 0, dense: 'wasm' }), specOf(input))).records;
+        expect(wasm.map((r) => [r.step, r.restart, r.flags])).toEqual(ts.map((r) => [r.step, r.restart, r.flags]));
+        wasm.forEach((r, i) => {
+          const t = ts[i]!;
+          for (const [key, v] of Object.entries(r.metrics)) {
+            if (typeof v === 'number') expect(Math.abs(v - (t.metrics[key as keyof typeof t.metrics] as number)), `${precision} step ${r.step} ${key}`).toBeLessThan(tol);
+          }
+          expect(Math.abs(r.lnNu - t.lnNu)).toBeLessThan(tol);
+          r.amplitudes?.forEach((a, j) => expect(Math.abs(a - t.amplitudes![j]!), `${precision} step ${r.step} amplitude ${j}`).toBeLessThan(tol));
+        });
+      }
+    }
+  });
+
   it('gives the WebAssembly arena back: kernels with their last simulation, scratch with each', async () => {
     const engine = new CpuEngine({ threads: 0, dense: 'wasm' });
     try {

@@ -4,7 +4,7 @@
  * rows are split between calls (as worker threads split them); and the shared arena it works in.
  */
 import { describe, expect, it } from 'vitest';
-import { compileDense, DenseKernel, SharedArena, SIM_RECORD_BYTES } from '../src/engine/cpu/wasm-dense.js';
+import { compileDense, SharedArena, SIM_RECORD_BYTES, WasmLoops } from '../src/engine/cpu/wasm-dense.js';
 
 /** A deterministic stream of numbers in [-1, 1) (xorshift32). */
 function numbers(seed: number): () => number {
@@ -82,7 +82,7 @@ describe('WebAssembly dense pass', () => {
       // k = 37: rows past the last full vector, an odd row at the end, and an odd number of simulations.
       const k = 37;
       const c = setUp(precision, k, 3);
-      new DenseKernel(dense, c.arena.memory).run(precision, c.K, k, 0, k, c.table, 3);
+      new WasmLoops(dense, c.arena.memory).dense(precision, c.K, k, 0, k, c.table, 3);
       for (let s = 0; s < 3; s++) {
         const { sums, scale } = reference(c, k, s);
         for (let f = 0; f < 3; f++) {
@@ -98,14 +98,14 @@ describe('WebAssembly dense pass', () => {
       const k = 64;
       const whole = setUp(precision, k, 5, 11);
       const split = setUp(precision, k, 5, 11);
-      const kernelA = new DenseKernel(dense, whole.arena.memory);
-      kernelA.run(precision, whole.K, k, 0, k, whole.table, 5);
+      const kernelA = new WasmLoops(dense, whole.arena.memory);
+      kernelA.dense(precision, whole.K, k, 0, k, whole.table, 5);
       const first = whole.outputs.map((o) => o.map((v) => [...v]));
-      kernelA.run(precision, whole.K, k, 0, k, whole.table, 5);
+      kernelA.dense(precision, whole.K, k, 0, k, whole.table, 5);
       expect(whole.outputs.map((o) => o.map((v) => [...v]))).toEqual(first);
       // Two instances on one memory, as two worker threads: rows [0, 23) and [23, 64).
-      new DenseKernel(dense, split.arena.memory).run(precision, split.K, k, 0, 23, split.table, 5);
-      new DenseKernel(dense, split.arena.memory).run(precision, split.K, k, 23, k, split.table, 5);
+      new WasmLoops(dense, split.arena.memory).dense(precision, split.K, k, 0, 23, split.table, 5);
+      new WasmLoops(dense, split.arena.memory).dense(precision, split.K, k, 23, k, split.table, 5);
       expect(split.outputs.map((o) => o.map((v) => [...v]))).toEqual(first);
     });
   }

@@ -212,3 +212,6 @@ export function dense64(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: 
     }
   }
 }
+
+// The per-prime loops of a visit travel in the same module (one instance per thread on the shared memory).
+export { loadAmplitudes32, loadAmplitudes64, measure32, measure64, update32, update64 } from './primes';

@@ -82,12 +82,12 @@ export function checkSpaceParams(params: Partial<SpaceParams>, what = 'patch: pa
 }
 
 /** True when `params` changes a mixer parameter of `current` (which then resets n, gamma, temperature). */
-export function changesMixer(current: SpaceParams, params: Partial<SpaceParams>): boolean {
+function changesMixer(current: SpaceParams, params: Partial<SpaceParams>): boolean {
   return MIXER_PARAMS.some((key) => params[key] !== undefined && params[key] !== current[key]);
 }
 
 /** Validated phase edits: [index, radians] with an integer index in [0, k) and finite radians. */
-export function checkPhaseEdits(edits: Array<[number, number]> | undefined, k: number, what: string): Array<[number, number]> {
+function checkPhaseEdits(edits: Array<[number, number]> | undefined, k: number, what: string): Array<[number, number]> {
   if (edits === undefined) return [];
   if (!Array.isArray(edits)) throw new Error(`patch: ${what} must be an array of [index, radians]`);
   return edits.map((e, at) => {
@@ -122,8 +122,8 @@ export function applyPhaseEdits(theta: { [i: number]: number }, sets: Array<[num
   for (const [i, x] of shifts) theta[i] = wrapPhase(R(theta[i]! + R(x)), precision);
 }
 
-/** Checks shared by both engines' patch(); returns the validated values. */
-export function checkPatch(change: SimPatch, status: SimStatus, nextRecordedStep: number, spec?: SimSpec): { extraSteps: number; snapshotAt: number | null } {
+/** Checks of a patch's step fields against a simulation's status; returns the validated values. */
+function checkPatch(change: SimPatch, status: SimStatus, nextRecordedStep: number, spec?: SimSpec): { extraSteps: number; snapshotAt: number | null } {
   if (spec && !isSpace(spec) && (change.setPhases !== undefined || change.shiftPhases !== undefined || change.params !== undefined)) {
     throw new Error('patch: setPhases, shiftPhases and params apply to space-mode simulations only');
   }
@@ -147,4 +147,68 @@ export function checkPatch(change: SimPatch, status: SimStatus, nextRecordedStep
     throw new Error(`patch: snapshotAt ${snapshotAt} lies before the next visited step ${nextRecordedStep}`);
   }
   return { extraSteps, snapshotAt };
+}
+
+/** What an engine knows of a simulation when it is patched. */
+export interface PatchTarget {
+  spec: SimSpec;
+  k: number;
+  status: SimStatus;
+  /** The global step of the state the next tick visits (or, with `revisit`, updates). */
+  step: number;
+  /** The current state was already visited (a completed run given extra steps before). */
+  revisit: boolean;
+  /** Extra steps patched so far. */
+  extraSteps: number;
+}
+
+/**
+ * A patch, checked in full before anything changes, as what each engine applies (docs/engine.md,
+ * "Checkpoints and patches"): the engines differ only in where they store it.
+ */
+export interface PatchPlan {
+  /** The per-restart steps limit after the patch: spec.steps + every extra step patched so far. */
+  steps: number;
+  /** Extra steps patched so far, this patch's included. */
+  extraSteps: number;
+  /** A completed run given extra steps runs again; its last state, already visited, is only updated next. */
+  reopen: boolean;
+  /** A one-shot snapshot at this global step, or null. */
+  snapshotAt: number | null;
+  /** Space mode: phase edits, sets then shifts (applyPhaseEdits). */
+  sets: Array<[number, number]>;
+  shifts: Array<[number, number]>;
+  /** Space mode: the spec with the patched parameters in effect, or null when none changes. */
+  spec: SimSpec | null;
+  /** The patched parameters change the mixer: n restarts at 0 with this gamma and temperature (unrounded). */
+  reset: { gamma: number; temperature: number } | null;
+}
+
+export function planPatch(change: SimPatch, sim: PatchTarget): PatchPlan {
+  const revisitNext = sim.status === 'completed' || sim.revisit;
+  const { extraSteps, snapshotAt } = checkPatch(change, sim.status, sim.step + (revisitNext ? 1 : 0), sim.spec);
+  let sets: Array<[number, number]> = [];
+  let shifts: Array<[number, number]> = [];
+  let spec: SimSpec | null = null;
+  let reset: PatchPlan['reset'] = null;
+  if (isSpace(sim.spec)) {
+    sets = checkPhaseEdits(change.setPhases, sim.k, 'setPhases');
+    shifts = checkPhaseEdits(change.shiftPhases, sim.k, 'shiftPhases');
+    const params = change.params === undefined ? null : checkSpaceParams(change.params);
+    if (params) {
+      spec = withSpaceParams(sim.spec, params);
+      if (changesMixer(spaceParamsOf(sim.spec), params)) reset = { gamma: Math.min(spec.gamma0, spec.gammaMax), temperature: spec.temperature0 };
+    }
+  }
+  const total = sim.extraSteps + extraSteps;
+  return {
+    steps: sim.spec.steps + total,
+    extraSteps: total,
+    reopen: extraSteps > 0 && sim.status === 'completed',
+    snapshotAt,
+    sets,
+    shifts,
+    spec,
+    reset,
+  };
 }

@@ -5,13 +5,13 @@
  */
 import type { Worker } from 'node:worker_threads';
 import type { SimSpec } from '../../model/spec.js';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkLimits, type Engine, type EngineInfo, type Precision, type SimCheckpoint, type SimPatch, type SimReport, SIM_STATUSES, type TickRecord, type SpaceParams, ticksFor } from '../types.js';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkLimits, type Engine, type EngineInfo, type Precision, type SimCheckpoint, type SimPatch, type SimReport, SIM_STATUSES, type TickRecord, ticksFor } from '../types.js';
 import { decodeCheckpoint, encodeFloat, encodeFloats } from '../checkpoint.js';
-import { checkPatch, applyPhaseEdits, changesMixer, checkSpecMode, checkPhaseEdits, checkSpaceParams, isSpace, spaceParamsOf, withSpaceParams } from '../edits.js';
+import { applyPhaseEdits, checkSpecMode, isSpace, type PatchPlan, planPatch, spaceParamsOf, withSpaceParams } from '../edits.js';
 import { basisConstants } from '../../model/basis.js';
-import { buildKernel, createSimState, type CpuSimState, denseScratch, kernelKey, releaseVec, S, type Vec } from './state.js';
-import { runTicks, type WasmDense } from './step.js';
-import { compileDense, DenseKernel, type DenseModule, SharedArena, SIM_RECORD_BYTES } from './wasm-dense.js';
+import { buildKernel, createSimState, type CpuSimState, kernelKey, releaseState, releaseVec, S, type Vec } from './state.js';
+import { runTicks, type WasmThread } from './step.js';
+import { compileDense, type DenseModule, SharedArena, SIM_RECORD_BYTES, WasmLoops } from './wasm-dense.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
 /** Simulations one dense call takes (a thread's call table); a larger group is passed in parts. */
@@ -56,7 +56,7 @@ export class CpuEngine implements Engine {
   private readonly inlineWork: number;
   /** The WebAssembly dense pass: the arena of kernels and scratch, and this thread's kernel. */
   private readonly arena: SharedArena | undefined;
-  private readonly wasm: WasmDense | undefined;
+  private readonly wasm: WasmThread | undefined;
   private nextId = 1;
 
   constructor(options: CpuEngineOptions = {}) {
@@ -67,7 +67,7 @@ export class CpuEngine implements Engine {
     const dense = options.dense === 'wasm' ? compileDense() : options.dense === 'ts' ? undefined : options.dense;
     if (dense) {
       this.arena = new SharedArena();
-      this.wasm = { kernel: new DenseKernel(dense, this.arena.memory), table: this.callTable() };
+      this.wasm = { loops: new WasmLoops(dense, this.arena.memory), table: this.callTable() };
     }
     const WorkerCtor = threads > 0 ? process.getBuiltinModule('node:worker_threads').Worker : null;
     // The gang's meeting point (step.ts, meet): [arrived, generation]. Only threads need it (a page that is
@@ -151,7 +151,7 @@ export class CpuEngine implements Engine {
     if (!state) return;
     this.sims.delete(id);
     this.dropKernel(state);
-    if (this.arena) for (const v of denseScratch(state)) releaseVec(this.arena, v);
+    if (this.arena) releaseState(this.arena, state);
     const lane = this.laneOf.get(id);
     if (lane) {
       lane.load -= state.k * state.k;
@@ -247,37 +247,31 @@ export class CpuEngine implements Engine {
   patch(id: number, change: SimPatch): void {
     const s = this.sim(id);
     const sc = s.scalars;
-    const status = SIM_STATUSES[sc[S.STATUS]!] ?? 'failed';
-    const revisitNext = status === 'completed' || sc[S.REVISIT] === 1;
-    const { extraSteps, snapshotAt } = checkPatch(change, status, sc[S.STEP]! + (revisitNext ? 1 : 0), s.spec);
-    if (isSpace(s.spec)) {
-      // Validate everything before changing anything.
-      const sets = checkPhaseEdits(change.setPhases, s.k, 'setPhases');
-      const shifts = checkPhaseEdits(change.shiftPhases, s.k, 'shiftPhases');
-      const params = change.params === undefined ? null : checkSpaceParams(change.params);
-      applyPhaseEdits(s.theta, sets, shifts, this.precision);
-      if (params) this.setParams(s, params);
+    const plan = planPatch(change, {
+      spec: s.spec,
+      k: s.k,
+      status: SIM_STATUSES[sc[S.STATUS]!] ?? 'failed',
+      step: sc[S.STEP]!,
+      revisit: sc[S.REVISIT] === 1,
+      extraSteps: sc[S.EXTRA_STEPS]!,
+    });
+    applyPhaseEdits(s.theta, plan.sets, plan.shifts, this.precision);
+    if (plan.spec) this.setSpec(s, plan.spec, plan.reset);
+    sc[S.EXTRA_STEPS] = plan.extraSteps;
+    sc[S.STEPS] = plan.steps;
+    if (plan.reopen) {
+      sc[S.STATUS] = SIM_STATUSES.indexOf('running');
+      sc[S.REVISIT] = 1;
     }
-    if (extraSteps > 0) {
-      sc[S.EXTRA_STEPS] = sc[S.EXTRA_STEPS]! + extraSteps;
-      sc[S.STEPS] = s.spec.steps + sc[S.EXTRA_STEPS]!;
-      if (status === 'completed') {
-        sc[S.STATUS] = SIM_STATUSES.indexOf('running');
-        sc[S.REVISIT] = 1;
-      }
-    }
-    if (snapshotAt !== null) sc[S.SNAP_AT] = snapshotAt;
+    if (plan.snapshotAt !== null) sc[S.SNAP_AT] = plan.snapshotAt;
   }
 
   /**
-   * Space mode: put patched parameters in effect. A mixer change resets n, gamma and the temperature; a
-   * kernel change (localityBias, semantic) moves the simulation to the kernel of its new key. Workers get
-   * the new state (its arrays stay the same shared memory).
+   * Space mode: put a patched spec in effect. A mixer change resets n, gamma and the temperature; a kernel
+   * change (localityBias, semantic) moves the simulation to the kernel of its new key. Workers get the new
+   * state (its arrays stay the same shared memory).
    */
-  private setParams(s: CpuSimState, params: Partial<SpaceParams>): void {
-    const current = spaceParamsOf(s.spec);
-    const reset = changesMixer(current, params);
-    const spec = withSpaceParams(s.spec, params);
+  private setSpec(s: CpuSimState, spec: SimSpec, reset: PatchPlan['reset']): void {
     s.spec = spec;
     const key = kernelKey(spec, this.precision);
     if (key !== s.kernelKey) {
@@ -296,8 +290,8 @@ export class CpuEngine implements Engine {
       const round = this.precision === 'f32' ? Math.fround : (x: number): number => x;
       const sc = s.scalars;
       sc[S.N] = 0;
-      sc[S.GAMMA] = round(Math.min(spec.gamma0, spec.gammaMax));
-      sc[S.TEMP] = round(spec.temperature0);
+      sc[S.GAMMA] = round(reset.gamma);
+      sc[S.TEMP] = round(reset.temperature);
     }
     if (this.laneOf.has(s.id)) this.send(s);
   }

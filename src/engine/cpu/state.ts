@@ -93,7 +93,22 @@ export interface CpuSimState {
   cosT: Float64Array;
   sinT: Float64Array;
   lnP: Float64Array;
+  /**
+   * In the arena only (`inArena`; else 0 and empty): the address of the record of PRIME_FIELDS that the
+   * WebAssembly per-prime loops read (wasm/primes.ts), and the block where their measure writes its sums.
+   */
+  primeRecord: number;
+  measureOut: Float64Array;
 }
+
+/**
+ * The vectors of a simulation that the WebAssembly per-prime loops address, in the order of their record
+ * (wasm/primes.ts keeps the same slots), then the measure out block.
+ */
+export const PRIME_FIELDS = ['theta', 'mass', 'logC', 'omega', 'prior', 'weights', 'dTheta', 'cosT', 'sinT', 'lnP', 'amp', 'ampCos', 'ampSin', 'zRe', 'zIm', 'q'] as const;
+/** Float64 slots of the measure out block (wasm/primes.ts, MEASURE_OUT). */
+export const MEASURE_OUT = 14;
+const RECORD_BYTES = (PRIME_FIELDS.length + 1) * 4;
 
 /** A vector of the arena, in `precision`. */
 function arenaVec(arena: SharedArena, length: number, precision: Precision): Vec {
@@ -109,8 +124,13 @@ export function releaseVec(arena: SharedArena, v: Vec): void {
   arena.release(v.byteOffset, v.byteLength);
 }
 
-/** The dense pass's scratch vectors of a state (what remove() gives back to the arena). */
-export const denseScratch = (s: CpuSimState): Vec[] => [s.ampCos, s.ampSin, s.amp, s.zRe, s.zIm, s.q];
+/** Gives back to the arena every block of a state there except its kernel (which may be shared). */
+export function releaseState(arena: SharedArena, s: CpuSimState): void {
+  if (!s.inArena) return;
+  for (const field of PRIME_FIELDS) releaseVec(arena, s[field]);
+  releaseVec(arena, s.measureOut);
+  arena.release(s.primeRecord, RECORD_BYTES);
+}
 
 function toVec(values: Float64Array, precision: Precision): Vec {
   const v = allocVec(values.length, precision);
@@ -137,24 +157,32 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
   const basis = basisConstants(spec);
   const k = basis.k;
   const round = precision === 'f32' ? Math.fround : (x: number) => x;
-  const scratch = (): Vec => (arena ? arenaVec(arena, k, precision) : allocVec(k, 'f64'));
+  // With an arena, every vector the per-prime loops read lives there, in the mode's precision.
+  const vec = (values: Float64Array | number, p: Precision = precision): Vec => {
+    const length = typeof values === 'number' ? values : values.length;
+    const v = arena ? arenaVec(arena, length, p) : allocVec(length, p);
+    if (typeof values !== 'number') v.set(values);
+    return v;
+  };
+  // The TypeScript dense pass keeps its scratch in float64 (see ampCos).
+  const scratch = (): Vec => vec(k, arena ? precision : 'f64');
   const state: CpuSimState = {
     id,
     spec,
     precision,
     k,
     kernelKey: kernelKey(spec, precision),
-    logC: toVec(basis.logC, precision),
-    omega: toVec(basis.omega, precision),
+    logC: vec(basis.logC),
+    omega: vec(basis.omega),
     theta0: toVec(basis.theta0, precision),
-    prior: toVec(basis.mass0, precision),
-    weights: toVec(basis.weights, precision),
+    prior: vec(basis.mass0),
+    weights: vec(basis.weights),
     vmax: round(basis.vmax),
     kernel: kernel ?? buildKernel(spec, basis, precision, arena),
     learned: allocVec(spec.mixer === 'learned' ? k * k : 0, precision),
-    theta: toVec(basis.theta0, precision),
-    mass: toVec(basis.mass0, precision),
-    dTheta: allocVec(k, precision),
+    theta: vec(basis.theta0),
+    mass: vec(basis.mass0),
+    dTheta: vec(k),
     scalars: new Float64Array(shared ? new SharedArrayBuffer(SCALARS * 8) : new ArrayBuffer(SCALARS * 8)),
     ampCos: scratch(),
     ampSin: scratch(),
@@ -163,10 +191,18 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
     zIm: scratch(),
     q: scratch(),
     inArena: arena !== undefined,
-    cosT: allocVec(k, 'f64') as Float64Array,
-    sinT: allocVec(k, 'f64') as Float64Array,
-    lnP: allocVec(k, 'f64') as Float64Array,
+    cosT: vec(k, 'f64') as Float64Array,
+    sinT: vec(k, 'f64') as Float64Array,
+    lnP: vec(k, 'f64') as Float64Array,
+    primeRecord: 0,
+    measureOut: arena ? (vec(MEASURE_OUT, 'f64') as Float64Array) : new Float64Array(0),
   };
+  if (arena) {
+    state.primeRecord = arena.alloc(RECORD_BYTES);
+    const record = arena.u32(state.primeRecord, PRIME_FIELDS.length + 1);
+    PRIME_FIELDS.forEach((field, slot) => (record[slot] = state[field].byteOffset));
+    record[PRIME_FIELDS.length] = state.measureOut.byteOffset;
+  }
   resetRestart(state, 0);
   state.scalars[S.STEP] = 0;
   state.scalars[S.LNNU] = 0;

@@ -10,11 +10,14 @@ import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
 import { Flag, SIM_STATUSES, statusOfFlags, type TickRecord } from '../types.js';
 import { collapseThresholdOf, wrapRounded } from '../edits.js';
 import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
-import { type DenseKernel, SIM_RECORD_BYTES } from './wasm-dense.js';
+import { SIM_RECORD_BYTES, type WasmLoops } from './wasm-dense.js';
 
-/** The WebAssembly dense pass of one thread, and its call table (six addresses per simulation) in the arena. */
-export interface WasmDense {
-  kernel: DenseKernel;
+/**
+ * The WebAssembly loops of one thread (the dense pass and the per-prime loops of simulations in the arena),
+ * and its dense call table (six addresses per simulation) in the arena.
+ */
+export interface WasmThread {
+  loops: WasmLoops;
   table: Uint32Array;
 }
 
@@ -28,10 +31,14 @@ function rounder(state: CpuSimState): (x: number) => number {
 }
 
 /**
- * Amplitudes a_j and a_j e^{i theta_j} of every simulation in the group, and cos theta_j, sin theta_j
- * kept for the visit of the same state (measure and update read them instead of computing them again).
+ * Amplitudes a_j and a_j e^{i theta_j} of primes [j0, j1), and cos theta_j, sin theta_j kept for the visit
+ * of the same state (measure and update read them instead of computing them again).
  */
-function loadAmplitudes(state: CpuSimState, j0 = 0, j1 = state.k): void {
+function loadAmplitudes(state: CpuSimState, wasm: WasmThread | undefined, j0 = 0, j1 = state.k): void {
+  if (wasm && state.inArena) {
+    wasm.loops.loadAmplitudes(state.precision, state.primeRecord, j0, j1, state.spec.norm === 'L2');
+    return;
+  }
   const R = rounder(state);
   const l2 = state.spec.norm === 'L2';
   const { mass, theta, amp, ampCos, ampSin, cosT, sinT } = state;
@@ -58,11 +65,11 @@ const TILE = 512;
  * row segment is read once for the whole group of simulations sharing the kernel. The running sums carry
  * across tiles, so the arithmetic is exactly the plain row loop's.
  */
-export function densePass(group: CpuSimState[], wasm?: WasmDense): void {
+export function densePass(group: CpuSimState[], wasm?: WasmThread): void {
   const first = group[0];
   if (!first) return;
   const k = first.k;
-  for (const s of group) loadAmplitudes(s);
+  for (const s of group) loadAmplitudes(s, wasm);
   if (first.spec.mixer === 'learned') {
     for (const s of group) denseLearned(s);
     return;
@@ -123,13 +130,13 @@ export function densePass(group: CpuSimState[], wasm?: WasmDense): void {
  * The dense pass in WebAssembly (wasm/dense.ts), rows [i0, i1): the group's records in the call table, as
  * many at a time as it holds.
  */
-function wasmDense(group: CpuSimState[], { kernel, table }: WasmDense, i0 = 0, i1 = group[0]!.k): void {
+function wasmDense(group: CpuSimState[], { loops, table }: WasmThread, i0 = 0, i1 = group[0]!.k): void {
   const first = group[0]!;
   const capacity = Math.floor(table.length / (SIM_RECORD_BYTES / 4));
   for (let from = 0; from < group.length; from += capacity) {
     const part = group.slice(from, from + capacity);
     part.forEach((s, n) => table.set([s.ampCos.byteOffset, s.ampSin.byteOffset, s.amp.byteOffset, s.zRe.byteOffset, s.zIm.byteOffset, s.q.byteOffset], n * 6));
-    kernel.run(first.precision, first.kernel.byteOffset, first.k, i0, i1, table.byteOffset, part.length);
+    loops.dense(first.precision, first.kernel.byteOffset, first.k, i0, i1, table.byteOffset, part.length);
   }
 }
 
@@ -198,19 +205,38 @@ const MAX_PHASE_STEP = 2 ** 20;
 /** ln of the largest float64: e^lnNu overflows above it. */
 const LN_MAX = Math.log(Number.MAX_VALUE);
 
+/** What the per-prime loop of measure sums (docs/model.md section 5), in float64, in index order. */
+interface PrimeSums {
+  pc: number;
+  ps: number;
+  num: number;
+  den: number;
+  ent: number;
+  /** The mass-weighted mean of the centred logs, rounded as the mode stores it. */
+  mean: number;
+  dom: number;
+  wc: number;
+  ws: number;
+  wsum: number;
+  /** sum P_i (l_i - mean)^2. */
+  variance: number;
+  badMass: boolean;
+  badPhase: boolean;
+  stepOk: boolean;
+}
+
 /**
- * Metrics of the current state (docs/model.md section 5), the controlled resonance R_n, and the phase
- * increments of this state's step (section 4 step 4, into `dTheta`; the update applies them), so that a
- * step that cannot be represented fails the state it starts from (section 9).
+ * The per-prime loop of measure in TypeScript: the sums of the metrics, ln P_i (into `lnP`, for update)
+ * and the phase increments of this state's step (section 4 step 4, into `dTheta`; the update applies
+ * them), each checked (section 9). wasm/primes.ts (measure) is its twin.
  */
-function measure(s: CpuSimState): Measured {
+function sumPrimes(s: CpuSimState, noiseAmp: number): PrimeSums {
   const R = rounder(s);
   const { k, mass: P, theta, amp, zRe, zIm, q, logC, prior, weights, spec, omega, dTheta, cosT, sinT, lnP, scalars: sc } = s;
   const h = spec.dt;
   const gamma = sc[S.GAMMA]!;
   const n = sc[S.N]!;
   const rho = sc[S.RESTART]!;
-  const noiseAmp = R(Math.sqrt(2 * sc[S.TEMP]! * h));
   let pc = 0;
   let ps = 0;
   let num = 0;
@@ -259,6 +285,32 @@ function measure(s: CpuSimState): Measured {
     const d = logC[i]! - mean;
     variance += P[i]! * d * d;
   }
+  return { pc, ps, num, den, ent, mean, dom, wc, ws, wsum, variance, badMass, badPhase, stepOk };
+}
+
+/** sumPrimes in WebAssembly (wasm/primes.ts), read back from the simulation's out block. */
+function sumPrimesWasm(s: CpuSimState, noiseAmp: number, loops: WasmLoops): PrimeSums {
+  const sc = s.scalars;
+  loops.measure(s.precision, s.primeRecord, s.k, s.spec.dt, sc[S.GAMMA]!, noiseAmp, s.spec.seed, sc[S.RESTART]!, sc[S.N]!, s.spec.entropyBase === 'kl_to_prior');
+  const o = s.measureOut;
+  return {
+    pc: o[0]!, ps: o[1]!, num: o[2]!, den: o[3]!, ent: o[4]!, mean: o[5]!, dom: o[6]!, wc: o[7]!, ws: o[8]!, wsum: o[9]!, variance: o[10]!,
+    badMass: o[11] === 1, badPhase: o[12] === 1, stepOk: o[13] === 1,
+  };
+}
+
+/**
+ * Metrics of the current state (docs/model.md section 5), the controlled resonance R_n, and the phase
+ * increments of this state's step (section 4 step 4, into `dTheta`; the update applies them), so that a
+ * step that cannot be represented fails the state it starts from (section 9).
+ */
+function measure(s: CpuSimState, wasm: WasmThread | undefined): Measured {
+  const R = rounder(s);
+  const { k, spec, scalars: sc } = s;
+  const noiseAmp = R(Math.sqrt(2 * sc[S.TEMP]! * spec.dt));
+  const sums = wasm && s.inArena ? sumPrimesWasm(s, noiseAmp, wasm.loops) : sumPrimes(s, noiseAmp);
+  const { pc, ps, num, den, ent, dom, wc, ws, wsum, variance, badMass, badPhase, stepOk, mean } = sums;
+  const kl = spec.entropyBase === 'kl_to_prior';
   const lnK = Math.log(k);
   // A non-finite mass makes every metric non-finite, a non-finite phase those that read phases
   // (docs/model.md section 9), whatever the sums above happened to give.
@@ -306,16 +358,34 @@ function logMass(p: number, lp: number): number {
 }
 
 /** Section 4 steps 3–8 on a state whose dense pass and metrics are known. */
-function update(s: CpuSimState, m: Measured): void {
+function update(s: CpuSimState, m: Measured, wasm: WasmThread | undefined): void {
   const R = rounder(s);
-  const { k, spec, theta, mass: P, zRe, zIm, q, logC, dTheta, cosT, sinT, lnP, scalars: sc } = s;
+  const { spec, scalars: sc } = s;
   const h = spec.dt;
   const n = sc[S.N]!;
   const gamma = sc[S.GAMMA]!;
   const target = spec.target;
   const hLambda = R(h * spec.lambda);
   const hPenalty = R((h * spec.lambdaPrime) / s.vmax);
+  if (wasm && s.inArena) wasm.loops.update(s.precision, s.primeRecord, s.k, m.mean, hLambda, hPenalty, spec.projectorSweeps);
+  else updatePrimes(s, m.mean, hLambda, hPenalty);
 
+  if (target && !spec.enforceUnitNorm) sc[S.LNNU] = R(sc[S.LNNU]! - R(hLambda * R(m.controlled - target.value)));
+  if (spec.mixer === 'learned') learn(s);
+
+  sc[S.GAMMA] = !target || m.controlled < target.value ? R(Math.min(gamma + spec.gammaGrowth, spec.gammaMax)) : gamma;
+  sc[S.TEMP] = R(sc[S.TEMP]! * spec.beta);
+  sc[S.N] = n + 1;
+  sc[S.STEP] = sc[S.STEP]! + 1;
+}
+
+/**
+ * The per-prime loops of update in TypeScript: the phase update, the mass flow and its normalisation with
+ * the projector sweeps. wasm/primes.ts (update) is its twin.
+ */
+function updatePrimes(s: CpuSimState, mean: number, hLambda: number, hPenalty: number): void {
+  const R = rounder(s);
+  const { k, spec, theta, mass: P, zRe, zIm, q, logC, dTheta, cosT, sinT, lnP } = s;
   let ymax = -Infinity;
   const y = s.amp; // the amplitudes are spent: reuse the buffer for y
   for (let i = 0; i < k; i++) {
@@ -324,7 +394,7 @@ function update(s: CpuSimState, m: Measured): void {
     const qi = q[i]!;
     const align = qi < TINY ? 0 : R((c * zRe[i]! + sn * zIm[i]!) / qi);
     theta[i] = wrapRounded(R(theta[i]! + dTheta[i]!), R);
-    const d = R(logC[i]! - m.mean);
+    const d = R(logC[i]! - mean);
     const yi = R(logMass(P[i]!, lnP[i]!) + R(hLambda * align) - R(hPenalty * R(d * d)));
     y[i] = yi;
     if (yi > ymax) ymax = yi;
@@ -343,14 +413,6 @@ function update(s: CpuSimState, m: Measured): void {
     sum = R(sum);
     for (let i = 0; i < k; i++) P[i] = R(P[i]! / sum);
   }
-
-  if (target && !spec.enforceUnitNorm) sc[S.LNNU] = R(sc[S.LNNU]! - R(hLambda * R(m.controlled - target.value)));
-  if (spec.mixer === 'learned') learn(s);
-
-  sc[S.GAMMA] = !target || m.controlled < target.value ? R(Math.min(gamma + spec.gammaGrowth, spec.gammaMax)) : gamma;
-  sc[S.TEMP] = R(sc[S.TEMP]! * spec.beta);
-  sc[S.N] = n + 1;
-  sc[S.STEP] = sc[S.STEP]! + 1;
 }
 
 /** Section 4 step 7, on the phases after this step's phase update. */
@@ -379,10 +441,10 @@ function copyOut(v: Vec, scale = 1): Float64Array {
  * Visit the current state after its dense pass: measure, decide (docs/engine.md), then update, restart or
  * end. Returns the record of the visited state when it carries metrics, a snapshot or an event.
  */
-export function visit(s: CpuSimState): TickRecord | null {
+export function visit(s: CpuSimState, wasm?: WasmThread): TickRecord | null {
   const R = rounder(s);
   const { spec, scalars: sc } = s;
-  const m = measure(s);
+  const m = measure(s, wasm);
   const step = sc[S.STEP]!;
   let flags = 0;
   if (sc[S.REVISIT]) {
@@ -391,12 +453,12 @@ export function visit(s: CpuSimState): TickRecord | null {
     // cannot be represented: then the run fails on this state after all, with its record.
     sc[S.REVISIT] = 0;
     if (m.stepOk) {
-      update(s, m);
+      update(s, m, wasm);
       return null;
     }
     m.metrics.plateauDetected = sc[S.PLATEAU_COUNT]! >= spec.plateauT;
     flags = Flag.FAILED | Flag.TERMINAL | Flag.SNAPSHOT | (step % spec.metricsInterval === 0 ? Flag.METRICS : 0);
-    return end(s, m, flags);
+    return end(s, m, flags, wasm);
   }
   const entropy = m.metrics.entropy;
   if (entropy < R(sc[S.EBEST]! - spec.plateauEps)) {
@@ -425,11 +487,11 @@ export function visit(s: CpuSimState): TickRecord | null {
     flags |= Flag.SNAPSHOT;
     sc[S.SNAP_AT] = -1;
   }
-  return end(s, m, flags);
+  return end(s, m, flags, wasm);
 }
 
 /** The record of a visited state with `flags` (null when none), then its end, restart or update. */
-function end(s: CpuSimState, m: Measured, flags: number): TickRecord | null {
+function end(s: CpuSimState, m: Measured, flags: number, wasm: WasmThread | undefined): TickRecord | null {
   const { spec, scalars: sc } = s;
   const step = sc[S.STEP]!;
   const rho = sc[S.RESTART]!;
@@ -449,7 +511,7 @@ function end(s: CpuSimState, m: Measured, flags: number): TickRecord | null {
   } else if (flags & Flag.RESTART) {
     restart(s, rho + 1);
   } else {
-    update(s, m);
+    update(s, m, wasm);
   }
   return record;
 }
@@ -500,8 +562,8 @@ function groupsOf(sims: CpuSimState[], t: number, limits?: ReadonlyMap<number, n
   return groups;
 }
 
-function record(out: Map<number, TickRecord[]>, s: CpuSimState): void {
-  const r = visit(s);
+function record(out: Map<number, TickRecord[]>, s: CpuSimState, wasm: WasmThread | undefined): void {
+  const r = visit(s, wasm);
   if (!r) return;
   const list = out.get(s.id);
   if (list) list.push(r);
@@ -512,13 +574,13 @@ function record(out: Map<number, TickRecord[]>, s: CpuSimState): void {
  * Run `ticks` ticks over a set of simulations, grouping those that share a kernel. A simulation listed in
  * `limits` runs only its first `limits.get(id)` of them (0: none).
  */
-export function runTicks(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>, limits?: ReadonlyMap<number, number>, wasm?: WasmDense): void {
+export function runTicks(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>, limits?: ReadonlyMap<number, number>, wasm?: WasmThread): void {
   for (let t = 0; t < ticks; t++) {
     const groups = groupsOf(sims, t, limits);
     if (groups.size === 0) return;
     for (const group of groups.values()) {
       densePass(group, wasm);
-      for (const s of group) record(out, s);
+      for (const s of group) record(out, s, wasm);
     }
   }
 }
@@ -558,7 +620,7 @@ const share = (n: number, index: number, parties: number): [number, number] => [
  * computed as a single thread computes them, so the records are bit-identical to runTicks'. Each thread
  * returns the records of the simulations it updated.
  */
-export function runTicksGang(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>, limits: ReadonlyMap<number, number> | undefined, wasm: WasmDense, gang: Gang): void {
+export function runTicksGang(sims: CpuSimState[], ticks: number, out: Map<number, TickRecord[]>, limits: ReadonlyMap<number, number> | undefined, wasm: WasmThread, gang: Gang): void {
   const ordered = [...sims].sort((a, b) => a.id - b.id);
   const mine = new Set(ordered.filter((_, n) => n % gang.parties === gang.index));
   for (let t = 0; t < ticks; t++) {
@@ -568,7 +630,7 @@ export function runTicksGang(sims: CpuSimState[], ticks: number, out: Map<number
     for (const group of groups) {
       if (group[0]!.spec.mixer === 'learned' || !group[0]!.inArena) continue;
       const [j0, j1] = share(group[0]!.k, gang.index, gang.parties);
-      for (const s of group) loadAmplitudes(s, j0, j1);
+      for (const s of group) loadAmplitudes(s, wasm, j0, j1);
     }
     meet(gang);
     for (const group of groups) {
@@ -582,7 +644,7 @@ export function runTicksGang(sims: CpuSimState[], ticks: number, out: Map<number
       wasmDense(group, wasm, i0, i1);
     }
     meet(gang);
-    for (const group of groups) for (const s of group) if (mine.has(s)) record(out, s);
+    for (const group of groups) for (const s of group) if (mine.has(s)) record(out, s, wasm);
     meet(gang);
   }
 }

@@ -1,10 +1,13 @@
 /**
- * The WebAssembly SIMD dense pass (wasm/dense.ts, built into dist/wasm/ by scripts/build-wasm.mjs) and the
- * shared memory it works in. One SharedArena per engine holds the kernels once for every worker thread,
- * and each thread instantiates the module on that memory (DenseKernel). The relaxed build (fused
+ * The CPU engine's WebAssembly module (the SIMD dense pass of wasm/dense.ts and the per-prime loops of
+ * wasm/primes.ts, built into dist/wasm/ by scripts/build-wasm.mjs) and the shared memory it works in. One
+ * SharedArena per engine holds the kernels and every simulation's vectors once for every worker thread,
+ * and each thread instantiates the module on that memory (WasmLoops). The relaxed build (fused
  * multiply-add) is chosen where the runtime validates it, the plain SIMD build otherwise; each build is
  * deterministic on its own, so the build is part of the backend's name (DenseModule.variant).
  */
+import type { Precision } from '../types.js';
+
 /** Largest size of the shared memory, in 64 KiB pages; the modules are built with the same maximum. */
 export const WASM_MAX_PAGES = 32768;
 const PAGE_BYTES = 65536;
@@ -138,28 +141,56 @@ export class SharedArena {
   }
 }
 
-interface DenseExports {
+interface WasmExports {
   dense32(K: number, k: number, i0: number, i1: number, table: number, sims: number): void;
   dense64(K: number, k: number, i0: number, i1: number, table: number, sims: number): void;
+  loadAmplitudes32(record: number, j0: number, j1: number, l2: boolean): void;
+  loadAmplitudes64(record: number, j0: number, j1: number, l2: boolean): void;
+  measure32(record: number, k: number, h: number, gamma: number, noiseAmp: number, seed: number, rho: number, n: number, kl: boolean): void;
+  measure64(record: number, k: number, h: number, gamma: number, noiseAmp: number, seed: number, rho: number, n: number, kl: boolean): void;
+  update32(record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number): void;
+  update64(record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number): void;
 }
 
-/** The dense pass of one thread, on the engine's shared memory. */
-export class DenseKernel {
-  private readonly exports: DenseExports;
+/**
+ * The engine's WebAssembly loops for one thread, on the engine's shared memory: the dense pass
+ * (wasm/dense.ts) and the per-prime loops of a visit (wasm/primes.ts), each in f32 or f64 throughout.
+ * A simulation's per-prime vectors are addressed through its record (state.ts, PRIME_FIELDS).
+ */
+export class WasmLoops {
+  private readonly exports: WasmExports;
 
   constructor(dense: DenseModule, memory: WebAssembly.Memory) {
     const abort = (): never => {
-      throw new Error('the dense pass aborted');
+      throw new Error('the WebAssembly engine loops aborted');
     };
-    this.exports = new WebAssembly.Instance(dense.module, { env: { memory, abort } }).exports as unknown as DenseExports;
+    this.exports = new WebAssembly.Instance(dense.module, { env: { memory, abort } }).exports as unknown as WasmExports;
   }
 
   /**
    * Rows [i0, i1) of z and q for the `sims` simulations whose records (SIM_RECORD_BYTES each) start at
-   * `table`, all sharing the k x k kernel at `K`; f32 or f64 throughout.
+   * `table`, all sharing the k x k kernel at `K`.
    */
-  run(precision: 'f32' | 'f64', K: number, k: number, i0: number, i1: number, table: number, sims: number): void {
+  dense(precision: Precision, K: number, k: number, i0: number, i1: number, table: number, sims: number): void {
     if (precision === 'f32') this.exports.dense32(K, k, i0, i1, table, sims);
     else this.exports.dense64(K, k, i0, i1, table, sims);
+  }
+
+  /** Amplitudes, a e^{i theta} and cos, sin of primes [j0, j1) (step.ts, loadAmplitudes). */
+  loadAmplitudes(precision: Precision, record: number, j0: number, j1: number, l2: boolean): void {
+    if (precision === 'f32') this.exports.loadAmplitudes32(record, j0, j1, l2);
+    else this.exports.loadAmplitudes64(record, j0, j1, l2);
+  }
+
+  /** The sums of measure (step.ts) into the simulation's out block, ln P and the phase increments. */
+  measure(precision: Precision, record: number, k: number, h: number, gamma: number, noiseAmp: number, seed: number, rho: number, n: number, kl: boolean): void {
+    if (precision === 'f32') this.exports.measure32(record, k, h, gamma, noiseAmp, seed, rho, n, kl);
+    else this.exports.measure64(record, k, h, gamma, noiseAmp, seed, rho, n, kl);
+  }
+
+  /** The phase and mass update of step.ts, update. */
+  update(precision: Precision, record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number): void {
+    if (precision === 'f32') this.exports.update32(record, k, mean, hLambda, hPenalty, sweeps);
+    else this.exports.update64(record, k, mean, hLambda, hPenalty, sweeps);
   }
 }

@@ -6,8 +6,8 @@
 import { parentPort } from 'node:worker_threads';
 import type { TickRecord } from '../types.js';
 import type { CpuSimState } from './state.js';
-import { type Gang, runTicks, runTicksGang, type WasmDense } from './step.js';
-import { DenseKernel, type DenseModule } from './wasm-dense.js';
+import { type Gang, runTicks, runTicksGang, type WasmThread } from './step.js';
+import { type DenseModule, WasmLoops } from './wasm-dense.js';
 
 export type WorkerRequest =
   /**
@@ -27,12 +27,12 @@ export type WorkerReply = { records: Array<[number, TickRecord[]]> };
 
 const sims = new Map<number, CpuSimState>();
 const own = new Set<number>();
-let wasm: WasmDense | undefined;
+let wasm: WasmThread | undefined;
 let gang: Gang | undefined;
 
 parentPort?.on('message', (msg: WorkerRequest) => {
   if (msg.type === 'dense') {
-    wasm = { kernel: new DenseKernel(msg.module, msg.memory), table: new Uint32Array(msg.memory.buffer, msg.table, msg.slots) };
+    wasm = { loops: new WasmLoops(msg.module, msg.memory), table: new Uint32Array(msg.memory.buffer, msg.table, msg.slots) };
     gang = msg.gang;
   } else if (msg.type === 'add') {
     sims.set(msg.state.id, msg.state);

@@ -46,7 +46,7 @@ import { type BasisConstants, basisConstants } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkLimits, type Engine, type EngineInfo, type SimCheckpoint, type SimPatch, type SimReport, SIM_STATUSES, type SimStatus, type TickRecord, ticksFor } from '../types.js';
 import { type DecodedCheckpoint, decodeCheckpoint, encodeFloat, encodeFloats } from '../checkpoint.js';
-import { checkPatch, applyPhaseEdits, changesMixer, checkSpecMode, checkPhaseEdits, checkSpaceParams, collapseThresholdOf, isSpace, spaceParamsOf, withSpaceParams } from '../edits.js';
+import { applyPhaseEdits, checkSpecMode, collapseThresholdOf, isSpace, planPatch, spaceParamsOf, withSpaceParams } from '../edits.js';
 
 // ---- typed layouts (mirror the structs of shaders/common.wgsl field for field) ----
 
@@ -517,44 +517,31 @@ export class WebGpuEngine implements Engine {
   patch(id: number, change: SimPatch): void {
     this.assertAlive();
     const sim = this.simOf(id);
-    const revisitNext = sim.status === 'completed' || sim.revisit;
-    const { extraSteps, snapshotAt } = checkPatch(change, sim.status, sim.step + (revisitNext ? 1 : 0), sim.spec);
+    const plan = planPatch(change, sim);
+    checkStepRange(isSpace(sim.spec) ? 0 : plan.steps, sim.spec.restarts, sim.step, plan.snapshotAt);
     const q = this.device.queue;
     const { headers, params } = sim.cls.buffers;
     const at = sim.slot * HEADER_SIZE;
-    const total = sim.extraSteps + extraSteps;
-    const space = isSpace(sim.spec);
-    checkStepRange(space ? 0 : sim.spec.steps + total, sim.spec.restarts, sim.step, snapshotAt);
-    if (space) {
-      // Validate everything before changing anything.
-      const sets = checkPhaseEdits(change.setPhases, sim.k, 'setPhases');
-      const shifts = checkPhaseEdits(change.shiftPhases, sim.k, 'shiftPhases');
-      const changed = change.params === undefined ? null : checkSpaceParams(change.params);
-      if (sets.length > 0 || shifts.length > 0) sim.phaseEdits.push({ sets, shifts });
-      if (changed) {
-        const reset = changesMixer(spaceParamsOf(sim.spec), changed);
-        sim.spec = withSpaceParams(sim.spec, changed);
-        this.writeParams(sim);
-        if (reset) {
-          const spec = sim.spec;
-          q.writeBuffer(headers, at + H_N, new Uint32Array([0]));
-          q.writeBuffer(headers, at + H_GAMMA, new Float32Array([Math.min(spec.gamma0, spec.gammaMax), spec.temperature0]));
-        }
-      }
+    if (plan.sets.length > 0 || plan.shifts.length > 0) sim.phaseEdits.push({ sets: plan.sets, shifts: plan.shifts });
+    if (plan.spec) {
+      sim.spec = plan.spec;
+      this.writeParams(sim);
     }
-    if (extraSteps > 0) {
-      sim.extraSteps = total;
-      q.writeBuffer(params, sim.slot * PARAMS_SIZE + P_STEPS, new Uint32Array([sim.spec.steps + total]));
-      if (sim.status === 'completed') {
-        sim.status = 'running';
-        sim.revisit = true;
-        q.writeBuffer(headers, at + H_STATUS, new Uint32Array([0]));
-        q.writeBuffer(headers, at + H_REVISIT, new Uint32Array([1]));
-      }
+    if (plan.reset) {
+      q.writeBuffer(headers, at + H_N, new Uint32Array([0]));
+      q.writeBuffer(headers, at + H_GAMMA, new Float32Array([plan.reset.gamma, plan.reset.temperature]));
     }
-    if (snapshotAt !== null) {
-      q.writeBuffer(headers, at + H_SNAPAT, new Uint32Array([snapshotAt]));
+    if (plan.extraSteps !== sim.extraSteps) {
+      sim.extraSteps = plan.extraSteps;
+      q.writeBuffer(params, sim.slot * PARAMS_SIZE + P_STEPS, new Uint32Array([plan.steps]));
     }
+    if (plan.reopen) {
+      sim.status = 'running';
+      sim.revisit = true;
+      q.writeBuffer(headers, at + H_STATUS, new Uint32Array([0]));
+      q.writeBuffer(headers, at + H_REVISIT, new Uint32Array([1]));
+    }
+    if (plan.snapshotAt !== null) q.writeBuffer(headers, at + H_SNAPAT, new Uint32Array([plan.snapshotAt]));
   }
 
   async destroy(): Promise<void> {
