@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { basisConstants } from '../src/model/basis.js';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
-import { Flag, type Engine, type SimCheckpoint, type SimReport, type TickRecord } from '../src/engine/types.js';
+import { Flag, type Engine, type SimCheckpoint, type SimReport, type SimState, type TickRecord } from '../src/engine/types.js';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/engine/checkpoint.js';
 import type { HQEConfigInput } from '../src/model/config.js';
 import { firstPrimes } from '../src/model/primes.js';
 import type { SimSpec } from '../src/model/spec.js';
@@ -62,8 +63,10 @@ async function advance(engine: Engine, ids: number[], ticks: number, into?: Tick
   return reports;
 }
 
-/** JSON round trip: what a checkpoint goes through when stored. */
-const viaJson = (cp: SimCheckpoint): SimCheckpoint => JSON.parse(JSON.stringify(cp)) as SimCheckpoint;
+/** An exported state as it is stored: its checkpoint's JSON text, parsed. */
+const stored = (state: SimState): SimCheckpoint => JSON.parse(JSON.stringify(encodeCheckpoint(state))) as SimCheckpoint;
+/** What a state goes through when stored and loaded again. */
+const viaJson = (state: SimState): SimState => decodeCheckpoint(stored(state));
 
 /** Records of `specs` over `ticks` ticks, one advance per entry of `chunks` (default: one). */
 async function straight(make: () => Promise<Engine>, list: SimSpec[], ticks: number): Promise<{ records: TickRecord[][]; reports: SimReport[] }> {
@@ -109,8 +112,9 @@ for (const kind of kinds) {
         for (const cp of checkpoints) {
           expect(cp.backend).toBe(kind.name === 'webgpu' ? 'webgpu' : 'cpu');
           expect(cp.precision).toBe(kind.name === 'cpu f64' ? 'f64' : 'f32');
+          expect(cp.phases).toBeInstanceOf(kind.name === 'cpu f64' ? Float64Array : Float32Array);
         }
-        if (N === 0 || N === 26) expect(checkpoints[0]!.ebest).toBe('Infinity');
+        if (N === 0 || N === 26) expect(checkpoints[0]!.ebest).toBe(Infinity);
         if (N === 26) expect(checkpoints[0]!.n).toBe(0);
         if (N === 13) expect(typeof checkpoints[0]!.ebest).toBe('number');
         expect(checkpoints[1]!.learned).not.toBeNull();
@@ -143,10 +147,15 @@ for (const kind of kinds) {
         const other = specOf({ ...noisy, primes: firstPrimes(12) });
         expect(() => engine.add(other, cp)).toThrow(/k = 11 does not match the spec's k = 12/);
         expect(() => engine.add(specOf({ ...noisy, mixer: { type: 'learned' } }), cp)).toThrow(/no learned matrix/);
-        expect(() => engine.add(spec, { ...cp, phases: cp.phases.slice(4) })).toThrow(/phases holds/);
-        expect(() => engine.add(spec, { ...cp, masses: '!!!!' })).toThrow(/masses is not base64/);
-        expect(() => engine.add(spec, { ...cp, version: 2 } as unknown as SimCheckpoint)).toThrow(/unknown format/);
-        expect(() => engine.add(spec, { ...cp, ebest: 'inf' } as unknown as SimCheckpoint)).toThrow(/ebest is not a number/);
+        expect(() => engine.add(spec, { ...cp, phases: cp.phases.slice(4) })).toThrow(/k = 11 does not match/);
+        // The stored form: floats that are not finite as strings, arrays as base64, each field checked.
+        const json = stored(cp);
+        expect([stored({ ...cp, ebest: Infinity }).ebest, stored({ ...cp, lnNu: -Infinity }).lnNu, stored({ ...cp, gamma: NaN }).gamma]).toEqual(['Infinity', '-Infinity', 'NaN']);
+        expect(decodeCheckpoint(stored({ ...cp, ebest: Infinity })).ebest).toBe(Infinity);
+        expect(() => decodeCheckpoint({ ...json, phases: json.phases.slice(4) })).toThrow(/phases holds/);
+        expect(() => decodeCheckpoint({ ...json, masses: '!!!!' })).toThrow(/masses is not base64/);
+        expect(() => decodeCheckpoint({ ...json, version: 2 } as unknown as SimCheckpoint)).toThrow(/unknown format/);
+        expect(() => decodeCheckpoint({ ...json, ebest: 'inf' } as unknown as SimCheckpoint)).toThrow(/ebest is not a number/);
         await expect(engine.exportState(9999)).rejects.toThrow(/no simulation 9999/);
       });
     });

@@ -10,6 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { Flag, type Engine, type SimCheckpoint, type SimStatus, statusOfFlags, type TickRecord } from '../src/engine/types.js';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/engine/checkpoint.js';
 import { acquireDevice, nodeShaderSource } from '../src/engine/webgpu/device.js';
 import { WebGpuEngine } from '../src/engine/webgpu/engine.js';
 import { useGpuDevice } from './helpers/gpu.js';
@@ -443,7 +444,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         const want = await runAll(straightEngine, specs, TOTAL);
         const ids = specs.map((s) => from.add(s));
         await from.advance(N);
-        const cps = await Promise.all(ids.map(async (id) => JSON.parse(JSON.stringify(await from.exportState(id))) as SimCheckpoint));
+        // Through the stored form, as a checkpoint travels between nodes.
+        const cps = await Promise.all(ids.map(async (id) => decodeCheckpoint(JSON.parse(JSON.stringify(encodeCheckpoint(await from.exportState(id)))) as SimCheckpoint)));
         expect(cps.map((cp) => cp.backend)).toEqual(specs.map(() => from.info.backend));
         const resumed = specs.map((s, i) => to.add(s, cps[i]));
         const reports = await to.advance(TOTAL - N);

@@ -1,18 +1,19 @@
 /**
- * Checkpoints of a simulation (docs/engine.md, "Checkpoints and patches"): floats as JSON values and
- * base64 arrays, and the decoding every engine applies before it restores one. No Node APIs, so browser
- * bundles can use it.
+ * Checkpoints of a simulation (docs/engine.md, "Checkpoints and patches"): an exported state (SimState,
+ * typed arrays) to and from the JSON that is stored (SimCheckpoint: floats as JSON values, arrays as
+ * base64), and the checks every engine applies before it resumes one. No Node APIs, so browser bundles
+ * can use it.
  */
 import type { SimSpec } from '../model/spec.js';
 import { checkSpaceParams, isSpace, spaceParamsOf } from './edits.js';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type JsonFloat, type Precision, SIM_STATUSES, type SimCheckpoint, type SimStatus, type SpaceCheckpoint } from './types.js';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type FloatArray, type JsonFloat, type Precision, SIM_STATUSES, type SimCheckpoint, type SimState, type SpaceParams } from './types.js';
 
-export function encodeFloat(x: number): JsonFloat {
+function encodeFloat(x: number): JsonFloat {
   if (Number.isFinite(x)) return x;
   return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
 }
 
-export function decodeFloat(x: JsonFloat, what: string): number {
+function decodeFloat(x: JsonFloat, what: string): number {
   if (typeof x === 'number') return x;
   if (x === 'Infinity') return Infinity;
   if (x === '-Infinity') return -Infinity;
@@ -64,7 +65,7 @@ function base64Bytes(text: string, what: string): Uint8Array {
 }
 
 /** Base64 of the little-endian bytes of a float array. */
-export function encodeFloats(values: Float32Array | Float64Array): string {
+function encodeFloats(values: Float32Array | Float64Array): string {
   const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   if (LITTLE_ENDIAN) return bytesBase64(bytes);
   const swapped = new Uint8Array(bytes.length);
@@ -73,8 +74,8 @@ export function encodeFloats(values: Float32Array | Float64Array): string {
   return bytesBase64(swapped);
 }
 
-/** The inverse of encodeFloats for `length` values of `precision`, widened to float64 (exactly). */
-export function decodeFloats(text: string, precision: Precision, length: number, what: string): Float64Array {
+/** The inverse of encodeFloats for `length` values of `precision`. */
+function decodeFloats(text: string, precision: Precision, length: number, what: string): FloatArray {
   if (typeof text !== 'string') throw new Error(`checkpoint: ${what} is missing`);
   const bytes = base64Bytes(text, what);
   const w = precision === 'f32' ? 4 : 8;
@@ -82,28 +83,7 @@ export function decodeFloats(text: string, precision: Precision, length: number,
   if (!LITTLE_ENDIAN) {
     for (let at = 0; at < bytes.length; at += w) bytes.subarray(at, at + w).reverse();
   }
-  return Float64Array.from(precision === 'f32' ? new Float32Array(bytes.buffer) : new Float64Array(bytes.buffer));
-}
-
-/** A checkpoint's values decoded and checked against the spec it is added with (both engines use this). */
-export interface DecodedCheckpoint {
-  status: SimStatus;
-  n: number;
-  restart: number;
-  step: number;
-  gamma: number;
-  temperature: number;
-  lnNu: number;
-  ebest: number;
-  plateauCount: number;
-  convCount: number;
-  extraSteps: number;
-  snapshotAt: number | null;
-  revisit: boolean;
-  phases: Float64Array;
-  masses: Float64Array;
-  learned: Float64Array | null;
-  space: SpaceCheckpoint | null;
+  return precision === 'f32' ? new Float32Array(bytes.buffer) : new Float64Array(bytes.buffer);
 }
 
 function count(x: unknown, what: string): number {
@@ -111,21 +91,50 @@ function count(x: unknown, what: string): number {
   return x;
 }
 
-export function decodeCheckpoint(cp: SimCheckpoint, spec: SimSpec): DecodedCheckpoint {
+/** The JSON form of an exported state, as it is stored. */
+export function encodeCheckpoint(s: SimState): SimCheckpoint {
+  return {
+    format: CHECKPOINT_FORMAT,
+    version: CHECKPOINT_VERSION,
+    backend: s.backend,
+    precision: s.precision,
+    k: s.k,
+    status: s.status,
+    n: s.n,
+    restart: s.restart,
+    step: s.step,
+    gamma: encodeFloat(s.gamma),
+    temperature: encodeFloat(s.temperature),
+    lnNu: encodeFloat(s.lnNu),
+    ebest: encodeFloat(s.ebest),
+    plateauCount: s.plateauCount,
+    convCount: s.convCount,
+    extraSteps: s.extraSteps,
+    snapshotAt: s.snapshotAt,
+    revisit: s.revisit,
+    phases: encodeFloats(s.phases),
+    masses: encodeFloats(s.masses),
+    learned: s.learned === null ? null : encodeFloats(s.learned),
+    ...(s.space ? { space: s.space } : {}),
+  };
+}
+
+/** A stored checkpoint back into the state it was exported as, every field checked (a clear Error otherwise). */
+export function decodeCheckpoint(cp: SimCheckpoint): SimState {
   if (!cp || typeof cp !== 'object') throw new Error('checkpoint: not an object');
   if (cp.format !== CHECKPOINT_FORMAT || cp.version !== CHECKPOINT_VERSION) {
     throw new Error(`checkpoint: unknown format ${JSON.stringify(cp.format)} version ${JSON.stringify(cp.version)} (expected ${CHECKPOINT_FORMAT} version ${CHECKPOINT_VERSION})`);
   }
-  const k = spec.primes.length;
-  if (cp.k !== k) throw new Error(`checkpoint: k = ${cp.k} does not match the spec's k = ${k}`);
+  if (cp.backend !== 'cpu' && cp.backend !== 'webgpu') throw new Error(`checkpoint: unknown backend ${JSON.stringify(cp.backend)}`);
   if (cp.precision !== 'f32' && cp.precision !== 'f64') throw new Error(`checkpoint: unknown precision ${JSON.stringify(cp.precision)}`);
   if (!(SIM_STATUSES as readonly string[]).includes(cp.status)) throw new Error(`checkpoint: unknown status ${JSON.stringify(cp.status)}`);
-  const learned = spec.mixer === 'learned';
-  if (learned !== (cp.learned !== null && cp.learned !== undefined)) {
-    throw new Error(learned ? 'checkpoint: the spec has mixer learned but the checkpoint holds no learned matrix' : `checkpoint: holds a learned matrix but the spec has mixer ${spec.mixer}`);
-  }
-  const snapshotAt = cp.snapshotAt === null || cp.snapshotAt === undefined ? null : count(cp.snapshotAt, 'snapshotAt');
-  const out: DecodedCheckpoint = {
+  const k = count(cp.k, 'k');
+  const sp = cp.space;
+  if (sp !== undefined && sp !== null && typeof sp !== 'object') throw new Error('checkpoint: space is not an object');
+  return {
+    backend: cp.backend,
+    precision: cp.precision,
+    k,
     status: cp.status,
     n: count(cp.n, 'n'),
     restart: count(cp.restart, 'restart'),
@@ -137,28 +146,53 @@ export function decodeCheckpoint(cp: SimCheckpoint, spec: SimSpec): DecodedCheck
     plateauCount: count(cp.plateauCount, 'plateauCount'),
     convCount: count(cp.convCount, 'convCount'),
     extraSteps: count(cp.extraSteps ?? 0, 'extraSteps'),
-    snapshotAt,
+    snapshotAt: cp.snapshotAt === null || cp.snapshotAt === undefined ? null : count(cp.snapshotAt, 'snapshotAt'),
     revisit: cp.revisit === true,
     phases: decodeFloats(cp.phases, cp.precision, k, 'phases'),
     masses: decodeFloats(cp.masses, cp.precision, k, 'masses'),
-    learned: learned ? decodeFloats(cp.learned!, cp.precision, k * k, 'learned') : null,
-    space: null,
+    learned: cp.learned === null || cp.learned === undefined ? null : decodeFloats(cp.learned, cp.precision, k * k, 'learned'),
+    space:
+      sp === undefined || sp === null
+        ? null
+        : {
+            plateauArmed: sp.plateauArmed !== false,
+            plateauFalse: count(sp.plateauFalse ?? 0, 'space.plateauFalse'),
+            collapseArmed: sp.collapseArmed !== false,
+            collapseFalse: count(sp.collapseFalse ?? 0, 'space.collapseFalse'),
+            params: checkSpaceParams(sp.params ?? {}, 'checkpoint: space.params') as SpaceParams,
+          },
   };
-  if (isSpace(spec)) {
-    const sp = cp.space;
-    if (sp === undefined || sp === null) {
-      out.space = { plateauArmed: true, plateauFalse: 0, collapseArmed: true, collapseFalse: 0, params: spaceParamsOf(spec) };
-    } else {
-      if (typeof sp !== 'object') throw new Error('checkpoint: space is not an object');
-      out.space = {
-        plateauArmed: sp.plateauArmed !== false,
-        plateauFalse: count(sp.plateauFalse ?? 0, 'space.plateauFalse'),
-        collapseArmed: sp.collapseArmed !== false,
-        collapseFalse: count(sp.collapseFalse ?? 0, 'space.collapseFalse'),
-        params: { ...spaceParamsOf(spec), ...checkSpaceParams(sp.params ?? {}, 'checkpoint: space.params') },
-      };
-    }
+}
+
+/**
+ * A state checked against the spec it is added with (both engines' add): k, the learned matrix, revisit,
+ * and in space mode the event arming and the parameters in effect (the spec's, under those of the state).
+ */
+export function resumeState(state: SimState, spec: SimSpec): SimState {
+  const k = spec.primes.length;
+  if (state.k !== k || state.phases.length !== k || state.masses.length !== k) throw new Error(`checkpoint: k = ${state.k} does not match the spec's k = ${k}`);
+  const learned = spec.mixer === 'learned';
+  if (learned !== (state.learned !== null)) {
+    throw new Error(learned ? 'checkpoint: the spec has mixer learned but the checkpoint holds no learned matrix' : `checkpoint: holds a learned matrix but the spec has mixer ${spec.mixer}`);
   }
-  if (out.revisit && out.status !== 'running') throw new Error('checkpoint: revisit is set on a simulation that is not running');
-  return out;
+  if (state.learned !== null && state.learned.length !== k * k) throw new Error(`checkpoint: learned holds ${state.learned.length} values, expected ${k * k}`);
+  if (state.revisit && state.status !== 'running') throw new Error('checkpoint: revisit is set on a simulation that is not running');
+  if (!isSpace(spec)) return { ...state, space: null };
+  const sp = state.space;
+  return {
+    ...state,
+    space: sp
+      ? { ...sp, params: { ...spaceParamsOf(spec), ...sp.params } }
+      : { plateauArmed: true, plateauFalse: 0, collapseArmed: true, collapseFalse: 0, params: spaceParamsOf(spec) },
+  };
+}
+
+/** The stored text of a state (what a store keeps). */
+export function checkpointText(state: SimState): string {
+  return JSON.stringify(encodeCheckpoint(state));
+}
+
+/** A state from its stored text. */
+export function stateOfCheckpointText(text: string): SimState {
+  return decodeCheckpoint(JSON.parse(text) as SimCheckpoint);
 }

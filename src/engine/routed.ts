@@ -7,7 +7,7 @@
  */
 import { unresolvedBand } from '../model/basis.js';
 import type { SimSpec } from '../model/spec.js';
-import { checkLimits, type Engine, type EngineInfo, type SimCheckpoint, type SimPatch, type SimReport } from './types.js';
+import { checkLimits, type Engine, type EngineInfo, type SimState, type SimPatch, type SimReport } from './types.js';
 
 /** True when f32 cannot resolve the band of `spec` (docs/model.md section 9): it must run in f64. */
 export function needsF64(spec: Pick<SimSpec, 'primes' | 'frequencyScale'>): boolean {
@@ -43,9 +43,9 @@ export class RoutedEngine implements Engine {
     return this.routes(spec) ? this.fallbackEngine().info : this.primary.infoFor(spec);
   }
 
-  add(spec: SimSpec, checkpoint?: SimCheckpoint): number {
+  add(spec: SimSpec, from?: SimState): number {
     const engine = this.routes(spec) ? this.fallbackEngine() : this.primary;
-    const inner = engine.add(spec, checkpoint);
+    const inner = engine.add(spec, from);
     const id = this.nextId++;
     this.ids.set(id, { engine, inner });
     this.outer.get(engine)!.set(inner, id);
@@ -83,7 +83,7 @@ export class RoutedEngine implements Engine {
     return out;
   }
 
-  exportState(id: number): Promise<SimCheckpoint> {
+  exportState(id: number): Promise<SimState> {
     const at = this.place(id);
     return at.engine.exportState(at.inner);
   }

@@ -120,6 +120,25 @@ export interface SimCheckpoint {
   space?: SpaceCheckpoint;
 }
 
+export type FloatArray = Float32Array | Float64Array;
+
+/**
+ * A simulation's state as exportState returns it and add() resumes from it (docs/engine.md, "Checkpoints
+ * and patches"): the fields of SimCheckpoint with numbers for its floats and typed arrays in the exporting
+ * engine's precision. encodeCheckpoint (checkpoint.ts) makes the JSON that is stored.
+ */
+export interface SimState extends Omit<SimCheckpoint, 'format' | 'version' | 'gamma' | 'temperature' | 'lnNu' | 'ebest' | 'phases' | 'masses' | 'learned' | 'space'> {
+  gamma: number;
+  temperature: number;
+  lnNu: number;
+  ebest: number;
+  phases: FloatArray;
+  masses: FloatArray;
+  learned: FloatArray | null;
+  /** Space mode only (null otherwise). */
+  space: SpaceCheckpoint | null;
+}
+
 /** The parameters a space can patch (SimPatch.params); `target` is the target value or null for none. */
 export interface SpaceParams {
   gamma0: number;
@@ -178,13 +197,13 @@ export interface Engine {
    */
   infoFor(spec: SimSpec): EngineInfo;
   /**
-   * Make a simulation resident; returns its id. Throws on a spec the engine cannot hold. With a
-   * checkpoint (from exportState, possibly through JSON) the simulation resumes from it: bit-identical to
-   * never having stopped when the checkpoint comes from the same backend and precision, converted (and
-   * then equal within the parity bars of docs/model.md section 7) otherwise. Throws when the checkpoint does not
-   * fit the spec (k, learned matrix) or is malformed.
+   * Make a simulation resident; returns its id. Throws on a spec the engine cannot hold. With a state
+   * (from exportState, or a stored checkpoint through decodeCheckpoint) the simulation resumes from it:
+   * bit-identical to never having stopped when the state comes from the same backend and precision,
+   * converted (and then equal within the parity bars of docs/model.md section 7) otherwise. Throws when the
+   * state does not fit the spec (k, learned matrix).
    */
-  add(spec: SimSpec, checkpoint?: SimCheckpoint): number;
+  add(spec: SimSpec, state?: SimState): number;
   /** Drop a simulation (its slot is reused). */
   remove(id: number): void;
   /**
@@ -193,10 +212,10 @@ export interface Engine {
    */
   advance(ticks: number, limits?: ReadonlyMap<number, number>): Promise<Map<number, SimReport>>;
   /**
-   * The state of a resident simulation as a JSON-serialisable checkpoint. Call it only between advances
-   * (not while an advance() is pending): it reads the state the last advance left.
+   * The state of a resident simulation (a copy; encodeCheckpoint makes the JSON that is stored). Call it
+   * only between advances (not while an advance() is pending): it reads the state the last advance left.
    */
-  exportState(id: number): Promise<SimCheckpoint>;
+  exportState(id: number): Promise<SimState>;
   /**
    * Change a resident simulation; only between advances. Throws on an unknown id, a simulation that ended
    * other than `completed` (or ended `completed` and gets no extra steps), or bad values.

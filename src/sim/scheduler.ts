@@ -12,7 +12,8 @@ import { type NodeCluster, soloCluster } from '../cluster/node.js';
 import { RpcRemoteError, RpcTimeout } from '../cluster/rpc.js';
 import type { NormalizedConfig } from '../model/config.js';
 import { specFromConfig } from '../model/spec.js';
-import { type Engine, Flag, type SimCheckpoint, type SimReport, type SimStatus, type TickRecord } from '../engine/types.js';
+import { type Engine, Flag, type SimReport, type SimStatus, type TickRecord } from '../engine/types.js';
+import { checkpointText, stateOfCheckpointText } from '../engine/checkpoint.js';
 import { type Fence, FencedError, type Lease, type LeaseResource } from '../store/leases.js';
 import type { NewSessionEvent, SessionChange, SessionEvent, SessionRef, SessionRow, SessionStatus, SessionStore } from '../store/sessions.js';
 import {
@@ -565,7 +566,7 @@ export class Scheduler {
   }
 
   private admit(row: SessionRow): Resident {
-    const checkpoint = row.checkpoint ? (JSON.parse(row.checkpoint) as SimCheckpoint) : undefined;
+    const checkpoint = row.checkpoint ? stateOfCheckpointText(row.checkpoint) : undefined;
     const engineId = this.deps.engine.add(specFromConfig(row.config), checkpoint);
     // Steps granted by POST .../step after the checkpoint (or with none) are granted again.
     const missing = row.extraSteps - (checkpoint?.extraSteps ?? 0);
@@ -786,7 +787,7 @@ export class Scheduler {
 
   private async checkpoint(r: Resident): Promise<void> {
     const checkpoint = await this.deps.engine.exportState(r.engineId);
-    await this.deps.sessions.update(r.session!.id, { checkpoint: JSON.stringify(checkpoint), step: r.step, restart: r.restart }, this.fenceOf(r.session!.id));
+    await this.deps.sessions.update(r.session!.id, { checkpoint: checkpointText(checkpoint), step: r.step, restart: r.restart }, this.fenceOf(r.session!.id));
     r.session!.lastCheckpoint = Date.now();
   }
 }

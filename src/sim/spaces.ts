@@ -10,8 +10,8 @@ import { randomUUID } from 'node:crypto';
 import type { Presence } from '../cluster/broker.js';
 import type { NodeCluster } from '../cluster/node.js';
 import { type Fence, FencedError } from '../store/leases.js';
-import { type Precision, type SimPatch, type SimReport, type SpaceParams, Flag, type Engine, type SimCheckpoint } from '../engine/types.js';
-import { decodeFloats } from '../engine/checkpoint.js';
+import { type Precision, type SimPatch, type SimReport, type SpaceParams, Flag, type Engine } from '../engine/types.js';
+import { checkpointText, stateOfCheckpointText } from '../engine/checkpoint.js';
 import { applyPhaseEdits } from '../engine/edits.js';
 import { type NormalizedSpaceConfig, normalizeSpace } from '../model/space.js';
 import { specFromSpace } from '../model/spec.js';
@@ -608,7 +608,7 @@ export class SpaceHub implements Ticker {
       for (const other of this.live.values()) if (other.engineId !== null && other.row.orgId === l.row.orgId) resident++;
       await this.deps.quotas.checkCap(l.row.orgId, 'live_spaces', resident);
     }
-    const checkpoint = l.row.checkpoint ? (JSON.parse(l.row.checkpoint) as SimCheckpoint) : undefined;
+    const checkpoint = l.row.checkpoint ? stateOfCheckpointText(l.row.checkpoint) : undefined;
     const from = checkpoint ? (l.row.checkpointVersion ?? 0) : l.epochStart;
     const spec = specFromSpace(l.row.config);
     const engineId = engine.add(spec, checkpoint);
@@ -627,11 +627,10 @@ export class SpaceHub implements Ticker {
   }
 
   private async readState(engine: Engine, l: Live): Promise<void> {
-    const cp = await engine.exportState(l.engineId!);
-    const k = l.row.config.basis.primes.length;
-    l.phases = Array.from(decodeFloats(cp.phases, cp.precision, k, 'phases'));
-    l.masses = Array.from(decodeFloats(cp.masses, cp.precision, k, 'masses'));
-    l.t = cp.step;
+    const state = await engine.exportState(l.engineId!);
+    l.phases = Array.from(state.phases);
+    l.masses = Array.from(state.masses);
+    l.t = state.step;
   }
 
   /** Pending deltas into the engine (a tick boundary). */
@@ -699,9 +698,9 @@ export class SpaceHub implements Ticker {
   private async checkpoint(engine: Engine, l: Live): Promise<void> {
     if (l.engineId === null) return;
     await this.applyPending(engine, l);
-    const cp = await engine.exportState(l.engineId);
-    await this.fenced(l, () => this.deps.store.update(l.row.id, { checkpoint: JSON.stringify(cp), checkpointVersion: l.applied }, this.fenceOf(l)));
-    l.row = { ...l.row, checkpoint: JSON.stringify(cp), checkpointVersion: l.applied };
+    const checkpoint = checkpointText(await engine.exportState(l.engineId));
+    await this.fenced(l, () => this.deps.store.update(l.row.id, { checkpoint, checkpointVersion: l.applied }, this.fenceOf(l)));
+    l.row = { ...l.row, checkpoint, checkpointVersion: l.applied };
     l.lastCheckpointAt = Date.now();
     // History: keep historySeconds, and every delta the checkpoint does not hold.
     const before = Date.now() - l.row.config.policy.historySeconds * 1000;

@@ -5,8 +5,8 @@
  */
 import type { Worker } from 'node:worker_threads';
 import type { SimSpec } from '../../model/spec.js';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkLimits, type Engine, type EngineInfo, type Precision, type SimCheckpoint, type SimPatch, type SimReport, SIM_STATUSES, type TickRecord, ticksFor } from '../types.js';
-import { decodeCheckpoint, encodeFloat, encodeFloats } from '../checkpoint.js';
+import { checkLimits, type Engine, type EngineInfo, type Precision, type SimPatch, type SimReport, type SimState, SIM_STATUSES, type TickRecord, ticksFor } from '../types.js';
+import { resumeState } from '../checkpoint.js';
 import { applyPhaseEdits, checkSpecMode, isSpace, type PatchPlan, planPatch, spaceParamsOf, withSpaceParams } from '../edits.js';
 import { basisConstants } from '../../model/basis.js';
 import { buildKernel, createSimState, type CpuSimState, kernelKey, releaseState, releaseVec, S, type Vec } from './state.js';
@@ -92,9 +92,9 @@ export class CpuEngine implements Engine {
     };
   }
 
-  add(spec: SimSpec, checkpoint?: SimCheckpoint): number {
+  add(spec: SimSpec, from?: SimState): number {
     checkSpecMode(spec);
-    const restored = checkpoint === undefined ? null : decodeCheckpoint(checkpoint, spec);
+    const restored = from === undefined ? null : resumeState(from, spec);
     // Space mode: the checkpoint carries the patched parameters in effect.
     if (restored?.space) spec = withSpaceParams(spec, restored.space.params);
     const id = this.nextId++;
@@ -204,13 +204,10 @@ export class CpuEngine implements Engine {
     return reports;
   }
 
-  async exportState(id: number): Promise<SimCheckpoint> {
+  async exportState(id: number): Promise<SimState> {
     const s = this.sim(id);
     const sc = s.scalars;
-    const copy = (v: Vec): Vec => v.slice();
     return {
-      format: CHECKPOINT_FORMAT,
-      version: CHECKPOINT_VERSION,
       backend: 'cpu',
       precision: this.precision,
       k: s.k,
@@ -218,29 +215,28 @@ export class CpuEngine implements Engine {
       n: sc[S.N]!,
       restart: sc[S.RESTART]!,
       step: sc[S.STEP]!,
-      gamma: encodeFloat(sc[S.GAMMA]!),
-      temperature: encodeFloat(sc[S.TEMP]!),
-      lnNu: encodeFloat(sc[S.LNNU]!),
-      ebest: encodeFloat(sc[S.EBEST]!),
+      gamma: sc[S.GAMMA]!,
+      temperature: sc[S.TEMP]!,
+      lnNu: sc[S.LNNU]!,
+      ebest: sc[S.EBEST]!,
       plateauCount: sc[S.PLATEAU_COUNT]!,
       convCount: sc[S.CONV_COUNT]!,
       extraSteps: sc[S.EXTRA_STEPS]!,
       snapshotAt: sc[S.SNAP_AT]! < 0 ? null : sc[S.SNAP_AT]!,
       revisit: sc[S.REVISIT] === 1,
-      phases: encodeFloats(copy(s.theta)),
-      masses: encodeFloats(copy(s.mass)),
-      learned: s.spec.mixer === 'learned' ? encodeFloats(copy(s.learned)) : null,
-      ...(isSpace(s.spec)
+      // Copies in plain memory: the state's own arrays are shared with worker threads and the arena.
+      phases: copyOf(s.theta),
+      masses: copyOf(s.mass),
+      learned: s.spec.mixer === 'learned' ? copyOf(s.learned) : null,
+      space: isSpace(s.spec)
         ? {
-            space: {
-              plateauArmed: sc[S.P_ARMED] === 1,
-              plateauFalse: sc[S.P_FALSE]!,
-              collapseArmed: sc[S.C_ARMED] === 1,
-              collapseFalse: sc[S.C_FALSE]!,
-              params: spaceParamsOf(s.spec),
-            },
+            plateauArmed: sc[S.P_ARMED] === 1,
+            plateauFalse: sc[S.P_FALSE]!,
+            collapseArmed: sc[S.C_ARMED] === 1,
+            collapseFalse: sc[S.C_FALSE]!,
+            params: spaceParamsOf(s.spec),
           }
-        : {}),
+        : null,
     };
   }
 
@@ -363,3 +359,6 @@ export class CpuEngine implements Engine {
   }
 }
 
+function copyOf(v: Vec): Float32Array | Float64Array {
+  return v instanceof Float32Array ? Float32Array.from(v) : Float64Array.from(v);
+}

@@ -44,8 +44,8 @@
 import { d, readFromArrayBuffer, writeToArrayBuffer } from 'typegpu';
 import { type BasisConstants, basisConstants } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkLimits, type Engine, type EngineInfo, type SimCheckpoint, type SimPatch, type SimReport, SIM_STATUSES, type SimStatus, type TickRecord, ticksFor } from '../types.js';
-import { type DecodedCheckpoint, decodeCheckpoint, encodeFloat, encodeFloats } from '../checkpoint.js';
+import { checkLimits, type Engine, type EngineInfo, type SimPatch, type SimReport, type SimState, SIM_STATUSES, type SimStatus, type TickRecord, ticksFor } from '../types.js';
+import { resumeState } from '../checkpoint.js';
 import { applyPhaseEdits, checkSpecMode, collapseThresholdOf, isSpace, planPatch, spaceParamsOf, withSpaceParams } from '../edits.js';
 
 // ---- typed layouts (mirror the structs of shaders/common.wgsl field for field) ----
@@ -333,13 +333,13 @@ export class WebGpuEngine implements Engine {
     }
   }
 
-  add(spec: SimSpec, checkpoint?: SimCheckpoint): number {
+  add(spec: SimSpec, from?: SimState): number {
     this.assertAlive();
     const k = spec.primes.length;
     if (k < 1) throw new Error('WebGPU engine: a simulation needs at least one prime');
     if (k > MAX_K) throw new Error(`WebGPU engine: k = ${k} exceeds the maximum basis ${MAX_K}`);
     checkSpecMode(spec);
-    const restored = checkpoint === undefined ? null : decodeCheckpoint(checkpoint, spec);
+    const restored = from === undefined ? null : resumeState(from, spec);
     // Space mode: the checkpoint carries the patched parameters in effect.
     if (restored?.space) spec = withSpaceParams(spec, restored.space.params);
     const extraSteps = restored?.extraSteps ?? 0;
@@ -438,7 +438,7 @@ export class WebGpuEngine implements Engine {
    * One slot's header, state and learned matrix, read back through a staging buffer of its own. Between
    * advances only: the GPU state is what the last advance left.
    */
-  async exportState(id: number): Promise<SimCheckpoint> {
+  async exportState(id: number): Promise<SimState> {
     this.assertAlive();
     const sim = this.simOf(id);
     await this.flushPhaseEdits([sim]);
@@ -466,16 +466,13 @@ export class WebGpuEngine implements Engine {
         phases[i] = interleaved[2 * i]!;
         masses[i] = interleaved[2 * i + 1]!;
       }
-      let learned: string | null = null;
+      let learned: Float32Array | null = null;
       if (learnedBytes > 0) {
         const pool = new Float32Array(bytes, HEADER_SIZE + stateBytes, K * K);
-        const A = new Float32Array(k * k);
-        for (let i = 0; i < k; i++) A.set(pool.subarray(i * K, i * K + k), i * k);
-        learned = encodeFloats(A);
+        learned = new Float32Array(k * k);
+        for (let i = 0; i < k; i++) learned.set(pool.subarray(i * K, i * K + k), i * k);
       }
       return {
-        format: CHECKPOINT_FORMAT,
-        version: CHECKPOINT_VERSION,
         backend: 'webgpu',
         precision: 'f32',
         k,
@@ -483,30 +480,28 @@ export class WebGpuEngine implements Engine {
         n: h.n,
         restart: h.restart,
         step: h.step,
-        gamma: encodeFloat(h.gamma),
-        temperature: encodeFloat(h.temp),
-        lnNu: encodeFloat(h.lnNu),
+        gamma: h.gamma,
+        temperature: h.temp,
+        lnNu: h.lnNu,
         // BIG stands for +infinity on the GPU (no entropy comes near it)
-        ebest: encodeFloat(h.ebest >= F32_MAX ? Infinity : h.ebest),
+        ebest: h.ebest >= F32_MAX ? Infinity : h.ebest,
         plateauCount: h.plateauCount,
         convCount: h.convCount,
         extraSteps: sim.extraSteps,
         snapshotAt: h.snapAt === NONE ? null : h.snapAt,
         revisit: h.revisit !== 0,
-        phases: encodeFloats(phases),
-        masses: encodeFloats(masses),
+        phases,
+        masses,
         learned,
-        ...(isSpace(sim.spec)
+        space: isSpace(sim.spec)
           ? {
-              space: {
-                plateauArmed: h.pArmed !== 0,
-                plateauFalse: h.pFalse,
-                collapseArmed: h.cArmed !== 0,
-                collapseFalse: h.cFalse,
-                params: spaceParamsOf(sim.spec),
-              },
+              plateauArmed: h.pArmed !== 0,
+              plateauFalse: h.pFalse,
+              collapseArmed: h.cArmed !== 0,
+              collapseFalse: h.cFalse,
+              params: spaceParamsOf(sim.spec),
             }
-          : {}),
+          : null,
       };
     } finally {
       stage.destroy();
@@ -922,7 +917,7 @@ export class WebGpuEngine implements Engine {
    * Host constants (f64, rounded to f32 once by the upload) and the initial state of one simulation, or
    * the state of a checkpoint (rounded to f32 when it comes from the f64 CPU engine).
    */
-  private upload(sim: Sim, restored: DecodedCheckpoint | null): void {
+  private upload(sim: Sim, restored: SimState | null): void {
     const { spec, k, cls, slot } = sim;
     const { K } = cls;
     const q = this.device.queue;
