@@ -1,14 +1,16 @@
-// common.wgsl — shared declarations of every pass (docs/model.md, docs/engine.md).
+// common.wgsl — shared helpers of every pass (docs/model.md, docs/engine.md).
 //
-// Not a pass on its own: the engine concatenates this file in front of dense.wgsl, visit.wgsl and
-// learn.wgsl at load time, so every module sees the same structs and helpers.
+// Not a pass on its own: the engine compiles each of dense.wgsl, visit.wgsl and learn.wgsl after a
+// generated prelude and this file. The prelude (src/engine/webgpu/layout.ts, wgslPrelude) declares the
+// structs SimParams, SimHeader and GpuRecord from the typegpu schemas the host writes them with, every
+// constant (NONE, TWO_PI_F, PI_F, TINY, BIG, EXP_M80, MAX_PHASE_STEP, LN_F64_MAX, XI_SCALE,
+// JITTER_STREAM, MIXER_*, OPT_*, OP_*, the record flags F_*, the statuses ST_*) and the pass's bindings.
 //   Inputs:  none (no bindings are declared here).
 //   Outputs: none.
 //   Workgroup layout: none.
 //
 // Layout of one batch (one size class, padded basis PAD_K in {64, 128, ..., 2048}): simulation `sim`
-// occupies slot `sim`; its per-element data live at [sim * PAD_K, sim * PAD_K + k). The host writes the
-// structs below through typegpu schemas (src/engine/webgpu/engine.ts) that mirror them field for field.
+// occupies slot `sim`; its per-element data live at [sim * PAD_K, sim * PAD_K + k).
 
 // Padded basis of the size class (elements per simulation slot).
 override PAD_K: u32 = 64u;
@@ -16,132 +18,6 @@ override PAD_K: u32 = 64u;
 override REC_CAP: u32 = 64u;
 // Snapshots per simulation ring (theta and P of one state each).
 override SNAP_CAP: u32 = 16u;
-
-const NONE: u32 = 0xffffffffu;
-const TWO_PI_F: f32 = 6.28318548202514648438;   // f32(2 pi), the value the CPU reference rounds to
-const PI_F: f32 = 3.14159274101257324219;       // f32(pi)
-const TINY: f32 = 1e-30;
-const BIG: f32 = 3.40282346638528859812e+38;    // f32 max: stands for +infinity (Ebest before the first state)
-const EXP_M80: f32 = 1.80485138784542e-35;      // f32(e^-80): floor of the mass in ln P
-const MAX_PHASE_STEP: f32 = 1048576.0;          // 2^20 rad: a larger phase increment fails the step (docs/model.md section 9)
-const LN_F64_MAX: f32 = 709.7826538085938;      // largest f32 x with e^x finite in f64: reported amplitudes e^lnNu a_i
-const XI_SCALE: f32 = 1.7320508;                // sqrt(3) as docs/model.md writes it
-const JITTER_STREAM: u32 = 0xffffffffu;         // step index of the restart jitter draw
-
-// Mixer kinds (SimParams.mixer).
-const MIXER_LOCAL: u32 = 0u;
-const MIXER_FLOW: u32 = 1u;
-const MIXER_LEARNED: u32 = 2u;
-// SimParams.opts bits.
-const OPT_SEMANTIC: u32 = 1u;
-const OPT_L2: u32 = 2u;
-const OPT_KL: u32 = 4u;
-const OPT_TARGET: u32 = 8u;
-const OPT_NORM_CHANNEL: u32 = 16u;   // a target exists and enforceUnitNorm is false: lnNu moves
-const OPT_SPACE: u32 = 32u;          // space mode: never ends (but failed), re-arming plateau/collapse events
-// Target operators (SimParams.targetOp).
-const OP_R: u32 = 0u;
-const OP_RQ: u32 = 1u;
-const OP_CUSTOM: u32 = 2u;
-// Record flags (docs/engine.md, "Records").
-const F_METRICS: u32 = 1u;
-const F_SNAPSHOT: u32 = 2u;
-const F_TERMINAL: u32 = 4u;
-const F_PLATEAU: u32 = 8u;
-const F_CONVERGED: u32 = 16u;
-const F_FAILED: u32 = 32u;
-const F_RESTART: u32 = 64u;
-const F_COLLAPSE: u32 = 128u;
-// SimHeader.status: the index of the status in SIM_STATUSES (src/engine/types.ts).
-const ST_RUNNING: u32 = 0u;
-const ST_PLATEAU: u32 = 1u;
-const ST_CONVERGED: u32 = 2u;
-const ST_FAILED: u32 = 3u;
-const ST_COMPLETED: u32 = 4u;
-
-// Per-simulation constants, written by the host (f64 on the host, rounded to f32 once).
-struct SimParams {
-  k: u32,                 // 0: empty slot
-  seed: u32,
-  mixer: u32,
-  opts: u32,
-  targetOp: u32,
-  steps: u32,             // per-restart steps limit: spec steps + patched extra steps
-  restarts: u32,
-  plateauT: u32,
-  convNeed: u32,          // max(8, ceil(plateauT / 10))
-  metricsInterval: u32,
-  snapshotsInterval: u32,
-  sweeps: u32,            // projectorSweeps
-  learnedIndex: u32,      // index into the learned-matrix pool, NONE unless mixer learned
-  dt: f32,
-  hLambda: f32,           // f32(dt * lambda)
-  hPenalty: f32,          // f32(dt * lambdaPrime / vmax)
-  gammaInit: f32,         // f32(min(gamma0, gammaMax))
-  gammaGrowth: f32,
-  gammaMax: f32,
-  temp0: f32,
-  beta: f32,
-  targetValue: f32,
-  convThreshold: f32,     // f32(target - 0.02)
-  plateauEps: f32,
-  vmax: f32,
-  kernelScale: f32,       // Kn = kernelScale * K (host f64, docs/model.md section 2)
-  bias: f32,              // localityBias b
-  lnK: f32,
-  jitter: f32,            // f32(pi * min(1, temperature0))
-  learnRate: f32,         // f32(dt * learningRate)
-  learnKeep: f32,         // f32(1 - learnRate)
-  collapseThreshold: f32, // space mode: the collapse event's dominance threshold
-}
-
-// Per-simulation dynamic scalars; owned by the GPU except budget/recCount/snapCount, which the host
-// sets between submits, and the whole header, which the host writes between advances (add with a
-// checkpoint, patch) (docs: src/engine/webgpu/engine.ts).
-struct SimHeader {
-  status: u32,
-  n: u32,                 // step within the restart
-  restart: u32,
-  step: u32,              // global step
-  budget: u32,            // ticks left in the current advance()
-  recCount: u32,          // records written since the host last consumed the ring
-  snapCount: u32,         // snapshots written since the host last consumed the ring
-  didUpdate: u32,         // 1 when this tick applied the update (the learn pass runs only then)
-  gamma: f32,
-  temp: f32,              // running product temperature0 * beta^n
-  lnNu: f32,
-  ebest: f32,
-  plateauCount: u32,
-  convCount: u32,
-  revisit: u32,           // 1: the current state was visited when a completed run ended and the host has since
-                          // given it extra steps; the next tick applies its update without a record (host-set)
-  snapAt: u32,            // pending one-shot snapshot step (host-set), NONE when none
-  pArmed: u32,            // space mode: 1 while the plateau event is armed
-  pFalse: u32,            // space mode: consecutive visits with plateauDetected false since it fired
-  cArmed: u32,            // space mode: 1 while the collapse event is armed
-  cFalse: u32,            // space mode: consecutive visits with dominance < collapseThreshold since it fired
-}
-
-// One record of a visited state (docs/engine.md, "Records").
-struct GpuRecord {
-  step: u32,
-  restart: u32,
-  n: u32,
-  flags: u32,
-  resonance: f32,
-  coherence: f32,
-  entropy: f32,
-  locality: f32,
-  dominance: f32,
-  plateau: u32,
-  gamma: f32,
-  lnNu: f32,
-  controlled: f32,
-  snap: u32,              // snapshot ring index, NONE without a snapshot
-  nonFinite: u32,         // bit m set: metric m (resonance, coherence, entropy, locality, dominance) is not
-                          // finite; the host reports it as NaN (a clamp would have made it a number)
-  pad1: u32,
-}
 
 // A slot takes part in this tick: resident, running, ticks left, room for one record and one snapshot.
 // A simulation with a full ring stalls (its tick does nothing) until the host has consumed the ring, so

@@ -1,7 +1,7 @@
 // dense.wgsl — the dense pass of docs/model.md section 4 step 1 for every simulation of a size class:
 //   z_i = sum_j Kn_ij a_j e^{i theta_j},   q_i = sum_j Kn_ij a_j.
 //
-// Inputs (group 0):
+// Inputs (group 0, declared by the generated prelude from PASS_BINDINGS in src/engine/webgpu/layout.ts):
 //   @binding(0) params  : array<SimParams>         read   per-simulation constants (k, mixer, kernelScale, ...)
 //   @binding(1) headers : array<SimHeader>         read   status/budget/ring counts: inactive slots are skipped
 //   @binding(2) elemF   : array<vec4<f32>>         read   per element (sqrt l_i, l_i, w_i, theta0_i)
@@ -31,14 +31,6 @@
 //   bandwidth-bound (4 bytes per pair) while the arithmetic is not, so recomputing is the better side there.
 
 override WG_D: u32 = 64u;
-
-@group(0) @binding(0) var<storage, read> params: array<SimParams>;
-@group(0) @binding(1) var<storage, read> headers: array<SimHeader>;
-@group(0) @binding(2) var<storage, read> elemF: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> primes: array<u32>;
-@group(0) @binding(4) var<storage, read> state: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> learned: array<f32>;
-@group(0) @binding(6) var<storage, read_write> zq: array<vec4<f32>>;
 
 // (a_j, a_j cos theta_j, a_j sin theta_j, sqrt l_j)
 var<workgroup> tileA: array<vec4<f32>, WG_D>;

@@ -4,7 +4,7 @@
 // simulations whose visit applied the update this tick (SimHeader.didUpdate == 1) change: a restart, an
 // end, a stall or an exhausted budget leaves A as it is.
 //
-// Inputs (group 0):
+// Inputs (group 0, declared by the generated prelude from PASS_BINDINGS in src/engine/webgpu/layout.ts):
 //   @binding(0) params       : array<SimParams>    read        k, learnRate (f32(h eta)), learnKeep (f32(1 - h eta))
 //   @binding(1) headers      : array<SimHeader>    read        didUpdate
 //   @binding(2) state        : array<vec2<f32>>    read        per element (theta_i, P_i), updated phases
@@ -15,12 +15,6 @@
 //   workgroup (bx, i, e) updates A_ij with j = bx * WG_L + x. No barriers, no reductions.
 
 override WG_L: u32 = 64u;
-
-@group(0) @binding(0) var<storage, read> params: array<SimParams>;
-@group(0) @binding(1) var<storage, read> headers: array<SimHeader>;
-@group(0) @binding(2) var<storage, read> state: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read> learnedSlots: array<u32>;
-@group(0) @binding(4) var<storage, read_write> learned: array<f32>;
 
 @compute @workgroup_size(WG_L)
 fn learn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {

@@ -10,7 +10,7 @@
 // The functions are the twins of src/engine/cpu/step.ts and carry their names: measure, visit (the counters
 // and the decision), end, restart, update.
 //
-// Inputs (group 0):
+// Inputs (group 0, declared by the generated prelude from PASS_BINDINGS in src/engine/webgpu/layout.ts):
 //   @binding(0) params  : array<SimParams>         read        per-simulation constants
 //   @binding(1) headers : array<SimHeader>         read_write  counters, schedules, status, ring counts
 //   @binding(2) elemF   : array<vec4<f32>>         read        per element (sqrt l_i, l_i, w_i, theta0_i)
@@ -34,15 +34,6 @@
 //   in uniform control flow.
 
 override WG_V: u32 = 64u;
-
-@group(0) @binding(0) var<storage, read> params: array<SimParams>;
-@group(0) @binding(1) var<storage, read_write> headers: array<SimHeader>;
-@group(0) @binding(2) var<storage, read> elemF: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> elemG: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> state: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read_write> zq: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> records: array<GpuRecord>;
-@group(0) @binding(7) var<storage, read_write> snaps: array<f32>;
 
 // (sum P cos, sum P sin, sum a (cos Re z + sin Im z), sum a q)
 var<workgroup> redA: array<vec4<f32>, WG_V>;

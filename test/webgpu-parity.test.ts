@@ -197,7 +197,8 @@ describe('WebGPU engine', () => {
     let x = 12345;
     const next = (): number => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
     for (let i = 0; i < 61; i++) inputs.push([next(), next() % 1000, next(), next() % 2048]);
-    const code = `${nodeShaderSource('common')}
+    const code = `${nodeShaderSource('layout')}
+${nodeShaderSource('common')}
 @group(0) @binding(0) var<storage, read> inputs: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read_write> hashes: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read_write> sym: array<f32>;

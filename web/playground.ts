@@ -19,11 +19,12 @@ import { type HqeRunResult, resultFromRecords, ticksPerAdvance } from '../src/si
 import commonWgsl from '../shaders/common.wgsl';
 import denseWgsl from '../shaders/dense.wgsl';
 import learnWgsl from '../shaders/learn.wgsl';
+import layoutWgsl from '../shaders/layout.wgsl';
 import visitWgsl from '../shaders/visit.wgsl';
 import exampleConfig from '../examples/hqe.json';
 import { $, apiKeyField, clientOrSay, errorText, fmt, type Marker, type MetricName, METRIC_LABELS, MetricCharts, METRICS, PhaseCircle, say } from './common.js';
 
-const SHADERS: Record<string, string> = { common: commonWgsl, dense: denseWgsl, visit: visitWgsl, learn: learnWgsl };
+const SHADERS: Record<string, string> = { layout: layoutWgsl, common: commonWgsl, dense: denseWgsl, visit: visitWgsl, learn: learnWgsl };
 /** docs/model.md section 7: metrics within 1e-4 across backends. */
 const PARITY_BAR = 1e-4;
 

@@ -28,12 +28,12 @@
  * until every budget is spent or its simulation has ended, so results never depend on how ticks are
  * chunked into submits: a simulation visits exactly the states the CPU engine visits, in the same order.
  *
- * Checkpoints and patches (docs/engine.md). Between advances only: add(spec, checkpoint) uploads the
- * checkpoint's header, state and learned matrix; patch() writes params.steps and header fields
+ * Checkpoints and patches (docs/engine.md). Between advances only: add(spec, state) uploads the
+ * state's header, phases, masses and learned matrix; patch() writes params.steps and header fields
  * (status, revisit, snapAt) with queue.writeBuffer; exportState() reads one slot back through a staging
  * buffer of its own. Nothing of this runs per tick.
  *
- * Space mode (docs/engine.md, "Space mode"): OPT_SPACE in params.opts; the visit pass keeps the event
+ * Space mode (docs/engine.md, "Space mode"): OPT.SPACE in params.opts; the visit pass keeps the event
  * arming in the header (pArmed, pFalse, cArmed, cFalse). A params patch rewrites the slot's SimParams
  * (kernelScale recomputed on the host) and, for a mixer change, the header's n, gamma and temp. Phase
  * edits are queued on the host and applied before the next advance or export: the slot's phases are read
@@ -42,109 +42,12 @@
  * No Node imports here: a browser bundle passes `device` (from navigator.gpu) and `shaderSource`.
  */
 import { d, readFromArrayBuffer, writeToArrayBuffer } from 'typegpu';
+import { bindGroupLayoutOf, bindGroupOf, F32_MAX, GpuRecord, H_BUDGET, H_GAMMA, H_N, H_REC, H_RESTART, H_REVISIT, H_SNAP, H_SNAPAT, H_STATUS, H_STEP, HEADER_SIZE, MIXER_CODE, NONE, OPT, P_K, P_STEPS, PARAMS_SIZE, type Pass, RECORD_SIZE, SimHeader, SimParams, TARGET_CODE, bindingDeclarations } from './layout.js';
 import { type BasisConstants, basisConstants } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
 import { checkLimits, type Engine, type EngineInfo, type SimPatch, type SimReport, type SimState, SIM_STATUSES, type SimStatus, type TickRecord, ticksFor } from '../types.js';
 import { resumeState } from '../checkpoint.js';
 import { applyPhaseEdits, checkSpecMode, collapseThresholdOf, isSpace, planPatch, spaceParamsOf, withSpaceParams } from '../edits.js';
-
-// ---- typed layouts (mirror the structs of shaders/common.wgsl field for field) ----
-
-const SimParams = d.struct({
-  k: d.u32,
-  seed: d.u32,
-  mixer: d.u32,
-  opts: d.u32,
-  targetOp: d.u32,
-  steps: d.u32,
-  restarts: d.u32,
-  plateauT: d.u32,
-  convNeed: d.u32,
-  metricsInterval: d.u32,
-  snapshotsInterval: d.u32,
-  sweeps: d.u32,
-  learnedIndex: d.u32,
-  dt: d.f32,
-  hLambda: d.f32,
-  hPenalty: d.f32,
-  gammaInit: d.f32,
-  gammaGrowth: d.f32,
-  gammaMax: d.f32,
-  temp0: d.f32,
-  beta: d.f32,
-  targetValue: d.f32,
-  convThreshold: d.f32,
-  plateauEps: d.f32,
-  vmax: d.f32,
-  kernelScale: d.f32,
-  bias: d.f32,
-  lnK: d.f32,
-  jitter: d.f32,
-  learnRate: d.f32,
-  learnKeep: d.f32,
-  collapseThreshold: d.f32,
-});
-
-const SimHeader = d.struct({
-  status: d.u32,
-  n: d.u32,
-  restart: d.u32,
-  step: d.u32,
-  budget: d.u32,
-  recCount: d.u32,
-  snapCount: d.u32,
-  didUpdate: d.u32,
-  gamma: d.f32,
-  temp: d.f32,
-  lnNu: d.f32,
-  ebest: d.f32,
-  plateauCount: d.u32,
-  convCount: d.u32,
-  revisit: d.u32,
-  snapAt: d.u32,
-  pArmed: d.u32,
-  pFalse: d.u32,
-  cArmed: d.u32,
-  cFalse: d.u32,
-});
-
-const GpuRecord = d.struct({
-  step: d.u32,
-  restart: d.u32,
-  n: d.u32,
-  flags: d.u32,
-  resonance: d.f32,
-  coherence: d.f32,
-  entropy: d.f32,
-  locality: d.f32,
-  dominance: d.f32,
-  plateau: d.u32,
-  gamma: d.f32,
-  lnNu: d.f32,
-  controlled: d.f32,
-  snap: d.u32,
-  nonFinite: d.u32,
-  pad1: d.u32,
-});
-
-const PARAMS_SIZE = d.sizeOf(SimParams);
-const HEADER_SIZE = d.sizeOf(SimHeader);
-const RECORD_SIZE = d.sizeOf(GpuRecord);
-const H_STATUS = d.memoryLayoutOf(SimHeader, (h) => h.status).offset;
-const H_STEP = d.memoryLayoutOf(SimHeader, (h) => h.step).offset;
-const H_RESTART = d.memoryLayoutOf(SimHeader, (h) => h.restart).offset;
-const H_BUDGET = d.memoryLayoutOf(SimHeader, (h) => h.budget).offset;
-const H_REC = d.memoryLayoutOf(SimHeader, (h) => h.recCount).offset;
-const H_SNAP = d.memoryLayoutOf(SimHeader, (h) => h.snapCount).offset;
-const H_REVISIT = d.memoryLayoutOf(SimHeader, (h) => h.revisit).offset;
-const H_SNAPAT = d.memoryLayoutOf(SimHeader, (h) => h.snapAt).offset;
-const H_N = d.memoryLayoutOf(SimHeader, (h) => h.n).offset;
-const H_GAMMA = d.memoryLayoutOf(SimHeader, (h) => h.gamma).offset;
-const H_TEMP = d.memoryLayoutOf(SimHeader, (h) => h.temp).offset;
-const P_K = d.memoryLayoutOf(SimParams, (p) => p.k).offset;
-const P_STEPS = d.memoryLayoutOf(SimParams, (p) => p.steps).offset;
-if (H_TEMP !== H_GAMMA + 4) throw new Error('SimHeader: gamma, temp must be adjacent');
-if (H_REC !== H_BUDGET + 4 || H_SNAP !== H_REC + 4) throw new Error('SimHeader: budget, recCount, snapCount must be adjacent');
 
 // ---- WebGPU constants (numeric, so that nothing depends on Dawn's globals being installed) ----
 const USAGE_MAP_READ = 0x1;
@@ -152,19 +55,9 @@ const USAGE_COPY_SRC = 0x4;
 const USAGE_COPY_DST = 0x8;
 const USAGE_STORAGE = 0x80;
 const MAP_READ = 0x1;
-const STAGE_COMPUTE = 0x4;
 
-const NONE = 0xffffffff;
 const MIN_CLASS = 64;
 const MAX_K = 2048;
-const MIXER_CODE = { local: 0, flow: 1, learned: 2 } as const;
-const TARGET_CODE = { R: 0, R_q: 1, custom: 2 } as const;
-const OPT_SEMANTIC = 1;
-const OPT_L2 = 2;
-const OPT_KL = 4;
-const OPT_TARGET = 8;
-const OPT_NORM_CHANNEL = 16;
-const OPT_SPACE = 32;
 
 export interface WebGpuEngineOptions {
   /** Accept a software adapter (llvmpipe, SwiftShader): a correctness path, not a speed path. */
@@ -277,12 +170,11 @@ export class WebGpuEngine implements Engine {
     if (storagePerStage < 8) {
       throw new Error(`WebGPU engine: the visit pass binds 8 storage buffers; this device allows ${storagePerStage} per shader stage (maxStorageBuffersPerShaderStage)`);
     }
+    // Every pass after the generated structs and constants, its bindings and the shared helpers.
+    const shared = `${shaderSource('layout')}\n`;
     const common = shaderSource('common');
-    this.sources = {
-      dense: `${common}\n${shaderSource('dense')}`,
-      visit: `${common}\n${shaderSource('visit')}`,
-      learn: `${common}\n${shaderSource('learn')}`,
-    };
+    const source = (pass: Pass): string => `${shared}${bindingDeclarations(pass)}\n${common}\n${shaderSource(pass)}`;
+    this.sources = { dense: source('dense'), visit: source('visit'), learn: source('learn') };
     this.ticksPerSubmit = Math.max(1, Math.floor(opts.ticksPerSubmit ?? 64));
     this.snapshotRingBytes = opts.snapshotRingBytes ?? 256 * 1024;
     this.wgPref = {
@@ -290,18 +182,7 @@ export class WebGpuEngine implements Engine {
       visit: opts.workgroupSizes?.visit ?? 128,
       learn: opts.workgroupSizes?.learn ?? 128,
     };
-    const entries = (kinds: ('read' | 'rw')[]): GPUBindGroupLayoutEntry[] =>
-      kinds.map((kind, binding) => ({
-        binding,
-        visibility: STAGE_COMPUTE,
-        buffer: { type: kind === 'read' ? 'read-only-storage' : 'storage' },
-      }));
-    this.layouts = {
-      dense: device.createBindGroupLayout({ label: 'dense', entries: entries(['read', 'read', 'read', 'read', 'read', 'read', 'rw']) }),
-      // zq is read-write in the visit: it keeps each element's phase increment in zq.w (visit.wgsl)
-      visit: device.createBindGroupLayout({ label: 'visit', entries: entries(['read', 'rw', 'read', 'read', 'rw', 'rw', 'rw', 'rw']) }),
-      learn: device.createBindGroupLayout({ label: 'learn', entries: entries(['read', 'read', 'read', 'read', 'rw']) }),
-    };
+    this.layouts = { dense: bindGroupLayoutOf(device, 'dense'), visit: bindGroupLayoutOf(device, 'visit'), learn: bindGroupLayoutOf(device, 'learn') };
   }
 
   /**
@@ -868,12 +749,12 @@ export class WebGpuEngine implements Engine {
     const vmax = f(basis.vmax);
     const target = spec.target;
     let opts = 0;
-    if (spec.semantic) opts |= OPT_SEMANTIC;
-    if (spec.norm === 'L2') opts |= OPT_L2;
-    if (spec.entropyBase === 'kl_to_prior') opts |= OPT_KL;
-    if (target) opts |= OPT_TARGET;
-    if (target && !spec.enforceUnitNorm) opts |= OPT_NORM_CHANNEL;
-    if (isSpace(spec)) opts |= OPT_SPACE;
+    if (spec.semantic) opts |= OPT.SEMANTIC;
+    if (spec.norm === 'L2') opts |= OPT.L2;
+    if (spec.entropyBase === 'kl_to_prior') opts |= OPT.KL;
+    if (target) opts |= OPT.TARGET;
+    if (target && !spec.enforceUnitNorm) opts |= OPT.NORM_CHANNEL;
+    if (isSpace(spec)) opts |= OPT.SPACE;
     const learnRate = f(spec.dt * spec.learningRate);
     const params = new ArrayBuffer(PARAMS_SIZE);
     writeToArrayBuffer(params, SimParams, {
@@ -987,13 +868,11 @@ export class WebGpuEngine implements Engine {
 
   private bindGroups(cls: SizeClass): NonNullable<SizeClass['bindGroups']> {
     if (cls.bindGroups) return cls.bindGroups;
-    const b = cls.buffers;
-    const group = (layout: GPUBindGroupLayout, buffers: GPUBuffer[], label: string): GPUBindGroup =>
-      this.device.createBindGroup({ label, layout, entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    const { params, headers, elemF, elemG, primes, state, learned, learnedSlots, zq, records, snaps } = cls.buffers;
     cls.bindGroups = {
-      dense: group(this.layouts.dense, [b.params, b.headers, b.elemF, b.primes, b.state, b.learned, b.zq], `dense k${cls.K}`),
-      visit: group(this.layouts.visit, [b.params, b.headers, b.elemF, b.elemG, b.state, b.zq, b.records, b.snaps], `visit k${cls.K}`),
-      learn: group(this.layouts.learn, [b.params, b.headers, b.state, b.learnedSlots, b.learned], `learn k${cls.K}`),
+      dense: bindGroupOf(this.device, 'dense', this.layouts.dense, { params, headers, elemF, primes, state, learned, zq }, `dense k${cls.K}`),
+      visit: bindGroupOf(this.device, 'visit', this.layouts.visit, { params, headers, elemF, elemG, state, zq, records, snaps }, `visit k${cls.K}`),
+      learn: bindGroupOf(this.device, 'learn', this.layouts.learn, { params, headers, state, learnedSlots, learned }, `learn k${cls.K}`),
     };
     return cls.bindGroups;
   }
@@ -1037,8 +916,6 @@ export class WebGpuEngine implements Engine {
   }
 }
 
-/** f32 max: the GPU's stand-in for +infinity (Ebest before the first state; BIG in common.wgsl). */
-const F32_MAX = 3.4028234663852886e38;
 
 /**
  * The GPU counts global steps in u32: the longest run (every restart to its last step) must fit, and so
