@@ -17,7 +17,7 @@ import type { Engine } from '../src/engine/types.js';
 import { firstPrimes } from '../src/model/primes.js';
 import { normalize } from '../src/model/normalize.js';
 import { specFromConfig, type SimSpec } from '../src/model/spec.js';
-import { denseReferences } from './dense-references.js';
+import { type DenseReferences, denseReferences } from './dense-references.js';
 import { replaceResultsSection } from './harness.js';
 import { updateReadme } from './report.js';
 
@@ -158,6 +158,56 @@ async function main(): Promise<void> {
     ...dense.rows.map((r) => `| ${r.precision} | ${r.k} | ${r.batch} | ${fmt(r.wasm)} | ${fmt(r.native)} | ${r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`} |`),
   ].join('\n');
   if (!(await replaceResultsSection('bench/README.md', 'dense', table))) process.stderr.write('bench/README.md has no dense-results markers\n');
+
+  const bars = barsOf(files, dense);
+  if (bars.length > 0) {
+    const barsPath = `${values.out}/engine-bars-${date}.json`;
+    await writeFile(barsPath, JSON.stringify({ kind: 'engine-bars', date, host, bars }, null, 2) + '\n');
+    const cell = (v: number | null, unit: string): string => (v === null ? 'unavailable' : unit === 'x' ? `${v.toFixed(2)}x` : unit === '%' ? `${(100 * v).toFixed(0)}%` : v.toFixed(0));
+    const barsTable = [
+      `The CPU engine's WebAssembly backend against its bars, from the engine and dense-pass rows of the same run (${date}; file \`results/engine-bars-${date}.json\`).`,
+      '',
+      '| measure | value | bar | met |',
+      '|---|---:|---:|---|',
+      ...bars.map((b) => `| ${b.measure} | ${cell(b.value, b.unit)} | ${b.unit === '%' ? `>= ${100 * b.bar}%` : b.unit === 'x' ? `>= ${b.bar}x` : `>= ${b.bar}`} | ${b.met === null ? '-' : b.met ? 'yes' : 'no'} |`),
+    ].join('\n');
+    for (const b of bars) process.stderr.write(`bar: ${b.measure}: ${cell(b.value, b.unit)} (bar ${b.bar}${b.unit === 'x' ? 'x' : b.unit === '%' ? ' of native' : ''}) ${b.met === null ? 'unavailable' : b.met ? 'met' : 'NOT met'}\n`);
+    if (!(await replaceResultsSection('bench/README.md', 'engine-bars', barsTable))) process.stderr.write('bench/README.md has no engine-bars-results markers\n');
+  }
+}
+
+export interface EngineBar {
+  measure: string;
+  value: number | null;
+  unit: 'sim-steps/s' | '%' | 'x';
+  bar: number;
+  met: boolean | null;
+}
+
+/**
+ * The bars of the WebAssembly backend at k = 2048, each from rows of this run: f32 sim-steps/s at batch 1
+ * and 16, the engine's share of the native dense pass at batch 16, and f64 against the TypeScript f64
+ * engine at every batch. A bar whose rows this run did not measure is left out.
+ */
+function barsOf(files: EngineBenchFile[], dense: DenseReferences): EngineBar[] {
+  const rate = (backend: string, batch: number): number | null => files.find((f) => f.backend === backend)?.rows.find((r) => r.k === 2048 && r.batch === batch)?.simStepsPerSecond ?? null;
+  const bars: EngineBar[] = [];
+  const add = (measure: string, value: number | null, unit: EngineBar['unit'], bar: number): void => {
+    bars.push({ measure, value, unit, bar, met: value === null ? null : value >= bar });
+  };
+  const f32 = (batch: number): number | null => rate('cpu-wasm-f32', batch);
+  if (f32(1) !== null) add('WebAssembly f32, k = 2048, batch 1, sim-steps/s', f32(1), 'sim-steps/s', 1500);
+  if (f32(16) !== null) {
+    add('WebAssembly f32, k = 2048, batch 16, sim-steps/s', f32(16), 'sim-steps/s', 2500);
+    const native = dense.rows.find((r) => r.precision === 'f32' && r.k === 2048 && r.batch === 16)?.native;
+    if (native !== undefined) add('... of the native dense pass at k = 2048, batch 16 (same run)', native === null ? null : f32(16)! / native, '%', 0.25);
+  }
+  for (const batch of [1, 16, 128]) {
+    const wasm = rate('cpu-wasm-f64', batch);
+    const ts = rate('cpu-f64', batch);
+    if (wasm !== null && ts !== null) add(`WebAssembly f64 / TypeScript f64, k = 2048, batch ${batch}`, wasm / ts, 'x', 4);
+  }
+  return bars;
 }
 
 main().catch((err: unknown) => {
