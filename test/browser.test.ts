@@ -55,11 +55,15 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** A page in its own context (its own storage: another user) at `viewport`, watched for foreign requests and errors. */
-async function open(path: string, viewport: { width: number; height: number }, app = true, base = server.url): Promise<Watched> {
+/**
+ * A page in its own context (its own storage: another user) at `viewport`, watched for foreign requests and
+ * errors; `init` runs in the page before its scripts.
+ */
+async function open(path: string, viewport: { width: number; height: number }, app = true, base = server.url, init?: () => void): Promise<Watched> {
   const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
   contexts.push(context);
   const page = await context.newPage();
+  if (init) await page.addInitScript(init);
   const origin = new URL(base).origin;
   const w: Watched = { page, foreign: [], errors: [] };
   page.on('request', (req) => {
@@ -217,6 +221,167 @@ describe('HQE playground on the CPU engine', () => {
   });
 });
 
+/** Records every text drawn on a chart's canvas, by metric, in window.chartTexts (an init script: runs before the page's). */
+function recordChartTexts(): void {
+  const texts: Record<string, string[]> = {};
+  (window as unknown as { chartTexts: Record<string, string[]> }).chartTexts = texts;
+  const fill = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.fillText = function (this: CanvasRenderingContext2D, text: string, x: number, y: number, maxWidth?: number): void {
+    const metric = this.canvas.closest('.chart')?.getAttribute('data-metric') ?? '';
+    (texts[metric] ??= []).push(text);
+    if (maxWidth === undefined) fill.call(this, text, x, y);
+    else fill.call(this, text, x, y, maxWidth);
+  };
+}
+
+interface LabelBox {
+  text: string;
+  left: number;
+  top: number;
+  right: number;
+  bottom: number;
+}
+
+/** The phase circle's visible labels (their on-screen boxes) and the circle's own box. */
+async function circleLabels(page: Page): Promise<{ labels: LabelBox[]; svg: LabelBox }> {
+  return page.evaluate(() => {
+    const box = (e: Element): { text: string; left: number; top: number; right: number; bottom: number } => {
+      const r = e.getBoundingClientRect();
+      return { text: e.textContent ?? '', left: r.left, top: r.top, right: r.right, bottom: r.bottom };
+    };
+    const labels = Array.from(document.querySelectorAll('#circle .label')).filter((e) => getComputedStyle(e).visibility !== 'hidden' && e.getBoundingClientRect().width > 0);
+    return { labels: labels.map(box), svg: box(document.querySelector('#circle svg')!) };
+  });
+}
+
+/** No two labels overlap, every prime is named exactly once, and every label lies within the circle's picture. */
+function expectReadableLabels(labels: LabelBox[], svg: LabelBox, primes: number[]): void {
+  for (let i = 0; i < labels.length; i++) {
+    for (let j = i + 1; j < labels.length; j++) {
+      const a = labels[i]!;
+      const b = labels[j]!;
+      const apart = a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top;
+      expect(apart, `labels "${a.text}" and "${b.text}" overlap: ${JSON.stringify([a, b])}`).toBe(true);
+    }
+  }
+  const named = labels.flatMap((l) => l.text.match(/\d+/g) ?? []).map(Number).sort((x, y) => x - y);
+  expect(named).toEqual([...primes].sort((x, y) => x - y));
+  for (const l of labels) {
+    expect(l.left >= svg.left - 0.5 && l.right <= svg.right + 0.5 && l.top >= svg.top - 0.5 && l.bottom <= svg.bottom + 0.5, `label "${l.text}" is cut off`).toBe(true);
+  }
+}
+
+describe('HQE playground explains itself', () => {
+  it('says what every field of the form does, with its unit or range', async () => {
+    const w = await open('/demo/playground', DESKTOP);
+    const fields = await w.page.$$eval('#fields input, #fields select', (els) => els.map((e) => ({
+      id: e.id,
+      help: document.getElementById(e.getAttribute('aria-describedby') ?? '')?.textContent ?? '',
+      visible: (document.getElementById(e.getAttribute('aria-describedby') ?? '')?.getBoundingClientRect().height ?? 0) > 0,
+    })));
+    expect(fields.length).toBeGreaterThanOrEqual(22);
+    for (const f of fields) {
+      expect(f.help.length, `${f.id} has no help`).toBeGreaterThan(20);
+      expect(f.visible, `${f.id}'s help is not shown`).toBe(true);
+    }
+    const help = Object.fromEntries(fields.map((f) => [f.id, f.help]));
+    expect(help['f-dt']).toMatch(/integration step, in model time units/);
+    expect(help['f-steps']).toMatch(/integer ≥ 0/);
+    expect(help['f-plateauT']).toMatch(/integer ≥ 1/);
+    expect(help['f-metrics']).toMatch(/steps between metric records/);
+    expect(help['f-lambda']).toMatch(/per time unit/);
+    expect(help['f-gamma0']).toMatch(/≥ 0/);
+    expect(help['f-temp']).toMatch(/0 = none/);
+    expect(help['f-beta']).toMatch(/0 < beta ≤ 1/);
+    expect(help['f-locality']).toMatch(/0–1/);
+    expect(help['f-target']).toMatch(/0–1/);
+    expect(help['f-operator']).toMatch(/R_q coherence/);
+    expect(help['f-mixer']).toMatch(/local .*flow .*learned/);
+    expect(help['f-norm']).toMatch(/L2 .*L1/);
+    clean(w);
+
+    // The space viewer's create form too, and the settings it adds without a field.
+    const s = await open('/demo/space', DESKTOP);
+    for (const id of ['c-name', 'c-primes', 'c-hz']) {
+      const text = await s.page.$eval(`#${id}`, (e) => document.getElementById(e.getAttribute('aria-describedby') ?? '')?.textContent ?? '');
+      expect(text.length, id).toBeGreaterThan(20);
+    }
+    expect(await s.page.$eval('#c-hz', (e) => document.getElementById(e.getAttribute('aria-describedby')!)!.textContent)).toMatch(/ticks per second, 1–60/);
+    expect(await s.page.textContent('#c-defaults')).toMatch(/r = 0\.85.*lambda = 0\.03.*96%/);
+    clean(s);
+  });
+
+  it('names each chart\'s y axis with its metric and range, ticks at 0, 0.5 and 1', async () => {
+    const w = await open('/demo/playground', DESKTOP, true, server.url, recordChartTexts);
+    const { page } = w;
+    await page.fill('#config-json', JSON.stringify(await exampleConfig(), null, 2));
+    await runInBrowser(page);
+    const texts = await page.evaluate(() => (window as unknown as { chartTexts: Record<string, string[]> }).chartTexts);
+    const axis: Record<string, string> = { resonanceStrength: 'r (0–1)', coherence: 'C (0–1)', entropy: 'E (0–1)', locality: 'L (0–1)', dominance: 'max P (0–1)' };
+    for (const m of METRICS) {
+      const drawn = new Set(texts[m] ?? []);
+      for (const t of [axis[m]!, '0', '0.5', '1', 'step']) expect(drawn.has(t), `${m} chart draws "${t}" (drew ${[...drawn].join(' | ')})`).toBe(true);
+      // The whole range, always: a chart of values near 1 is not zoomed in on them.
+      expect(await page.$eval(`.chart[data-metric="${m}"] canvas`, (c) => [(c as HTMLCanvasElement).dataset.yMin, (c as HTMLCanvasElement).dataset.yMax])).toEqual(['0', '1']);
+      // The caption names the symbol on the axis; the accessible name says the range.
+      expect(await page.textContent(`.chart[data-metric="${m}"] figcaption`)).toContain(`(${axis[m]!.replace(' (0–1)', '')})`);
+      expect(await page.getAttribute(`.chart[data-metric="${m}"] canvas`, 'aria-label')).toMatch(/dimensionless, 0 to 1/);
+    }
+    clean(w);
+  });
+
+  it('fills the form from named presets that all validate; Quick lock runs to a lock with readable labels', async () => {
+    const w = await open('/demo/playground', DESKTOP);
+    const { page } = w;
+    // The page opens on the example, which is a preset.
+    expect(await page.inputValue('#preset')).toBe('example');
+    const presets = (await page.$$eval('#preset option', (os) => os.map((o) => ({ value: (o as HTMLOptionElement).value, name: o.textContent ?? '' })))).filter((o) => o.value !== 'custom');
+    expect(presets.length).toBeGreaterThanOrEqual(3);
+    expect(presets.length).toBeLessThanOrEqual(5);
+    expect(presets.map((p) => p.name).join(' | ')).toMatch(/Quick lock \(8 primes\).*Noisy search \(64 primes, temperature\).*Big basis \(512 primes\).*Target coherence \(R_q\)/);
+    const descriptions = new Set<string>();
+    for (const p of presets) {
+      await page.selectOption('#preset', p.value);
+      await expect.poll(() => page.textContent('#validation'), { message: p.name }).toMatch(/^Valid: k = \d+ primes/);
+      expect(await page.isEnabled('#run-browser'), p.name).toBe(true);
+      expect(await page.locator('[aria-invalid="true"]').count(), p.name).toBe(0);
+      // Form and JSON hold the preset.
+      const json = JSON.parse(await page.inputValue('#config-json')) as { primes: number[]; seed: number };
+      expect(await page.inputValue('#f-primes')).toBe(json.primes.join(', '));
+      expect(await page.inputValue('#f-seed')).toBe(String(json.seed));
+      expect(await page.textContent('#validation')).toContain(`k = ${json.primes.length} primes`);
+      const description = (await page.textContent('#preset-desc')) ?? '';
+      expect(description.length, p.name).toBeGreaterThan(40);
+      expect(description, `${p.name}: one sentence`).toMatch(/^[^.]*(\.[^\s.][^.]*)*\.$/);
+      descriptions.add(description);
+      // The server accepts it as well.
+      const res = await fetch(`${server.url}/v1/hqe/validate`, { method: 'POST', headers: { 'X-Api-Key': DEV_KEY, 'content-type': 'application/json' }, body: JSON.stringify(json) });
+      expect(res.status, `${p.name}: ${await res.clone().text()}`).toBe(200);
+    }
+    expect(descriptions.size).toBe(presets.length);
+    expect((JSON.parse(await page.inputValue('#config-json')) as { primes: number[] }).primes).toHaveLength(16);
+    expect(await page.getAttribute('.chart[data-metric="coherence"] canvas', 'data-target')).toBe('0.9');
+
+    // An edit makes it the user's own configuration.
+    await page.selectOption('#preset', 'quick-lock');
+    await page.fill('#f-steps', '150');
+    expect(await page.inputValue('#preset')).toBe('custom');
+    expect(await page.textContent('#preset-desc')).toMatch(/^Your own configuration/);
+
+    // Quick lock runs to its end in the browser; the locked primes pile up at the mean phase, their labels do not.
+    await page.selectOption('#preset', 'quick-lock');
+    const run = await runInBrowser(page);
+    expect(run.backend).toBe('webgpu');
+    expect(await page.textContent('#status')).toMatch(/^Browser run converged at step \d+/);
+    expect(run.metrics.resonanceStrength).toBeGreaterThan(0.93);
+    const { labels, svg } = await circleLabels(page);
+    expectReadableLabels(labels, svg, [2, 3, 5, 7, 11, 13, 17, 19]);
+    expect(labels.length, 'locked primes share a label').toBeLessThan(8);
+    await noHorizontalOverflow(page);
+    clean(w);
+  });
+});
+
 /** Creates a space on `base` with the dev key (201 expected) and returns its id. */
 async function createSpace(config: Record<string, unknown>, base = server.url): Promise<string> {
   const res = await fetch(`${base}/v1/spaces`, {
@@ -341,6 +506,128 @@ describe('space viewer with phases close together', () => {
     });
     expect(grabbed.under, 'the test needs prime 3 drawn over prime 2').toBe('1');
     expect(grabbed.focused).toBe('0');
+    clean(w);
+  });
+});
+
+/** The markers as drawn (angle from the circle's centre to the dot's centre, y up) with their true phases and masses. */
+async function circleState(page: Page): Promise<{
+  frame: string;
+  caption: string;
+  mean: [number, number];
+  markers: Array<{ angle: number; phase: number; mass: number; valuenow: number }>;
+}> {
+  return page.evaluate(() => {
+    const svg = document.querySelector('#circle svg') as SVGSVGElement;
+    const c = svg.getBoundingClientRect();
+    const cx = c.left + c.width / 2;
+    const cy = c.top + c.height / 2;
+    const line = svg.querySelector('.mean')!;
+    return {
+      frame: svg.dataset.frame ?? '',
+      caption: document.querySelector('#circle .frame-caption')?.textContent ?? '',
+      mean: [Number(line.getAttribute('x2')), Number(line.getAttribute('y2'))] as [number, number],
+      markers: Array.from(svg.querySelectorAll<SVGGElement>('.marker')).map((g) => {
+        const d = g.querySelector('.dot')!.getBoundingClientRect();
+        return {
+          angle: Math.atan2(-(d.top + d.height / 2 - cy), d.left + d.width / 2 - cx),
+          phase: Number(g.dataset.phase),
+          mass: Number(g.dataset.mass),
+          valuenow: Number(g.getAttribute('aria-valuenow')),
+        };
+      }),
+    };
+  });
+}
+
+describe('space viewer in the co-rotating frame', () => {
+  it('draws each prime at its phase minus the mean phase: a space turning as one stands still, the sliders keep the true phase, a drag aims at what is drawn', async () => {
+    // Four primes turning together (frequencyScale 0: every natural frequency is 1, so -0.1 rad a tick at
+    // dt 0.1) and nothing else moving: in the fixed frame they all turn, relative to the mean phase none does.
+    const spaceId = await createSpace({
+      name: 'co-rotating', basis: { primes: [2, 3, 5, 7] }, phases: { golden: false, silver: false, custom: [2.5, 3.0, 3.5, 4.0] },
+      operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 }, frequencyScale: 0 }, entropy: { lambda: 0 }, policy: { publishHz: 2 },
+    });
+    const w = await open('/demo/space', DESKTOP);
+    const { page } = w;
+    await page.fill('#j-id', spaceId);
+    await page.click('#join');
+    await page.waitForSelector('#circle .marker[data-index="3"][data-phase]', { timeout: 15_000 });
+
+    const meanOf = (ms: Array<{ phase: number; mass: number }>): number =>
+      Math.atan2(ms.reduce((s, m) => s + m.mass * Math.sin(m.phase), 0), ms.reduce((s, m) => s + m.mass * Math.cos(m.phase), 0));
+    const first = await circleState(page);
+    expect(first.frame).toBe('corotating');
+    expect(first.caption).toMatch(/^Rotating with the mean phase \(now \d+°\)/);
+    const mean = meanOf(first.markers);
+    for (const m of first.markers) expect(Math.abs(wrapPi(m.angle - (m.phase - mean))), JSON.stringify(m)).toBeLessThan(0.01);
+    // The mean phase vector points along +x; its length is r (phases spread over 1.5 rad: about 0.76).
+    expect(first.mean[0]).toBeGreaterThan(0.7);
+    expect(Math.abs(first.mean[1])).toBeLessThan(1e-3);
+    // The slider's value is the true phase (refreshed once a second), not the drawn angle, which is a mean phase (> 1.6 rad here) away.
+    for (const m of first.markers) {
+      expect(Math.abs(wrapPi(m.valuenow - m.phase)), JSON.stringify(m)).toBeLessThan(0.35);
+      expect(Math.abs(wrapPi(m.valuenow - m.angle)), JSON.stringify(m)).toBeGreaterThan(1);
+    }
+
+    // Two seconds on: four ticks turned every phase by -0.4 rad; the picture did not move.
+    await page.waitForTimeout(2_000);
+    const later = await circleState(page);
+    for (let i = 0; i < 4; i++) {
+      expect(Math.abs(wrapPi(later.markers[i]!.phase - first.markers[i]!.phase)), `prime ${i} turned`).toBeGreaterThan(0.25);
+      expect(Math.abs(wrapPi(later.markers[i]!.angle - first.markers[i]!.angle)), `prime ${i} drawn still`).toBeLessThan(0.01);
+    }
+
+    // The fixed frame draws the true phases, the mean vector at the mean phase; and back.
+    await page.check('#circle input[type="radio"][value="fixed"]');
+    const fixed = await circleState(page);
+    expect(fixed.frame).toBe('fixed');
+    expect(fixed.caption).toMatch(/^Fixed frame/);
+    for (const m of fixed.markers) expect(Math.abs(wrapPi(m.angle - m.phase)), JSON.stringify(m)).toBeLessThan(0.01);
+    expect(Math.abs(wrapPi(Math.atan2(-fixed.mean[1], fixed.mean[0]) - meanOf(fixed.markers)))).toBeLessThan(0.01);
+    await page.check('#circle input[type="radio"][value="corotating"]');
+    expect((await circleState(page)).frame).toBe('corotating');
+
+    // A drag from prime 3 where it is drawn, 40° counter-clockwise along the circle, shifts its phase by +40°.
+    await page.locator('#circle svg').scrollIntoViewIfNeeded();
+    const box = (await page.locator('#circle svg').boundingBox())!;
+    const dot = (await page.locator('#circle .marker[data-index="1"] .dot').boundingBox())!;
+    const cx = box.x + box.width / 2;
+    const cy = box.y + box.height / 2;
+    const px = dot.x + dot.width / 2;
+    const py = dot.y + dot.height / 2;
+    const angle = Math.atan2(-(py - cy), px - cx);
+    const radius = Math.hypot(px - cx, py - cy);
+    await page.mouse.move(px, py);
+    await page.mouse.down();
+    for (let s = 1; s <= 6; s++) {
+      const t = angle + ((40 * Math.PI) / 180) * (s / 6);
+      await page.mouse.move(cx + radius * Math.cos(t), cy - radius * Math.sin(t));
+    }
+    await page.mouse.up();
+    await page.waitForFunction(() => /Shift of prime 3 accepted/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    await expect.poll(() => page.textContent('#log')).toMatch(/you shift prime 3 by \+(39|40|41)\.\d°/);
+    clean(w);
+  });
+
+  it('gives primes at nearly one phase labels that do not overlap, in either frame', async () => {
+    // Five primes within 0.05 rad, one across the circle: the five markers overlap, their labels must not.
+    const primes = [2, 3, 5, 7, 11, 13];
+    const spaceId = await createSpace({
+      name: 'crowded', basis: { primes }, phases: { golden: false, silver: false, custom: [0.3, 0.31, 0.32, 0.33, 0.345, 3.5] },
+      operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 }, frequencyScale: 0 }, entropy: { lambda: 0 }, policy: { publishHz: 2 },
+    });
+    const w = await open('/demo/space', DESKTOP);
+    const { page } = w;
+    await page.fill('#j-id', spaceId);
+    await page.click('#join');
+    await page.waitForSelector('#circle .marker[data-index="5"][data-phase]', { timeout: 15_000 });
+    await page.waitForSelector('#circle .label');
+    const corotating = await circleLabels(page);
+    expectReadableLabels(corotating.labels, corotating.svg, primes);
+    await page.check('#circle input[type="radio"][value="fixed"]');
+    const fixed = await circleLabels(page);
+    expectReadableLabels(fixed.labels, fixed.svg, primes);
     clean(w);
   });
 });

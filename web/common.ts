@@ -1,8 +1,9 @@
 /**
  * Shared pieces of the demo pages: the API key field (kept in localStorage), the SDK client for this
  * origin, status messages, and two hand-rolled views: a canvas line chart (one metric per chart, several
- * series, event markers) and an SVG phase circle (markers on the unit circle sized by mass; optionally
- * draggable and keyboard-operable). No chart library: the drawing is about 300 lines and has no
+ * series, event markers, axes named with their units) and an SVG phase circle (markers on the unit circle
+ * sized by mass, in a frame co-rotating with the mean phase or a fixed one, labels that never overlap;
+ * optionally draggable and keyboard-operable). No chart library: the drawing is about 700 lines and has no
  * dependencies, so the pages make no request beyond this origin.
  */
 import { ResonanceClient } from '@resonance/sdk';
@@ -98,6 +99,16 @@ export const METRIC_LABELS: Record<MetricName, string> = {
   locality: 'Locality',
   dominance: 'Dominance',
 };
+/** The symbol each chart's y axis names (docs/model.md section 5; dominance is the largest mass). */
+export const METRIC_SYMBOLS: Record<MetricName, string> = {
+  resonanceStrength: 'r',
+  coherence: 'C',
+  entropy: 'E',
+  locality: 'L',
+  dominance: 'max P',
+};
+/** Every metric is dimensionless and lies in [0, 1] (docs/model.md section 5): the axes say so. */
+export const METRIC_RANGE = '0–1';
 /** Okabe–Ito colours: distinguishable with the common colour-vision deficiencies. */
 export const METRIC_COLORS: Record<MetricName, string> = {
   resonanceStrength: '#0072b2',
@@ -136,8 +147,11 @@ export class LineChart {
 
   constructor(
     readonly canvas: HTMLCanvasElement,
-    /** `bounds`: the values the quantity can take (the axis never runs past them); `xLabel` names the x axis. */
-    private readonly opts: { minSpan?: number; bounds?: [number, number]; xLabel?: string } = {},
+    /**
+     * `bounds`: the values the quantity can take (the axis never runs past them); `xLabel` names the x axis;
+     * `yRange` fixes the y axis (else it follows the data), `yTicks` where its labelled lines go, `yLabel` names it.
+     */
+    private readonly opts: { minSpan?: number; bounds?: [number, number]; xLabel?: string; yRange?: [number, number]; yTicks?: number[]; yLabel?: string } = {},
   ) {
     const ctx = canvas.getContext('2d');
     if (!ctx) throw new Error('canvas 2D is not available');
@@ -186,21 +200,24 @@ export class LineChart {
     if (this.xRange) [x0, x1] = this.xRange;
     if (!Number.isFinite(x0)) [x0, x1] = [0, 1];
     if (x1 <= x0) x1 = x0 + 1;
-    if (!Number.isFinite(y0)) [y0, y1] = [0, 1];
-    if (this.target !== null) {
-      y0 = Math.min(y0, this.target);
-      y1 = Math.max(y1, this.target);
+    if (this.opts.yRange) [y0, y1] = this.opts.yRange;
+    else {
+      if (!Number.isFinite(y0)) [y0, y1] = [0, 1];
+      if (this.target !== null) {
+        y0 = Math.min(y0, this.target);
+        y1 = Math.max(y1, this.target);
+      }
+      const minSpan = this.opts.minSpan ?? 0.02;
+      if (y1 - y0 < minSpan) {
+        const mid = (y0 + y1) / 2;
+        y0 = mid - minSpan / 2;
+        y1 = mid + minSpan / 2;
+      }
+      const margin = (y1 - y0) * 0.08;
+      const [lo, hi] = this.opts.bounds ?? [-Infinity, Infinity];
+      y0 = Math.max(lo, y0 - margin);
+      y1 = Math.min(hi, y1 + margin);
     }
-    const minSpan = this.opts.minSpan ?? 0.02;
-    if (y1 - y0 < minSpan) {
-      const mid = (y0 + y1) / 2;
-      y0 = mid - minSpan / 2;
-      y1 = mid + minSpan / 2;
-    }
-    const margin = (y1 - y0) * 0.08;
-    const [lo, hi] = this.opts.bounds ?? [-Infinity, Infinity];
-    y0 = Math.max(lo, y0 - margin);
-    y1 = Math.min(hi, y1 + margin);
     canvas.dataset.yMin = String(y0);
     canvas.dataset.yMax = String(y1);
     const X = (x: number): number => pad.l + ((x - x0) / (x1 - x0)) * pw;
@@ -216,14 +233,25 @@ export class LineChart {
     ctx.fillStyle = fg;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    for (const f of [0, 0.5, 1]) {
-      const y = y0 + f * (y1 - y0);
+    const ticks = this.opts.yTicks ?? [y0, (y0 + y1) / 2, y1];
+    for (const y of ticks) {
       const py = Y(y);
-      ctx.fillText(y.toFixed(3), pad.l - 4, py);
+      // Given ticks are round numbers, written as such (0, 0.5, 1); data-driven ones to three decimals.
+      ctx.fillText(this.opts.yTicks ? String(y) : y.toFixed(3), pad.l - 4, py);
       ctx.beginPath();
       ctx.moveTo(pad.l, Math.round(py) + 0.5);
       ctx.lineTo(pad.l + pw, Math.round(py) + 0.5);
       ctx.stroke();
+    }
+    if (this.opts.yLabel) {
+      // Along the left edge, reading upwards.
+      ctx.save();
+      ctx.translate(7, pad.t + ph / 2);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      ctx.fillText(this.opts.yLabel, 0, 0);
+      ctx.restore();
     }
     ctx.textBaseline = 'top';
     ctx.textAlign = 'left';
@@ -313,18 +341,18 @@ export class MetricCharts {
       swatch.className = 'swatch';
       swatch.dataset.metric = m;
       const name = document.createElement('span');
-      name.textContent = METRIC_LABELS[m];
+      name.textContent = `${METRIC_LABELS[m]} (${METRIC_SYMBOLS[m]})`;
       const value = document.createElement('output');
       value.className = 'value';
       value.textContent = '—';
       cap.append(swatch, name, ' ', value);
       const canvas = document.createElement('canvas');
       canvas.setAttribute('role', 'img');
-      canvas.setAttribute('aria-label', `${METRIC_LABELS[m]} over ${xName}: no data yet`);
+      canvas.setAttribute('aria-label', `${this.axisName(m)} over ${xName}: no data yet`);
       fig.append(cap, canvas);
       container.append(fig);
-      // Every metric lies in [0, 1] (docs/model.md section 5).
-      this.charts.set(m, new LineChart(canvas, { bounds: [0, 1], xLabel: xName }));
+      // Every metric lies in [0, 1] (docs/model.md section 5): the whole range, always, so charts compare at a glance.
+      this.charts.set(m, new LineChart(canvas, { bounds: [0, 1], yRange: [0, 1], yTicks: [0, 0.5, 1], yLabel: `${METRIC_SYMBOLS[m]} (${METRIC_RANGE})`, xLabel: xName }));
       this.values.set(m, value);
     }
   }
@@ -358,12 +386,19 @@ export class MetricCharts {
       const text = fmt(v ?? null, 4);
       this.values.get(m)!.textContent = text;
       this.values.get(m)!.dataset.value = v === null || v === undefined ? '' : String(v);
-      this.charts.get(m)!.canvas.setAttribute('aria-label', `${METRIC_LABELS[m]} over ${this.xName}: ${text} at ${this.xName} ${at}`);
+      this.charts.get(m)!.canvas.setAttribute('aria-label', `${this.axisName(m)} over ${this.xName}: ${text} at ${this.xName} ${at}`);
     }
+  }
+
+  private axisName(m: MetricName): string {
+    return `${METRIC_LABELS[m]} ${METRIC_SYMBOLS[m]} (dimensionless, 0 to 1)`;
   }
 }
 
 // ---- phase circle ----
+
+/** `corotating`: drawn relative to the mass-weighted mean phase (which points along +x); `fixed`: as they are. */
+export type PhaseFrame = 'corotating' | 'fixed';
 
 export interface PhaseCircleOptions {
   /** Draggable markers (pointer) and focusable sliders (arrow keys); calls onShift with a shift in radians. */
@@ -381,26 +416,69 @@ const svg = <K extends keyof SVGElementTagNameMap>(name: K, attrs: Record<string
 
 /** How far (in circle radii) from a marker's centre a pointer still grabs it: a large dot's radius and a little more. */
 const GRAB_RADIUS = 0.2;
+/** Half the viewBox: the unit circle plus room outside it for the labels. */
+const VIEW = 1.5;
+/** Label font size, and the radius their anchors sit at: just outside the largest dot (radius 0.145). */
+const LABEL_FONT = 0.1;
+const LABEL_RING = 1.19;
+/** Space kept between two labels' boxes; the widest line a label may have, and the narrowest it is wrapped to. */
+const LABEL_GAP = 0.02;
+const LABEL_MAX_WIDTH = 1.4;
+const LABEL_MIN_WIDTH = 0.3;
+/** Above this many primes no labels are drawn: the ring would be one long list. */
+const MAX_LABELLED = 40;
+
+interface Box {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+const overlaps = (a: Box, b: Box): boolean =>
+  a.left < b.left + b.width + LABEL_GAP && b.left < a.left + a.width + LABEL_GAP && a.top < b.top + b.height + LABEL_GAP && b.top < a.top + a.height + LABEL_GAP;
+
+const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x));
+
+let circles = 0;
 
 /**
- * Primes on the unit circle at their phases (counter-clockwise from +x), each marker's area proportional
- * to its mass (relative to the largest), with the mass-weighted mean phase vector from the centre. In
- * interactive mode every marker is a focusable slider: arrow keys shift it by 15° (Shift: 1°), Page
- * Up/Down by 90°; dragging it proposes the shift from where it was grabbed to where it is dropped.
+ * Primes on the unit circle, each marker's area proportional to its mass (relative to the largest), with
+ * the mass-weighted mean phase vector from the centre (its length is the resonance strength r). By default
+ * the drawing co-rotates with the mean phase: prime i sits at theta_i - mean, counter-clockwise from +x, so
+ * the mean vector always points along +x and locked primes stand still; a toggle shows the fixed frame.
+ * Labels of markers too close to label apart are one label listing their primes ("2, 3, 5").
+ * In interactive mode every marker is a focusable slider: arrow keys shift it by 15° (Shift: 1°), Page
+ * Up/Down by 90°; dragging it proposes the shift from where it was grabbed to where it is dropped. A shift
+ * is a difference of angles, the same in either frame; the slider's value is always the true phase.
  */
 export class PhaseCircle {
   readonly root: SVGSVGElement;
   private readonly markersLayer: SVGGElement;
+  private readonly labelsLayer: SVGGElement;
   private readonly meanLine: SVGLineElement;
   private readonly ghost: SVGCircleElement;
+  private readonly measurer: SVGTextElement;
+  private readonly caption: HTMLElement;
+  private readonly frameInputs: HTMLInputElement[] = [];
   private markers: SVGGElement[] = [];
+  private labels: SVGTextElement[] = [];
   private primes: number[] = [];
+  /** True phases in [0, 2pi), masses as given, and the angles drawn (phase minus the frame's rotation). */
   private phases: number[] = [];
+  private masses: number[] = [];
+  private angles: number[] = [];
+  private meanPhase = 0;
+  private frame: PhaseFrame = 'corotating';
+  private readonly widths = new Map<string, number>();
+  /** Line height and baseline offset of the label font, in circle units (measured once it is rendered). */
+  private font: { line: number; ascent: number } | null = null;
   private lastAria = 0;
   private drag: { index: number; startAngle: number; pointerId: number } | null = null;
 
   constructor(container: HTMLElement, private readonly opts: PhaseCircleOptions) {
-    this.root = svg('svg', { viewBox: '-1.35 -1.35 2.7 2.7', class: 'phase-circle', role: 'group', 'aria-label': opts.label });
+    const n = ++circles;
+    this.root = svg('svg', { viewBox: `${-VIEW} ${-VIEW} ${2 * VIEW} ${2 * VIEW}`, class: 'phase-circle', role: 'group', 'aria-label': opts.label });
     const title = svg('title');
     title.textContent = opts.label;
     this.root.append(title);
@@ -412,8 +490,39 @@ export class PhaseCircle {
     this.ghost = svg('circle', { r: 0.08, class: 'ghost', visibility: 'hidden' });
     this.root.append(this.ghost);
     this.markersLayer = svg('g');
-    this.root.append(this.markersLayer);
-    container.append(this.root);
+    this.labelsLayer = svg('g', { class: 'labels', 'aria-hidden': 'true' });
+    this.measurer = svg('text', { class: 'label-measure', visibility: 'hidden', 'aria-hidden': 'true' });
+    this.root.append(this.markersLayer, this.labelsLayer, this.measurer);
+
+    // The frame, in words and as a toggle under the circle.
+    const controls = document.createElement('div');
+    controls.className = 'frame-controls';
+    const fs = document.createElement('fieldset');
+    fs.className = 'frame';
+    const legend = document.createElement('legend');
+    legend.textContent = 'Frame';
+    fs.append(legend);
+    for (const [value, text] of [['corotating', 'co-rotating'], ['fixed', 'fixed']] as const) {
+      const label = document.createElement('label');
+      const input = document.createElement('input');
+      input.type = 'radio';
+      input.name = `phase-frame-${n}`;
+      input.value = value;
+      input.checked = value === this.frame;
+      input.addEventListener('change', () => {
+        if (input.checked) this.setFrame(value);
+      });
+      label.append(input, ` ${text}`);
+      fs.append(label);
+      this.frameInputs.push(input);
+    }
+    this.caption = document.createElement('p');
+    this.caption.className = 'frame-caption';
+    this.caption.id = `phase-frame-caption-${n}`;
+    this.root.setAttribute('aria-describedby', this.caption.id);
+    controls.append(fs, this.caption);
+    container.append(this.root, controls);
+    this.describeFrame();
     if (opts.onShift) this.listen();
   }
 
@@ -421,39 +530,15 @@ export class PhaseCircle {
   update(primes: readonly number[], phases: ArrayLike<number>, masses: ArrayLike<number>): void {
     if (primes.length !== this.primes.length || primes.some((p, i) => p !== this.primes[i])) this.rebuild(primes);
     const k = primes.length;
-    let maxMass = 0;
-    for (let i = 0; i < k; i++) maxMass = Math.max(maxMass, masses[i] ?? 0);
-    let mx = 0;
-    let my = 0;
-    let total = 0;
-    const now = performance.now();
-    const aria = now - this.lastAria > 1000;
-    if (aria) this.lastAria = now;
     this.phases = Array.from({ length: k }, (_, i) => wrap2pi(phases[i] ?? 0));
-    for (let i = 0; i < k; i++) {
-      const theta = this.phases[i]!;
-      const mass = masses[i] ?? 0;
-      const rel = maxMass > 0 ? mass / maxMass : 0;
-      const x = Math.cos(theta);
-      const y = -Math.sin(theta);
-      mx += mass * Math.cos(theta);
-      my += mass * Math.sin(theta);
-      total += mass;
-      const g = this.markers[i]!;
-      g.setAttribute('transform', `translate(${x.toFixed(4)} ${y.toFixed(4)})`);
-      const dot = g.firstChild as SVGCircleElement;
-      dot.setAttribute('r', (0.035 + 0.11 * Math.sqrt(rel)).toFixed(4));
-      g.dataset.phase = String(theta);
-      g.dataset.mass = String(mass);
-      if (aria || !g.hasAttribute('aria-valuenow')) {
-        g.setAttribute('aria-valuenow', theta.toFixed(3));
-        g.setAttribute('aria-valuetext', `${degrees(theta)}, mass ${mass.toFixed(3)}`);
-      }
-    }
-    if (total > 0) {
-      this.meanLine.setAttribute('x2', (mx / total).toFixed(4));
-      this.meanLine.setAttribute('y2', (-my / total).toFixed(4));
-    }
+    this.masses = Array.from({ length: k }, (_, i) => masses[i] ?? 0);
+    this.draw();
+  }
+
+  setFrame(frame: PhaseFrame): void {
+    this.frame = frame;
+    for (const input of this.frameInputs) input.checked = input.value === frame;
+    this.draw();
   }
 
   /** Briefly highlights a marker (another viewer's change). */
@@ -465,18 +550,69 @@ export class PhaseCircle {
     g.classList.add('flash');
   }
 
+  private draw(): void {
+    const k = this.phases.length;
+    let maxMass = 0;
+    let mx = 0;
+    let my = 0;
+    let total = 0;
+    for (let i = 0; i < k; i++) {
+      const mass = this.masses[i]!;
+      maxMass = Math.max(maxMass, mass);
+      mx += mass * Math.cos(this.phases[i]!);
+      my += mass * Math.sin(this.phases[i]!);
+      total += mass;
+    }
+    // With r = 0 the mean phase is undefined: the frame keeps its last rotation rather than jump.
+    if (total > 0 && Math.hypot(mx, my) > 1e-12 * total) this.meanPhase = wrap2pi(Math.atan2(my, mx));
+    const r = total > 0 ? Math.hypot(mx, my) / total : 0;
+    const rotation = this.frame === 'corotating' ? this.meanPhase : 0;
+    this.angles = this.phases.map((theta) => wrap2pi(theta - rotation));
+
+    const now = performance.now();
+    const aria = now - this.lastAria > 1000;
+    if (aria) this.lastAria = now;
+    for (let i = 0; i < k; i++) {
+      const theta = this.phases[i]!;
+      const angle = this.angles[i]!;
+      const mass = this.masses[i]!;
+      const rel = maxMass > 0 ? mass / maxMass : 0;
+      const g = this.markers[i]!;
+      g.setAttribute('transform', `translate(${Math.cos(angle).toFixed(4)} ${(-Math.sin(angle)).toFixed(4)})`);
+      const dot = g.firstChild as SVGCircleElement;
+      dot.setAttribute('r', (0.035 + 0.11 * Math.sqrt(rel)).toFixed(4));
+      g.dataset.phase = String(theta);
+      g.dataset.angle = String(angle);
+      g.dataset.mass = String(mass);
+      // The slider's value is the true phase, whatever the frame.
+      if (aria || !g.hasAttribute('aria-valuenow')) {
+        g.setAttribute('aria-valuenow', theta.toFixed(3));
+        g.setAttribute('aria-valuetext', `${degrees(theta)}, mass ${mass.toFixed(3)}`);
+      }
+    }
+    const meanAngle = this.meanPhase - rotation;
+    this.meanLine.setAttribute('x2', (r * Math.cos(meanAngle)).toFixed(4));
+    this.meanLine.setAttribute('y2', (-r * Math.sin(meanAngle)).toFixed(4));
+    this.root.dataset.frame = this.frame;
+    this.root.dataset.meanPhase = String(this.meanPhase);
+    this.describeFrame();
+    this.layoutLabels();
+  }
+
+  private describeFrame(): void {
+    const mean = `${Math.round((this.meanPhase * 180) / Math.PI) % 360}°`;
+    const text = this.frame === 'corotating'
+      ? `Rotating with the mean phase (now ${mean}): the mean phase points right, so locked primes stand still.`
+      : `Fixed frame: 0° points right, phases counter-clockwise (mean phase now ${mean}).`;
+    if (this.caption.textContent !== text) this.caption.textContent = text;
+  }
+
   private rebuild(primes: readonly number[]): void {
     this.primes = [...primes];
     this.markersLayer.replaceChildren();
-    const labels = primes.length <= 40;
     this.markers = primes.map((p, i) => {
       const g = svg('g', { class: 'marker', 'data-index': i, 'data-prime': p });
       g.append(svg('circle', { r: 0.05, class: 'dot', 'data-prime-class': i % 8 }));
-      if (labels) {
-        const t = svg('text', { x: 0, y: -0.12, class: 'label' });
-        t.textContent = String(p);
-        g.append(t);
-      }
       if (this.opts.onShift) {
         g.setAttribute('tabindex', '0');
         g.setAttribute('role', 'slider');
@@ -494,29 +630,169 @@ export class PhaseCircle {
     });
   }
 
-  /** The pointer in the circle's coordinates (the unit circle, y down). */
+  // ---- labels ----
+
+  /** Width of a label line in circle units: measured once per text while the circle is rendered, else estimated. */
+  private measure(text: string): number {
+    const known = this.widths.get(text);
+    if (known !== undefined) return known;
+    this.measurer.textContent = text;
+    const width = this.measurer.getComputedTextLength();
+    if (!(width > 0)) return text.length * 0.62 * LABEL_FONT;
+    if (this.widths.size > 2000) this.widths.clear();
+    this.widths.set(text, width);
+    return width;
+  }
+
+  /** The font's line box (ascent plus descent) and ascent, from the rendered measuring text; a guess before. */
+  private fontBox(): { line: number; ascent: number } {
+    if (this.font) return this.font;
+    this.measurer.textContent = '0123456789';
+    const box = this.measurer.getBBox();
+    if (box.height > 0) this.font = { line: Math.max(1.15 * LABEL_FONT, box.height), ascent: -box.y };
+    return this.font ?? { line: 1.3 * LABEL_FONT, ascent: 1.0 * LABEL_FONT };
+  }
+
+  /**
+   * The lines of a cluster's label: its primes ascending, wrapped at `maxWidth`; past `maxLines` lines the
+   * last one counts the rest ("+12 more").
+   */
+  private linesOf(primes: number[], maxWidth: number, maxLines: number): string[] {
+    const lines: number[][] = [];
+    let line: number[] = [];
+    for (const p of primes) {
+      if (line.length > 0 && this.measure(`${[...line, p].join(', ')},`) > maxWidth) {
+        lines.push(line);
+        line = [];
+      }
+      line.push(p);
+    }
+    lines.push(line);
+    if (lines.length > maxLines) {
+      const kept = lines.slice(0, maxLines - 1);
+      const shown = kept.reduce((n, l) => n + l.length, 0);
+      return [...kept.map((l) => `${l.join(', ')},`), `+${primes.length - shown} more`];
+    }
+    return lines.map((l, i) => `${l.join(', ')}${i < lines.length - 1 ? ',' : ''}`);
+  }
+
+  /**
+   * Where a cluster's label goes: anchored just outside the circle at the members' mean angle, its box
+   * pushed outward (right of the anchor on the right, above it at the top, smoothly between), wrapped to
+   * the room left between the anchor and the edge of the view (narrow and tall at the sides, wide and
+   * flat at the top and bottom), and kept inside the view.
+   */
+  private place(members: number[]): { lines: string[]; box: Box } {
+    let sx = 0;
+    let sy = 0;
+    for (const i of members) {
+      sx += Math.cos(this.angles[i]!);
+      sy += Math.sin(this.angles[i]!);
+    }
+    const angle = Math.atan2(sy, sx);
+    const c = Math.cos(angle);
+    const s = Math.sin(angle);
+    // How far the box reaches outward from the anchor: all of it at the sides, half of it at the top.
+    const hx = clamp(1.6 * c, -1, 1);
+    const vy = clamp(1.6 * s, -1, 1);
+    const room = VIEW - 0.02 - LABEL_RING;
+    const roomX = (VIEW - 0.02 - LABEL_RING * Math.abs(c)) / ((1 + Math.abs(hx)) / 2);
+    const roomY = (VIEW - 0.02 - LABEL_RING * Math.abs(s)) / ((1 + Math.abs(vy)) / 2);
+    const font = this.fontBox();
+    const maxWidth = clamp(roomX, Math.max(LABEL_MIN_WIDTH, room), LABEL_MAX_WIDTH);
+    const maxLines = Math.max(2, Math.floor(roomY / font.line));
+    const lines = this.linesOf(members.map((i) => this.primes[i]!).sort((a, b) => a - b), maxWidth, maxLines);
+    const width = Math.max(...lines.map((l) => this.measure(l)));
+    const height = lines.length * font.line;
+    const left = clamp(LABEL_RING * c - (width * (1 - hx)) / 2, -VIEW + 0.01, VIEW - 0.01 - width);
+    const top = clamp(-LABEL_RING * s - (height * (1 + vy)) / 2, -VIEW + 0.01, VIEW - 0.01 - height);
+    return { lines, box: { left, top, width, height } };
+  }
+
+  /**
+   * One label per cluster of markers. Every marker starts as its own cluster (in angular order); while two
+   * labels' boxes overlap, the clusters between them (the shorter way round) become one, labelled with
+   * all their primes. Ends with no two labels overlapping (one cluster cannot overlap itself).
+   */
+  private layoutLabels(): void {
+    const k = this.primes.length;
+    if (k > MAX_LABELLED || k === 0) {
+      this.labelsLayer.replaceChildren();
+      this.labels = [];
+      return;
+    }
+    let clusters = [...Array(k).keys()].sort((a, b) => this.angles[a]! - this.angles[b]!).map((i) => [i]);
+    let placed = clusters.map((c) => this.place(c));
+    for (;;) {
+      const n = clusters.length;
+      let pair: [number, number] | null = null;
+      // Neighbours first (the usual case), then any two (a long label reaching past its neighbour).
+      for (let i = 0; i < n - 1 && !pair; i++) if (overlaps(placed[i]!.box, placed[i + 1]!.box)) pair = [i, i + 1];
+      if (!pair && n > 2 && overlaps(placed[0]!.box, placed[n - 1]!.box)) pair = [0, n - 1];
+      for (let i = 0; i < n && !pair; i++) for (let j = i + 2; j < n && !pair; j++) if (overlaps(placed[i]!.box, placed[j]!.box)) pair = [i, j];
+      if (!pair) break;
+      const [i, j] = pair;
+      if (j - i + 1 <= n - (j - i) + 1) {
+        clusters.splice(i, j - i + 1, clusters.slice(i, j + 1).flat());
+      } else {
+        // The short way round passes through angle 0: the clusters from j to the end, then from the start to i.
+        clusters = [...clusters.slice(i + 1, j), [...clusters.slice(j).flat(), ...clusters.slice(0, i + 1).flat()]];
+      }
+      placed = clusters.map((c) => this.place(c));
+    }
+
+    const font = this.fontBox();
+    while (this.labels.length > placed.length) this.labels.pop()!.remove();
+    placed.forEach(({ lines, box }, c) => {
+      let text = this.labels[c];
+      if (!text) {
+        text = svg('text', { class: 'label' });
+        this.labelsLayer.append(text);
+        this.labels.push(text);
+      }
+      const key = lines.join('\n');
+      if (text.dataset.text !== key) {
+        text.dataset.text = key;
+        text.replaceChildren(...lines.map((l) => {
+          const span = svg('tspan');
+          span.textContent = l;
+          return span;
+        }));
+      }
+      text.dataset.primes = clusters[c]!.map((i) => this.primes[i]).join(' ');
+      Array.from(text.children).forEach((span, row) => {
+        span.setAttribute('x', box.left.toFixed(4));
+        span.setAttribute('y', (box.top + font.ascent + row * font.line).toFixed(4));
+      });
+    });
+  }
+
+  // ---- pointer and keys ----
+
+  /** The pointer in the circle's coordinates (the unit circle, y down): the drawing's frame. */
   private pointAt(ev: PointerEvent): DOMPoint {
     const m = this.root.getScreenCTM();
     return m ? new DOMPoint(ev.clientX, ev.clientY).matrixTransform(m.inverse()) : new DOMPoint(0, 0);
   }
 
+  /** The pointer's angle in the drawing's frame: grab and drop are both measured here, so their difference is the shift. */
   private angleAt(ev: PointerEvent): number {
     const pt = this.pointAt(ev);
     return wrap2pi(Math.atan2(-pt.y, pt.x));
   }
 
   /**
-   * The marker whose centre is nearest the pointer, within GRAB_RADIUS, or -1. Not the element under the
-   * pointer: where markers overlap (phases close to locking) the topmost one would take the grab even when
-   * the pointer is on another's centre.
+   * The marker whose centre (as drawn) is nearest the pointer, within GRAB_RADIUS, or -1. Not the element
+   * under the pointer: where markers overlap (phases close to locking) the topmost one would take the grab
+   * even when the pointer is on another's centre.
    */
   private nearestMarker(ev: PointerEvent): number {
     const pt = this.pointAt(ev);
     let best = -1;
     let bestDistance = GRAB_RADIUS;
-    for (let i = 0; i < this.phases.length; i++) {
-      const theta = this.phases[i]!;
-      const d = Math.hypot(pt.x - Math.cos(theta), pt.y + Math.sin(theta));
+    for (let i = 0; i < this.angles.length; i++) {
+      const angle = this.angles[i]!;
+      const d = Math.hypot(pt.x - Math.cos(angle), pt.y + Math.sin(angle));
       if (d < bestDistance) {
         bestDistance = d;
         best = i;
@@ -567,9 +843,9 @@ export class PhaseCircle {
     this.root.addEventListener('pointercancel', (ev) => end(ev, false));
   }
 
-  private moveGhost(theta: number): void {
-    this.ghost.setAttribute('cx', Math.cos(theta).toFixed(4));
-    this.ghost.setAttribute('cy', (-Math.sin(theta)).toFixed(4));
+  private moveGhost(angle: number): void {
+    this.ghost.setAttribute('cx', Math.cos(angle).toFixed(4));
+    this.ghost.setAttribute('cy', (-Math.sin(angle)).toFixed(4));
     this.ghost.setAttribute('visibility', 'visible');
   }
 }

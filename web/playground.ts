@@ -13,6 +13,7 @@ import { type Engine, Flag, type TickRecord } from '../src/engine/types.js';
 import { WebGpuEngine } from '../src/engine/webgpu/engine.js';
 import type { NormalizedConfig } from '../src/model/config.js';
 import { normalize } from '../src/model/normalize.js';
+import { firstPrimes } from '../src/model/primes.js';
 import { specFromConfig } from '../src/model/spec.js';
 import type { HqeConfigInput, HqeRunResult as ServerResult } from '@resonance/sdk';
 import { type HqeRunResult, resultFromRecords, ticksPerAdvance } from '../src/sim/run.js';
@@ -47,29 +48,115 @@ interface Field {
 }
 
 const FIELDS: Field[] = [
-  { id: 'f-primes', path: ['primes'], label: 'Primes', kind: 'primes', group: 'Basis', help: 'comma-separated, e.g. 2, 3, 5, 7' },
-  { id: 'f-seed', path: ['seed'], label: 'Seed', kind: 'int', group: 'Basis', placeholder: 'drawn at run', help: 'same seed, same run' },
-  { id: 'f-golden', path: ['phaseSeeding', 'golden'], label: 'Golden phase seeding', kind: 'checkbox', group: 'Basis' },
-  { id: 'f-silver', path: ['phaseSeeding', 'silver'], label: 'Silver phase seeding', kind: 'checkbox', group: 'Basis' },
-  { id: 'f-steps', path: ['schedule', 'steps'], label: 'Steps', kind: 'int', group: 'Schedule', placeholder: '256' },
-  { id: 'f-dt', path: ['schedule', 'dt'], label: 'dt', kind: 'number', group: 'Schedule', placeholder: '0.1', step: '0.01' },
-  { id: 'f-restarts', path: ['schedule', 'restarts'], label: 'Restarts', kind: 'int', group: 'Schedule', placeholder: '0' },
-  { id: 'f-plateauT', path: ['schedule', 'plateauT'], label: 'Plateau patience (steps)', kind: 'int', group: 'Schedule', placeholder: '150' },
-  { id: 'f-mixer', path: ['mixer', 'type'], label: 'Mixer', kind: 'select', group: 'Mixer', options: ['local', 'flow', 'learned'] },
-  { id: 'f-gamma0', path: ['mixer', 'gamma0'], label: 'gamma0 (coupling)', kind: 'number', group: 'Mixer', placeholder: '0.2', step: '0.01' },
-  { id: 'f-temp', path: ['mixer', 'temperature0'], label: 'Temperature0', kind: 'number', group: 'Mixer', placeholder: '1', step: '0.05' },
-  { id: 'f-beta', path: ['mixer', 'beta'], label: 'beta (cooling)', kind: 'number', group: 'Mixer', placeholder: '0.98', step: '0.01' },
-  { id: 'f-locality', path: ['mixer', 'localityBias'], label: 'Locality bias', kind: 'number', group: 'Mixer', placeholder: '0.3', step: '0.05' },
-  { id: 'f-base', path: ['entropy', 'base'], label: 'Entropy base', kind: 'select', group: 'Entropy and target', options: ['shannon', 'kl_to_prior'] },
-  { id: 'f-lambda', path: ['entropy', 'lambda'], label: 'lambda', kind: 'number', group: 'Entropy and target', placeholder: '0.02', step: '0.01' },
-  { id: 'f-target-on', path: ['resonanceTarget'], label: 'Resonance target', kind: 'checkbox', group: 'Entropy and target' },
-  { id: 'f-target', path: ['resonanceTarget', 'value'], label: 'Target value', kind: 'number', group: 'Entropy and target', placeholder: '0.8', step: '0.01' },
-  { id: 'f-operator', path: ['resonanceTarget', 'operator'], label: 'Target operator', kind: 'select', group: 'Entropy and target', options: ['R', 'R_q', 'custom'] },
-  { id: 'f-norm', path: ['boundary', 'norm'], label: 'Norm', kind: 'select', group: 'Boundary and output', options: ['L2', 'L1'] },
-  { id: 'f-metrics', path: ['observables', 'metricsInterval'], label: 'Metrics every (steps)', kind: 'int', group: 'Boundary and output', placeholder: '10' },
-  { id: 'f-snaps', path: ['observables', 'snapshotsInterval'], label: 'Snapshot every (steps)', kind: 'int', group: 'Boundary and output', placeholder: '32' },
-  { id: 'f-phases', path: ['observables', 'recordPhases'], label: 'Record phases (server snapshots)', kind: 'checkbox', group: 'Boundary and output' },
+  { id: 'f-primes', path: ['primes'], label: 'Primes', kind: 'primes', group: 'Basis', help: 'the basis: distinct primes, comma-separated (e.g. 2, 3, 5, 7); k = how many' },
+  { id: 'f-seed', path: ['seed'], label: 'Seed', kind: 'int', group: 'Basis', placeholder: 'drawn at run', help: 'integer 0 to 4294967295 for the phase noise; same seed, same run' },
+  { id: 'f-golden', path: ['phaseSeeding', 'golden'], label: 'Golden phase seeding', kind: 'checkbox', group: 'Basis', help: 'prime i starts at i × 137.5° (the golden angle), spreading the phases' },
+  { id: 'f-silver', path: ['phaseSeeding', 'silver'], label: 'Silver phase seeding', kind: 'checkbox', group: 'Basis', help: 'adds i × 61.8° (the silver angle); both off: every phase starts at 0°' },
+  { id: 'f-steps', path: ['schedule', 'steps'], label: 'Steps', kind: 'int', group: 'Schedule', placeholder: '256', help: 'steps per restart (integer ≥ 0); each advances model time by dt' },
+  { id: 'f-dt', path: ['schedule', 'dt'], label: 'dt', kind: 'number', group: 'Schedule', placeholder: '0.1', step: '0.01', help: 'integration step, in model time units (> 0, at most 10)' },
+  { id: 'f-restarts', path: ['schedule', 'restarts'], label: 'Restarts', kind: 'int', group: 'Schedule', placeholder: '0', help: 'times a plateau or the last step re-seeds the phases and runs on (0–1000; masses kept)' },
+  { id: 'f-plateauT', path: ['schedule', 'plateauT'], label: 'Plateau patience (steps)', kind: 'int', group: 'Schedule', placeholder: '150', help: 'steps without an entropy drop that make a plateau (integer ≥ 1)' },
+  { id: 'f-mixer', path: ['mixer', 'type'], label: 'Mixer', kind: 'select', group: 'Mixer', options: ['local', 'flow', 'learned'], help: 'who pulls on whom: local (close log-primes more), flow (all alike), learned (local, grows where in phase)' },
+  { id: 'f-gamma0', path: ['mixer', 'gamma0'], label: 'gamma0 (coupling)', kind: 'number', group: 'Mixer', placeholder: '0.2', step: '0.01', help: 'starting pull towards the neighbours\' phases, in rad per time unit (≥ 0); grows until the target' },
+  { id: 'f-temp', path: ['mixer', 'temperature0'], label: 'Temperature0', kind: 'number', group: 'Mixer', placeholder: '1', step: '0.05', help: 'starting phase noise (≥ 0; 0 = none): random kicks that help escape poor locks' },
+  { id: 'f-beta', path: ['mixer', 'beta'], label: 'beta (cooling)', kind: 'number', group: 'Mixer', placeholder: '0.98', step: '0.01', help: 'temperature × beta after each step (0 < beta ≤ 1; 1 = never cools)' },
+  { id: 'f-locality', path: ['mixer', 'localityBias'], label: 'Locality bias', kind: 'number', group: 'Mixer', placeholder: '0.3', step: '0.05', help: '0–1: how much more primes of similar size couple (0 = not at all); ignored by flow' },
+  { id: 'f-base', path: ['entropy', 'base'], label: 'Entropy base', kind: 'select', group: 'Entropy and target', options: ['shannon', 'kl_to_prior'], help: 'entropy metric (0–1): shannon of the masses, or kl_to_prior, nearness to the starting masses' },
+  { id: 'f-lambda', path: ['entropy', 'lambda'], label: 'lambda', kind: 'number', group: 'Entropy and target', placeholder: '0.02', step: '0.01', help: 'rate at which mass moves to primes in phase with their neighbours, per time unit (≥ 0; 0 = fixed)' },
+  { id: 'f-target-on', path: ['resonanceTarget'], label: 'Resonance target', kind: 'checkbox', group: 'Entropy and target', help: 'hold the coupling once the resonance reaches the target; off: it grows every step, no convergence' },
+  { id: 'f-target', path: ['resonanceTarget', 'value'], label: 'Target value', kind: 'number', group: 'Entropy and target', placeholder: '0.8', step: '0.01', help: 'r* in 0–1: converged once the resonance stays at or above r* − 0.02' },
+  { id: 'f-operator', path: ['resonanceTarget', 'operator'], label: 'Target operator', kind: 'select', group: 'Entropy and target', options: ['R', 'R_q', 'custom'], help: 'which resonance: R resonance strength, R_q coherence, custom weighted (weights in the JSON)' },
+  { id: 'f-norm', path: ['boundary', 'norm'], label: 'Norm', kind: 'select', group: 'Boundary and output', options: ['L2', 'L1'], help: 'amplitude from mass: L2 a = √P (quantum-like), L1 a = P' },
+  { id: 'f-metrics', path: ['observables', 'metricsInterval'], label: 'Metrics every (steps)', kind: 'int', group: 'Boundary and output', placeholder: '10', help: 'steps between metric records, the chart points (integer ≥ 1)' },
+  { id: 'f-snaps', path: ['observables', 'snapshotsInterval'], label: 'Snapshot every (steps)', kind: 'int', group: 'Boundary and output', placeholder: '32', help: 'steps between full-state snapshots (integer ≥ 1); the last state is always one' },
+  { id: 'f-phases', path: ['observables', 'recordPhases'], label: 'Record phases (server snapshots)', kind: 'checkbox', group: 'Boundary and output', help: 'server snapshots carry phases, so the circle can show a server run' },
 ];
+
+// ---- presets: named configurations that fill the form and the JSON ----
+
+interface Preset {
+  id: string;
+  name: string;
+  /** One sentence: what the configuration shows. */
+  description: string;
+  config: Config;
+}
+
+const PRESETS: Preset[] = [
+  {
+    id: 'example',
+    name: 'HQE example (4 primes)',
+    description: 'The repository\'s examples/hqe.json: four primes with golden and silver seeding; the coupling grows until resonance strength holds at 0.8.',
+    config: exampleConfig as Config,
+  },
+  {
+    id: 'quick-lock',
+    name: 'Quick lock (8 primes)',
+    description: 'Eight primes all coupled alike (flow mixer), strongly and without noise: the phases lock in about 100 steps and the markers stop turning.',
+    config: {
+      primes: firstPrimes(8), phaseSeeding: { golden: true }, mixer: { type: 'flow', gamma0: 1, temperature0: 0 },
+      resonanceTarget: { value: 0.95, operator: 'R' }, schedule: { steps: 200, dt: 0.1 }, seed: 7,
+    },
+  },
+  {
+    id: 'noisy-search',
+    name: 'Noisy search (64 primes, temperature)',
+    description: 'Sixty-four primes under phase noise that cools slowly (temperature 0.8, beta 0.995): the coupling grows against the noise until r holds at 0.7, with up to two restarts.',
+    config: {
+      primes: firstPrimes(64), phaseSeeding: { golden: true, silver: true }, mixer: { type: 'local', gamma0: 0.3, gammaGrowth: 0.002, temperature0: 0.8, beta: 0.995 },
+      entropy: { lambda: 0.03 }, resonanceTarget: { value: 0.7, operator: 'R' }, schedule: { steps: 400, dt: 0.1, restarts: 2, plateauT: 100 }, seed: 11,
+    },
+  },
+  {
+    id: 'big-basis',
+    name: 'Big basis (512 primes)',
+    description: 'The first 512 primes on the local kernel, about 262,000 coupled pairs a step: the dense pass that WebGPU is for (no labels on the circle at this size).',
+    config: {
+      primes: firstPrimes(512), phaseSeeding: { golden: true, silver: true }, mixer: { type: 'local', gamma0: 1, gammaGrowth: 0.01, gammaMax: 3, temperature0: 0.1 },
+      entropy: { lambda: 0.05 }, resonanceTarget: { value: 0.9, operator: 'R' }, schedule: { steps: 160, dt: 0.1 },
+      observables: { metricsInterval: 4, snapshotsInterval: 16 }, seed: 3,
+    },
+  },
+  {
+    id: 'target-coherence',
+    name: 'Target coherence (R_q)',
+    description: 'Sixteen primes whose coupling is controlled by coherence C (operator R_q) rather than r: the dotted target line moves to the coherence chart.',
+    config: {
+      primes: firstPrimes(16), phaseSeeding: { golden: true }, mixer: { type: 'local', gamma0: 0.3, temperature0: 0.3, beta: 0.97 },
+      entropy: { lambda: 0.03 }, resonanceTarget: { value: 0.9, operator: 'R_q' }, schedule: { steps: 400, dt: 0.1 }, seed: 5,
+    },
+  },
+];
+const CUSTOM_DESCRIPTION = 'Your own configuration: edited in the form or the JSON (choose a preset to start again from one).';
+
+function buildPresets(): void {
+  const select = $<HTMLSelectElement>('preset');
+  for (const p of PRESETS) select.append(new Option(p.name, p.id));
+  select.append(new Option('Custom (edited)', 'custom'));
+  select.addEventListener('change', () => {
+    const preset = PRESETS.find((p) => p.id === select.value);
+    // "Custom" keeps the configuration as it is.
+    if (!preset) {
+      $('preset-desc').textContent = CUSTOM_DESCRIPTION;
+      return;
+    }
+    config = structuredClone(preset.config);
+    $('config-json').removeAttribute('aria-invalid');
+    writeJson();
+    toForm();
+    validate();
+    showPreset();
+  });
+}
+
+/** The preset the configuration is (or Custom once edited), and its description. */
+function showPreset(): void {
+  const select = $<HTMLSelectElement>('preset');
+  const text = JSON.stringify(config);
+  const preset = PRESETS.find((p) => JSON.stringify(p.config) === text);
+  select.value = preset?.id ?? 'custom';
+  $('preset-desc').textContent = preset?.description ?? CUSTOM_DESCRIPTION;
+}
 
 let config: Config = structuredClone(exampleConfig) as Config;
 const inputs = new Map<string, HTMLInputElement | HTMLSelectElement>();
@@ -171,6 +258,7 @@ function fromForm(f: Field): void {
   writeJson();
   toForm();
   validate();
+  showPreset();
 }
 
 /** The config into the form (fields without a value show the default as placeholder). */
@@ -195,8 +283,13 @@ function toForm(): void {
   (inputs.get('f-operator') as HTMLSelectElement).disabled = !targetOn;
 }
 
+/** The config as indented JSON, arrays of numbers on one line (a 512-prime basis is one line, not 512). */
+function jsonText(value: Config): string {
+  return JSON.stringify(value, null, 2).replace(/\[\s+(-?\d[\d.eE+-]*(?:,\s+-?\d[\d.eE+-]*)*)\s+\]/g, (_, body: string) => `[${body.split(/,\s+/).join(', ')}]`);
+}
+
 function writeJson(): void {
-  $<HTMLTextAreaElement>('config-json').value = JSON.stringify(config, null, 2);
+  $<HTMLTextAreaElement>('config-json').value = jsonText(config);
 }
 
 /** Local validation with the model's normalize(): errors by JSON pointer, marked on their fields. */
@@ -377,7 +470,7 @@ function massesOf(amplitudes: ArrayLike<number>, norm: 'L1' | 'L2'): number[] {
 
 function drawCircle(primes: number[], phases: ArrayLike<number>, amplitudes: ArrayLike<number>, norm: 'L1' | 'L2', step: number, where: string): void {
   circle.update(primes, phases, massesOf(amplitudes, norm));
-  $('circle-caption').textContent = `Phases at step ${step} (${where} run): angle = phase, marker area ∝ mass; the line is the mass-weighted mean phase vector.`;
+  $('circle-caption').textContent = `Phases at step ${step} (${where} run): marker area ∝ mass; the line is the mass-weighted mean phase vector, its length the resonance strength r.`;
   $('circle').dataset.step = String(step);
 }
 
@@ -583,8 +676,10 @@ let getKey: () => string = () => '';
 function init(): void {
   getKey = apiKeyField();
   buildForm();
+  buildPresets();
   writeJson();
   toForm();
+  showPreset();
   charts = new MetricCharts($('charts'), 'step');
   circle = new PhaseCircle($('circle'), { label: 'Phases of the primes on the unit circle' });
   const json = $<HTMLTextAreaElement>('config-json');
@@ -596,6 +691,7 @@ function init(): void {
       json.removeAttribute('aria-invalid');
       toForm();
       validate();
+      showPreset();
     } catch (err) {
       json.setAttribute('aria-invalid', 'true');
       say($('validation'), `JSON: ${errorText(err)}`, 'error');

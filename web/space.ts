@@ -7,6 +7,13 @@
 import { applyPhaseOps, ConflictError, type Delta, type LiveSession, type Phases, type ResonanceClient, type SpaceEvent, type SpaceSnapshot, type Telemetry } from '@resonance/sdk';
 import { $, apiKeyField, clientOrSay, degrees, errorText, type Marker, MetricCharts, PhaseCircle, say } from './common.js';
 
+/** What "Create and join" sets besides the form's fields (the demo-room defaults); the page says so in words. */
+const DEMO_ROOM = {
+  phases: { golden: true, silver: true },
+  operators: { resonanceTarget: 0.85 },
+  entropy: { lambda: 0.03, collapseThreshold: 0.96 },
+};
+
 const WINDOW = 300;
 const LOG_MAX = 200;
 
@@ -303,6 +310,8 @@ function init(): void {
   getKey = apiKeyField();
   charts = new MetricCharts($('charts'), 'tick');
   circle = new PhaseCircle($('circle'), { label: 'Phases of the space on the unit circle', onShift: propose });
+  $('c-defaults').textContent = `Also set: golden and silver seeding; coupling grows until r = ${DEMO_ROOM.operators.resonanceTarget}; `
+    + `mass rate lambda = ${DEMO_ROOM.entropy.lambda}; collapse at ${Math.round(DEMO_ROOM.entropy.collapseThreshold * 100)}% of the mass in one prime.`;
   $('key-form').addEventListener('submit', (ev) => ev.preventDefault());
   $('create-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -318,9 +327,7 @@ function init(): void {
         const space = await api.spaces.create({
           name: $<HTMLInputElement>('c-name').value.trim() || 'demo-room',
           basis: { primes: primesText.split(/[\s,;]+/).filter(Boolean).map(Number), cutoff: 1024 },
-          phases: { golden: true, silver: true },
-          operators: { resonanceTarget: 0.85 },
-          entropy: { lambda: 0.03, collapseThreshold: 0.96 },
+          ...DEMO_ROOM,
           ...(hz ? { policy: { publishHz: Number(hz) } } : {}),
         });
         log(`created space ${space.name} (${space.id})`, 'info');
