@@ -1,6 +1,6 @@
 /**
  * The dense pass alone (3 k^2 multiply-adds per simulation-step), measured three ways in one run for
- * npm run bench:engine: the WebAssembly SIMD kernel of the CPU engine (src/engine/cpu/wasm-dense.ts) on
+ * npm run bench:engine: the WebAssembly SIMD kernel of the CPU engine (src/engine/cpu/wasm.ts) on
  * worker threads splitting the rows, and a native C reference (bench/native/dense.c, built here with the
  * system's compiler; unavailable without one), both with every core. Their ratio is what the WebAssembly
  * kernel leaves on the table.
@@ -11,7 +11,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { compileDense, type DenseModule, SharedArena, SIM_RECORD_BYTES } from '../src/engine/cpu/wasm-dense.js';
+import { compileWasm, type WasmModule, SharedArena, SIM_RECORD_BYTES } from '../src/engine/cpu/wasm.js';
 import type { DenseWorkerData, DenseWorkerJob } from './dense-worker.js';
 
 export interface DenseReferenceRow {
@@ -29,7 +29,7 @@ export interface DenseReferenceRow {
 }
 
 export interface DenseReferences {
-  wasmVariant: DenseModule['variant'];
+  wasmVariant: WasmModule['variant'];
   compiler: string | null;
   rows: DenseReferenceRow[];
 }
@@ -94,7 +94,7 @@ async function timeWasm(workers: Worker[], job: Omit<DenseWorkerJob, 'i0' | 'i1'
 
 export async function denseReferences(ks: number[], batches: number[], seconds: number, log: (line: string) => void): Promise<DenseReferences> {
   const threads = availableParallelism();
-  const dense = compileDense();
+  const dense = compileWasm();
   const native = buildNative();
   const compiler = 'compiler' in native ? native.compiler : null;
   if ('reason' in native) log(`native reference unavailable: ${native.reason}`);

@@ -1,12 +1,12 @@
 /**
  * A worker thread of the dense-pass reference in bench/dense-references.ts: the WebAssembly dense pass
- * (src/engine/cpu/wasm-dense.ts) over its share of the rows, `passes` times, on the memory it is given.
+ * (src/engine/cpu/wasm.ts) over its share of the rows, `passes` times, on the memory it is given.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { type DenseModule, WasmLoops } from '../src/engine/cpu/wasm-dense.js';
+import { type WasmModule, WasmLoops } from '../src/engine/cpu/wasm.js';
 
 export interface DenseWorkerData {
-  dense: DenseModule;
+  dense: WasmModule;
   memory: WebAssembly.Memory;
 }
 

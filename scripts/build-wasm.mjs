@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * Builds the WebAssembly dense pass (wasm/dense.ts, AssemblyScript) into dist/wasm/: dense.wasm with
- * WebAssembly SIMD, and dense-relaxed.wasm from the same source with relaxed SIMD's fused multiply-add
- * (loaded only where the runtime validates it; src/engine/cpu/wasm-dense.ts). Both import one shared
+ * Builds the CPU engine's WebAssembly module (wasm/engine.ts: the dense pass and the per-prime loops,
+ * AssemblyScript) into dist/wasm/: engine.wasm with WebAssembly SIMD, and engine-relaxed.wasm from the
+ * same source with relaxed SIMD's fused multiply-add
+ * (loaded only where the runtime validates it; src/engine/cpu/wasm.ts). Both import one shared
  * memory, so every worker thread reads the same kernels.
  * `--if-stale` (npm start): nothing is done when both files are newer than wasm/, this script and the compiler.
  */
@@ -13,7 +14,7 @@ import { filesUnder, upToDate } from './stale.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = join(root, 'dist', 'wasm');
-const outputs = ['dense', 'dense-relaxed'].map((name) => join(outDir, `${name}.wasm`));
+const outputs = ['engine', 'engine-relaxed'].map((name) => join(outDir, `${name}.wasm`));
 const inputs = [...(await filesUnder(join(root, 'wasm'))), fileURLToPath(import.meta.url), join(root, 'node_modules', 'assemblyscript', 'package.json')];
 if (process.argv.includes('--if-stale') && (await upToDate(outputs, inputs))) {
   process.stdout.write('wasm: up to date\n');
@@ -26,9 +27,9 @@ await mkdir(outDir, { recursive: true });
 /** The shared memory's largest size, in 64 KiB pages (2 GiB: sixteen f64 kernels of k = 2048). Kept in step with MAX_PAGES. */
 const MAX_PAGES = 32768;
 
-for (const [name, features] of [['dense', ['simd', 'threads']], ['dense-relaxed', ['simd', 'threads', 'relaxed-simd']]]) {
+for (const [name, features] of [['engine', ['simd', 'threads']], ['engine-relaxed', ['simd', 'threads', 'relaxed-simd']]]) {
   const { error, stderr } = await asc.main([
-    join(root, 'wasm', 'dense.ts'),
+    join(root, 'wasm', 'engine.ts'),
     '-O3', '--noAssert', '--runtime', 'stub',
     ...features.flatMap((f) => ['--enable', f]),
     '--importMemory', '--sharedMemory', '--initialMemory', '1', '--maximumMemory', String(MAX_PAGES),
@@ -39,4 +40,4 @@ for (const [name, features] of [['dense', ['simd', 'threads']], ['dense-relaxed'
     throw error;
   }
 }
-process.stdout.write(`wasm: dense.wasm, dense-relaxed.wasm -> dist/wasm\n`);
+process.stdout.write(`wasm: engine.wasm, engine-relaxed.wasm -> dist/wasm\n`);

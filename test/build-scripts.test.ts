@@ -35,7 +35,7 @@ beforeAll(async () => {
 
 describe('build steps that npm start skips when nothing changed', () => {
   it('the WebAssembly build: skipped while both modules are newer than wasm/; always built without --if-stale', async () => {
-    const outputs = ['dense', 'dense-relaxed'].map((n) => join(dir, 'dist', 'wasm', `${n}.wasm`));
+    const outputs = ['engine', 'engine-relaxed'].map((n) => join(dir, 'dist', 'wasm', `${n}.wasm`));
     expect(await script('build-wasm.mjs', '--if-stale')).toContain('-> dist/wasm'); // nothing there yet
     const built = await mtimes(outputs);
     expect(await script('build-wasm.mjs', '--if-stale')).toBe('wasm: up to date\n');

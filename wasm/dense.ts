@@ -1,6 +1,6 @@
 /**
- * The dense pass of docs/model.md section 4 step 1 in WebAssembly SIMD (AssemblyScript; built by
- * scripts/build-wasm.mjs into dist/wasm/dense.wasm, and dense-relaxed.wasm with relaxed multiply-add):
+ * The dense pass of docs/model.md section 4 step 1 in WebAssembly SIMD (AssemblyScript; part of the CPU
+ * engine's module, wasm/engine.ts; engine-relaxed.wasm uses relaxed SIMD's multiply-add):
  *
  *   z_i = sum_j Kn_ij a_j e^{i theta_j},   q_i = sum_j Kn_ij a_j
  *
@@ -212,6 +212,3 @@ export function dense64(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: 
     }
   }
 }
-
-// The per-prime loops of a visit travel in the same module (one instance per thread on the shared memory).
-export { loadAmplitudes32, loadAmplitudes64, measure32, measure64, update32, update64 } from './primes';

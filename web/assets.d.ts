@@ -4,7 +4,7 @@ declare module '*.wgsl' {
   export default source;
 }
 
-/** The WebAssembly dense pass, built into dist/wasm by `npm run build` and bundled as bytes (esbuild `loader: { '.wasm': 'binary' }`). */
+/** The CPU engine's WebAssembly module, built into dist/wasm by `npm run build` and bundled as bytes (esbuild `loader: { '.wasm': 'binary' }`). */
 declare module '*.wasm' {
   const bytes: Uint8Array<ArrayBuffer>;
   export default bytes;

@@ -6,9 +6,9 @@
  * comparison of the final metrics.
  */
 import { CpuEngine } from '../src/engine/cpu/engine.js';
-import { type DenseModule, denseModuleOf } from '../src/engine/cpu/wasm-dense.js';
-import DENSE_RELAXED_WASM from '../dist/wasm/dense-relaxed.wasm';
-import DENSE_WASM from '../dist/wasm/dense.wasm';
+import { type WasmModule, wasmModuleOf } from '../src/engine/cpu/wasm.js';
+import ENGINE_RELAXED_WASM from '../dist/wasm/engine-relaxed.wasm';
+import ENGINE_WASM from '../dist/wasm/engine.wasm';
 import { type Engine, Flag, type TickRecord } from '../src/engine/types.js';
 import { WebGpuEngine } from '../src/engine/webgpu/engine.js';
 import type { NormalizedConfig } from '../src/model/config.js';
@@ -379,21 +379,21 @@ async function createGpuEngine(): Promise<BrowserEngine> {
   return { engine, backend: 'webgpu', label };
 }
 
-let denseModule: Promise<DenseModule | null> | null = null;
+let wasmModule: Promise<WasmModule | null> | null = null;
 
 /**
- * The CPU engine's WebAssembly SIMD dense pass, the module the server's engine runs (both builds are in the
+ * The CPU engine's WebAssembly module (SIMD dense pass, per-prime loops), the one the server runs (both builds in the
  * bundle; the relaxed one where the browser validates it). It needs a shared memory, so a page that is not
  * cross-origin isolated (the server sends COOP and COEP) or a browser without SIMD keeps the TypeScript pass.
  */
-function browserDense(): Promise<DenseModule | null> {
-  denseModule ??= globalThis.crossOriginIsolated ? denseModuleOf(DENSE_WASM, DENSE_RELAXED_WASM).catch(() => null) : Promise.resolve(null);
-  return denseModule;
+function browserWasm(): Promise<WasmModule | null> {
+  wasmModule ??= globalThis.crossOriginIsolated ? wasmModuleOf(ENGINE_WASM, ENGINE_RELAXED_WASM).catch(() => null) : Promise.resolve(null);
+  return wasmModule;
 }
 
 async function browserEngine(choice: string): Promise<BrowserEngine & { note: string }> {
   const cpu = async (note: string): Promise<BrowserEngine & { note: string }> => {
-    const dense = await browserDense();
+    const dense = await browserWasm();
     const engine = new CpuEngine({ precision: 'f64', threads: 0, dense: dense ?? 'ts' });
     return { engine, backend: 'cpu', label: `CPU engine, ${engine.info.adapter.replace(/^cpu /, '').replace('calling thread', 'the page thread')}`, note };
   };

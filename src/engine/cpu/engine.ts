@@ -11,7 +11,7 @@ import { applyPhaseEdits, checkSpecMode, isSpace, type PatchPlan, planPatch, spa
 import { basisConstants } from '../../model/basis.js';
 import { buildKernel, createSimState, type CpuSimState, kernelKey, releaseState, releaseVec, S, type Vec } from './state.js';
 import { runTicks, type WasmThread } from './step.js';
-import { compileDense, type DenseModule, SharedArena, SIM_RECORD_BYTES, WasmLoops } from './wasm-dense.js';
+import { compileWasm, type WasmModule, SharedArena, SIM_RECORD_BYTES, WasmLoops } from './wasm.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
 /** Simulations one dense call takes (a thread's call table); a larger group is passed in parts. */
@@ -27,10 +27,10 @@ export interface CpuEngineOptions {
   inlineWork?: number;
   /**
    * The dense pass: `wasm`, WebAssembly SIMD over one shared arena (wasm/dense.ts, loaded from dist/wasm:
-   * Node), a module compiled by the caller (denseModuleOf: a browser page, which needs cross-origin
+   * Node), a module compiled by the caller (wasmModuleOf: a browser page, which needs cross-origin
    * isolation for the shared memory), or `ts`, the TypeScript loops. Default `ts`.
    */
-  dense?: 'ts' | 'wasm' | DenseModule;
+  dense?: 'ts' | 'wasm' | WasmModule;
 }
 
 interface Lane {
@@ -64,7 +64,7 @@ export class CpuEngine implements Engine {
     // Node modules are loaded only when threads are wanted, so a browser bundle (threads: 0) needs none.
     const threads = options.threads ?? process.getBuiltinModule('node:os').availableParallelism();
     this.inlineWork = options.inlineWork ?? 1 << 20;
-    const dense = options.dense === 'wasm' ? compileDense() : options.dense === 'ts' ? undefined : options.dense;
+    const dense = options.dense === 'wasm' ? compileWasm() : options.dense === 'ts' ? undefined : options.dense;
     if (dense) {
       this.arena = new SharedArena();
       this.wasm = { loops: new WasmLoops(dense, this.arena.memory), table: this.callTable() };
@@ -81,7 +81,7 @@ export class CpuEngine implements Engine {
       if (dense && this.arena) {
         const table = this.callTable();
         const gang = { index: i, parties: threads, barrier };
-        this.post(lane, { type: 'dense', module: dense, memory: this.arena.memory, table: table.byteOffset, slots: table.length, gang });
+        this.post(lane, { type: 'wasm', module: dense, memory: this.arena.memory, table: table.byteOffset, slots: table.length, gang });
       }
     }
     const where = threads === 0 ? 'calling thread' : `${threads} worker thread${threads > 1 ? 's' : ''}`;

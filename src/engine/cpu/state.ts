@@ -5,7 +5,7 @@
 import { basisConstants, type BasisConstants, kernelMatrix } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
 import { type Precision, SIM_STATUSES } from '../types.js';
-import type { SharedArena } from './wasm-dense.js';
+import type { SharedArena } from './wasm.js';
 
 export type Vec = Float64Array | Float32Array;
 
@@ -83,7 +83,7 @@ export interface CpuSimState {
   zRe: Vec;
   zIm: Vec;
   q: Vec;
-  /** True when the kernel and the dense scratch live in the WebAssembly arena (wasm-dense.ts). */
+  /** True when the kernel and the dense scratch live in the WebAssembly arena (wasm.ts). */
   inArena: boolean;
   /**
    * cos theta_j and sin theta_j of the current state (rounded as the mode stores them), formed with the

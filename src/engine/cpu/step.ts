@@ -10,7 +10,7 @@ import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
 import { Flag, SIM_STATUSES, statusOfFlags, type TickRecord } from '../types.js';
 import { collapseThresholdOf, wrapRounded } from '../edits.js';
 import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
-import { SIM_RECORD_BYTES, type WasmLoops } from './wasm-dense.js';
+import { SIM_RECORD_BYTES, type WasmLoops } from './wasm.js';
 
 /**
  * The WebAssembly loops of one thread (the dense pass and the per-prime loops of simulations in the arena),

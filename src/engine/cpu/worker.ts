@@ -7,14 +7,14 @@ import { parentPort } from 'node:worker_threads';
 import type { TickRecord } from '../types.js';
 import type { CpuSimState } from './state.js';
 import { type Gang, runTicks, runTicksGang, type WasmThread } from './step.js';
-import { type DenseModule, WasmLoops } from './wasm-dense.js';
+import { type WasmModule, WasmLoops } from './wasm.js';
 
 export type WorkerRequest =
   /**
    * The WebAssembly dense pass: the module, the engine's arena memory, this thread's call table (address,
    * u32 slots), and its place in the gang with the gang's barrier.
    */
-  | { type: 'dense'; module: DenseModule; memory: WebAssembly.Memory; table: number; slots: number; gang: Gang }
+  | { type: 'wasm'; module: WasmModule; memory: WebAssembly.Memory; table: number; slots: number; gang: Gang }
   /** `own`: this thread steps it in an `advance`; otherwise it is held for a `gang` advance only. */
   | { type: 'add'; state: CpuSimState; own: boolean }
   | { type: 'remove'; id: number }
@@ -31,7 +31,7 @@ let wasm: WasmThread | undefined;
 let gang: Gang | undefined;
 
 parentPort?.on('message', (msg: WorkerRequest) => {
-  if (msg.type === 'dense') {
+  if (msg.type === 'wasm') {
     wasm = { loops: new WasmLoops(msg.module, msg.memory), table: new Uint32Array(msg.memory.buffer, msg.table, msg.slots) };
     gang = msg.gang;
   } else if (msg.type === 'add') {

@@ -4,7 +4,7 @@
  * rows are split between calls (as worker threads split them); and the shared arena it works in.
  */
 import { describe, expect, it } from 'vitest';
-import { compileDense, SharedArena, SIM_RECORD_BYTES, WasmLoops } from '../src/engine/cpu/wasm-dense.js';
+import { compileWasm, SharedArena, SIM_RECORD_BYTES, WasmLoops } from '../src/engine/cpu/wasm.js';
 
 /** A deterministic stream of numbers in [-1, 1) (xorshift32). */
 function numbers(seed: number): () => number {
@@ -74,7 +74,7 @@ function reference(c: Case, k: number, s: number): { sums: number[][]; scale: nu
   return { sums, scale };
 }
 
-const dense = compileDense();
+const dense = compileWasm();
 
 describe('WebAssembly dense pass', () => {
   for (const [precision, tolerance] of [['f32', 4e-6], ['f64', 1e-14]] as const) {
@@ -112,8 +112,8 @@ describe('WebAssembly dense pass', () => {
 
   it('uses the relaxed build only where the runtime validates relaxed SIMD', () => {
     // Node 20 has relaxed SIMD only behind a flag; the plain SIMD build is then the one loaded.
-    const relaxedAvailable = compileDense().variant === 'relaxed-simd';
-    expect(compileDense({ allowRelaxed: false }).variant).toBe('simd');
+    const relaxedAvailable = compileWasm().variant === 'relaxed-simd';
+    expect(compileWasm({ allowRelaxed: false }).variant).toBe('simd');
     expect(relaxedAvailable).toBe(dense.variant === 'relaxed-simd');
   });
 });

@@ -4,7 +4,7 @@
  * SharedArena per engine holds the kernels and every simulation's vectors once for every worker thread,
  * and each thread instantiates the module on that memory (WasmLoops). The relaxed build (fused
  * multiply-add) is chosen where the runtime validates it, the plain SIMD build otherwise; each build is
- * deterministic on its own, so the build is part of the backend's name (DenseModule.variant).
+ * deterministic on its own, so the build is part of the backend's name (WasmModule.variant).
  */
 import type { Precision } from '../types.js';
 
@@ -18,7 +18,7 @@ const ALIGN = 16;
 /** A simulation's record in a dense call's table: six u32 addresses (a cos, a sin, a, z re, z im, q). */
 export const SIM_RECORD_BYTES = 24;
 
-export interface DenseModule {
+export interface WasmModule {
   module: WebAssembly.Module;
   variant: 'simd' | 'relaxed-simd';
 }
@@ -33,29 +33,29 @@ function wasmUrl(name: string): URL {
 /**
  * A dense module from the bytes of the two builds, compiled off the calling thread's critical path: the
  * relaxed build where this runtime validates it, else the plain SIMD build. What a browser page uses (it
- * bundles both builds); Node uses compileDense.
+ * bundles both builds); Node uses compileWasm.
  */
-export async function denseModuleOf(plain: BufferSource, relaxed?: BufferSource): Promise<DenseModule> {
+export async function wasmModuleOf(plain: BufferSource, relaxed?: BufferSource): Promise<WasmModule> {
   if (relaxed && WebAssembly.validate(relaxed)) return { module: await WebAssembly.compile(relaxed), variant: 'relaxed-simd' };
   return { module: await WebAssembly.compile(plain), variant: 'simd' };
 }
 
 /** Compiled once per process and build (every engine and worker of the process shares it). */
-const compiled = new Map<boolean, DenseModule>();
+const compiled = new Map<boolean, WasmModule>();
 
 /** The relaxed build where this runtime has relaxed SIMD, else the plain SIMD build. */
-export function compileDense(options: { allowRelaxed?: boolean } = {}): DenseModule {
+export function compileWasm(options: { allowRelaxed?: boolean } = {}): WasmModule {
   const allowRelaxed = options.allowRelaxed !== false;
   const known = compiled.get(allowRelaxed);
   if (known) return known;
   // Loaded when asked for, so that a browser bundle of the engine (which passes no arena) needs no node:fs.
   const { readFileSync } = process.getBuiltinModule('node:fs');
-  let dense: DenseModule | undefined;
+  let dense: WasmModule | undefined;
   if (allowRelaxed) {
-    const relaxed = readFileSync(wasmUrl('dense-relaxed.wasm'));
+    const relaxed = readFileSync(wasmUrl('engine-relaxed.wasm'));
     if (WebAssembly.validate(relaxed)) dense = { module: new WebAssembly.Module(relaxed), variant: 'relaxed-simd' };
   }
-  dense ??= { module: new WebAssembly.Module(readFileSync(wasmUrl('dense.wasm'))), variant: 'simd' };
+  dense ??= { module: new WebAssembly.Module(readFileSync(wasmUrl('engine.wasm'))), variant: 'simd' };
   compiled.set(allowRelaxed, dense);
   return dense;
 }
@@ -160,7 +160,7 @@ interface WasmExports {
 export class WasmLoops {
   private readonly exports: WasmExports;
 
-  constructor(dense: DenseModule, memory: WebAssembly.Memory) {
+  constructor(dense: WasmModule, memory: WebAssembly.Memory) {
     const abort = (): never => {
       throw new Error('the WebAssembly engine loops aborted');
     };
