@@ -177,28 +177,74 @@ function rowTail64(K: usize, k: i32, i: i32, j0: i32, table: usize, s: i32, zr: 
 /** Rows [i0, i1) of z and q for `sims` simulations sharing the f64 kernel at `K` (two lanes of f64). */
 export function dense64(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: i32): void {
   const k2 = k & ~1;
-  for (let i = i0; i < i1; i++) {
-    const row = K + ((<usize>i * <usize>k) << 3);
+  const stride = (<usize>k) << 3;
+  let i = i0;
+  // Two rows and two simulations at a time: 8 loads feed 12 multiply-adds.
+  for (; i + 1 < i1; i += 2) {
+    const ra = K + <usize>i * stride;
+    const rb = ra + stride;
     let s = 0;
     for (; s + 1 < sims; s += 2) {
       const ac0 = field(table, s, 0), as0 = field(table, s, 1), a0 = field(table, s, 2);
       const ac1 = field(table, s + 1, 0), as1 = field(table, s + 1, 1), a1 = field(table, s + 1, 2);
-      let zr0 = f64x2.splat(0), zi0 = f64x2.splat(0), q0 = f64x2.splat(0);
-      let zr1 = f64x2.splat(0), zi1 = f64x2.splat(0), q1 = f64x2.splat(0);
+      let zra0 = f64x2.splat(0), zia0 = f64x2.splat(0), qa0 = f64x2.splat(0);
+      let zrb0 = f64x2.splat(0), zib0 = f64x2.splat(0), qb0 = f64x2.splat(0);
+      let zra1 = f64x2.splat(0), zia1 = f64x2.splat(0), qa1 = f64x2.splat(0);
+      let zrb1 = f64x2.splat(0), zib1 = f64x2.splat(0), qb1 = f64x2.splat(0);
       for (let j = 0; j < k2; j += 2) {
         const o = <usize>j << 3;
-        const kv = v128.load(row + o);
-        zr0 = madd64(kv, v128.load(ac0 + o), zr0);
-        zi0 = madd64(kv, v128.load(as0 + o), zi0);
-        q0 = madd64(kv, v128.load(a0 + o), q0);
-        zr1 = madd64(kv, v128.load(ac1 + o), zr1);
-        zi1 = madd64(kv, v128.load(as1 + o), zi1);
-        q1 = madd64(kv, v128.load(a1 + o), q1);
+        const ka = v128.load(ra + o);
+        const kb = v128.load(rb + o);
+        let v = v128.load(ac0 + o);
+        zra0 = madd64(ka, v, zra0);
+        zrb0 = madd64(kb, v, zrb0);
+        v = v128.load(as0 + o);
+        zia0 = madd64(ka, v, zia0);
+        zib0 = madd64(kb, v, zib0);
+        v = v128.load(a0 + o);
+        qa0 = madd64(ka, v, qa0);
+        qb0 = madd64(kb, v, qb0);
+        v = v128.load(ac1 + o);
+        zra1 = madd64(ka, v, zra1);
+        zrb1 = madd64(kb, v, zrb1);
+        v = v128.load(as1 + o);
+        zia1 = madd64(ka, v, zia1);
+        zib1 = madd64(kb, v, zib1);
+        v = v128.load(a1 + o);
+        qa1 = madd64(ka, v, qa1);
+        qb1 = madd64(kb, v, qb1);
       }
-      rowTail64(K, k, i, k2, table, s, sum64(zr0), sum64(zi0), sum64(q0));
-      rowTail64(K, k, i, k2, table, s + 1, sum64(zr1), sum64(zi1), sum64(q1));
+      rowTail64(K, k, i, k2, table, s, sum64(zra0), sum64(zia0), sum64(qa0));
+      rowTail64(K, k, i + 1, k2, table, s, sum64(zrb0), sum64(zib0), sum64(qb0));
+      rowTail64(K, k, i, k2, table, s + 1, sum64(zra1), sum64(zia1), sum64(qa1));
+      rowTail64(K, k, i + 1, k2, table, s + 1, sum64(zrb1), sum64(zib1), sum64(qb1));
     }
     if (s < sims) {
+      const ac = field(table, s, 0), as = field(table, s, 1), a = field(table, s, 2);
+      let zra = f64x2.splat(0), zia = f64x2.splat(0), qa = f64x2.splat(0);
+      let zrb = f64x2.splat(0), zib = f64x2.splat(0), qb = f64x2.splat(0);
+      for (let j = 0; j < k2; j += 2) {
+        const o = <usize>j << 3;
+        const ka = v128.load(ra + o);
+        const kb = v128.load(rb + o);
+        let v = v128.load(ac + o);
+        zra = madd64(ka, v, zra);
+        zrb = madd64(kb, v, zrb);
+        v = v128.load(as + o);
+        zia = madd64(ka, v, zia);
+        zib = madd64(kb, v, zib);
+        v = v128.load(a + o);
+        qa = madd64(ka, v, qa);
+        qb = madd64(kb, v, qb);
+      }
+      rowTail64(K, k, i, k2, table, s, sum64(zra), sum64(zia), sum64(qa));
+      rowTail64(K, k, i + 1, k2, table, s, sum64(zrb), sum64(zib), sum64(qb));
+    }
+  }
+  // The last row of an odd range.
+  if (i < i1) {
+    const row = K + <usize>i * stride;
+    for (let s = 0; s < sims; s++) {
       const ac = field(table, s, 0), as = field(table, s, 1), a = field(table, s, 2);
       let zr = f64x2.splat(0), zi = f64x2.splat(0), q = f64x2.splat(0);
       for (let j = 0; j < k2; j += 2) {

@@ -127,14 +127,24 @@ export function densePass(group: CpuSimState[], wasm?: WasmThread): void {
 }
 
 /**
- * The dense pass in WebAssembly (wasm/dense.ts), rows [i0, i1): the group's records in the call table, as
- * many at a time as it holds.
+ * Bytes of amplitudes (a cos, a sin, a; k values each) that one dense call passes over for every pair of
+ * kernel rows: about half a core's L2, so they stay there while the rows stream past (at k = 2048, batch
+ * 128, giving a call every simulation of a thread streamed them from L3 and cost ~30%).
+ */
+const AMPLITUDE_BLOCK_BYTES = 1 << 20;
+
+/**
+ * The dense pass in WebAssembly (wasm/dense.ts), rows [i0, i1): the group's simulations in blocks whose
+ * amplitudes stay in cache, each block's records in the call table. A row's sums do not depend on the
+ * blocks, so neither do the results.
  */
 function wasmDense(group: CpuSimState[], { loops, table }: WasmThread, i0 = 0, i1 = group[0]!.k): void {
   const first = group[0]!;
   const capacity = Math.floor(table.length / (SIM_RECORD_BYTES / 4));
-  for (let from = 0; from < group.length; from += capacity) {
-    const part = group.slice(from, from + capacity);
+  const perSim = 3 * first.k * first.ampCos.BYTES_PER_ELEMENT;
+  const block = Math.min(capacity, Math.max(2, 2 * Math.floor(AMPLITUDE_BLOCK_BYTES / perSim / 2)));
+  for (let from = 0; from < group.length; from += block) {
+    const part = group.slice(from, from + block);
     part.forEach((s, n) => table.set([s.ampCos.byteOffset, s.ampSin.byteOffset, s.amp.byteOffset, s.zRe.byteOffset, s.zIm.byteOffset, s.q.byteOffset], n * 6));
     loops.dense(first.precision, first.kernel.byteOffset, first.k, i0, i1, table.byteOffset, part.length);
   }
