@@ -190,7 +190,7 @@ describe('HQE playground on the CPU engine', () => {
     await page.selectOption('#engine-choice', 'cpu');
     const run = await runInBrowser(page);
     expect(run.backend).toBe('cpu');
-    expect(run.adapter).toMatch(/WebAssembly (relaxed-)?simd dense pass, the page thread/);
+    expect(run.adapter).toMatch(/WebAssembly (relaxed-)?simd, the page thread/);
 
     const res = await fetch(`${server.url}/v1/hqe/run`, {
       method: 'POST',

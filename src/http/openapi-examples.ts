@@ -65,7 +65,7 @@ export const exampleRunConfig = {
   observables: { metricsInterval: 64, snapshotsInterval: 64 },
 } satisfies In<typeof HQEConfig>;
 
-const CPU = { backend: 'cpu', adapter: 'cpu f64, WebAssembly simd dense pass, 2 worker threads', precision: 'f64' } as const;
+const CPU = { backend: 'cpu', adapter: 'cpu f64, WebAssembly simd, 2 worker threads', precision: 'f64' } as const;
 
 // The states the example config visits (the same in a run and in a session: same config, same seed).
 const at0 = { step: 0, restart: 0, metrics: metrics(0.158, 0, 1, 0.2359, 0.25), amplitudes: [0.5, 0.5, 0.5, 0.5] };

@@ -88,7 +88,7 @@ export class CpuEngine implements Engine {
     this.info = {
       backend: 'cpu',
       precision: this.precision,
-      adapter: `cpu ${this.precision}, ${dense ? `WebAssembly ${dense.variant}` : 'TypeScript'} dense pass, ${where}`,
+      adapter: `cpu ${this.precision}, ${dense ? `WebAssembly ${dense.variant}` : 'TypeScript'}, ${where}`,
     };
   }
 
