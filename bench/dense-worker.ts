@@ -3,7 +3,7 @@
  * (src/engine/cpu/wasm.ts) over its share of the rows, `passes` times, on the memory it is given.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { type WasmModule, WasmLoops } from '../src/engine/cpu/wasm.js';
+import { SIM_RECORD_BYTES, simsPerDenseCall, type WasmModule, WasmLoops } from '../src/engine/cpu/wasm.js';
 
 export interface DenseWorkerData {
   dense: WasmModule;
@@ -25,6 +25,10 @@ const { dense, memory } = workerData as DenseWorkerData;
 const loops = new WasmLoops(dense, memory);
 parentPort?.on('message', (job: DenseWorkerJob) => {
   const t0 = performance.now();
-  for (let p = 0; p < job.passes; p++) loops.dense(job.precision, job.K, job.k, job.i0, job.i1, job.table, job.sims);
+  // Simulations in the engine's blocks (step.ts, wasmDense): the same calls the engine makes.
+  const block = simsPerDenseCall(job.k, job.precision === 'f32' ? 4 : 8);
+  for (let p = 0; p < job.passes; p++) {
+    for (let from = 0; from < job.sims; from += block) loops.dense(job.precision, job.K, job.k, job.i0, job.i1, job.table + from * SIM_RECORD_BYTES, Math.min(block, job.sims - from));
+  }
   parentPort?.postMessage(performance.now() - t0);
 });

@@ -19,7 +19,7 @@ import { normalize } from '../src/model/normalize.js';
 import { specFromConfig, type SimSpec } from '../src/model/spec.js';
 import { type DenseReferences, denseReferences } from './dense-references.js';
 import { replaceResultsSection } from './harness.js';
-import { updateReadme } from './report.js';
+import { barChart, updateReadme } from './report.js';
 
 /** Dense-pass work counted as 3 multiply-adds per kernel entry (z real, z imaginary, q): 3 k^2 per simulation-step. */
 export const denseFlops = (k: number): number => 3 * k * k;
@@ -157,7 +157,19 @@ async function main(): Promise<void> {
     '|---|---:|---:|---:|---:|---:|',
     ...dense.rows.map((r) => `| ${r.precision} | ${r.k} | ${r.batch} | ${fmt(r.wasm)} | ${fmt(r.native)} | ${r.ratio === null ? '-' : `${(100 * r.ratio).toFixed(0)}%`} |`),
   ].join('\n');
-  if (!(await replaceResultsSection('bench/README.md', 'dense', table))) process.stderr.write('bench/README.md has no dense-results markers\n');
+  // The dense pass beside native code, plotted: one group per (precision, k, batch), the ratio above it.
+  const key = (r: (typeof dense.rows)[number]): string => `${r.precision} k=${r.k}|B=${r.batch}`;
+  const plot = barChart(
+    'dense pass alone: simulation-steps per second (log scale)',
+    [
+      { label: 'WebAssembly SIMD', values: new Map(dense.rows.map((r) => [key(r), r.wasm])) },
+      { label: 'native C', values: new Map(dense.rows.filter((r) => r.native !== null).map((r) => [key(r), r.native!])) },
+    ],
+    new Map(dense.rows.filter((r) => r.ratio !== null).map((r) => [key(r), `${(100 * r.ratio!).toFixed(0)}%`])),
+  );
+  await writeFile(`${values.out}/dense.svg`, plot + '\n');
+  const denseSection = `${table}\n\n![the dense pass alone, WebAssembly SIMD beside native C](results/dense.svg)`;
+  if (!(await replaceResultsSection(`${values.out}/../README.md`, 'dense', denseSection))) process.stderr.write('bench/README.md has no dense-results markers\n');
 
   const bars = barsOf(files, dense);
   if (bars.length > 0) {
@@ -172,7 +184,7 @@ async function main(): Promise<void> {
       ...bars.map((b) => `| ${b.measure} | ${cell(b.value, b.unit)} | ${b.unit === '%' ? `>= ${100 * b.bar}%` : b.unit === 'x' ? `>= ${b.bar}x` : `>= ${b.bar}`} | ${b.met === null ? '-' : b.met ? 'yes' : 'no'} |`),
     ].join('\n');
     for (const b of bars) process.stderr.write(`bar: ${b.measure}: ${cell(b.value, b.unit)} (bar ${b.bar}${b.unit === 'x' ? 'x' : b.unit === '%' ? ' of native' : ''}) ${b.met === null ? 'unavailable' : b.met ? 'met' : 'NOT met'}\n`);
-    if (!(await replaceResultsSection('bench/README.md', 'engine-bars', barsTable))) process.stderr.write('bench/README.md has no engine-bars-results markers\n');
+    if (!(await replaceResultsSection(`${values.out}/../README.md`, 'engine-bars', barsTable))) process.stderr.write('bench/README.md has no engine-bars-results markers\n');
   }
 }
 

@@ -10,7 +10,7 @@ import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
 import { Flag, SIM_STATUSES, statusOfFlags, type TickRecord } from '../types.js';
 import { collapseThresholdOf, wrapRounded } from '../edits.js';
 import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
-import { SIM_RECORD_BYTES, type WasmLoops } from './wasm.js';
+import { SIM_RECORD_BYTES, simsPerDenseCall, type WasmLoops } from './wasm.js';
 
 /**
  * The WebAssembly loops of one thread (the dense pass and the per-prime loops of simulations in the arena),
@@ -127,13 +127,6 @@ export function densePass(group: CpuSimState[], wasm?: WasmThread): void {
 }
 
 /**
- * Bytes of amplitudes (a cos, a sin, a; k values each) that one dense call passes over for every pair of
- * kernel rows: about half a core's L2, so they stay there while the rows stream past (at k = 2048, batch
- * 128, giving a call every simulation of a thread streamed them from L3 and cost ~30%).
- */
-const AMPLITUDE_BLOCK_BYTES = 1 << 20;
-
-/**
  * The dense pass in WebAssembly (wasm/dense.ts), rows [i0, i1): the group's simulations in blocks whose
  * amplitudes stay in cache, each block's records in the call table. A row's sums do not depend on the
  * blocks, so neither do the results.
@@ -141,8 +134,7 @@ const AMPLITUDE_BLOCK_BYTES = 1 << 20;
 function wasmDense(group: CpuSimState[], { loops, table }: WasmThread, i0 = 0, i1 = group[0]!.k): void {
   const first = group[0]!;
   const capacity = Math.floor(table.length / (SIM_RECORD_BYTES / 4));
-  const perSim = 3 * first.k * first.ampCos.BYTES_PER_ELEMENT;
-  const block = Math.min(capacity, Math.max(2, 2 * Math.floor(AMPLITUDE_BLOCK_BYTES / perSim / 2)));
+  const block = Math.min(capacity, simsPerDenseCall(first.k, first.ampCos.BYTES_PER_ELEMENT));
   for (let from = 0; from < group.length; from += block) {
     const part = group.slice(from, from + block);
     part.forEach((s, n) => table.set([s.ampCos.byteOffset, s.ampSin.byteOffset, s.amp.byteOffset, s.zRe.byteOffset, s.zIm.byteOffset, s.q.byteOffset], n * 6));

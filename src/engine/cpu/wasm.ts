@@ -18,6 +18,18 @@ const ALIGN = 16;
 /** A simulation's record in a dense call's table: six u32 addresses (a cos, a sin, a, z re, z im, q). */
 export const SIM_RECORD_BYTES = 24;
 
+/**
+ * Bytes of amplitudes (a cos, a sin, a; k values each) that one dense call passes over for every pair of
+ * kernel rows: about half a core's L2, so they stay there while the rows stream past (at k = 2048, batch
+ * 128, one call for every simulation of a thread streamed them from L3 and cost ~30%).
+ */
+const AMPLITUDE_BLOCK_BYTES = 1 << 20;
+
+/** Simulations per dense call (an even number, at least 2): as many as keep their amplitudes in cache. */
+export function simsPerDenseCall(k: number, bytesPerValue: number): number {
+  return Math.max(2, 2 * Math.floor(AMPLITUDE_BLOCK_BYTES / (3 * k * bytesPerValue) / 2));
+}
+
 export interface WasmModule {
   module: WebAssembly.Module;
   variant: 'simd' | 'relaxed-simd';
