@@ -22,6 +22,8 @@ import { Idempotency } from './http/idempotency.js';
 import { CredentialCache } from './http/credential-cache.js';
 import { CredentialWatch } from './http/revocations.js';
 import { RealtimeServer } from './realtime/server.js';
+import { asyncApiDocument, asyncApiYaml } from './realtime/asyncapi.js';
+import type { AsyncApiDocument } from './http/routes/reference.js';
 import { Scheduler } from './sim/scheduler.js';
 import { toRemoteError } from './sim/space-cluster.js';
 import { SpaceHub } from './sim/spaces.js';
@@ -261,6 +263,8 @@ async function startParts(config: ServerConfig, logger: Logger, { server, socket
     leaseTtlMs: config.leaseTtlMs,
     realtimeConnections: () => realtime.stats().connections,
     storeStats: () => store.stats(),
+    // The document is this project's own: the reference page reads the parts it shows.
+    realtimeContract: { document: () => asyncApiDocument() as unknown as AsyncApiDocument, yaml: asyncApiYaml },
   });
   server.removeListener('request', starting);
   server.on('request', app.callback());

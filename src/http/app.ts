@@ -26,8 +26,7 @@ import { openApiYaml } from './openapi.js';
 import { Problem, problemMiddleware } from './problem.js';
 import { rateLimit, type RateLimiter } from './ratelimit.js';
 import { demoRoutes } from './routes/demo.js';
-import { type AsyncApiDocument, referenceRoutes } from './routes/reference.js';
-import { asyncApiDocument, asyncApiYaml } from '../realtime/asyncapi.js';
+import { type ReferenceDeps, referenceRoutes } from './routes/reference.js';
 import { hqeRoutes } from './routes/hqe.js';
 import { oauthRoutes } from './routes/oauth.js';
 import { type Connections, opsRoutes } from './routes/ops.js';
@@ -71,6 +70,11 @@ export interface AppDeps {
   leaseTtlMs: number;
   /** Open WebSocket connections (the realtime server is attached to the HTTP server after the app). */
   realtimeConnections?: () => number;
+  /**
+   * The realtime protocol's contract for /docs/realtime and /asyncapi.yaml (src/realtime/asyncapi.ts),
+   * passed in: the realtime layer builds on this one, not the other way round.
+   */
+  realtimeContract: ReferenceDeps['realtimeContract'];
   /** fsyncs of the store's WAL, failed ones, and WAL checkpoints. */
   storeStats?: () => StoreStats;
 }
@@ -159,11 +163,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   // The routes outside /v1: ops, OAuth and the demo pages at /demo (no credentials; web/, docs/web.md). A /v1
   // request skips them: each router matches every request against all its routes (and parses Host) first.
   // The reference pages (/docs, /docs/realtime, /docs/errors, /problems/{code}, /asyncapi.yaml).
-  const reference = referenceRoutes({
-    // The document is this project's own (src/realtime/asyncapi.ts): the page reads the parts it shows.
-    asyncApiDocument: () => asyncApiDocument() as unknown as AsyncApiDocument,
-    asyncApiYaml,
-  });
+  const reference = referenceRoutes({ realtimeContract: deps.realtimeContract });
   app.use(outsideV1(reference.routes(), ops.routes(), ops.allowedMethods(), oauth.routes(), oauth.allowedMethods(), demoRoutes().routes()));
 
   const api = [

@@ -100,9 +100,8 @@ export function errorsReference(markdown: string): { html: string; codes: Set<st
 }
 
 export interface ReferenceDeps {
-  /** The realtime contract (src/realtime/asyncapi.ts): the document, and as YAML. */
-  asyncApiDocument: () => AsyncApiDocument;
-  asyncApiYaml: () => string;
+  /** The realtime protocol's contract (src/realtime/asyncapi.ts): the document, and as YAML. */
+  realtimeContract: { document: () => AsyncApiDocument; yaml: () => string };
 }
 
 /** The parts of an AsyncAPI 3 document the realtime page shows. */
@@ -199,7 +198,7 @@ export function referenceRoutes(deps: ReferenceDeps): Router {
     page(ctx, once('docs', () => referencePage('Resonance API reference', '<div id="reference"></div>',
       '<link rel="stylesheet" href="/docs/assets/swagger-ui.css"><script src="/docs/assets/swagger-ui-bundle.js" defer></script><script src="/docs/assets/init.js" defer></script>')));
   });
-  router.get('/docs/realtime', (ctx) => page(ctx, once('realtime', () => referencePage('Resonance realtime protocol', asyncApiHtml(deps.asyncApiDocument()), '', 'prose'))));
+  router.get('/docs/realtime', (ctx) => page(ctx, once('realtime', () => referencePage('Resonance realtime protocol', asyncApiHtml(deps.realtimeContract.document()), '', 'prose'))));
   router.get('/docs/errors', (ctx) => page(ctx, once('errors', () => referencePage('Resonance API errors', errorsRef().html, '', 'prose'))));
   router.get('/docs/assets/:file', (ctx) => {
     const file = ctx.params.file ?? '';
@@ -222,7 +221,7 @@ export function referenceRoutes(deps: ReferenceDeps): Router {
   });
   router.get('/asyncapi.yaml', (ctx) => {
     ctx.type = 'application/yaml';
-    ctx.body = once('asyncapi', deps.asyncApiYaml);
+    ctx.body = once('asyncapi', deps.realtimeContract.yaml);
   });
   // A problem's `type` (PROBLEM_TYPE_BASE + code) is a link to its entry.
   router.get(`${PROBLEM_TYPE_BASE}:code`, (ctx) => {
