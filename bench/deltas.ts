@@ -14,6 +14,7 @@ import { writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { checkpointText } from '../src/engine/checkpoint.js';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
 import { firstPrimes } from '../src/model/primes.js';
 import { specFromSpace } from '../src/model/spec.js';
@@ -94,7 +95,7 @@ async function setUp(retained: number): Promise<Level> {
     const side = new CpuEngine({ precision: 'f64', threads: 0 });
     const checkpoint = await side.exportState(side.add(specFromSpace(row.config)));
     await side.destroy();
-    await store.update(row.id, { checkpoint: JSON.stringify(checkpoint), checkpointVersion: retained });
+    await store.update(row.id, { checkpoint: checkpointText(checkpoint), checkpointVersion: retained });
   }
   const started = performance.now();
   const { row: attached } = await hub.attach(row.id, listener);

@@ -78,10 +78,10 @@ async function measure(engine: Engine, k: number, batch: number, seconds: number
 }
 
 async function makeEngine(name: string): Promise<Engine> {
-  if (name === 'cpu-f64') return new CpuEngine({ precision: 'f64', dense: 'ts' });
-  if (name === 'cpu-f32') return new CpuEngine({ precision: 'f32', dense: 'ts' });
-  if (name === 'cpu-wasm-f64') return new CpuEngine({ precision: 'f64', dense: 'wasm' });
-  if (name === 'cpu-wasm-f32') return new CpuEngine({ precision: 'f32', dense: 'wasm' });
+  if (name === 'cpu-f64') return new CpuEngine({ precision: 'f64', loops: 'ts' });
+  if (name === 'cpu-f32') return new CpuEngine({ precision: 'f32', loops: 'ts' });
+  if (name === 'cpu-wasm-f64') return new CpuEngine({ precision: 'f64', loops: 'wasm' });
+  if (name === 'cpu-wasm-f32') return new CpuEngine({ precision: 'f32', loops: 'wasm' });
   if (name === 'webgpu') {
     const { WebGpuEngine } = await import('../src/engine/webgpu/engine.js');
     return WebGpuEngine.create({ allowSoftware: true });
@@ -169,7 +169,7 @@ async function main(): Promise<void> {
   );
   await writeFile(`${values.out}/dense.svg`, plot + '\n');
   const denseSection = `${table}\n\n![the dense pass alone, WebAssembly SIMD beside native C](results/dense.svg)`;
-  if (!(await replaceResultsSection(`${values.out}/../README.md`, 'dense', denseSection))) process.stderr.write('bench/README.md has no dense-results markers\n');
+  if (!(await replaceResultsSection(`${values.out}/../README.md`, 'dense', denseSection))) process.stderr.write(`${values.out}/../README.md has no dense-results markers\n`);
 
   const bars = barsOf(files, dense);
   if (bars.length > 0) {
@@ -184,7 +184,7 @@ async function main(): Promise<void> {
       ...bars.map((b) => `| ${b.measure} | ${cell(b.value, b.unit)} | ${b.unit === '%' ? `>= ${100 * b.bar}%` : b.unit === 'x' ? `>= ${b.bar}x` : `>= ${b.bar}`} | ${b.met === null ? '-' : b.met ? 'yes' : 'no'} |`),
     ].join('\n');
     for (const b of bars) process.stderr.write(`bar: ${b.measure}: ${cell(b.value, b.unit)} (bar ${b.bar}${b.unit === 'x' ? 'x' : b.unit === '%' ? ' of native' : ''}) ${b.met === null ? 'unavailable' : b.met ? 'met' : 'NOT met'}\n`);
-    if (!(await replaceResultsSection(`${values.out}/../README.md`, 'engine-bars', barsTable))) process.stderr.write('bench/README.md has no engine-bars-results markers\n');
+    if (!(await replaceResultsSection(`${values.out}/../README.md`, 'engine-bars', barsTable))) process.stderr.write(`${values.out}/../README.md has no engine-bars-results markers\n`);
   }
 }
 

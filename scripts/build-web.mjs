@@ -44,7 +44,7 @@ const result = await build({
   sourcemap: true,
   minify: true,
   legalComments: 'linked',
-  // The CPU engine's WebAssembly dense pass (dist/wasm, built before this script) travels in the bundle.
+  // The CPU engine's WebAssembly module (dist/wasm, built before this script) travels in the bundle.
   loader: { '.wgsl': 'text', '.wasm': 'binary' },
   logLevel: 'warning',
   metafile: true,

@@ -1,10 +1,11 @@
 // common.wgsl — shared helpers of every pass (docs/model.md, docs/engine.md).
 //
-// Not a pass on its own: the engine compiles each of dense.wgsl, visit.wgsl and learn.wgsl after a
-// generated prelude and this file. The prelude (src/engine/webgpu/layout.ts, wgslPrelude) declares the
-// structs SimParams, SimHeader and GpuRecord from the typegpu schemas the host writes them with, every
-// constant (NONE, TWO_PI_F, PI_F, TINY, BIG, EXP_M80, MAX_PHASE_STEP, LN_F64_MAX, XI_SCALE,
-// JITTER_STREAM, MIXER_*, OPT_*, OP_*, the record flags F_*, the statuses ST_*) and the pass's bindings.
+// Not a pass on its own: the engine compiles each of dense.wgsl, visit.wgsl and learn.wgsl after
+// layout.wgsl, the pass's binding declarations and this file. layout.wgsl is generated from
+// src/engine/webgpu/layout.ts (wgslLayout in wgsl-layout.ts): the structs SimParams, SimHeader and
+// GpuRecord from the typegpu schemas the host writes them with, and every constant (NONE, TWO_PI_F, PI_F,
+// TINY, BIG, EXP_M80, MAX_PHASE_STEP, LN_F64_MAX, XI_SCALE, JITTER_STREAM, MIXER_*, OPT_*, OP_*, the record
+// flags F_*, the statuses ST_*); the bindings come from PASS_BINDINGS there (bindingDeclarations).
 //   Inputs:  none (no bindings are declared here).
 //   Outputs: none.
 //   Workgroup layout: none.

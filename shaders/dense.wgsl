@@ -1,7 +1,7 @@
 // dense.wgsl — the dense pass of docs/model.md section 4 step 1 for every simulation of a size class:
 //   z_i = sum_j Kn_ij a_j e^{i theta_j},   q_i = sum_j Kn_ij a_j.
 //
-// Inputs (group 0, declared by the generated prelude from PASS_BINDINGS in src/engine/webgpu/layout.ts):
+// Inputs (group 0, declared from PASS_BINDINGS in src/engine/webgpu/layout.ts by bindingDeclarations):
 //   @binding(0) params  : array<SimParams>         read   per-simulation constants (k, mixer, kernelScale, ...)
 //   @binding(1) headers : array<SimHeader>         read   status/budget/ring counts: inactive slots are skipped
 //   @binding(2) elemF   : array<vec4<f32>>         read   per element (sqrt l_i, l_i, w_i, theta0_i)

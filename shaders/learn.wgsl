@@ -4,7 +4,7 @@
 // simulations whose visit applied the update this tick (SimHeader.didUpdate == 1) change: a restart, an
 // end, a stall or an exhausted budget leaves A as it is.
 //
-// Inputs (group 0, declared by the generated prelude from PASS_BINDINGS in src/engine/webgpu/layout.ts):
+// Inputs (group 0, declared from PASS_BINDINGS in src/engine/webgpu/layout.ts by bindingDeclarations):
 //   @binding(0) params       : array<SimParams>    read        k, learnRate (f32(h eta)), learnKeep (f32(1 - h eta))
 //   @binding(1) headers      : array<SimHeader>    read        didUpdate
 //   @binding(2) state        : array<vec2<f32>>    read        per element (theta_i, P_i), updated phases

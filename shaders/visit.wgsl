@@ -10,7 +10,7 @@
 // The functions are the twins of src/engine/cpu/step.ts and carry their names: measure, visit (the counters
 // and the decision), end, restart, update.
 //
-// Inputs (group 0, declared by the generated prelude from PASS_BINDINGS in src/engine/webgpu/layout.ts):
+// Inputs (group 0, declared from PASS_BINDINGS in src/engine/webgpu/layout.ts by bindingDeclarations):
 //   @binding(0) params  : array<SimParams>         read        per-simulation constants
 //   @binding(1) headers : array<SimHeader>         read_write  counters, schedules, status, ring counts
 //   @binding(2) elemF   : array<vec4<f32>>         read        per element (sqrt l_i, l_i, w_i, theta0_i)

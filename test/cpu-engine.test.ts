@@ -38,14 +38,14 @@ async function runBatch(engine: CpuEngine, inputs: HQEConfigInput[]): Promise<Ti
 }
 
 describe('CPU engine', () => {
-  for (const dense of ['ts', 'wasm'] as const) {
+  for (const loops of ['ts', 'wasm'] as const) {
     for (const precision of ['f64', 'f32'] as const) {
-      it(`is bit-identical run to run with the same seed (${precision}, ${dense} dense pass)`, async () => {
-        const a = await runToEnd(new CpuEngine({ precision, threads: 0, dense }), specOf(noisy));
-        const b = await runToEnd(new CpuEngine({ precision, threads: 0, dense }), specOf(noisy));
+      it(`is bit-identical run to run with the same seed (${precision}, ${loops} loops)`, async () => {
+        const a = await runToEnd(new CpuEngine({ precision, threads: 0, loops }), specOf(noisy));
+        const b = await runToEnd(new CpuEngine({ precision, threads: 0, loops }), specOf(noisy));
         expect(a.records.length).toBeGreaterThan(10);
         expect(strip(a.records)).toEqual(strip(b.records));
-        const other = await runToEnd(new CpuEngine({ precision, threads: 0, dense }), specOf({ ...noisy, seed: 1235 }));
+        const other = await runToEnd(new CpuEngine({ precision, threads: 0, loops }), specOf({ ...noisy, seed: 1235 }));
         expect(strip(other.records)).not.toEqual(strip(a.records));
       });
     }
@@ -59,9 +59,9 @@ describe('CPU engine', () => {
     ];
     for (const precision of ['f64', 'f32'] as const) {
       for (const batch of [inputs.slice(0, 1), inputs]) {
-        const solo = await Promise.all(batch.map(async (input) => (await runToEnd(new CpuEngine({ precision, threads: 0, dense: 'wasm' }), specOf(input))).records));
+        const solo = await Promise.all(batch.map(async (input) => (await runToEnd(new CpuEngine({ precision, threads: 0, loops: 'wasm' }), specOf(input))).records));
         // Fewer simulations than two per thread: the threads step them as a gang.
-        const together = await runBatch(new CpuEngine({ precision, threads: 2, inlineWork: 0, dense: 'wasm' }), batch);
+        const together = await runBatch(new CpuEngine({ precision, threads: 2, inlineWork: 0, loops: 'wasm' }), batch);
         together.forEach((records, i) => expect(strip(records)).toEqual(strip(solo[i]!)));
       }
     }
@@ -79,8 +79,8 @@ describe('CPU engine', () => {
     ];
     for (const [precision, tol] of [['f64', 1e-9], ['f32', 2e-4]] as const) {
       for (const input of inputs) {
-        const ts = (await runToEnd(new CpuEngine({ precision, threads: 0, dense: 'ts' }), specOf(input))).records;
-        const wasm = (await runToEnd(new CpuEngine({ precision, threads: 0, dense: 'wasm' }), specOf(input))).records;
+        const ts = (await runToEnd(new CpuEngine({ precision, threads: 0, loops: 'ts' }), specOf(input))).records;
+        const wasm = (await runToEnd(new CpuEngine({ precision, threads: 0, loops: 'wasm' }), specOf(input))).records;
         expect(wasm.map((r) => [r.step, r.restart, r.flags])).toEqual(ts.map((r) => [r.step, r.restart, r.flags]));
         wasm.forEach((r, i) => {
           const t = ts[i]!;
@@ -94,16 +94,24 @@ describe('CPU engine', () => {
     }
   });
 
-  it('gives the WebAssembly arena back: kernels with their last simulation, scratch with each', async () => {
-    const engine = new CpuEngine({ threads: 0, dense: 'wasm' });
+  it('gives the WebAssembly arena back: kernels with their last simulation, every other block with its own', async () => {
+    const engine = new CpuEngine({ threads: 0, loops: 'wasm' });
     try {
       const empty = engine.arenaBytes;
       const bases = [[2, 3, 5, 7], [2, 3, 5, 7, 11], [3, 5, 7, 11, 13, 17]];
       for (let round = 0; round < 3; round++) {
         const ids = bases.flatMap((primes) => [engine.add(specOf({ ...noisy, primes })), engine.add(specOf({ ...noisy, primes }))]);
+        // A learned mixer's kernel is its own.
+        ids.push(engine.add(specOf({ ...noisy, mixer: { type: 'learned', temperature0: 0.2 } })));
+        // Spaces whose kernel a params patch swaps: to a kernel shared with another, then to one of its own.
+        const spaces = [0, 1].map(() => engine.add({ ...specOf({ ...noisy, primes: [2, 3, 5, 7, 11, 13] }), mode: 'space' }));
+        await engine.advance(5);
+        engine.patch(spaces[0]!, { params: { localityBias: 0.9 } });
+        engine.patch(spaces[1]!, { params: { localityBias: 0.9 } });
+        engine.patch(spaces[1]!, { params: { semantic: true } });
         await engine.advance(5);
         expect(engine.arenaBytes).toBeGreaterThan(empty);
-        for (const id of ids) engine.remove(id);
+        for (const id of [...ids, ...spaces]) engine.remove(id);
         expect(engine.arenaBytes).toBe(empty);
       }
     } finally {

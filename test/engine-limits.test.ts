@@ -23,8 +23,8 @@ interface Kind {
 const kinds: Kind[] = [
   { name: 'cpu f64', make: async () => new CpuEngine({ precision: 'f64', threads: 0 }) },
   { name: 'cpu f32', make: async () => new CpuEngine({ precision: 'f32', threads: 0 }) },
-  { name: 'cpu wasm f64', make: async () => new CpuEngine({ precision: 'f64', threads: 0, dense: 'wasm' }) },
-  { name: 'cpu wasm f32', make: async () => new CpuEngine({ precision: 'f32', threads: 0, dense: 'wasm' }) },
+  { name: 'cpu wasm f64', make: async () => new CpuEngine({ precision: 'f64', threads: 0, loops: 'wasm' }) },
+  { name: 'cpu wasm f32', make: async () => new CpuEngine({ precision: 'f32', threads: 0, loops: 'wasm' }) },
   // Workers run dist/ (npm run build): every advance goes to them (inlineWork 0).
   { name: 'cpu f64 workers', make: async () => new CpuEngine({ precision: 'f64', threads: 2, inlineWork: 0 }) },
   { name: 'cpu f32 workers', make: async () => new CpuEngine({ precision: 'f32', threads: 2, inlineWork: 0 }) },

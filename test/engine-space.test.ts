@@ -6,9 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CpuEngine } from '../src/engine/cpu/engine.js';
-import { type Engine, Flag, type Precision, type SimCheckpoint, type SimPatch, type SimState, type TickRecord } from '../src/engine/types.js';
+import { type Engine, Flag, type Precision, type SimCheckpoint, type SimPatch, type SimState, type SpaceParams, type TickRecord } from '../src/engine/types.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/engine/checkpoint.js';
-import { wrapPhase } from '../src/engine/edits.js';
+import { spaceParamsOf, wrapPhase } from '../src/engine/edits.js';
 import type { HQEConfigInput } from '../src/model/config.js';
 import { firstPrimes } from '../src/model/primes.js';
 import type { SimSpec } from '../src/model/spec.js';
@@ -28,8 +28,8 @@ interface Kind {
 const kinds: Kind[] = [
   { name: 'cpu f64', precision: 'f64', make: async () => new CpuEngine({ precision: 'f64', threads: 0 }), longTicks: 5000 },
   { name: 'cpu f32', precision: 'f32', make: async () => new CpuEngine({ precision: 'f32', threads: 0 }), longTicks: 5000 },
-  { name: 'cpu wasm f64', precision: 'f64', make: async () => new CpuEngine({ precision: 'f64', threads: 0, dense: 'wasm' }), longTicks: 5000 },
-  { name: 'cpu wasm f32', precision: 'f32', make: async () => new CpuEngine({ precision: 'f32', threads: 0, dense: 'wasm' }), longTicks: 5000 },
+  { name: 'cpu wasm f64', precision: 'f64', make: async () => new CpuEngine({ precision: 'f64', threads: 0, loops: 'wasm' }), longTicks: 5000 },
+  { name: 'cpu wasm f32', precision: 'f32', make: async () => new CpuEngine({ precision: 'f32', threads: 0, loops: 'wasm' }), longTicks: 5000 },
   { name: 'webgpu', precision: 'f32', make: () => gpu.engine(), longTicks: 400 },
 ];
 
@@ -352,6 +352,18 @@ for (const kind of kinds) {
       }
     });
 
+    it('a stored space state carries every parameter in effect; one that lacks one is refused', async () => {
+      await withEngine(kind.make, async (engine) => {
+        const id = engine.add(space(flat));
+        engine.patch(id, { params: { lambda: 0.7 } });
+        const stored = JSON.parse(JSON.stringify(encodeCheckpoint(await engine.exportState(id)))) as SimCheckpoint;
+        expect(stored.space?.params.lambda).toBe(0.7);
+        expect(decodeCheckpoint(stored).space?.params).toEqual(spaceParamsOf({ ...space(flat), lambda: 0.7 }));
+        const { lambda: _dropped, ...partial } = stored.space!.params;
+        expect(() => decodeCheckpoint({ ...stored, space: { ...stored.space!, params: partial as SpaceParams } })).toThrow(/space.params lacks lambda/);
+      });
+    });
+
     it('rejects space patches on HQE simulations and bad values', async () => {
       await withEngine(kind.make, async (engine) => {
         const hqe = engine.add(specOf(flat));
@@ -381,11 +393,11 @@ for (const kind of kinds) {
 describe('space mode on CPU worker threads', () => {
   it('patches (phase edits in shared memory, params and kernels re-sent) give the calling-thread records', async () => {
     const specs = paritySpecs();
-    for (const dense of ['ts', 'wasm'] as const) {
+    for (const loops of ['ts', 'wasm'] as const) {
       for (const precision of ['f64', 'f32'] as const) {
-        const inline = await runScript(async () => new CpuEngine({ precision, threads: 0, dense }), specs);
-        const workers = await runScript(async () => new CpuEngine({ precision, threads: 2, inlineWork: 0, dense }), specs);
-        const resumed = await runScript(async () => new CpuEngine({ precision, threads: 2, inlineWork: 0, dense }), specs, 3);
+        const inline = await runScript(async () => new CpuEngine({ precision, threads: 0, loops }), specs);
+        const workers = await runScript(async () => new CpuEngine({ precision, threads: 2, inlineWork: 0, loops }), specs);
+        const resumed = await runScript(async () => new CpuEngine({ precision, threads: 2, inlineWork: 0, loops }), specs, 3);
         expect(workers).toEqual(inline);
         expect(resumed).toEqual(inline);
       }

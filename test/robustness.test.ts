@@ -392,7 +392,7 @@ describe('bands f32 cannot resolve', () => {
   it('run on CPU f64 behind an f32 engine (CPU f32 and WebGPU), which runs the others, and say so', async () => {
     const want = await runOn(async () => reference(), specOf(narrow));
     const makers: Array<[string, () => Promise<Engine>]> = [
-      ['cpu f32', () => createEngine({ backend: 'cpu', precision: 'f32', threads: 0, dense: 'ts' })],
+      ['cpu f32', () => createEngine({ backend: 'cpu', precision: 'f32', threads: 0, loops: 'ts' })],
       ['webgpu', async () => new RoutedEngine(await gpu.engine(), () => new CpuEngine({ precision: 'f64', threads: 0 }))],
     ];
     for (const [name, make] of makers) {

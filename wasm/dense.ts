@@ -9,9 +9,10 @@
  * a_j cos theta_j, a_j sin theta_j, a_j, then the outputs z re, z im, q; each k values). Outputs: rows
  * [i0, i1) of z and q of every simulation of the table, so that workers can split one pass by rows.
  *
- * Layout of the loops: a kernel row is read once per pair of simulations, each simulation's three running
- * sums are four lanes wide (f32x4; f64x2 in the f64 mode) over j = 0, 4, 8, ...; the lanes are added
- * (0 + 1) + (2 + 3) at the end of the row, then the columns past the last multiple of four in index order.
+ * Layout of the loops: two kernel rows and two simulations at a time (each kernel load serves two
+ * simulations, each amplitude load two rows); each simulation's three running sums of a row are four lanes
+ * wide (f32x4; f64x2 in the f64 mode) over j = 0, 4, 8, ...; the lanes are added (0 + 1) + (2 + 3) at the
+ * end of the row, then the columns past the last multiple of four in index order.
  * The order is fixed, so one build gives bit-identical results on every run; the relaxed build may fuse the
  * multiply-add (one rounding instead of two), so it is a backend of its own.
  */

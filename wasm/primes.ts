@@ -7,7 +7,8 @@
  *
  * Inputs: a simulation's record (PRIME_RECORD_BYTES, u32 addresses of its vectors in the shared memory,
  * written once when the simulation is made: src/engine/cpu/state.ts, PRIME_FIELDS) and the step's scalars as
- * arguments. measure writes its sums to the simulation's out block (MEASURE_OUT float64 slots).
+ * arguments. measure writes its sums to the simulation's out block (float64, in the order of MEASURE_SLOTS
+ * in state.ts).
  * No workgroups or threads here: a caller may give a thread a range of primes (loadAmplitudes) or a whole
  * simulation (measure, update).
  */
@@ -31,7 +32,7 @@ const Z_IM = 14;
 const Q = 15;
 const OUT = 16;
 
-// Slots of measure's out block (float64), read by src/engine/cpu/step.ts (MeasureOut).
+// Slots of measure's out block (float64): MEASURE_SLOTS in src/engine/cpu/state.ts, read by step.ts (sumPrimesWasm).
 const PC = 0;
 const PS = 1;
 const NUM = 2;
@@ -50,7 +51,6 @@ const STEP_OK = 13;
 const TINY: f64 = 1e-30;
 const MAX_PHASE_STEP: f64 = 1048576; // 2^20 rad
 const TWO_PI: f64 = 6.283185307179586;
-const MIN_LOG_MASS: f64 = -80;
 const TWO_POW_M24: f64 = 5.9604644775390625e-8;
 const XI_SCALE: f64 = 1.7320508;
 
@@ -184,11 +184,10 @@ function measure<T>(record: usize, k: i32, h: f64, gamma: f64, noiseAmp: f64, se
 
 /**
  * The phase update, the mass flow and its normalisation (step.ts, update): theta += dTheta wrapped, y_i into
- * the amplitude vector (spent by now), P_i = e^{y_i - max y} / sum, then `sweeps` projector sweeps.
+ * the amplitude vector (spent by now), P_i = e^{y_i - max y} / sum, then `sweeps` projector sweeps. The
+ * mass floor e^-80 and its log come from the host, so that the threshold is the TypeScript loops' own.
  */
-function update<T>(record: usize, k: i32, mean: f64, hLambda: f64, hPenalty: f64, sweeps: i32): void {
-  const minMass = Math.exp(MIN_LOG_MASS);
-  const lnMinMass = Math.log(minMass);
+function update<T>(record: usize, k: i32, mean: f64, hLambda: f64, hPenalty: f64, sweeps: i32, minMass: f64, lnMinMass: f64): void {
   let ymax = -Infinity;
   for (let i = 0; i < k; i++) {
     const qi = get<T>(record, Q, i);
@@ -234,10 +233,10 @@ export function measure64(record: usize, k: i32, h: f64, gamma: f64, noiseAmp: f
   measure<f64>(record, k, h, gamma, noiseAmp, seed, rho, n, kl);
 }
 
-export function update32(record: usize, k: i32, mean: f64, hLambda: f64, hPenalty: f64, sweeps: i32): void {
-  update<f32>(record, k, mean, hLambda, hPenalty, sweeps);
+export function update32(record: usize, k: i32, mean: f64, hLambda: f64, hPenalty: f64, sweeps: i32, minMass: f64, lnMinMass: f64): void {
+  update<f32>(record, k, mean, hLambda, hPenalty, sweeps, minMass, lnMinMass);
 }
 
-export function update64(record: usize, k: i32, mean: f64, hLambda: f64, hPenalty: f64, sweeps: i32): void {
-  update<f64>(record, k, mean, hLambda, hPenalty, sweeps);
+export function update64(record: usize, k: i32, mean: f64, hLambda: f64, hPenalty: f64, sweeps: i32, minMass: f64, lnMinMass: f64): void {
+  update<f64>(record, k, mean, hLambda, hPenalty, sweeps, minMass, lnMinMass);
 }

@@ -394,7 +394,7 @@ function browserWasm(): Promise<WasmModule | null> {
 async function browserEngine(choice: string): Promise<BrowserEngine & { note: string }> {
   const cpu = async (note: string): Promise<BrowserEngine & { note: string }> => {
     const dense = await browserWasm();
-    const engine = new CpuEngine({ precision: 'f64', threads: 0, dense: dense ?? 'ts' });
+    const engine = new CpuEngine({ precision: 'f64', threads: 0, loops: dense ?? 'ts' });
     return { engine, backend: 'cpu', label: `CPU engine, ${engine.info.adapter.replace(/^cpu /, '').replace('calling thread', 'the page thread')}`, note };
   };
   if (choice === 'cpu') return cpu('chosen in the form');

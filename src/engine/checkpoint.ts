@@ -159,7 +159,7 @@ export function decodeCheckpoint(cp: SimCheckpoint): SimState {
             plateauFalse: count(sp.plateauFalse ?? 0, 'space.plateauFalse'),
             collapseArmed: sp.collapseArmed !== false,
             collapseFalse: count(sp.collapseFalse ?? 0, 'space.collapseFalse'),
-            params: checkSpaceParams(sp.params ?? {}, 'checkpoint: space.params') as SpaceParams,
+            params: completeSpaceParams(checkSpaceParams(sp.params ?? {}, 'checkpoint: space.params')),
           },
   };
 }
@@ -170,7 +170,10 @@ export function decodeCheckpoint(cp: SimCheckpoint): SimState {
  */
 export function resumeState(state: SimState, spec: SimSpec): SimState {
   const k = spec.primes.length;
-  if (state.k !== k || state.phases.length !== k || state.masses.length !== k) throw new Error(`checkpoint: k = ${state.k} does not match the spec's k = ${k}`);
+  if (state.k !== k) throw new Error(`checkpoint: k = ${state.k} does not match the spec's k = ${k}`);
+  for (const [name, values] of [['phases', state.phases], ['masses', state.masses]] as const) {
+    if (values.length !== k) throw new Error(`checkpoint: ${name} holds ${values.length} values, expected ${k}`);
+  }
   const learned = spec.mixer === 'learned';
   if (learned !== (state.learned !== null)) {
     throw new Error(learned ? 'checkpoint: the spec has mixer learned but the checkpoint holds no learned matrix' : `checkpoint: holds a learned matrix but the spec has mixer ${spec.mixer}`);
@@ -179,12 +182,19 @@ export function resumeState(state: SimState, spec: SimSpec): SimState {
   if (state.revisit && state.status !== 'running') throw new Error('checkpoint: revisit is set on a simulation that is not running');
   if (!isSpace(spec)) return { ...state, space: null };
   const sp = state.space;
-  return {
-    ...state,
-    space: sp
-      ? { ...sp, params: { ...spaceParamsOf(spec), ...sp.params } }
-      : { plateauArmed: true, plateauFalse: 0, collapseArmed: true, collapseFalse: 0, params: spaceParamsOf(spec) },
-  };
+  return { ...state, space: sp ?? { plateauArmed: true, plateauFalse: 0, collapseArmed: true, collapseFalse: 0, params: spaceParamsOf(spec) } };
+}
+
+/** Every key of SpaceParams (the record makes the compiler check that none is missing). */
+const SPACE_PARAM_KEYS = Object.keys({
+  gamma0: true, gammaGrowth: true, gammaMax: true, temperature0: true, beta: true, target: true, lambda: true, localityBias: true, semantic: true,
+} satisfies Record<keyof SpaceParams, true>) as Array<keyof SpaceParams>;
+
+/** The parameters of a stored space state: every one of SpaceParams, as exportState writes them. */
+function completeSpaceParams(params: Partial<SpaceParams>): SpaceParams {
+  const missing = SPACE_PARAM_KEYS.filter((key) => params[key] === undefined);
+  if (missing.length > 0) throw new Error(`checkpoint: space.params lacks ${missing.join(', ')}`);
+  return params as SpaceParams;
 }
 
 /** The stored text of a state (what a store keeps). */

@@ -12,16 +12,16 @@ export interface EngineOptions {
   precision?: Precision;
   /** CPU worker threads (default: one per core). */
   threads?: number;
-  /** The CPU engine's dense pass (RESONANCE_CPU_DENSE): WebAssembly SIMD (default) or TypeScript. */
-  dense?: 'wasm' | 'ts';
+  /** Where the CPU engine's loops run (RESONANCE_CPU_LOOPS): WebAssembly SIMD (default) or TypeScript. */
+  loops?: 'wasm' | 'ts';
   /** auto only: told why the CPU engine was taken ("no GPU adapter (Vulkan not available)"). */
   onCpuFallback?: (reason: string) => void;
 }
 
-export function denseFromEnv(env: NodeJS.ProcessEnv = process.env): 'wasm' | 'ts' {
-  const v = (env.RESONANCE_CPU_DENSE ?? 'wasm').toLowerCase();
+export function loopsFromEnv(env: NodeJS.ProcessEnv = process.env): 'wasm' | 'ts' {
+  const v = (env.RESONANCE_CPU_LOOPS ?? 'wasm').toLowerCase();
   if (v === 'wasm' || v === 'ts') return v;
-  throw new Error(`RESONANCE_CPU_DENSE must be wasm or ts (got "${env.RESONANCE_CPU_DENSE}")`);
+  throw new Error(`RESONANCE_CPU_LOOPS must be wasm or ts (got "${env.RESONANCE_CPU_LOOPS}")`);
 }
 
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
@@ -42,7 +42,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
 
 /** The CPU engine of `options`, in `precision`. */
 function cpuEngine(options: EngineOptions, precision: Precision): Engine {
-  return new CpuEngine({ precision, threads: options.threads, dense: options.dense ?? denseFromEnv() });
+  return new CpuEngine({ precision, threads: options.threads, loops: options.loops ?? loopsFromEnv() });
 }
 
 async function pickEngine(options: EngineOptions): Promise<Engine> {

@@ -12,7 +12,7 @@ export type Precision = 'f32' | 'f64';
 
 /**
  * The statuses of a simulation, in the order of their numeric codes: the code an engine stores (the CPU
- * state's scalars, the GPU's SimHeader.status and the ST_* constants of shaders/common.wgsl) is the index.
+ * state's scalars, the GPU's SimHeader.status and the ST_* constants of shaders/layout.wgsl) is the index.
  */
 export const SIM_STATUSES = ['running', 'plateau', 'converged', 'failed', 'completed'] as const;
 export type SimStatus = (typeof SIM_STATUSES)[number];
@@ -74,11 +74,11 @@ export const CHECKPOINT_FORMAT = 'resonance.sim-checkpoint';
 export const CHECKPOINT_VERSION = 1;
 
 /**
- * Everything an engine needs to continue one simulation exactly (docs/engine.md, "Checkpoints and patches").
- * Plain JSON data: float arrays are base64 of their little-endian bytes in the exporting engine's precision
- * (f32 for the WebGPU engine and the CPU engine in f32 mode, f64 for the CPU engine in f64 mode).
- * The spec is not part of it: `add(spec, checkpoint)` takes both, and the spec must be the one the
- * checkpoint was taken from (only k is checked).
+ * A simulation's state as it is stored (docs/engine.md, "Checkpoints and patches"): the JSON form of a
+ * SimState (checkpoint.ts, encodeCheckpoint and decodeCheckpoint). Float arrays are base64 of their
+ * little-endian bytes in the exporting engine's precision (f32 for the WebGPU engine and the CPU engine in
+ * f32 mode, f64 for the CPU engine in f64 mode). The spec is not part of it: `add(spec, state)` takes
+ * both, and the spec must be the one the state was taken from (only k and the learned matrix are checked).
  */
 export interface SimCheckpoint {
   format: typeof CHECKPOINT_FORMAT;

@@ -15,9 +15,9 @@ export interface EngineCase {
 export const cpuCases: EngineCase[] = [
   { name: 'cpu f64', eps: 1e-12, make: async () => new CpuEngine({ precision: 'f64', threads: 0 }) },
   { name: 'cpu f32', eps: 1e-6, make: async () => new CpuEngine({ precision: 'f32', threads: 0 }) },
-  // The dense pass in WebAssembly SIMD (wasm/dense.ts): sums in vector lanes, so its own rounding.
-  { name: 'cpu wasm f64', eps: 1e-12, make: async () => new CpuEngine({ precision: 'f64', threads: 0, dense: 'wasm' }) },
-  { name: 'cpu wasm f32', eps: 1e-6, make: async () => new CpuEngine({ precision: 'f32', threads: 0, dense: 'wasm' }) },
+  // The loops in WebAssembly SIMD (wasm/engine.ts): sums in vector lanes, so their own rounding.
+  { name: 'cpu wasm f64', eps: 1e-12, make: async () => new CpuEngine({ precision: 'f64', threads: 0, loops: 'wasm' }) },
+  { name: 'cpu wasm f32', eps: 1e-6, make: async () => new CpuEngine({ precision: 'f32', threads: 0, loops: 'wasm' }) },
 ];
 
 /** The WebGPU engine on whatever adapter exists (llvmpipe in CI). Throws, naming what is missing, when none. */

@@ -26,11 +26,12 @@ export interface CpuEngineOptions {
   /** Below this many kernel entries x ticks per advance, work stays on the calling thread. */
   inlineWork?: number;
   /**
-   * The dense pass: `wasm`, WebAssembly SIMD over one shared arena (wasm/dense.ts, loaded from dist/wasm:
-   * Node), a module compiled by the caller (wasmModuleOf: a browser page, which needs cross-origin
-   * isolation for the shared memory), or `ts`, the TypeScript loops. Default `ts`.
+   * Where the loops run (the dense pass and the per-prime work of a visit): `wasm`, WebAssembly SIMD over
+   * one shared arena (wasm/engine.ts, loaded from dist/wasm: Node), a module compiled by the caller
+   * (wasmModuleOf: a browser page, which needs cross-origin isolation for the shared memory), or `ts`,
+   * the TypeScript loops. Default `ts`.
    */
-  dense?: 'ts' | 'wasm' | WasmModule;
+  loops?: 'ts' | 'wasm' | WasmModule;
 }
 
 interface Lane {
@@ -54,7 +55,7 @@ export class CpuEngine implements Engine {
   private readonly lanes: Lane[] = [];
   private readonly laneOf = new Map<number, Lane>();
   private readonly inlineWork: number;
-  /** The WebAssembly dense pass: the arena of kernels and scratch, and this thread's kernel. */
+  /** The WebAssembly loops: the arena of kernels and simulations' vectors, and this thread's instance. */
   private readonly arena: SharedArena | undefined;
   private readonly wasm: WasmThread | undefined;
   private nextId = 1;
@@ -64,10 +65,10 @@ export class CpuEngine implements Engine {
     // Node modules are loaded only when threads are wanted, so a browser bundle (threads: 0) needs none.
     const threads = options.threads ?? process.getBuiltinModule('node:os').availableParallelism();
     this.inlineWork = options.inlineWork ?? 1 << 20;
-    const dense = options.dense === 'wasm' ? compileWasm() : options.dense === 'ts' ? undefined : options.dense;
-    if (dense) {
+    const module = options.loops === 'wasm' ? compileWasm() : options.loops === 'ts' ? undefined : options.loops;
+    if (module) {
       this.arena = new SharedArena();
-      this.wasm = { loops: new WasmLoops(dense, this.arena.memory), table: this.callTable() };
+      this.wasm = { loops: new WasmLoops(module, this.arena.memory), table: this.callTable() };
     }
     const WorkerCtor = threads > 0 ? process.getBuiltinModule('node:worker_threads').Worker : null;
     // The gang's meeting point (step.ts, meet): [arrived, generation]. Only threads need it (a page that is
@@ -78,17 +79,17 @@ export class CpuEngine implements Engine {
       worker.unref();
       const lane = { worker, load: 0, ids: new Set<number>() };
       this.lanes.push(lane);
-      if (dense && this.arena) {
+      if (module && this.arena) {
         const table = this.callTable();
         const gang = { index: i, parties: threads, barrier };
-        this.post(lane, { type: 'wasm', module: dense, memory: this.arena.memory, table: table.byteOffset, slots: table.length, gang });
+        this.post(lane, { type: 'wasm', module, memory: this.arena.memory, table: table.byteOffset, slots: table.length, gang });
       }
     }
     const where = threads === 0 ? 'calling thread' : `${threads} worker thread${threads > 1 ? 's' : ''}`;
     this.info = {
       backend: 'cpu',
       precision: this.precision,
-      adapter: `cpu ${this.precision}, ${dense ? `WebAssembly ${dense.variant}` : 'TypeScript'}, ${where}`,
+      adapter: `cpu ${this.precision}, ${module ? `WebAssembly ${module.variant}` : 'TypeScript'}, ${where}`,
     };
   }
 
@@ -251,8 +252,9 @@ export class CpuEngine implements Engine {
       revisit: sc[S.REVISIT] === 1,
       extraSteps: sc[S.EXTRA_STEPS]!,
     });
-    applyPhaseEdits(s.theta, plan.sets, plan.shifts, this.precision);
+    // The spec first: a new kernel may not fit the arena, and then nothing of the patch is applied.
     if (plan.spec) this.setSpec(s, plan.spec, plan.reset);
+    applyPhaseEdits(s.theta, plan.sets, plan.shifts, this.precision);
     sc[S.EXTRA_STEPS] = plan.extraSteps;
     sc[S.STEPS] = plan.steps;
     if (plan.reopen) {
@@ -268,20 +270,18 @@ export class CpuEngine implements Engine {
    * state (its arrays stay the same shared memory).
    */
   private setSpec(s: CpuSimState, spec: SimSpec, reset: PatchPlan['reset']): void {
-    s.spec = spec;
     const key = kernelKey(spec, this.precision);
     if (key !== s.kernelKey) {
-      this.dropKernel(s);
+      // The new kernel before the old one is given up: building it may fail (a full arena).
       const shared = spec.mixer === 'learned' ? undefined : this.kernels.get(key);
-      if (shared) {
-        shared.refs++;
-        s.kernel = shared.vec;
-      } else {
-        s.kernel = buildKernel(spec, basisConstants(spec), this.precision, this.arena);
-        if (spec.mixer !== 'learned') this.kernels.set(key, { vec: s.kernel, refs: 1 });
-      }
+      const kernel = shared ? shared.vec : buildKernel(spec, basisConstants(spec), this.precision, this.arena);
+      this.dropKernel(s);
+      if (shared) shared.refs++;
+      else if (spec.mixer !== 'learned') this.kernels.set(key, { vec: kernel, refs: 1 });
+      s.kernel = kernel;
       s.kernelKey = key;
     }
+    s.spec = spec;
     if (reset) {
       const round = this.precision === 'f32' ? Math.fround : (x: number): number => x;
       const sc = s.scalars;
@@ -316,7 +316,7 @@ export class CpuEngine implements Engine {
     return s;
   }
 
-  /** Bytes of the WebAssembly arena in use (kernels, scratch, call tables); 0 without the WebAssembly dense pass. */
+  /** Bytes of the WebAssembly arena in use (kernels, simulations' vectors, call tables); 0 with the TypeScript loops. */
   get arenaBytes(): number {
     return this.arena?.used ?? 0;
   }

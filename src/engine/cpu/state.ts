@@ -83,7 +83,7 @@ export interface CpuSimState {
   zRe: Vec;
   zIm: Vec;
   q: Vec;
-  /** True when the kernel and the dense scratch live in the WebAssembly arena (wasm.ts). */
+  /** True when the kernel and the per-prime vectors live in the WebAssembly arena (wasm.ts). */
   inArena: boolean;
   /**
    * cos theta_j and sin theta_j of the current state (rounded as the mode stores them), formed with the
@@ -106,8 +106,10 @@ export interface CpuSimState {
  * (wasm/primes.ts keeps the same slots), then the measure out block.
  */
 export const PRIME_FIELDS = ['theta', 'mass', 'logC', 'omega', 'prior', 'weights', 'dTheta', 'cosT', 'sinT', 'lnP', 'amp', 'ampCos', 'ampSin', 'zRe', 'zIm', 'q'] as const;
-/** Float64 slots of the measure out block (wasm/primes.ts, MEASURE_OUT). */
-export const MEASURE_OUT = 14;
+/** The float64 slots of the measure out block, in the order wasm/primes.ts writes them. */
+export const MEASURE_SLOTS = ['pc', 'ps', 'num', 'den', 'ent', 'mean', 'dom', 'wc', 'ws', 'wsum', 'variance', 'badMass', 'badPhase', 'stepOk'] as const;
+export type MeasureSlot = (typeof MEASURE_SLOTS)[number];
+export const MEASURE_SLOT = Object.fromEntries(MEASURE_SLOTS.map((name, slot) => [name, slot])) as Record<MeasureSlot, number>;
 const RECORD_BYTES = (PRIME_FIELDS.length + 1) * 4;
 
 /** A vector of the arena, in `precision`. */
@@ -152,70 +154,84 @@ export function buildKernel(spec: SimSpec, basis: BasisConstants, precision: Pre
   return v;
 }
 
-/** `arena`: the dense pass runs in WebAssembly; the kernel (unless shared) and the scratch are made there. */
+/** `arena`: the loops run in WebAssembly; the kernel (unless shared) and every per-prime vector are made there. */
 export function createSimState(id: number, spec: SimSpec, precision: Precision, kernel: Vec | null, arena?: SharedArena): CpuSimState {
   const basis = basisConstants(spec);
   const k = basis.k;
   const round = precision === 'f32' ? Math.fround : (x: number) => x;
-  // With an arena, every vector the per-prime loops read lives there, in the mode's precision.
+  // With an arena, every vector the per-prime loops read lives there, in the mode's precision; what was
+  // taken from it goes back if a later block does not fit (the arena is bounded).
+  const taken: Vec[] = [];
   const vec = (values: Float64Array | number, p: Precision = precision): Vec => {
     const length = typeof values === 'number' ? values : values.length;
     const v = arena ? arenaVec(arena, length, p) : allocVec(length, p);
+    if (arena) taken.push(v);
     if (typeof values !== 'number') v.set(values);
     return v;
   };
   // The TypeScript dense pass keeps its scratch in float64 (see ampCos).
   const scratch = (): Vec => vec(k, arena ? precision : 'f64');
-  const state: CpuSimState = {
-    id,
-    spec,
-    precision,
-    k,
-    kernelKey: kernelKey(spec, precision),
-    logC: vec(basis.logC),
-    omega: vec(basis.omega),
-    theta0: toVec(basis.theta0, precision),
-    prior: vec(basis.mass0),
-    weights: vec(basis.weights),
-    vmax: round(basis.vmax),
-    kernel: kernel ?? buildKernel(spec, basis, precision, arena),
-    learned: allocVec(spec.mixer === 'learned' ? k * k : 0, precision),
-    theta: vec(basis.theta0),
-    mass: vec(basis.mass0),
-    dTheta: vec(k),
-    scalars: new Float64Array(shared ? new SharedArrayBuffer(SCALARS * 8) : new ArrayBuffer(SCALARS * 8)),
-    ampCos: scratch(),
-    ampSin: scratch(),
-    amp: scratch(),
-    zRe: scratch(),
-    zIm: scratch(),
-    q: scratch(),
-    inArena: arena !== undefined,
-    cosT: vec(k, 'f64') as Float64Array,
-    sinT: vec(k, 'f64') as Float64Array,
-    lnP: vec(k, 'f64') as Float64Array,
-    primeRecord: 0,
-    measureOut: arena ? (vec(MEASURE_OUT, 'f64') as Float64Array) : new Float64Array(0),
-  };
-  if (arena) {
-    state.primeRecord = arena.alloc(RECORD_BYTES);
-    const record = arena.u32(state.primeRecord, PRIME_FIELDS.length + 1);
-    PRIME_FIELDS.forEach((field, slot) => (record[slot] = state[field].byteOffset));
-    record[PRIME_FIELDS.length] = state.measureOut.byteOffset;
+  try {
+    let ownKernel = kernel;
+    if (!ownKernel) {
+      ownKernel = buildKernel(spec, basis, precision, arena);
+      if (arena) taken.push(ownKernel);
+    }
+    const state: CpuSimState = {
+      id,
+      spec,
+      precision,
+      k,
+      kernelKey: kernelKey(spec, precision),
+      logC: vec(basis.logC),
+      omega: vec(basis.omega),
+      theta0: toVec(basis.theta0, precision),
+      prior: vec(basis.mass0),
+      weights: vec(basis.weights),
+      vmax: round(basis.vmax),
+      kernel: ownKernel,
+      learned: allocVec(spec.mixer === 'learned' ? k * k : 0, precision),
+      theta: vec(basis.theta0),
+      mass: vec(basis.mass0),
+      dTheta: vec(k),
+      scalars: new Float64Array(shared ? new SharedArrayBuffer(SCALARS * 8) : new ArrayBuffer(SCALARS * 8)),
+      ampCos: scratch(),
+      ampSin: scratch(),
+      amp: scratch(),
+      zRe: scratch(),
+      zIm: scratch(),
+      q: scratch(),
+      inArena: arena !== undefined,
+      cosT: vec(k, 'f64') as Float64Array,
+      sinT: vec(k, 'f64') as Float64Array,
+      lnP: vec(k, 'f64') as Float64Array,
+      primeRecord: 0,
+      measureOut: arena ? (vec(MEASURE_SLOTS.length, 'f64') as Float64Array) : new Float64Array(0),
+    };
+    if (arena) {
+      state.primeRecord = arena.alloc(RECORD_BYTES);
+      const slots = arena.u32(state.primeRecord, PRIME_FIELDS.length + 1);
+      PRIME_FIELDS.forEach((field, slot) => (slots[slot] = state[field].byteOffset));
+      slots[PRIME_FIELDS.length] = state.measureOut.byteOffset;
+    }
+    resetRestart(state, 0);
+    const sc = state.scalars;
+    sc[S.STEP] = 0;
+    sc[S.LNNU] = 0;
+    sc[S.STATUS] = SIM_STATUSES.indexOf('running');
+    sc[S.STEPS] = spec.steps;
+    sc[S.EXTRA_STEPS] = 0;
+    sc[S.SNAP_AT] = -1;
+    sc[S.REVISIT] = 0;
+    sc[S.P_ARMED] = 1;
+    sc[S.P_FALSE] = 0;
+    sc[S.C_ARMED] = 1;
+    sc[S.C_FALSE] = 0;
+    return state;
+  } catch (err) {
+    if (arena) for (const v of taken) releaseVec(arena, v);
+    throw err;
   }
-  resetRestart(state, 0);
-  state.scalars[S.STEP] = 0;
-  state.scalars[S.LNNU] = 0;
-  state.scalars[S.STATUS] = SIM_STATUSES.indexOf('running');
-  state.scalars[S.STEPS] = spec.steps;
-  state.scalars[S.EXTRA_STEPS] = 0;
-  state.scalars[S.SNAP_AT] = -1;
-  state.scalars[S.REVISIT] = 0;
-  state.scalars[S.P_ARMED] = 1;
-  state.scalars[S.P_FALSE] = 0;
-  state.scalars[S.C_ARMED] = 1;
-  state.scalars[S.C_FALSE] = 0;
-  return state;
 }
 
 /** Counters and schedules of a new restart (docs/engine.md); phases are re-seeded by the caller. */

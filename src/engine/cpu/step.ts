@@ -9,7 +9,7 @@ import type { Metrics } from '../../model/config.js';
 import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
 import { Flag, SIM_STATUSES, statusOfFlags, type TickRecord } from '../types.js';
 import { collapseThresholdOf, wrapRounded } from '../edits.js';
-import { type CpuSimState, resetRestart, S, type Vec } from './state.js';
+import { type CpuSimState, MEASURE_SLOT, type MeasureSlot, resetRestart, S, type Vec } from './state.js';
 import { SIM_RECORD_BYTES, simsPerDenseCall, type WasmLoops } from './wasm.js';
 
 /**
@@ -295,9 +295,11 @@ function sumPrimesWasm(s: CpuSimState, noiseAmp: number, loops: WasmLoops): Prim
   const sc = s.scalars;
   loops.measure(s.precision, s.primeRecord, s.k, s.spec.dt, sc[S.GAMMA]!, noiseAmp, s.spec.seed, sc[S.RESTART]!, sc[S.N]!, s.spec.entropyBase === 'kl_to_prior');
   const o = s.measureOut;
+  const at = (slot: MeasureSlot): number => o[MEASURE_SLOT[slot]]!;
   return {
-    pc: o[0]!, ps: o[1]!, num: o[2]!, den: o[3]!, ent: o[4]!, mean: o[5]!, dom: o[6]!, wc: o[7]!, ws: o[8]!, wsum: o[9]!, variance: o[10]!,
-    badMass: o[11] === 1, badPhase: o[12] === 1, stepOk: o[13] === 1,
+    pc: at('pc'), ps: at('ps'), num: at('num'), den: at('den'), ent: at('ent'), mean: at('mean'), dom: at('dom'),
+    wc: at('wc'), ws: at('ws'), wsum: at('wsum'), variance: at('variance'),
+    badMass: at('badMass') === 1, badPhase: at('badPhase') === 1, stepOk: at('stepOk') === 1,
   };
 }
 
@@ -369,7 +371,7 @@ function update(s: CpuSimState, m: Measured, wasm: WasmThread | undefined): void
   const target = spec.target;
   const hLambda = R(h * spec.lambda);
   const hPenalty = R((h * spec.lambdaPrime) / s.vmax);
-  if (wasm && s.inArena) wasm.loops.update(s.precision, s.primeRecord, s.k, m.mean, hLambda, hPenalty, spec.projectorSweeps);
+  if (wasm && s.inArena) wasm.loops.update(s.precision, s.primeRecord, s.k, m.mean, hLambda, hPenalty, spec.projectorSweeps, MIN_MASS, LN_MIN_MASS);
   else updatePrimes(s, m.mean, hLambda, hPenalty);
 
   if (target && !spec.enforceUnitNorm) sc[S.LNNU] = R(sc[S.LNNU]! - R(hLambda * R(m.controlled - target.value)));

@@ -43,7 +43,7 @@ function wasmUrl(name: string): URL {
 }
 
 /**
- * A dense module from the bytes of the two builds, compiled off the calling thread's critical path: the
+ * The engine's module from the bytes of the two builds, compiled off the calling thread's critical path: the
  * relaxed build where this runtime validates it, else the plain SIMD build. What a browser page uses (it
  * bundles both builds); Node uses compileWasm.
  */
@@ -62,14 +62,14 @@ export function compileWasm(options: { allowRelaxed?: boolean } = {}): WasmModul
   if (known) return known;
   // Loaded when asked for, so that a browser bundle of the engine (which passes no arena) needs no node:fs.
   const { readFileSync } = process.getBuiltinModule('node:fs');
-  let dense: WasmModule | undefined;
+  let found: WasmModule | undefined;
   if (allowRelaxed) {
     const relaxed = readFileSync(wasmUrl('engine-relaxed.wasm'));
-    if (WebAssembly.validate(relaxed)) dense = { module: new WebAssembly.Module(relaxed), variant: 'relaxed-simd' };
+    if (WebAssembly.validate(relaxed)) found = { module: new WebAssembly.Module(relaxed), variant: 'relaxed-simd' };
   }
-  dense ??= { module: new WebAssembly.Module(readFileSync(wasmUrl('engine.wasm'))), variant: 'simd' };
-  compiled.set(allowRelaxed, dense);
-  return dense;
+  found ??= { module: new WebAssembly.Module(readFileSync(wasmUrl('engine.wasm'))), variant: 'simd' };
+  compiled.set(allowRelaxed, found);
+  return found;
 }
 
 /**
@@ -160,8 +160,8 @@ interface WasmExports {
   loadAmplitudes64(record: number, j0: number, j1: number, l2: boolean): void;
   measure32(record: number, k: number, h: number, gamma: number, noiseAmp: number, seed: number, rho: number, n: number, kl: boolean): void;
   measure64(record: number, k: number, h: number, gamma: number, noiseAmp: number, seed: number, rho: number, n: number, kl: boolean): void;
-  update32(record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number): void;
-  update64(record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number): void;
+  update32(record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number, minMass: number, lnMinMass: number): void;
+  update64(record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number, minMass: number, lnMinMass: number): void;
 }
 
 /**
@@ -172,11 +172,11 @@ interface WasmExports {
 export class WasmLoops {
   private readonly exports: WasmExports;
 
-  constructor(dense: WasmModule, memory: WebAssembly.Memory) {
+  constructor(wasm: WasmModule, memory: WebAssembly.Memory) {
     const abort = (): never => {
       throw new Error('the WebAssembly engine loops aborted');
     };
-    this.exports = new WebAssembly.Instance(dense.module, { env: { memory, abort } }).exports as unknown as WasmExports;
+    this.exports = new WebAssembly.Instance(wasm.module, { env: { memory, abort } }).exports as unknown as WasmExports;
   }
 
   /**
@@ -200,9 +200,9 @@ export class WasmLoops {
     else this.exports.measure64(record, k, h, gamma, noiseAmp, seed, rho, n, kl);
   }
 
-  /** The phase and mass update of step.ts, update. */
-  update(precision: Precision, record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number): void {
-    if (precision === 'f32') this.exports.update32(record, k, mean, hLambda, hPenalty, sweeps);
-    else this.exports.update64(record, k, mean, hLambda, hPenalty, sweeps);
+  /** The phase and mass update of step.ts, update; `minMass` is the mass floor and `lnMinMass` its log. */
+  update(precision: Precision, record: number, k: number, mean: number, hLambda: number, hPenalty: number, sweeps: number, minMass: number, lnMinMass: number): void {
+    if (precision === 'f32') this.exports.update32(record, k, mean, hLambda, hPenalty, sweeps, minMass, lnMinMass);
+    else this.exports.update64(record, k, mean, hLambda, hPenalty, sweeps, minMass, lnMinMass);
   }
 }

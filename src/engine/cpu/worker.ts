@@ -11,7 +11,7 @@ import { type WasmModule, WasmLoops } from './wasm.js';
 
 export type WorkerRequest =
   /**
-   * The WebAssembly dense pass: the module, the engine's arena memory, this thread's call table (address,
+   * The WebAssembly loops: the module, the engine's arena memory, this thread's dense call table (address,
    * u32 slots), and its place in the gang with the gang's barrier.
    */
   | { type: 'wasm'; module: WasmModule; memory: WebAssembly.Memory; table: number; slots: number; gang: Gang }

@@ -7,6 +7,8 @@
  * names. No Node imports: browser bundles use it too.
  */
 import { d } from 'typegpu';
+import { F32_MAX } from '../../model/config.js';
+import { JITTER_STREAM, XI_SCALE } from '../../model/rng.js';
 import { Flag, SIM_STATUSES } from '../types.js';
 
 // ---- structs ----
@@ -162,7 +164,7 @@ if (H_REC !== H_BUDGET + 4 || H_SNAP !== H_REC + 4) throw new Error('SimHeader: 
 /** "None" in a u32 field (learnedIndex, snapAt, snap, a free learned-pool entry). */
 export const NONE = 0xffffffff;
 /** f32 max: the GPU's stand-in for +infinity (Ebest before the first state). */
-export const F32_MAX = 3.4028234663852886e38;
+export { F32_MAX };
 export const MIXER_CODE = { local: 0, flow: 1, learned: 2 } as const;
 export const TARGET_CODE = { R: 0, R_q: 1, custom: 2 } as const;
 /** SimParams.opts bits. */
@@ -195,9 +197,9 @@ export const WGSL_CONSTANTS: Record<string, { type: 'u32' | 'f32'; value: number
   /** The largest f32 x with e^x finite in f64: the reported amplitudes are e^lnNu a_i. */
   LN_F64_MAX: f32(709.7826538085938),
   /** sqrt(3) as docs/model.md writes it. */
-  XI_SCALE: f32(1.7320508),
+  XI_SCALE: f32(XI_SCALE),
   /** The step index of the restart jitter draw. */
-  JITTER_STREAM: u32(0xffffffff),
+  JITTER_STREAM: u32(JITTER_STREAM),
   ...Object.fromEntries(Object.entries(MIXER_CODE).map(([name, code]) => [`MIXER_${name.toUpperCase()}`, u32(code)])),
   ...Object.fromEntries(Object.entries(OPT).map(([name, bit]) => [`OPT_${name}`, u32(bit)])),
   OP_R: u32(TARGET_CODE.R),
