@@ -3,7 +3,7 @@
  * phase edits and the checks of a patch, computed here once so that every engine only applies them.
  */
 import { DEFAULT_COLLAPSE_THRESHOLD, type SimSpec } from '../model/spec.js';
-import { MIXER_PARAMS, type Precision, type SimPatch, type SimStatus, type SpaceParams } from './types.js';
+import { MIXER_PARAMS, type Precision, roundingOf, type SimPatch, type SimStatus, type SpaceParams } from './types.js';
 
 export function isSpace(spec: SimSpec): boolean {
   return spec.mode === 'space';
@@ -104,7 +104,7 @@ function checkPhaseEdits(edits: Array<[number, number]> | undefined, k: number, 
  * phases, so that the CPU f32 engine and the WebGPU engine store the same f32 value.
  */
 export function wrapPhase(x: number, precision: Precision): number {
-  return wrapRounded(x, precision === 'f32' ? Math.fround : (v: number): number => v);
+  return wrapRounded(x, roundingOf(precision));
 }
 
 /** wrap_2pi with every stored value rounded by `R` (Math.fround in f32, the identity in f64): the engines' one formula. */
@@ -117,7 +117,7 @@ const TWO_PI = 2 * Math.PI;
 
 /** Apply set then shift edits to phases (in place), in the engine's precision. */
 export function applyPhaseEdits(theta: { [i: number]: number }, sets: Array<[number, number]>, shifts: Array<[number, number]>, precision: Precision): void {
-  const R = precision === 'f32' ? Math.fround : (v: number): number => v;
+  const R = roundingOf(precision);
   for (const [i, x] of sets) theta[i] = wrapPhase(R(x), precision);
   for (const [i, x] of shifts) theta[i] = wrapPhase(R(theta[i]! + R(x)), precision);
 }

@@ -10,6 +10,12 @@ export type BackendKind = 'cpu' | 'webgpu';
 export type BackendChoice = 'auto' | BackendKind;
 export type Precision = 'f32' | 'f64';
 
+const unrounded = (x: number): number => x;
+/** How an engine of `precision` stores a number: Math.fround in f32, unchanged in f64 (one function each). */
+export function roundingOf(precision: Precision): (x: number) => number {
+  return precision === 'f32' ? Math.fround : unrounded;
+}
+
 /**
  * The statuses of a simulation, in the order of their numeric codes: the code an engine stores (the CPU
  * state's scalars, the GPU's SimHeader.status and the ST_* constants of shaders/layout.wgsl) is the index.

@@ -5,7 +5,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import type { SimSpec } from '../../model/spec.js';
-import { checkLimits, type Engine, type EngineInfo, type Precision, type SimPatch, type SimReport, type SimState, SIM_STATUSES, type TickRecord, ticksFor } from '../types.js';
+import { checkLimits, type Engine, type EngineInfo, type Precision, roundingOf, type SimPatch, type SimReport, type SimState, SIM_STATUSES, type TickRecord, ticksFor } from '../types.js';
 import { resumeState } from '../checkpoint.js';
 import { applyPhaseEdits, checkSpecMode, isSpace, type PatchPlan, planPatch, spaceParamsOf, withSpaceParams } from '../edits.js';
 import { basisConstants } from '../../model/basis.js';
@@ -104,7 +104,7 @@ export class CpuEngine implements Engine {
     const state = createSimState(id, spec, this.precision, shared?.vec ?? null, this.arena);
     if (restored) {
       // Typed-array stores round to f32 in f32 mode; the scalars are rounded the same way.
-      const round = this.precision === 'f32' ? Math.fround : (x: number): number => x;
+      const round = roundingOf(this.precision);
       state.theta.set(restored.phases);
       state.mass.set(restored.masses);
       if (restored.learned) state.learned.set(restored.learned);
@@ -283,7 +283,7 @@ export class CpuEngine implements Engine {
     }
     s.spec = spec;
     if (reset) {
-      const round = this.precision === 'f32' ? Math.fround : (x: number): number => x;
+      const round = roundingOf(this.precision);
       const sc = s.scalars;
       sc[S.N] = 0;
       sc[S.GAMMA] = round(reset.gamma);

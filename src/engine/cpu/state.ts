@@ -4,7 +4,7 @@
  */
 import { basisConstants, type BasisConstants, kernelMatrix } from '../../model/basis.js';
 import type { SimSpec } from '../../model/spec.js';
-import { type Precision, SIM_STATUSES } from '../types.js';
+import { type Precision, roundingOf, SIM_STATUSES } from '../types.js';
 import type { SharedArena } from './wasm.js';
 
 export type Vec = Float64Array | Float32Array;
@@ -158,7 +158,7 @@ export function buildKernel(spec: SimSpec, basis: BasisConstants, precision: Pre
 export function createSimState(id: number, spec: SimSpec, precision: Precision, kernel: Vec | null, arena?: SharedArena): CpuSimState {
   const basis = basisConstants(spec);
   const k = basis.k;
-  const round = precision === 'f32' ? Math.fround : (x: number) => x;
+  const round = roundingOf(precision);
   // With an arena, every vector the per-prime loops read lives there, in the mode's precision; what was
   // taken from it goes back if a later block does not fit (the arena is bounded).
   const taken: Vec[] = [];
@@ -236,7 +236,7 @@ export function createSimState(id: number, spec: SimSpec, precision: Precision, 
 
 /** Counters and schedules of a new restart (docs/engine.md); phases are re-seeded by the caller. */
 export function resetRestart(state: CpuSimState, restart: number): void {
-  const round = state.precision === 'f32' ? Math.fround : (x: number) => x;
+  const round = roundingOf(state.precision);
   const sc = state.scalars;
   sc[S.N] = 0;
   sc[S.RESTART] = restart;

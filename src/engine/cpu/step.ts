@@ -7,7 +7,7 @@
  */
 import type { Metrics } from '../../model/config.js';
 import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
-import { Flag, SIM_STATUSES, statusOfFlags, type TickRecord } from '../types.js';
+import { Flag, roundingOf, SIM_STATUSES, statusOfFlags, type TickRecord } from '../types.js';
 import { collapseThresholdOf, wrapRounded } from '../edits.js';
 import { type CpuSimState, MEASURE_SLOT, type MeasureSlot, resetRestart, S, type Vec } from './state.js';
 import { SIM_RECORD_BYTES, simsPerDenseCall, type WasmLoops } from './wasm.js';
@@ -24,10 +24,9 @@ export interface WasmThread {
 const MIN_LOG_MASS = -80;
 const TINY = 1e-30;
 const RUNNING = SIM_STATUSES.indexOf('running');
-const identity = (x: number): number => x;
 
 function rounder(state: CpuSimState): (x: number) => number {
-  return state.precision === 'f32' ? Math.fround : identity;
+  return roundingOf(state.precision);
 }
 
 /**
