@@ -3,7 +3,9 @@
  * simulations that share a kernel, then per simulation the metrics, the decision and the update.
  * Precision f32 rounds every stored value with Math.fround (the points where the GPU stores f32); dot
  * products accumulate in float64 within a row, summed in index order j = 0..k-1 (in TypeScript; the
- * WebAssembly dense pass sums in vector lanes in the mode's precision, wasm/dense.ts).
+ * WebAssembly dense pass sums in vector lanes in the mode's precision, wasm/dense.ts). With the WebAssembly
+ * loops (WasmThread) the per-prime loops of a visit run in their twins of wasm/primes.ts; the decisions
+ * stay here.
  */
 import type { Metrics } from '../../model/config.js';
 import { JITTER_STREAM, noise, uniform } from '../../model/rng.js';
