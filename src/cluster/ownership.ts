@@ -76,8 +76,12 @@ export class Ownership {
     try {
       const { cluster, nodeId, bootId, url, ttlMs } = this.options;
       await cluster.heartbeat({ id: nodeId, bootId, url, startedAt: this.options.startedAt });
+      // Judge only the leases held when the renewal began: one taken while it ran is not in its answer,
+      // and one released or taken again meanwhile is judged at the next beat.
+      const before = new Map(this.held);
       const kept = new Map((await cluster.renew(nodeId, ttlMs)).map((l) => [l.resource, l]));
-      for (const [resource, lease] of [...this.held]) {
+      for (const [resource, lease] of before) {
+        if (this.held.get(resource) !== lease) continue;
         const now = kept.get(resource);
         if (now && now.epoch === lease.epoch) this.held.set(resource, now);
         else {

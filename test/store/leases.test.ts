@@ -2,6 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { normalize } from '../../src/model/normalize.js';
 import { normalizeSpace } from '../../src/model/space.js';
+import { Ownership } from '../../src/cluster/ownership.js';
 import { type ClusterStore, FencedError } from '../../src/store/leases.js';
 import { openTestStore, TEST_STORE, type TestStore } from '../helpers/stores.js';
 
@@ -74,6 +75,49 @@ describe('nodes', () => {
     expect((await cluster.nodes(10_000)).map((n) => n.id)).toEqual(['n2']);
     await sleep(60);
     expect(await cluster.nodes(20)).toEqual([]);
+  });
+});
+
+describe("a node's ownership (src/cluster/ownership.ts)", () => {
+  it('keeps a lease taken while a renewal is under way (the renewal does not know it yet)', async () => {
+    // The run's store, with renewals held at a gate the test opens: the race made deterministic.
+    let holdRenewals = false;
+    let renewing: () => void = () => undefined;
+    const entered = new Promise<void>((resolve) => (renewing = resolve));
+    let openGate: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const gated = new Proxy(cluster, {
+      get(target, key, receiver) {
+        if (key === 'renew') {
+          return async (nodeId: string, ttlMs: number) => {
+            const leases = await target.renew(nodeId, ttlMs);
+            if (holdRenewals) {
+              renewing();
+              await gate;
+            }
+            return leases;
+          };
+        }
+        const value: unknown = Reflect.get(target, key, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const lost: string[] = [];
+    const own = new Ownership({ cluster: gated, nodeId: 'n', bootId: 'b', url: 'http://127.0.0.1:1', startedAt: Date.now(), ttlMs: 600, onLost: (r) => lost.push(r), onError: () => undefined });
+    await own.start();
+    try {
+      holdRenewals = true;
+      await entered; // a beat's renewal has run and waits at the gate
+      expect(await own.acquire('session:s', 'org1')).toMatchObject({ nodeId: 'n' });
+      holdRenewals = false;
+      openGate();
+      await sleep(450); // that beat ends, and the next ones renew the lease
+      expect(lost).toEqual([]);
+      expect(own.fence('session:s')).toMatchObject({ nodeId: 'n' });
+      expect((await cluster.leases(['session:s']))[0]).toMatchObject({ nodeId: 'n' });
+    } finally {
+      await own.stop();
+    }
   });
 });
 
