@@ -14,7 +14,8 @@
  * wide (f32x4; f64x2 in the f64 mode) over j = 0, 4, 8, ...; the lanes are added (0 + 1) + (2 + 3) at the
  * end of the row, then the columns past the last multiple of four in index order.
  * The order is fixed, so one build gives bit-identical results on every run; the relaxed build may fuse the
- * multiply-add (one rounding instead of two), so it is a backend of its own.
+ * multiply-add (one rounding instead of two), so it is a backend of its own. One generic over the value type
+ * T (f32 or f64) serves both modes: the lane type, width and shifts follow from T at compile time.
  */
 
 /** Bytes of a simulation's record: six u32 addresses. */
@@ -22,28 +23,28 @@ const SIM_RECORD: usize = 24;
 
 // @ts-ignore: decorator
 @inline
-function madd32(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
-  return f32x4.add(f32x4.mul(a, b), c);
+function zero(): v128 {
+  return i64x2.splat(0);
 }
 
+/** a * b + c lane by lane, in T (fused in the relaxed build). */
 // @ts-ignore: decorator
 @inline
-function madd64(a: v128, b: v128, c: v128): v128 {
+function madd<T>(a: v128, b: v128, c: v128): v128 {
+  if (sizeof<T>() == 4) {
+    if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+    return f32x4.add(f32x4.mul(a, b), c);
+  }
   if (ASC_FEATURE_RELAXED_SIMD) return f64x2.relaxed_madd(a, b, c);
   return f64x2.add(f64x2.mul(a, b), c);
 }
 
+/** The lanes added: (0 + 1) + (2 + 3) for f32, 0 + 1 for f64. */
 // @ts-ignore: decorator
 @inline
-function sum32(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
-
-// @ts-ignore: decorator
-@inline
-function sum64(v: v128): f64 {
-  return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
+function sum<T>(v: v128): T {
+  if (sizeof<T>() == 4) return <T>((f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3)));
+  return <T>(f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1));
 }
 
 // @ts-ignore: decorator
@@ -52,29 +53,31 @@ function field(table: usize, s: i32, n: i32): usize {
   return <usize>load<u32>(table + <usize>s * SIM_RECORD + (<usize>n << 2));
 }
 
-/** One row of one simulation, f32: the sums over the columns that four-wide vectors do not cover. */
-function rowTail32(K: usize, k: i32, i: i32, j0: i32, table: usize, s: i32, zr: f32, zi: f32, q: f32): void {
+/** One row of one simulation: the sums over the columns that the vectors do not cover, then the stores. */
+function rowTail<T>(K: usize, k: i32, i: i32, j0: i32, table: usize, s: i32, zr: T, zi: T, q: T): void {
   const ac = field(table, s, 0);
   const as = field(table, s, 1);
   const a = field(table, s, 2);
-  const row = K + ((<usize>i * <usize>k) << 2);
+  const row = K + ((<usize>i * <usize>k) << alignof<T>());
   for (let j = j0; j < k; j++) {
-    const o = <usize>j << 2;
-    const kij = load<f32>(row + o);
-    zr += kij * load<f32>(ac + o);
-    zi += kij * load<f32>(as + o);
-    q += kij * load<f32>(a + o);
+    const o = <usize>j << alignof<T>();
+    const kij = load<T>(row + o);
+    zr += kij * load<T>(ac + o);
+    zi += kij * load<T>(as + o);
+    q += kij * load<T>(a + o);
   }
-  const out = <usize>i << 2;
-  store<f32>(field(table, s, 3) + out, zr);
-  store<f32>(field(table, s, 4) + out, zi);
-  store<f32>(field(table, s, 5) + out, q);
+  const out = <usize>i << alignof<T>();
+  store<T>(field(table, s, 3) + out, zr);
+  store<T>(field(table, s, 4) + out, zi);
+  store<T>(field(table, s, 5) + out, q);
 }
 
-/** Rows [i0, i1) of z and q for `sims` simulations sharing the f32 kernel at `K`. */
-export function dense32(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: i32): void {
-  const k4 = k & ~3;
-  const stride = (<usize>k) << 2;
+/** Rows [i0, i1) of z and q for `sims` simulations sharing the kernel at `K`, in T. */
+function dense<T>(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: i32): void {
+  const W: i32 = 16 / sizeof<T>(); // lanes in a vector
+  const kv = k & ~(W - 1);
+  const shift = alignof<T>();
+  const stride = (<usize>k) << shift;
   let i = i0;
   // Two rows and two simulations at a time: 8 loads feed 12 multiply-adds.
   for (; i + 1 < i1; i += 2) {
@@ -84,58 +87,58 @@ export function dense32(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: 
     for (; s + 1 < sims; s += 2) {
       const ac0 = field(table, s, 0), as0 = field(table, s, 1), a0 = field(table, s, 2);
       const ac1 = field(table, s + 1, 0), as1 = field(table, s + 1, 1), a1 = field(table, s + 1, 2);
-      let zra0 = f32x4.splat(0), zia0 = f32x4.splat(0), qa0 = f32x4.splat(0);
-      let zrb0 = f32x4.splat(0), zib0 = f32x4.splat(0), qb0 = f32x4.splat(0);
-      let zra1 = f32x4.splat(0), zia1 = f32x4.splat(0), qa1 = f32x4.splat(0);
-      let zrb1 = f32x4.splat(0), zib1 = f32x4.splat(0), qb1 = f32x4.splat(0);
-      for (let j = 0; j < k4; j += 4) {
-        const o = <usize>j << 2;
+      let zra0 = zero(), zia0 = zero(), qa0 = zero();
+      let zrb0 = zero(), zib0 = zero(), qb0 = zero();
+      let zra1 = zero(), zia1 = zero(), qa1 = zero();
+      let zrb1 = zero(), zib1 = zero(), qb1 = zero();
+      for (let j = 0; j < kv; j += W) {
+        const o = <usize>j << shift;
         const ka = v128.load(ra + o);
         const kb = v128.load(rb + o);
         let v = v128.load(ac0 + o);
-        zra0 = madd32(ka, v, zra0);
-        zrb0 = madd32(kb, v, zrb0);
+        zra0 = madd<T>(ka, v, zra0);
+        zrb0 = madd<T>(kb, v, zrb0);
         v = v128.load(as0 + o);
-        zia0 = madd32(ka, v, zia0);
-        zib0 = madd32(kb, v, zib0);
+        zia0 = madd<T>(ka, v, zia0);
+        zib0 = madd<T>(kb, v, zib0);
         v = v128.load(a0 + o);
-        qa0 = madd32(ka, v, qa0);
-        qb0 = madd32(kb, v, qb0);
+        qa0 = madd<T>(ka, v, qa0);
+        qb0 = madd<T>(kb, v, qb0);
         v = v128.load(ac1 + o);
-        zra1 = madd32(ka, v, zra1);
-        zrb1 = madd32(kb, v, zrb1);
+        zra1 = madd<T>(ka, v, zra1);
+        zrb1 = madd<T>(kb, v, zrb1);
         v = v128.load(as1 + o);
-        zia1 = madd32(ka, v, zia1);
-        zib1 = madd32(kb, v, zib1);
+        zia1 = madd<T>(ka, v, zia1);
+        zib1 = madd<T>(kb, v, zib1);
         v = v128.load(a1 + o);
-        qa1 = madd32(ka, v, qa1);
-        qb1 = madd32(kb, v, qb1);
+        qa1 = madd<T>(ka, v, qa1);
+        qb1 = madd<T>(kb, v, qb1);
       }
-      rowTail32(K, k, i, k4, table, s, sum32(zra0), sum32(zia0), sum32(qa0));
-      rowTail32(K, k, i + 1, k4, table, s, sum32(zrb0), sum32(zib0), sum32(qb0));
-      rowTail32(K, k, i, k4, table, s + 1, sum32(zra1), sum32(zia1), sum32(qa1));
-      rowTail32(K, k, i + 1, k4, table, s + 1, sum32(zrb1), sum32(zib1), sum32(qb1));
+      rowTail<T>(K, k, i, kv, table, s, sum<T>(zra0), sum<T>(zia0), sum<T>(qa0));
+      rowTail<T>(K, k, i + 1, kv, table, s, sum<T>(zrb0), sum<T>(zib0), sum<T>(qb0));
+      rowTail<T>(K, k, i, kv, table, s + 1, sum<T>(zra1), sum<T>(zia1), sum<T>(qa1));
+      rowTail<T>(K, k, i + 1, kv, table, s + 1, sum<T>(zrb1), sum<T>(zib1), sum<T>(qb1));
     }
     if (s < sims) {
       const ac = field(table, s, 0), as = field(table, s, 1), a = field(table, s, 2);
-      let zra = f32x4.splat(0), zia = f32x4.splat(0), qa = f32x4.splat(0);
-      let zrb = f32x4.splat(0), zib = f32x4.splat(0), qb = f32x4.splat(0);
-      for (let j = 0; j < k4; j += 4) {
-        const o = <usize>j << 2;
+      let zra = zero(), zia = zero(), qa = zero();
+      let zrb = zero(), zib = zero(), qb = zero();
+      for (let j = 0; j < kv; j += W) {
+        const o = <usize>j << shift;
         const ka = v128.load(ra + o);
         const kb = v128.load(rb + o);
         let v = v128.load(ac + o);
-        zra = madd32(ka, v, zra);
-        zrb = madd32(kb, v, zrb);
+        zra = madd<T>(ka, v, zra);
+        zrb = madd<T>(kb, v, zrb);
         v = v128.load(as + o);
-        zia = madd32(ka, v, zia);
-        zib = madd32(kb, v, zib);
+        zia = madd<T>(ka, v, zia);
+        zib = madd<T>(kb, v, zib);
         v = v128.load(a + o);
-        qa = madd32(ka, v, qa);
-        qb = madd32(kb, v, qb);
+        qa = madd<T>(ka, v, qa);
+        qb = madd<T>(kb, v, qb);
       }
-      rowTail32(K, k, i, k4, table, s, sum32(zra), sum32(zia), sum32(qa));
-      rowTail32(K, k, i + 1, k4, table, s, sum32(zrb), sum32(zib), sum32(qb));
+      rowTail<T>(K, k, i, kv, table, s, sum<T>(zra), sum<T>(zia), sum<T>(qa));
+      rowTail<T>(K, k, i + 1, kv, table, s, sum<T>(zrb), sum<T>(zib), sum<T>(qb));
     }
   }
   // The last row of an odd range.
@@ -143,119 +146,25 @@ export function dense32(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: 
     const row = K + <usize>i * stride;
     for (let s = 0; s < sims; s++) {
       const ac = field(table, s, 0), as = field(table, s, 1), a = field(table, s, 2);
-      let zr = f32x4.splat(0), zi = f32x4.splat(0), q = f32x4.splat(0);
-      for (let j = 0; j < k4; j += 4) {
-        const o = <usize>j << 2;
-        const kv = v128.load(row + o);
-        zr = madd32(kv, v128.load(ac + o), zr);
-        zi = madd32(kv, v128.load(as + o), zi);
-        q = madd32(kv, v128.load(a + o), q);
+      let zr = zero(), zi = zero(), q = zero();
+      for (let j = 0; j < kv; j += W) {
+        const o = <usize>j << shift;
+        const kvec = v128.load(row + o);
+        zr = madd<T>(kvec, v128.load(ac + o), zr);
+        zi = madd<T>(kvec, v128.load(as + o), zi);
+        q = madd<T>(kvec, v128.load(a + o), q);
       }
-      rowTail32(K, k, i, k4, table, s, sum32(zr), sum32(zi), sum32(q));
+      rowTail<T>(K, k, i, kv, table, s, sum<T>(zr), sum<T>(zi), sum<T>(q));
     }
   }
 }
 
-/** One row of one simulation, f64: the column past the last multiple of two. */
-function rowTail64(K: usize, k: i32, i: i32, j0: i32, table: usize, s: i32, zr: f64, zi: f64, q: f64): void {
-  const ac = field(table, s, 0);
-  const as = field(table, s, 1);
-  const a = field(table, s, 2);
-  const row = K + ((<usize>i * <usize>k) << 3);
-  for (let j = j0; j < k; j++) {
-    const o = <usize>j << 3;
-    const kij = load<f64>(row + o);
-    zr += kij * load<f64>(ac + o);
-    zi += kij * load<f64>(as + o);
-    q += kij * load<f64>(a + o);
-  }
-  const out = <usize>i << 3;
-  store<f64>(field(table, s, 3) + out, zr);
-  store<f64>(field(table, s, 4) + out, zi);
-  store<f64>(field(table, s, 5) + out, q);
+/** Rows [i0, i1) of z and q for `sims` simulations sharing the f32 kernel at `K` (four lanes of f32). */
+export function dense32(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: i32): void {
+  dense<f32>(K, k, i0, i1, table, sims);
 }
 
 /** Rows [i0, i1) of z and q for `sims` simulations sharing the f64 kernel at `K` (two lanes of f64). */
 export function dense64(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: i32): void {
-  const k2 = k & ~1;
-  const stride = (<usize>k) << 3;
-  let i = i0;
-  // Two rows and two simulations at a time: 8 loads feed 12 multiply-adds.
-  for (; i + 1 < i1; i += 2) {
-    const ra = K + <usize>i * stride;
-    const rb = ra + stride;
-    let s = 0;
-    for (; s + 1 < sims; s += 2) {
-      const ac0 = field(table, s, 0), as0 = field(table, s, 1), a0 = field(table, s, 2);
-      const ac1 = field(table, s + 1, 0), as1 = field(table, s + 1, 1), a1 = field(table, s + 1, 2);
-      let zra0 = f64x2.splat(0), zia0 = f64x2.splat(0), qa0 = f64x2.splat(0);
-      let zrb0 = f64x2.splat(0), zib0 = f64x2.splat(0), qb0 = f64x2.splat(0);
-      let zra1 = f64x2.splat(0), zia1 = f64x2.splat(0), qa1 = f64x2.splat(0);
-      let zrb1 = f64x2.splat(0), zib1 = f64x2.splat(0), qb1 = f64x2.splat(0);
-      for (let j = 0; j < k2; j += 2) {
-        const o = <usize>j << 3;
-        const ka = v128.load(ra + o);
-        const kb = v128.load(rb + o);
-        let v = v128.load(ac0 + o);
-        zra0 = madd64(ka, v, zra0);
-        zrb0 = madd64(kb, v, zrb0);
-        v = v128.load(as0 + o);
-        zia0 = madd64(ka, v, zia0);
-        zib0 = madd64(kb, v, zib0);
-        v = v128.load(a0 + o);
-        qa0 = madd64(ka, v, qa0);
-        qb0 = madd64(kb, v, qb0);
-        v = v128.load(ac1 + o);
-        zra1 = madd64(ka, v, zra1);
-        zrb1 = madd64(kb, v, zrb1);
-        v = v128.load(as1 + o);
-        zia1 = madd64(ka, v, zia1);
-        zib1 = madd64(kb, v, zib1);
-        v = v128.load(a1 + o);
-        qa1 = madd64(ka, v, qa1);
-        qb1 = madd64(kb, v, qb1);
-      }
-      rowTail64(K, k, i, k2, table, s, sum64(zra0), sum64(zia0), sum64(qa0));
-      rowTail64(K, k, i + 1, k2, table, s, sum64(zrb0), sum64(zib0), sum64(qb0));
-      rowTail64(K, k, i, k2, table, s + 1, sum64(zra1), sum64(zia1), sum64(qa1));
-      rowTail64(K, k, i + 1, k2, table, s + 1, sum64(zrb1), sum64(zib1), sum64(qb1));
-    }
-    if (s < sims) {
-      const ac = field(table, s, 0), as = field(table, s, 1), a = field(table, s, 2);
-      let zra = f64x2.splat(0), zia = f64x2.splat(0), qa = f64x2.splat(0);
-      let zrb = f64x2.splat(0), zib = f64x2.splat(0), qb = f64x2.splat(0);
-      for (let j = 0; j < k2; j += 2) {
-        const o = <usize>j << 3;
-        const ka = v128.load(ra + o);
-        const kb = v128.load(rb + o);
-        let v = v128.load(ac + o);
-        zra = madd64(ka, v, zra);
-        zrb = madd64(kb, v, zrb);
-        v = v128.load(as + o);
-        zia = madd64(ka, v, zia);
-        zib = madd64(kb, v, zib);
-        v = v128.load(a + o);
-        qa = madd64(ka, v, qa);
-        qb = madd64(kb, v, qb);
-      }
-      rowTail64(K, k, i, k2, table, s, sum64(zra), sum64(zia), sum64(qa));
-      rowTail64(K, k, i + 1, k2, table, s, sum64(zrb), sum64(zib), sum64(qb));
-    }
-  }
-  // The last row of an odd range.
-  if (i < i1) {
-    const row = K + <usize>i * stride;
-    for (let s = 0; s < sims; s++) {
-      const ac = field(table, s, 0), as = field(table, s, 1), a = field(table, s, 2);
-      let zr = f64x2.splat(0), zi = f64x2.splat(0), q = f64x2.splat(0);
-      for (let j = 0; j < k2; j += 2) {
-        const o = <usize>j << 3;
-        const kv = v128.load(row + o);
-        zr = madd64(kv, v128.load(ac + o), zr);
-        zi = madd64(kv, v128.load(as + o), zi);
-        q = madd64(kv, v128.load(a + o), q);
-      }
-      rowTail64(K, k, i, k2, table, s, sum64(zr), sum64(zi), sum64(q));
-    }
-  }
+  dense<f64>(K, k, i0, i1, table, sims);
 }
