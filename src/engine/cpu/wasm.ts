@@ -25,9 +25,9 @@ export const SIM_RECORD_BYTES = 24;
  */
 const AMPLITUDE_BLOCK_BYTES = 1 << 20;
 
-/** Simulations per dense call (an even number, at least 2): as many as keep their amplitudes in cache. */
+/** Simulations per dense call (at least one): as many as keep their amplitudes in cache. */
 export function simsPerDenseCall(k: number, bytesPerValue: number): number {
-  return Math.max(2, 2 * Math.floor(AMPLITUDE_BLOCK_BYTES / (3 * k * bytesPerValue) / 2));
+  return Math.max(1, Math.floor(AMPLITUDE_BLOCK_BYTES / (3 * k * bytesPerValue)));
 }
 
 export interface WasmModule {
