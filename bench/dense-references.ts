@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { compileWasm, type WasmModule, SharedArena, SIM_RECORD_BYTES } from '../src/engine/cpu/wasm.js';
 import type { DenseWorkerData, DenseWorkerJob } from './dense-worker.js';
+import { REPEATS, timeRepeats } from './harness.js';
 
 export interface DenseReferenceRow {
   k: number;
@@ -84,12 +85,8 @@ async function timeWasm(workers: Worker[], job: Omit<DenseWorkerJob, 'i0' | 'i1'
     return Math.max(...times) / 1000;
   };
   await run(2);
-  let passes = 4;
-  for (;;) {
-    const elapsed = await run(passes);
-    if (elapsed >= seconds || passes >= 1 << 20) return (passes * job.sims) / elapsed;
-    passes = Math.max(passes * 2, Math.ceil((passes * seconds * 1.2) / Math.max(elapsed, 1e-4)));
-  }
+  const { n: passes, times } = await timeRepeats(run, seconds, 4, 1 << 20);
+  return (passes * job.sims) / Math.min(...times);
 }
 
 export async function denseReferences(ks: number[], batches: number[], seconds: number, log: (line: string) => void): Promise<DenseReferences> {
@@ -115,7 +112,7 @@ export async function denseReferences(ks: number[], batches: number[], seconds: 
         let nativeRate: number | null = null;
         let nativeOrder: string | null = null;
         if (native.binary) {
-          const out = JSON.parse(execFileSync(native.binary, [String(k), String(batch), String(seconds), precision], { encoding: 'utf8' })) as { simStepsPerSecond: number; order: string };
+          const out = JSON.parse(execFileSync(native.binary, [String(k), String(batch), String(seconds), precision, String(REPEATS)], { encoding: 'utf8' })) as { simStepsPerSecond: number; order: string };
           nativeRate = out.simStepsPerSecond;
           nativeOrder = out.order;
         }

@@ -18,7 +18,7 @@ import { firstPrimes } from '../src/model/primes.js';
 import { normalize } from '../src/model/normalize.js';
 import { specFromConfig, type SimSpec } from '../src/model/spec.js';
 import { type DenseReferences, denseReferences } from './dense-references.js';
-import { replaceResultsSection } from './harness.js';
+import { replaceResultsSection, timeRepeats } from './harness.js';
 import { barChart, updateReadme } from './report.js';
 
 /** Dense-pass work counted as 3 multiply-adds per kernel entry (z real, z imaginary, q): 3 k^2 per simulation-step. */
@@ -31,6 +31,8 @@ export interface EngineBenchRow {
   seconds: number;
   simStepsPerSecond: number;
   denseGflops: number;
+  /** Sim-steps/s of each timed repeat, in order; the row reports the fastest. */
+  repeats?: number[];
 }
 
 export interface EngineBenchFile {
@@ -58,20 +60,25 @@ function benchSpec(k: number, seed: number): SimSpec {
 
 async function measure(engine: Engine, k: number, batch: number, seconds: number): Promise<EngineBenchRow> {
   const ids = Array.from({ length: batch }, (_, i) => engine.add(benchSpec(k, i + 1)));
+  const timed = async (ticks: number): Promise<number> => {
+    const t0 = performance.now();
+    await engine.advance(ticks);
+    return (performance.now() - t0) / 1000;
+  };
   try {
     await engine.advance(1); // warm-up: pipelines, kernels, worker start-up
-    let ticks = 1;
-    let elapsed = 0;
-    // Grow the tick count until one timed advance lasts long enough to trust.
-    for (;;) {
-      const t0 = performance.now();
-      await engine.advance(ticks);
-      elapsed = (performance.now() - t0) / 1000;
-      if (elapsed >= seconds || ticks >= 1 << 16) break;
-      ticks = Math.min(1 << 16, Math.max(ticks * 2, Math.ceil((ticks * seconds * 1.2) / Math.max(elapsed, 1e-4))));
-    }
+    const { n: ticks, times } = await timeRepeats(timed, seconds, 1, 1 << 16);
+    const best = Math.min(...times);
     const simSteps = ticks * batch;
-    return { k, batch, ticks, seconds: elapsed, simStepsPerSecond: simSteps / elapsed, denseGflops: (simSteps * denseFlops(k)) / elapsed / 1e9 };
+    return {
+      k,
+      batch,
+      ticks,
+      seconds: best,
+      simStepsPerSecond: simSteps / best,
+      denseGflops: (simSteps * denseFlops(k)) / best / 1e9,
+      repeats: times.map((t) => simSteps / t),
+    };
   } finally {
     for (const id of ids) engine.remove(id);
   }

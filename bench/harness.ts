@@ -99,3 +99,29 @@ export function connectClient(url: string, token: string, onFrame: (f: Record<st
     ws.once('unexpected-response', (_q, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
   });
 }
+
+/** Timed repeats of a compute benchmark's cell; the fastest is reported (other load only ever slows a repeat down). */
+export const REPEATS = 3;
+
+/**
+ * Times `run(n)` (seconds for n units of work) REPEATS times with an n that makes one run last a third of
+ * `seconds`: n grows from `start` (at most `max`) until a run lasts that long, and again if the fastest
+ * repeat then falls below half of it (the calibrating run was slowed down, by a compiler or by other load).
+ */
+export async function timeRepeats(run: (n: number) => Promise<number>, seconds: number, start: number, max: number): Promise<{ n: number; times: number[] }> {
+  const each = seconds / REPEATS;
+  const grow = (n: number, elapsed: number): number => Math.min(max, Math.max(n * 2, Math.ceil((n * each * 1.2) / Math.max(elapsed, 1e-4))));
+  let n = start;
+  for (;;) {
+    const elapsed = await run(n);
+    if (elapsed >= each || n >= max) break;
+    n = grow(n, elapsed);
+  }
+  for (let round = 0; ; round++) {
+    const times: number[] = [];
+    for (let r = 0; r < REPEATS; r++) times.push(await run(n));
+    const fastest = Math.min(...times);
+    if (fastest >= each / 2 || n >= max || round === 2) return { n, times };
+    n = grow(n, fastest);
+  }
+}

@@ -20,9 +20,10 @@ function markdown(results: Array<{ name: string; file: EngineBenchFile }>): stri
   for (const { name, file } of results) {
     lines.push(`### ${file.backend} — ${file.adapter} (${file.date})`, '');
     lines.push(`Host: ${file.host.cpus}, ${file.host.cores} cores, Node ${file.host.node}. File: \`results/${name}\`.`, '');
-    lines.push('| k | batch | sim-steps/s | dense GFLOP/s | ticks timed | seconds |', '|---:|---:|---:|---:|---:|---:|');
+    lines.push('| k | batch | sim-steps/s | dense GFLOP/s | ticks timed | seconds | slowest repeat |', '|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of file.rows) {
-      lines.push(`| ${r.k} | ${r.batch} | ${r.simStepsPerSecond.toFixed(1)} | ${r.denseGflops.toFixed(3)} | ${r.ticks} | ${r.seconds.toFixed(2)} |`);
+      const slowest = r.repeats ? Math.min(...r.repeats).toFixed(1) : '-';
+      lines.push(`| ${r.k} | ${r.batch} | ${r.simStepsPerSecond.toFixed(1)} | ${r.denseGflops.toFixed(3)} | ${r.ticks} | ${r.seconds.toFixed(2)} | ${slowest} |`);
     }
     lines.push('');
   }

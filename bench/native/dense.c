@@ -4,9 +4,10 @@
  * shared by a batch of simulations, rows split between OpenMP threads. Two loop orders, the faster one
  * reported: per simulation a dot product over each row (vectorised over j), and the batch as the columns of
  * a matrix product (vectorised over the simulations, each kernel entry loaded once for the whole batch).
+ * Each order gets half of SECONDS, timed in REPEATS windows (default 1), the fastest window reported.
  * Built by the benchmark with the system's compiler (cc -O3 -march=native -fopenmp); prints one JSON line.
  *
- *   dense K BATCH SECONDS f32|f64
+ *   dense K BATCH SECONDS f32|f64 [REPEATS]
  */
 #include <omp.h>
 #include <stdio.h>
@@ -106,25 +107,29 @@ DEFINE_GEMM(gemm64, double)
       for (size_t j = 0; j < (size_t)(LENGTH); j++) in[v][j] = (T)rand() / RAND_MAX;        \
     }                                                                                       \
     PASS(K, k, batch, in, out);                                                             \
-    long n = 0;                                                                             \
-    double t0 = now(), t;                                                                   \
-    do {                                                                                    \
-      PASS(K, k, batch, in, out);                                                           \
-      n++;                                                                                  \
-    } while ((t = now() - t0) < seconds);                                                   \
-    if (n * batch / t > best) {                                                             \
-      best = n * batch / t;                                                                 \
-      order = #PASS;                                                                        \
+    for (int r = 0; r < repeats; r++) {                                                     \
+      long n = 0;                                                                           \
+      double t0 = now(), t;                                                                 \
+      do {                                                                                  \
+        PASS(K, k, batch, in, out);                                                         \
+        n++;                                                                                \
+      } while ((t = now() - t0) < seconds / repeats);                                       \
+      if (n * batch / t > best) {                                                           \
+        best = n * batch / t;                                                               \
+        order = #PASS;                                                                      \
+      }                                                                                     \
     }                                                                                       \
   } while (0)
 
 int main(int argc, char **argv) {
-  if (argc != 5) {
-    fprintf(stderr, "usage: dense K BATCH SECONDS f32|f64\n");
+  if (argc != 5 && argc != 6) {
+    fprintf(stderr, "usage: dense K BATCH SECONDS f32|f64 [REPEATS]\n");
     return 2;
   }
   int k = atoi(argv[1]), batch = atoi(argv[2]);
   double seconds = atof(argv[3]) / 2, best = 0;
+  int repeats = argc == 6 ? atoi(argv[5]) : 1;
+  if (repeats < 1) repeats = 1;
   const char *order = "";
   if (strcmp(argv[4], "f32") == 0) {
     RUN(float, pass32, 3 * batch, k);
