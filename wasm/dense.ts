@@ -86,8 +86,8 @@ function dense<T>(K: usize, k: i32, i0: i32, i1: i32, table: usize, sims: i32): 
   // two kernel vectors and the amplitude vector stay in registers (a block of two simulations needs more
   // than the 16 vector registers of x86-64 and ran at 60% of this speed at batch 16). The five streams are
   // walked by pointers bumped one vector a step: V8 then loads from each pointer as it is, where an index
-  // added to five bases costs an address computation per load (the loop is bound by instruction issue, and
-  // this made it 10-15% faster; unrolling it further made V8 spill the sums).
+  // added to five bases cost an address computation per load and a register (10-15% faster; unrolling
+  // further made V8 spill the sums).
   const vbytes = (<usize>kv) << shift;
   for (; i + 1 < i1; i += 2) {
     const rowA = K + <usize>i * stride;
