@@ -393,6 +393,23 @@ async function createSpace(config: Record<string, unknown>, base = server.url): 
   return ((await res.json()) as { id: string }).id;
 }
 
+/**
+ * A space whose primes all turn as one (no coupling, noise or entropy pull; frequencyScale 0 makes every
+ * natural frequency 1, so -0.1 rad a tick at dt 0.1) from `phases`, joined in the viewer at 1280x800 and
+ * shown with every marker.
+ */
+async function joinSpaceTurningAsOne(name: string, primes: number[], phases: number[]): Promise<Watched> {
+  const spaceId = await createSpace({
+    name, basis: { primes }, phases: { golden: false, silver: false, custom: phases },
+    operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 }, frequencyScale: 0 }, entropy: { lambda: 0 }, policy: { publishHz: 2 },
+  });
+  const w = await open('/demo/space', DESKTOP);
+  await w.page.fill('#j-id', spaceId);
+  await w.page.click('#join');
+  await w.page.waitForSelector(`#circle .marker[data-index="${primes.length - 1}"][data-phase]`, { timeout: 15_000 });
+  return w;
+}
+
 const versionOf = async (page: Page): Promise<number> => Number(await page.getAttribute('#version', 'data-version'));
 const wrapPi = (x: number): number => {
   const y = (((x + Math.PI) % (2 * Math.PI)) + 2 * Math.PI) % (2 * Math.PI);
@@ -542,17 +559,9 @@ async function circleState(page: Page): Promise<{
 
 describe('space viewer in the co-rotating frame', () => {
   it('draws each prime at its phase minus the mean phase: a space turning as one stands still, the sliders keep the true phase, a drag aims at what is drawn', async () => {
-    // Four primes turning together (frequencyScale 0: every natural frequency is 1, so -0.1 rad a tick at
-    // dt 0.1) and nothing else moving: in the fixed frame they all turn, relative to the mean phase none does.
-    const spaceId = await createSpace({
-      name: 'co-rotating', basis: { primes: [2, 3, 5, 7] }, phases: { golden: false, silver: false, custom: [2.5, 3.0, 3.5, 4.0] },
-      operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 }, frequencyScale: 0 }, entropy: { lambda: 0 }, policy: { publishHz: 2 },
-    });
-    const w = await open('/demo/space', DESKTOP);
+    // Four primes turning together: in the fixed frame they all turn, relative to the mean phase none does.
+    const w = await joinSpaceTurningAsOne('co-rotating', [2, 3, 5, 7], [2.5, 3.0, 3.5, 4.0]);
     const { page } = w;
-    await page.fill('#j-id', spaceId);
-    await page.click('#join');
-    await page.waitForSelector('#circle .marker[data-index="3"][data-phase]', { timeout: 15_000 });
 
     const meanOf = (ms: Array<{ phase: number; mass: number }>): number =>
       Math.atan2(ms.reduce((s, m) => s + m.mass * Math.sin(m.phase), 0), ms.reduce((s, m) => s + m.mass * Math.cos(m.phase), 0));
@@ -613,15 +622,8 @@ describe('space viewer in the co-rotating frame', () => {
   it('gives primes at nearly one phase labels that do not overlap, in either frame', async () => {
     // Five primes within 0.05 rad, one across the circle: the five markers overlap, their labels must not.
     const primes = [2, 3, 5, 7, 11, 13];
-    const spaceId = await createSpace({
-      name: 'crowded', basis: { primes }, phases: { golden: false, silver: false, custom: [0.3, 0.31, 0.32, 0.33, 0.345, 3.5] },
-      operators: { mixer: { gamma0: 0, gammaGrowth: 0, gammaMax: 0, temperature0: 0 }, frequencyScale: 0 }, entropy: { lambda: 0 }, policy: { publishHz: 2 },
-    });
-    const w = await open('/demo/space', DESKTOP);
+    const w = await joinSpaceTurningAsOne('crowded', primes, [0.3, 0.31, 0.32, 0.33, 0.345, 3.5]);
     const { page } = w;
-    await page.fill('#j-id', spaceId);
-    await page.click('#join');
-    await page.waitForSelector('#circle .marker[data-index="5"][data-phase]', { timeout: 15_000 });
     await page.waitForSelector('#circle .label');
     const corotating = await circleLabels(page);
     expectReadableLabels(corotating.labels, corotating.svg, primes);

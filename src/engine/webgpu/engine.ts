@@ -916,7 +916,6 @@ export class WebGpuEngine implements Engine {
   }
 }
 
-
 /**
  * The GPU counts global steps in u32: the longest run (every restart to its last step) must fit, and so
  * must a restored step and a snapshot step (NONE = 2^32 - 1 marks "no snapshot step").
